@@ -1,0 +1,47 @@
+"""dlnsim: gradient descent on deep linear networks, next to the theory of Nguegnang-Rauhut-Terstiege (2024).
+
+Public API (DESIGN §2); everything is re-exported here and nothing else lives in this module.
+"""
+
+__version__ = "0.1.0"
+
+from .dataset import open, save
+from .init import balanced_init, balancedness, gaussian_init, haar_orthogonal, perturbed_init
+from .objective import gradient, hessian_form, hessian_vector_product, loss, product
+from .problem import Problem, Setup, paper_setup, paper_widths
+from .schedules import Constant, Explicit, Power, PowerDecay, Schedule
+from .simulate import Every, LogSpaced, record_points, run_gd, weights_from
+from .theory import StepsizeBound, set_stepsize_bound, stepsize_bound
+
+__all__ = [
+    "Constant",
+    "Every",
+    "Explicit",
+    "LogSpaced",
+    "Power",
+    "PowerDecay",
+    "Problem",
+    "Schedule",
+    "Setup",
+    "StepsizeBound",
+    "__version__",
+    "balanced_init",
+    "balancedness",
+    "gaussian_init",
+    "gradient",
+    "haar_orthogonal",
+    "hessian_form",
+    "hessian_vector_product",
+    "loss",
+    "open",
+    "paper_setup",
+    "paper_widths",
+    "perturbed_init",
+    "product",
+    "record_points",
+    "run_gd",
+    "save",
+    "set_stepsize_bound",
+    "stepsize_bound",
+    "weights_from",
+]

@@ -1,0 +1,148 @@
+"""Gradient descent (2.1) W_j(k+1) = W_j(k) - eta_k grad_{W_j} L^N(W(k)), run in resumable chunks.
+
+The loop evaluates the state W(k) for k = k_start, ..., k_stop - 1: loss and gradient every step (cheap,
+see `linalg._loss_grad`), the expensive diagnostics only when k is the next record point, then takes the
+step unless k = n_iter.  Running statistics over *every* step (not only record points) are kept in
+``acc`` so the checks of Prop. 3.4 (2) and (4) hold for the whole trajectory:
+
+* the largest one-step loss increase max_k L(k+1) - L(k)      (Prop. 3.4(2) needs <= 0),
+* the smallest descent ratio (L(k) - L(k+1)) / (eta_k ||grad L(k)||_F^2)   (Prop. 3.4(4) needs >= sigma).
+
+Stop reasons are returned as status codes; nothing is raised from inside the kernel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .linalg import (
+    _balancedness,
+    _layer_norms_sq,
+    _loss_grad,
+    _product_singular_values,
+    _workspace_size,
+)
+
+RUNNING = 0
+CONVERGED = 1
+DIVERGED_NONFINITE = 2
+DIVERGED_BLOWUP = 3
+
+# slots of the float accumulator
+A_T = 0  # cumulative time t_k = eta_0 + ... + eta_{k-1}
+A_PREV_EXCESS = 1  # excess loss at the previous step
+A_PREV_DEN = 2  # eta_{k-1} ||grad L(k-1)||^2
+A_MIN_RATIO = 3
+A_MAX_INCREASE = 4
+A_LAST_LOSS = 5  # loss at the last evaluated state
+A_LAST_GN2 = 6  # ||grad||^2 at the last evaluated state
+N_ACC = 7
+# slots of the integer accumulator
+I_NEXT_REC = 0  # index of the next record point
+I_PENDING = 1  # record slot waiting for its descent ratio (-1: none)
+I_STOP = 2  # iteration where the run stopped (-1: still running)
+I_STATUS = 3
+I_LAST_K = 4  # last evaluated iteration
+N_IACC = 5
+
+
+@njit(cache=True)
+def _gd_chunk(
+    w,
+    dims,
+    offs,
+    pivot,
+    Rt,
+    F,
+    lstar,
+    etas,
+    n_iter,
+    k_start,
+    k_stop,
+    threshold,
+    gtol_sq,
+    stop_early,
+    rec_k,
+    rec_loss,
+    rec_excess,
+    rec_gn2,
+    rec_bal,
+    rec_lnorm,
+    rec_sv,
+    rec_ratio,
+    rec_eta,
+    rec_t,
+    acc,
+    iacc,
+):
+    """Run iterations k_start <= k < k_stop (k_stop <= n_iter + 1).  Returns the status code."""
+    g = np.empty_like(w)
+    ws = np.empty(_workspace_size(dims, pivot))
+    constant = etas.shape[0] == 1
+    n_rec = rec_k.shape[0]
+    for k in range(k_start, k_stop):
+        ex = _loss_grad(w, dims, offs, pivot, Rt, F, g, ws)
+        loss = lstar + ex
+        gn2 = 0.0
+        for i in range(g.shape[0]):
+            gn2 += g[i] * g[i]
+        iacc[I_LAST_K] = k
+        acc[A_LAST_LOSS] = loss
+        acc[A_LAST_GN2] = gn2
+        # statistics of the step k-1 -> k
+        if k > 0 and np.isfinite(ex):
+            dec = acc[A_PREV_EXCESS] - ex
+            if -dec > acc[A_MAX_INCREASE]:
+                acc[A_MAX_INCREASE] = -dec
+            den = acc[A_PREV_DEN]
+            if den > 0.0:
+                ratio = dec / den
+                if ratio < acc[A_MIN_RATIO]:
+                    acc[A_MIN_RATIO] = ratio
+                if iacc[I_PENDING] >= 0:
+                    rec_ratio[iacc[I_PENDING]] = ratio
+        iacc[I_PENDING] = -1
+        if not (np.isfinite(loss) and np.isfinite(gn2)):
+            iacc[I_STATUS] = DIVERGED_NONFINITE
+            iacc[I_STOP] = k
+            return DIVERGED_NONFINITE
+        if loss > threshold:
+            iacc[I_STATUS] = DIVERGED_BLOWUP
+            iacc[I_STOP] = k
+            return DIVERGED_BLOWUP
+        eta = 0.0
+        if k < n_iter:
+            eta = etas[0] if constant else etas[k]
+        r = iacc[I_NEXT_REC]
+        if r < n_rec and rec_k[r] == k:
+            rec_loss[r] = loss
+            rec_excess[r] = ex
+            rec_gn2[r] = gn2
+            _balancedness(w, dims, offs, rec_bal[r])
+            _layer_norms_sq(w, dims, offs, rec_lnorm[r])
+            _product_singular_values(w, dims, offs, rec_sv[r])
+            rec_eta[r] = eta if k < n_iter else np.nan
+            rec_t[r] = acc[A_T]
+            iacc[I_PENDING] = r
+            iacc[I_NEXT_REC] = r + 1
+        if stop_early and gn2 <= gtol_sq:
+            iacc[I_STATUS] = CONVERGED
+            iacc[I_STOP] = k
+            return CONVERGED
+        if k == n_iter:
+            iacc[I_STOP] = k
+            return RUNNING
+        acc[A_PREV_EXCESS] = ex
+        acc[A_PREV_DEN] = eta * gn2
+        for i in range(w.shape[0]):
+            w[i] -= eta * g[i]
+        acc[A_T] += eta
+    return RUNNING
+
+
+@njit(cache=True)
+def _loss_grad_once(w, dims, offs, pivot, Rt, F, g):
+    """Excess loss and gradient at one point (allocates its own workspace)."""
+    ws = np.empty(_workspace_size(dims, pivot))
+    return _loss_grad(w, dims, offs, pivot, Rt, F, g, ws)

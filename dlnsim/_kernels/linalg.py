@@ -1,0 +1,274 @@
+"""Numba building blocks: the loss and gradient of a deep linear network, and record-point diagnostics.
+
+Layout
+------
+The factors W_1, ..., W_N live in one flat float64 vector ``w``: layer j (1-based) occupies
+``w[offs[j-1]:offs[j]]`` and is read as a C-ordered ``(dims[j], dims[j-1])`` matrix.  ``dims`` holds
+d_0, ..., d_N.  A flat vector is also the state of the gradient flow, so GD and the flow share it.
+
+Loss in residual form
+---------------------
+With C = X X^T = R^T R (Cholesky, ``Rt`` = R^T lower triangular), E = Y X^T and F = E R^{-1},
+
+    L^N(W) = 1/2 ||Y - W X||_F^2 = L* + 1/2 ||Z||_F^2,      Z = W R^T - F,                (spec §1)
+
+where L* is the least-squares optimum (computed once, from a least-squares solve).  This form costs the
+same as 1/2 tr(W C W^T) - tr(E^T W) + 1/2 ||Y||^2 but has no cancellation: the excess loss 1/2 ||Z||^2
+keeps full relative accuracy as GD converges, so log-log loss curves and the descent ratio of
+Prop. 3.4(4) stay meaningful down to 1e-30 and below.  The gradient of L^1 is G = W C - E = Z R.
+
+Association order (DESIGN §3)
+-----------------------------
+Every chain is carried through the narrowest layer b = argmin_j d_j (the "pivot").  With
+L_j = W_{b:j+1} (d_b x d_j) and U_j = W_{j:b+1} (d_j x d_b) the product is W = U_N L_0 and the gradient (3.2)
+
+    grad_j = W_{N:j+1}^T G W_{j-1:1}^T
+
+is, for j <= b, L_j^T M_{j-1} with M_0 = (U_N^T Z) R, M_j = M_{j-1} W_j^T, and for j > b, V_j U_{j-1}^T with
+V_N = Z (L_0 R^T)^T, V_{j-1} = W_j^T V_j.  Every product then has one side of size d_b, so with the paper's
+d_1 = 2 a step costs O(d_b (d_0^2 + sum_j d_j d_{j-1})) instead of O(sum_j d_j d_{j-1} d_0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _layer(w, dims, offs, j):
+    """View of W_j (1-based j) as a (d_j, d_{j-1}) matrix."""
+    return w[offs[j - 1] : offs[j]].reshape((dims[j], dims[j - 1]))
+
+
+@njit(cache=True)
+def _chain_sizes(dims, b):
+    """Sizes of the chain workspaces L_0..L_{b-1} (d_b x d_j) and U_{b+1}..U_N (d_j x d_b)."""
+    n = dims.shape[0] - 1
+    db = dims[b]
+    size_l = 0
+    for j in range(b):
+        size_l += db * dims[j]
+    size_u = 0
+    for j in range(b + 1, n + 1):
+        size_u += dims[j] * db
+    return size_l, size_u
+
+
+@njit(cache=True)
+def _workspace_size(dims, b):
+    """Length of the float64 workspace that `_loss_grad` needs."""
+    size_l, size_u = _chain_sizes(dims, b)
+    n = dims.shape[0] - 1
+    d0 = dims[0]
+    dn = dims[n]
+    db = dims[b]
+    # L and M chains, U and V chains, L_0 R^T, Z, U_N^T Z
+    return 2 * (size_l + size_u) + db * d0 + dn * d0 + db * d0
+
+
+@njit(cache=True)
+def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
+    """Excess loss 1/2 ||Z||_F^2 at ``w``; writes the gradient of L^N into ``g`` (same layout as ``w``).
+
+    ``ws`` is a workspace of length `_workspace_size(dims, b)`.  Returns the excess loss; the caller adds
+    L*.  No allocation: every product writes into a slice of ``ws`` or of ``g``.
+    """
+    n = dims.shape[0] - 1
+    d0 = dims[0]
+    dn = dims[n]
+    db = dims[b]
+    size_l, size_u = _chain_sizes(dims, b)
+
+    # carve the workspace
+    p = 0
+    lbuf = ws[p : p + size_l]
+    p += size_l
+    ubuf = ws[p : p + size_u]
+    p += size_u
+    mbuf = ws[p : p + size_l]
+    p += size_l
+    vbuf = ws[p : p + size_u]
+    p += size_u
+    lr = ws[p : p + db * d0].reshape((db, d0))
+    p += db * d0
+    z = ws[p : p + dn * d0].reshape((dn, d0))
+    p += dn * d0
+    t1 = ws[p : p + db * d0].reshape((db, d0))
+    p += db * d0
+
+    # offsets of L_j (j = 0..b-1) in lbuf/mbuf and of U_j (j = b+1..N) in ubuf/vbuf
+    # L chain: L_{b-1} = W_b, L_{j-1} = L_j W_j  (d_b x d_{j-1})
+    loff = np.empty(b + 1, dtype=np.int64)
+    q = 0
+    for j in range(b):
+        loff[j] = q
+        q += db * dims[j]
+    loff[b] = q
+    uoff = np.empty(n + 2, dtype=np.int64)
+    q = 0
+    for j in range(b + 1, n + 1):
+        uoff[j] = q
+        q += dims[j] * db
+    uoff[n + 1] = q
+
+    if b > 0:
+        lb1 = lbuf[loff[b - 1] : loff[b - 1] + db * dims[b - 1]].reshape((db, dims[b - 1]))
+        lb1[:, :] = _layer(w, dims, offs, b)
+        for j in range(b - 1, 0, -1):
+            lj = lbuf[loff[j] : loff[j] + db * dims[j]].reshape((db, dims[j]))
+            ljm = lbuf[loff[j - 1] : loff[j - 1] + db * dims[j - 1]].reshape((db, dims[j - 1]))
+            np.dot(lj, _layer(w, dims, offs, j), ljm)
+        l0 = lbuf[0 : db * d0].reshape((db, d0))
+        np.dot(l0, Rt, lr)  # L_0 R^T
+    else:
+        lr[:, :] = Rt
+    # U chain: U_{b+1} = W_{b+1}, U_j = W_j U_{j-1}  (d_j x d_b)
+    if b < n:
+        ub1 = ubuf[uoff[b + 1] : uoff[b + 1] + dims[b + 1] * db].reshape((dims[b + 1], db))
+        ub1[:, :] = _layer(w, dims, offs, b + 1)
+        for j in range(b + 2, n + 1):
+            uj = ubuf[uoff[j] : uoff[j] + dims[j] * db].reshape((dims[j], db))
+            ujm = ubuf[uoff[j - 1] : uoff[j - 1] + dims[j - 1] * db].reshape((dims[j - 1], db))
+            np.dot(_layer(w, dims, offs, j), ujm, uj)
+        un = ubuf[uoff[n] : uoff[n] + dn * db].reshape((dn, db))
+        np.dot(un, lr, z)
+    else:
+        un = ubuf[0:0].reshape((0, 0))  # unused
+        z[:, :] = lr
+    # Z = W R^T - F
+    ex = 0.0
+    for i in range(dn):
+        for k in range(d0):
+            v = z[i, k] - F[i, k]
+            z[i, k] = v
+            ex += v * v
+    ex *= 0.5
+
+    # lower layers j = 1..b: grad_j = L_j^T M_{j-1},  M_0 = (U_N^T Z) R,  M_j = M_{j-1} W_j^T
+    if b > 0:
+        m0 = mbuf[0 : db * d0].reshape((db, d0))
+        if b < n:
+            np.dot(un.T, z, t1)
+            np.dot(t1, Rt.T, m0)
+        else:
+            np.dot(z, Rt.T, m0)
+        for j in range(1, b):
+            mjm = mbuf[loff[j - 1] : loff[j - 1] + db * dims[j - 1]].reshape((db, dims[j - 1]))
+            mj = mbuf[loff[j] : loff[j] + db * dims[j]].reshape((db, dims[j]))
+            np.dot(mjm, _layer(w, dims, offs, j).T, mj)
+        for j in range(1, b + 1):
+            gj = _layer(g, dims, offs, j)
+            mjm = mbuf[loff[j - 1] : loff[j - 1] + db * dims[j - 1]].reshape((db, dims[j - 1]))
+            if j == b:
+                gj[:, :] = mjm
+            else:
+                lj = lbuf[loff[j] : loff[j] + db * dims[j]].reshape((db, dims[j]))
+                np.dot(lj.T, mjm, gj)
+
+    # upper layers j = b+1..N: grad_j = V_j U_{j-1}^T,  V_N = Z (L_0 R^T)^T,  V_{j-1} = W_j^T V_j
+    if b < n:
+        vn = vbuf[uoff[n] : uoff[n] + dn * db].reshape((dn, db))
+        np.dot(z, lr.T, vn)
+        for j in range(n, b + 1, -1):
+            vj = vbuf[uoff[j] : uoff[j] + dims[j] * db].reshape((dims[j], db))
+            vjm = vbuf[uoff[j - 1] : uoff[j - 1] + dims[j - 1] * db].reshape((dims[j - 1], db))
+            np.dot(_layer(w, dims, offs, j).T, vj, vjm)
+        for j in range(b + 1, n + 1):
+            gj = _layer(g, dims, offs, j)
+            vj = vbuf[uoff[j] : uoff[j] + dims[j] * db].reshape((dims[j], db))
+            if j == b + 1:
+                gj[:, :] = vj
+            else:
+                ujm = ubuf[uoff[j - 1] : uoff[j - 1] + dims[j - 1] * db].reshape((dims[j - 1], db))
+                np.dot(vj, ujm.T, gj)
+    return ex
+
+
+@njit(cache=True)
+def _sym_spectral_norm(a):
+    """Spectral norm of a symmetric matrix: the largest |eigenvalue|."""
+    if a.shape[0] == 0:
+        return 0.0
+    ev = np.linalg.eigvalsh(a)
+    return max(abs(ev[0]), abs(ev[-1]))
+
+
+@njit(cache=True)
+def _balancedness(w, dims, offs, out):
+    """out[j-1] = ||W_{j+1}^T W_{j+1} - W_j W_j^T|| (spectral), j = 1..N-1  (Definition 2.3)."""
+    n = dims.shape[0] - 1
+    for j in range(1, n):
+        wj = _layer(w, dims, offs, j)
+        wj1 = _layer(w, dims, offs, j + 1)
+        d = np.dot(wj1.T, wj1) - np.dot(wj, wj.T)
+        # symmetrise the rounding so eigvalsh sees an exactly symmetric matrix
+        out[j - 1] = _sym_spectral_norm(0.5 * (d + d.T))
+
+
+@njit(cache=True)
+def _layer_norms_sq(w, dims, offs, out):
+    """out[j-1] = ||W_j||^2 (spectral), through the smaller Gram matrix."""
+    n = dims.shape[0] - 1
+    for j in range(1, n + 1):
+        wj = _layer(w, dims, offs, j)
+        if dims[j] <= dims[j - 1]:
+            gram = np.dot(wj, wj.T)
+        else:
+            gram = np.dot(wj.T, wj)
+        out[j - 1] = _sym_spectral_norm(0.5 * (gram + gram.T))
+
+
+@njit(cache=True)
+def _product(w, dims, offs):
+    """The end-to-end matrix W = W_N ... W_1 (d_N x d_0), multiplied from the narrow end."""
+    n = dims.shape[0] - 1
+    b = 0
+    for j in range(n + 1):
+        if dims[j] < dims[b]:
+            b = j
+    # lower part W_{b:1} (d_b x d_0), upper part W_{N:b+1} (d_N x d_b)
+    low = np.eye(dims[0])
+    if b > 0:
+        low = np.ascontiguousarray(_layer(w, dims, offs, b))
+        for j in range(b - 1, 0, -1):
+            low = np.dot(low, _layer(w, dims, offs, j))
+    if b == n:
+        return low
+    up = np.ascontiguousarray(_layer(w, dims, offs, b + 1))
+    for j in range(b + 2, n + 1):
+        up = np.dot(_layer(w, dims, offs, j), up)
+    if b == 0:
+        return up
+    return np.dot(up, low)
+
+
+@njit(cache=True)
+def _product_singular_values(w, dims, offs, out):
+    """Largest ``out.shape[0]`` singular values of W = W_N ... W_1, in decreasing order.
+
+    With a narrow layer (d_b < min(d_0, d_N)) W = U L has rank <= d_b; with U = Q_1 R_1 and L^T = Q_2 R_2
+    the nonzero singular values are those of the small d_b x d_b matrix R_1 R_2^T, which keeps the tiny
+    singular values accurate (no squaring) at a fraction of the cost of a full SVD.
+    """
+    n = dims.shape[0] - 1
+    b = 0
+    for j in range(n + 1):
+        if dims[j] < dims[b]:
+            b = j
+    k = out.shape[0]
+    if 0 < b < n:
+        low = np.ascontiguousarray(_layer(w, dims, offs, b))
+        for j in range(b - 1, 0, -1):
+            low = np.dot(low, _layer(w, dims, offs, j))
+        up = np.ascontiguousarray(_layer(w, dims, offs, b + 1))
+        for j in range(b + 2, n + 1):
+            up = np.dot(_layer(w, dims, offs, j), up)
+        _, r1 = np.linalg.qr(up)
+        _, r2 = np.linalg.qr(np.ascontiguousarray(low.T))
+        small = np.dot(r1, r2.T)
+    else:
+        small = _product(w, dims, offs)
+    s = np.linalg.svd(small)[1]
+    for i in range(k):
+        out[i] = s[i] if i < s.shape[0] else 0.0

@@ -1,0 +1,81 @@
+"""Input checks shared by the public functions: every error names the parameter and what was expected."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def as_matrix(a: Any, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A finite 2-D float64 C-contiguous copy of ``a``; ValueError naming ``name`` otherwise."""
+    try:
+        arr = np.array(a, dtype=np.float64, order="C", copy=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a 2-D array of real numbers ({exc})") from None
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array, got {arr.ndim} dimension(s) with shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    if shape is not None and arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.sum(~np.isfinite(arr)))
+        raise ValueError(f"{name} must be finite; it has {bad} non-finite entr{'y' if bad == 1 else 'ies'}")
+    return arr
+
+
+def as_widths(widths: Any, name: str = "widths") -> tuple[int, ...]:
+    """Widths d_0, ..., d_N as a tuple of positive ints (N >= 1)."""
+    if isinstance(widths, str | bytes) or not isinstance(widths, Sequence | np.ndarray):
+        raise ValueError(f"{name} must be a sequence of positive integers d_0, ..., d_N, got {widths!r}")
+    out = []
+    for v in widths:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"{name} must contain positive integers, got {list(widths)!r}")
+        out.append(int(v))
+    if len(out) < 2:
+        raise ValueError(f"{name} must have at least two entries (d_0 and d_N, so N >= 1), got {out!r}")
+    return tuple(out)
+
+
+def as_weights(W: Any, name: str = "W0", widths: Sequence[int] | None = None) -> list[np.ndarray]:
+    """A list of N finite float64 matrices with chained shapes W_j: (d_j, d_{j-1})."""
+    if isinstance(W, np.ndarray) or not isinstance(W, Sequence) or len(W) == 0:
+        raise ValueError(f"{name} must be a non-empty list of matrices [W_1, ..., W_N]")
+    mats = [as_matrix(Wj, f"{name}[{j}]") for j, Wj in enumerate(W)]
+    for j in range(1, len(mats)):
+        if mats[j].shape[1] != mats[j - 1].shape[0]:
+            raise ValueError(
+                f"{name}: shapes do not chain: {name}[{j - 1}] is {mats[j - 1].shape} and {name}[{j}] is "
+                f"{mats[j].shape} (W_j must be (d_j, d_(j-1)))"
+            )
+    if widths is not None:
+        want = tuple(int(v) for v in widths)
+        got = (mats[0].shape[1], *(M.shape[0] for M in mats))
+        if got != want:
+            raise ValueError(f"{name} does not match the widths: its widths are {got}, expected {want}")
+    return mats
+
+
+def positive_float(x: Any, name: str, *, allow_zero: bool = False) -> float:
+    """A finite float > 0 (or >= 0); ValueError naming ``name`` otherwise."""
+    if isinstance(x, bool):
+        raise ValueError(f"{name} must be a real number, got {x!r}")
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {x!r}") from None
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        expect = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {expect}, got {x!r}")
+    return v
+
+
+def nonneg_int(x: Any, name: str, *, minimum: int = 0) -> int:
+    """An int >= minimum; ValueError naming ``name`` otherwise."""
+    if isinstance(x, bool) or not isinstance(x, int | np.integer) or x < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {x!r}")
+    return int(x)

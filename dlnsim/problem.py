@@ -1,0 +1,157 @@
+"""The learning problem: data (X, Y) with samples as columns, and the paper's Section-5 instance.
+
+Loss (spec §1): L^N(W_1, ..., W_N) = 1/2 ||Y - W_N ... W_1 X||_F^2 = L^1(W_N ... W_1), no 1/m factor.
+
+Cached quantities (spec §2, §4):
+
+* C = X X^T and E = Y X^T, so a GD step never touches the m samples;
+* ||X||, sigma_min(X) = lambda_min(X X^T)^{1/2}, ||X Y^T|| (spectral norms, used in (2.9), (2.11));
+* Q = Y X^T (X X^T)^{-1/2} (2.6), its singular values and rank q;  since
+  L^1(W) = 1/2 ||W (X X^T)^{1/2} - Q||_F^2 + L*, the Eckart-Young theorem gives the optimal value of L^1
+  over matrices of rank <= k:  L*_k = L* + 1/2 sum_{i > k} sigma_i(Q)^2;
+* the Cholesky factor X X^T = R^T R and F = E R^{-1} for the kernels' residual form of the loss.
+
+Section 5 (spec §7): d_x = d_y = d = 70, m = 3d, X_ij ~ N(0, 1/d), Y = W~_N ... W~_1 X with the W~_j drawn
+like the balanced initialisation, widths d_j = round(r + (d - r)(j - 1)/(N - 1)) so that d_1 = r = 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.linalg
+
+from ._validate import as_matrix
+
+Array = np.ndarray
+
+
+class Problem:
+    """Data of a deep-linear-network regression, samples as columns: X is (d_x, m), Y is (d_y, m).
+
+    Raises ``ValueError`` naming the parameter for wrong shapes, non-finite entries or a singular X X^T
+    (the message gives the smallest eigenvalue).  All cached arrays are read-only.
+    """
+
+    def __init__(self, X: Any, Y: Any, *, meta: dict[str, Any] | None = None) -> None:
+        X = as_matrix(X, "X")
+        Y = as_matrix(Y, "Y")
+        if X.shape[1] != Y.shape[1]:
+            raise ValueError(
+                f"X and Y must have the same number of samples (columns): X has {X.shape[1]}, "
+                f"Y has {Y.shape[1]}"
+            )
+        d_x, m = X.shape
+        if m < d_x:
+            raise ValueError(
+                f"X X^T must have full rank, which needs at least d_x = {d_x} samples; X has m = {m} columns"
+            )
+        C = X @ X.T
+        C = 0.5 * (C + C.T)
+        evals = np.linalg.eigvalsh(C)
+        lam_min, lam_max = float(evals[0]), float(evals[-1])
+        if not lam_max > 0.0 or lam_min <= max(d_x, m) * np.finfo(float).eps * lam_max:
+            raise ValueError(
+                f"X: X X^T must have full rank; its smallest eigenvalue is {lam_min:.3e} "
+                f"(largest {lam_max:.3e}), numerically singular"
+            )
+        self.X = X
+        self.Y = Y
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.d_x, self.m = d_x, m
+        self.d_y = Y.shape[0]
+        self.XXt = C
+        self.YXt = Y @ X.T
+        self.lambda_min = lam_min
+        self.lambda_max = lam_max
+        self.norm_X = float(np.sqrt(lam_max))
+        self.sigma_min_X = float(np.sqrt(lam_min))
+        self.norm_XYt = float(np.linalg.norm(self.YXt, 2))
+        self.norm_Y_F = float(np.linalg.norm(Y))
+        # Cholesky C = R^T R with R^T lower triangular; F = E R^{-1}
+        self.Rt = np.ascontiguousarray(np.linalg.cholesky(C))
+        self.F = np.ascontiguousarray(scipy.linalg.solve_triangular(self.Rt, self.YXt.T, lower=True).T)
+        # Q = Y X^T C^{-1/2} with the symmetric inverse square root (2.6)
+        w_c, v_c = np.linalg.eigh(C)
+        c_inv_half = (v_c / np.sqrt(w_c)) @ v_c.T
+        self.Q = self.YXt @ c_inv_half
+        self.q_singular_values = np.linalg.svd(self.Q, compute_uv=False)
+        s = self.q_singular_values
+        tol = max(self.Q.shape) * np.finfo(float).eps * (s[0] if s.size else 0.0)
+        self.q = int(np.sum(s > tol))
+        # least-squares optimum, computed from a solve (not from 1/2||Y||^2 - 1/2||F||^2: no cancellation)
+        W_ls = scipy.linalg.solve(C, self.YXt.T, assume_a="pos").T
+        self.W_ls = W_ls
+        self.lstar = 0.5 * float(np.sum((Y - W_ls @ X) ** 2))
+        tails = np.concatenate([np.cumsum((s**2)[::-1])[::-1], [0.0]])
+        #: optimal_loss_by_rank[k] = min of L^1 over matrices of rank <= k, k = 0..min(d_x, d_y)
+        self.optimal_loss_by_rank = self.lstar + 0.5 * tails
+        for a in (self.XXt, self.YXt, self.Rt, self.F, self.Q, self.q_singular_values, self.W_ls,
+                  self.optimal_loss_by_rank):
+            a.setflags(write=False)
+
+    def optimal_loss(self, rank: int | None = None) -> float:
+        """min L^1 over matrices of rank <= ``rank`` (all matrices when None)."""
+        if rank is None:
+            return self.lstar
+        if isinstance(rank, bool) or not isinstance(rank, int | np.integer) or rank < 0:
+            raise ValueError(f"rank must be a non-negative integer, got {rank!r}")
+        k = min(int(rank), len(self.optimal_loss_by_rank) - 1)
+        return float(self.optimal_loss_by_rank[k])
+
+    def loss_of_product(self, W: Any) -> float:
+        """L^1(W) = 1/2 ||Y - W X||_F^2 for an end-to-end matrix W (d_y, d_x)."""
+        W = as_matrix(W, "W", shape=(self.d_y, self.d_x))
+        return 0.5 * float(np.sum((self.Y - W @ self.X) ** 2))
+
+    def __repr__(self) -> str:
+        return f"Problem(d_x={self.d_x}, d_y={self.d_y}, m={self.m}, q={self.q})"
+
+
+class Setup(NamedTuple):
+    """What `paper_setup` returns: the problem, the widths d_0..d_N and the initial factors W0[j-1] = W_j."""
+
+    problem: Problem
+    widths: tuple[int, ...]
+    W0: list[Array]
+
+
+def paper_widths(N: int, d: int = 70, r: int = 2) -> tuple[int, ...]:
+    """Widths d_0..d_N of the Section-5 network: d_0 = d_N = d, d_1 = r, linear in between (spec §7.2)."""
+    if isinstance(N, bool) or not isinstance(N, int | np.integer) or N < 1:
+        raise ValueError(f"N must be an integer >= 1, got {N!r}")
+    if N == 1:
+        return (d, d)
+    hidden = [int(np.floor(r + (d - r) * (j - 1) / (N - 1) + 0.5)) for j in range(1, N + 1)]
+    return (d, *hidden)
+
+
+def paper_setup(N: int, seed: int, d: int = 70, m: int | None = None, r: int = 2) -> Setup:
+    """The Section-5 instance of Nguegnang-Rauhut-Terstiege (spec §7), reproducible from ``seed``.
+
+    Draw order from ``numpy.random.default_rng(seed)`` (spec §9): X, then the factors of W(0), then those of
+    the target W~.  The same seed gives the same X for every N.
+    """
+    from .init import balanced_init  # local: init imports nothing from here, keep the graph acyclic
+
+    widths = paper_widths(N, d, r)
+    for name, v in (("seed", seed), ("d", d), ("r", r)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise ValueError(f"{name} must be an integer, got {v!r}")
+    if d < 1 or r < 1 or r > d:
+        raise ValueError(f"need 1 <= r <= d, got d={d}, r={r}")
+    m = 3 * d if m is None else m
+    if isinstance(m, bool) or not isinstance(m, int | np.integer) or m < d:
+        raise ValueError(f"m must be an integer >= d = {d} (X X^T must have full rank), got {m!r}")
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0.0, np.sqrt(1.0 / d), size=(d, m))
+    W0 = balanced_init(widths, rng, rank=r)
+    target = balanced_init(widths, rng, rank=r)
+    Wt = target[0]
+    for Wj in target[1:]:
+        Wt = Wj @ Wt
+    Y = Wt @ X
+    meta = {"setup": "paper_section5", "setup_N": int(N), "seed": int(seed), "setup_d": int(d),
+            "setup_m": int(m), "setup_r": int(r)}
+    return Setup(Problem(X, Y, meta=meta), widths, W0)
