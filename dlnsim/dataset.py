@@ -85,10 +85,22 @@ def provenance() -> dict[str, Any]:
     }
 
 
-def build(data: dict[str, np.ndarray], coords: dict[str, np.ndarray], attrs: dict[str, Any]) -> xr.Dataset:
-    """A Dataset whose variables carry the schema's dims, units and long_name."""
+def build(
+    data: dict[str, np.ndarray],
+    coords: dict[str, np.ndarray],
+    attrs: dict[str, Any],
+    schema: dict[str, tuple[tuple[str, ...], str, str]] | None = None,
+) -> xr.Dataset:
+    """A Dataset whose variables carry the schema's dims, units and long_name.
+
+    ``schema`` adds entries (same form as `SCHEMA`) for variables that other modules define.
+    """
+    table = SCHEMA if schema is None else {**SCHEMA, **schema}
+
     def var(name: str, values: np.ndarray) -> xr.Variable:
-        dims, units, long_name = SCHEMA[name]
+        if name not in table:
+            raise KeyError(f"{name!r} is not in the dataset schema")
+        dims, units, long_name = table[name]
         return xr.Variable(dims, values, attrs={"units": units, "long_name": long_name})
 
     ds = xr.Dataset(

@@ -1,0 +1,59 @@
+"""Sessions: ``nox`` (= tests), ``nox -s lint``, ``nox -s slow``, ``nox -s bench``, ``nox -s studies``.
+
+Every session forwards extra arguments: ``nox -s tests -- -k bound -x``, ``nox -s studies -- --quick``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+PYTHON = "3.11"
+# one BLAS thread per process: the kernels are single-threaded by design and sweeps parallelise over cells
+ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _numba_cache(session: nox.Session) -> dict[str, str]:
+    # keep compiled kernels in the venv, so a warm session does not recompile
+    return {**ENV, "NUMBA_CACHE_DIR": os.path.join(session.virtualenv.location, "numba-cache")}
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The default test run (fast tests; the slow ones run in ``nox -s slow``)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "not slow", *session.posargs, env=_numba_cache(session))
+
+
+@nox.session(python=PYTHON)
+def slow(session: nox.Session) -> None:
+    """Long tests: studies' quick variants, the notebook, long trajectories."""
+    session.install("-e", ".[test,dask]", "nbclient", "nbformat", "ipykernel")
+    session.run("pytest", "-m", "slow", *session.posargs, env=_numba_cache(session))
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff (style) and mypy (types of the package)."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", "dlnsim", "tests", "benchmarks", "studies", *session.posargs)
+    session.run("mypy", "dlnsim")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the reference implementations; prints a table of ratios."""
+    session.install("-e", ".[test,dask]")
+    session.run("python", "-m", "benchmarks", *session.posargs, env=_numba_cache(session))
+
+
+@nox.session(python=PYTHON)
+def studies(session: nox.Session) -> None:
+    """Regenerate data/*.nc and data/figures/* (``-- --quick`` for the small versions, ``-- NAME`` for one)."""
+    session.install("-e", ".[dask]")
+    session.run("python", "-m", "studies", *session.posargs, env=_numba_cache(session))
