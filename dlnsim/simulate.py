@@ -148,6 +148,29 @@ def run_gd(
     iterations.  ``bound`` (default: the section-5 bound when W0 is balanced) puts the theory constants
     in the attributes.  ``keep_weights`` stores the final factors (see `weights_from`).
     """
+    ds, _ = _run_gd(problem, W0, eta, n_iter, record, gtol=gtol, stop_early=stop_early, blowup=blowup,
+                    bound=bound, keep_weights=keep_weights, progress=progress, attrs=attrs)
+    return ds
+
+
+def _run_gd(
+    problem: Problem,
+    W0: Sequence[np.ndarray],
+    eta: float | str | Schedule | np.ndarray,
+    n_iter: int,
+    record: Any = "log",
+    *,
+    gtol: float = 1e-10,
+    stop_early: bool = False,
+    blowup: float = 1e8,
+    bound: StepsizeBound | None = None,
+    keep_weights: bool = False,
+    progress: bool = False,
+    attrs: dict[str, Any] | None = None,
+    snapshots: bool = False,
+) -> tuple[xr.Dataset, np.ndarray | None]:
+    """`run_gd`; with ``snapshots`` also the flat state W(k) at every record point, shape (n_rec, n_params)
+    (NaN after a stop), for comparisons with the gradient flow at the same times."""
     W = _checked(problem, W0, "W0")
     n_iter = nonneg_int(n_iter, "n_iter")
     gtol = positive_float(gtol, "gtol", allow_zero=True)
@@ -198,6 +221,9 @@ def run_gd(
 
     total = n_iter + 1
     chunk = total if not progress else max(1000, total // 200)
+    snaps = np.full((n_rec, w.size), nan) if snapshots else None
+    if snaps is not None:
+        snaps[0] = w  # rec_k[0] == 0
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -208,6 +234,11 @@ def run_gd(
     try:
         while k < total:
             k_stop = min(k + chunk, total)
+            if snaps is not None:
+                # end chunks at record points: after evaluating k_stop - 1 the kernel holds W(k_stop)
+                nxt = int(np.searchsorted(rec_k, k, side="right"))
+                if nxt < n_rec:
+                    k_stop = min(k_stop, int(rec_k[nxt]))
             status = _gd._gd_chunk(
                 w, dims, offs, pivot, problem.Rt, problem.F, problem.lstar, etas, n_iter, k, k_stop,
                 threshold, gtol * gtol, stop_early, rec_k, rec["loss"], rec["excess_loss"],
@@ -219,6 +250,10 @@ def run_gd(
                 bar.set_postfix(loss=f"{acc[_gd.A_LAST_LOSS]:.3e}", refresh=False)
             if status != _gd.RUNNING:
                 break
+            if snaps is not None and k_stop <= n_iter:
+                r = int(np.searchsorted(rec_k, k_stop))
+                if r < n_rec and rec_k[r] == k_stop:
+                    snaps[r] = w
             k = k_stop
     finally:
         if bar is not None:
@@ -278,7 +313,7 @@ def run_gd(
         "pair": np.arange(1, n, dtype=np.int64),
         "sv": np.arange(1, n_sv + 1, dtype=np.int64),
     }
-    return dataset.build(data, coords, run_attrs)
+    return dataset.build(data, coords, run_attrs), snaps
 
 
 def weights_from(ds: xr.Dataset) -> list[np.ndarray]:
