@@ -1,0 +1,625 @@
+"""Gradient flows of a deep linear network, integrated by an explicit Dormand-Prince 5(4) method.
+
+Right-hand sides (selected by the integer ``kind``; spec §2)
+-------------------------------------------------------------
+* ``FACTOR`` (0): the factor flow (2.2), dW_j/dt = -grad_{W_j} L^N, on the flat factor vector of
+  `linalg` (layer j at ``w[offs[j-1]:offs[j]]``, a C-ordered (d_j, d_{j-1}) matrix).  It calls
+  `linalg._loss_grad`, the gradient kernel of gradient descent.
+* ``END_TO_END`` (1): the end-to-end flow (2.5) of a balanced start on the product W (flat C-ordered
+  (d_N, d_0) matrix), dW/dt = -A_W(grad L^1(W)) with
+  A_W(Z) = sum_{j=1}^N (W W^T)^{(N-j)/N} Z (W^T W)^{(j-1)/N}.
+  With the full SVD W = U diag(s) V^T, (W W^T)^a = U diag(s^{2a}) U^T and (W^T W)^b = V diag(s^{2b}) V^T
+  (the zero singular values of the complements included, and (.)^0 = identity), so
+  A_W(Z) = U [M o (U^T Z V)] V^T with M_ik = sum_{m=0}^{N-1} a_i^{N-1-m} b_k^m, a_i = s_i^{2/N}, b_k = s_k^{2/N}.
+  Singular values beyond ``rank`` are treated as exact zeros: the balanced flow keeps the rank of W, and
+  without the cut the rounding-level singular values of a rank-deficient W would enter through
+  s^{2/N} (1e-16^{2/5} ~ 4e-7 for N = 5), because A_W is not Lipschitz where the rank drops.
+* ``MODIFIED`` (2): the first-order modified equation of GD with stepsize eta (backward error analysis),
+  dW/dt = -grad L - (eta/2) Hess L grad L, with the closed-form Hessian-vector product `_hvp`.
+
+Integrator
+----------
+Dormand-Prince 5(4) (Hairer, Norsett & Wanner, *Solving ODEs I*, II.5 and the code DOPRI5): FSAL,
+local extrapolation (the 5th-order solution is propagated), error norm
+err = sqrt(mean((e_i / (atol + rtol max(|y_i|, |y_new_i|)))^2)), the PI step-size controller of DOPRI5
+(beta = 0.04, safety 0.9, step ratio in [0.2, 10], no growth right after a rejection), the initial step of
+Hairer's algorithm when ``h_init`` is 0, and the continuous extension of order 4 (CONTD5) for the
+requested times, so steps are never shortened to hit them (only the last step ends exactly at the last
+requested time).  With ``h_fixed > 0`` the error control is off: steps of equal length <= h_fixed.
+
+Status codes, never exceptions: DONE, MAX_STEPS (accepted + rejected steps reached ``max_steps``),
+NONFINITE (the right-hand side at the start or at an accepted state is not finite, or a fixed step
+produced a non-finite state), STEP_UNDERFLOW (the step became smaller than 10 eps |t|, e.g. after
+repeated non-finite trial steps, which the adaptive mode rejects and shrinks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .linalg import _balancedness, _loss_grad, _product_singular_values, _workspace_size
+
+FACTOR = 0
+END_TO_END = 1
+MODIFIED = 2
+
+DONE = 0
+MAX_STEPS = 1
+NONFINITE = 2
+STEP_UNDERFLOW = 3
+
+# slots of the integer statistics
+S_ACCEPTED = 0
+S_REJECTED = 1
+S_RHS = 2
+S_DONE_TIMES = 3  # requested times filled
+N_ISTATS = 4
+# slots of the float statistics
+F_T = 0  # time reached
+F_H = 1  # proposed next step
+F_H0 = 2  # first step used
+N_FSTATS = 3
+
+# Dormand-Prince 5(4) tableau
+C2 = 1.0 / 5.0
+C3 = 3.0 / 10.0
+C4 = 4.0 / 5.0
+C5 = 8.0 / 9.0
+A21 = 1.0 / 5.0
+A31 = 3.0 / 40.0
+A32 = 9.0 / 40.0
+A41 = 44.0 / 45.0
+A42 = -56.0 / 15.0
+A43 = 32.0 / 9.0
+A51 = 19372.0 / 6561.0
+A52 = -25360.0 / 2187.0
+A53 = 64448.0 / 6561.0
+A54 = -212.0 / 729.0
+A61 = 9017.0 / 3168.0
+A62 = -355.0 / 33.0
+A63 = 46732.0 / 5247.0
+A64 = 49.0 / 176.0
+A65 = -5103.0 / 18656.0
+A71 = 35.0 / 384.0
+A73 = 500.0 / 1113.0
+A74 = 125.0 / 192.0
+A75 = -2187.0 / 6784.0
+A76 = 11.0 / 84.0
+# error coefficients: b_i (5th order) - bhat_i (4th order)
+E1 = 71.0 / 57600.0
+E3 = -71.0 / 16695.0
+E4 = 71.0 / 1920.0
+E5 = -17253.0 / 339200.0
+E6 = 22.0 / 525.0
+E7 = -1.0 / 40.0
+# continuous extension (CONTD5)
+D1 = -12715105075.0 / 11282082432.0
+D3 = 87487479700.0 / 32700410799.0
+D4 = -10690763975.0 / 1880347072.0
+D5 = 701980252875.0 / 199316789632.0
+D6 = -1453857185.0 / 822651844.0
+D7 = 69997945.0 / 29380423.0
+
+# step-size control (DOPRI5 defaults)
+SAFE = 0.9
+BETA = 0.04
+EXPO1 = 0.2 - BETA * 0.75
+FACC1 = 1.0 / 0.2  # smallest step ratio 0.2
+FACC2 = 1.0 / 10.0  # largest step ratio 10
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Hessian-vector product and the right-hand sides
+# ----------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _mat(buf, off, rows, cols):
+    return buf[off : off + rows * cols].reshape((rows, cols))
+
+
+@njit(cache=True)
+def _hvp(w, v, dims, offs, Rt, F, out):
+    """out = Hess L^N(w) v, the directional derivative of (3.2) along v (spec §1).
+
+    With the prefixes P_j = W_{j:1} (d_j x d_0), suffixes S_j = W_{N:j+1} (d_N x d_j), G = W C - E and their
+    derivatives along v (dP_j = W_j dP_{j-1} + V_j P_{j-1}, dS_j = dS_{j+1} W_{j+1} + S_{j+1} V_{j+1},
+    dW = dP_N, dG = dW C):
+
+        (H v)_j = dS_j^T G P_{j-1}^T + S_j^T (dG P_{j-1}^T + G dP_{j-1}^T).
+
+    G is formed from the residual Z = W R^T - F as Z R (no cancellation), C = R^T R.
+    """
+    n = dims.shape[0] - 1
+    d0 = dims[0]
+    dn = dims[n]
+    poff = np.empty(n + 2, dtype=np.int64)
+    soff = np.empty(n + 2, dtype=np.int64)
+    poff[0] = 0
+    soff[0] = 0
+    for j in range(n + 1):
+        poff[j + 1] = poff[j] + dims[j] * d0
+        soff[j + 1] = soff[j] + dn * dims[j]
+    pb = np.empty(poff[n + 1])
+    dpb = np.empty(poff[n + 1])
+    sb = np.empty(soff[n + 1])
+    dsb = np.empty(soff[n + 1])
+
+    p0 = _mat(pb, poff[0], d0, d0)
+    p0[:, :] = 0.0
+    for i in range(d0):
+        p0[i, i] = 1.0
+    _mat(dpb, poff[0], d0, d0)[:, :] = 0.0
+    for j in range(1, n + 1):
+        wj = w[offs[j - 1] : offs[j]].reshape((dims[j], dims[j - 1]))
+        vj = v[offs[j - 1] : offs[j]].reshape((dims[j], dims[j - 1]))
+        pj = _mat(pb, poff[j], dims[j], d0)
+        dpj = _mat(dpb, poff[j], dims[j], d0)
+        pjm = _mat(pb, poff[j - 1], dims[j - 1], d0)
+        dpjm = _mat(dpb, poff[j - 1], dims[j - 1], d0)
+        np.dot(wj, pjm, pj)
+        np.dot(wj, dpjm, dpj)
+        dpj += np.dot(vj, pjm)
+
+    sn = _mat(sb, soff[n], dn, dn)
+    sn[:, :] = 0.0
+    for i in range(dn):
+        sn[i, i] = 1.0
+    _mat(dsb, soff[n], dn, dn)[:, :] = 0.0
+    for j in range(n - 1, 0, -1):
+        wj1 = w[offs[j] : offs[j + 1]].reshape((dims[j + 1], dims[j]))
+        vj1 = v[offs[j] : offs[j + 1]].reshape((dims[j + 1], dims[j]))
+        sj = _mat(sb, soff[j], dn, dims[j])
+        dsj = _mat(dsb, soff[j], dn, dims[j])
+        sj1 = _mat(sb, soff[j + 1], dn, dims[j + 1])
+        dsj1 = _mat(dsb, soff[j + 1], dn, dims[j + 1])
+        np.dot(sj1, wj1, sj)
+        np.dot(dsj1, wj1, dsj)
+        dsj += np.dot(sj1, vj1)
+
+    wp = _mat(pb, poff[n], dn, d0)
+    dwp = _mat(dpb, poff[n], dn, d0)
+    z = np.dot(wp, Rt) - F
+    g = np.dot(z, Rt.T)
+    dg = np.dot(np.dot(dwp, Rt), Rt.T)
+    for j in range(1, n + 1):
+        pjm = _mat(pb, poff[j - 1], dims[j - 1], d0)
+        dpjm = _mat(dpb, poff[j - 1], dims[j - 1], d0)
+        sj = _mat(sb, soff[j], dn, dims[j])
+        dsj = _mat(dsb, soff[j], dn, dims[j])
+        a = np.dot(g, pjm.T)
+        b = np.dot(dg, pjm.T) + np.dot(g, dpjm.T)
+        oj = out[offs[j - 1] : offs[j]].reshape((dims[j], dims[j - 1]))
+        np.dot(dsj.T, a, oj)
+        oj += np.dot(sj.T, b)
+
+
+@njit(cache=True)
+def _product_loss(y, dims, Rt, F):
+    """Excess loss 1/2 ||W R^T - F||_F^2 of the end-to-end matrix W stored flat in ``y``."""
+    n = dims.shape[0] - 1
+    wm = y.reshape((dims[n], dims[0]))
+    z = np.dot(wm, Rt) - F
+    return 0.5 * np.sum(z * z)
+
+
+@njit(cache=True)
+def _e2e_rhs(y, f, dims, Rt, F, rank):
+    """f = -A_W(grad L^1(W)) for the end-to-end flow (2.5); returns the excess loss at W."""
+    n = dims.shape[0] - 1
+    d0 = dims[0]
+    dn = dims[n]
+    wm = y.reshape((dn, d0))
+    z = np.dot(wm, Rt) - F
+    ex = 0.5 * np.sum(z * z)
+    if not np.isfinite(ex):
+        f[:] = np.nan
+        return ex
+    g = np.dot(z, Rt.T)  # grad L^1 = W C - E = Z R
+    u, s, vt = np.linalg.svd(wm)
+    r = min(rank, s.shape[0])
+    # power tables a_i^m, b_k^m for m = 0..N-1 with a_i = s_i^{2/N} (0 beyond the rank); 0^0 = 1
+    apow = np.zeros((dn, n))
+    bpow = np.zeros((d0, n))
+    for i in range(dn):
+        ai = s[i] ** (2.0 / n) if i < r else 0.0
+        p = 1.0
+        for m in range(n):
+            apow[i, n - 1 - m] = p  # reversed: apow[i, q] = a_i^{N-1-q}
+            p *= ai
+    for k in range(d0):
+        bk = s[k] ** (2.0 / n) if k < r else 0.0
+        p = 1.0
+        for m in range(n):
+            bpow[k, m] = p
+            p *= bk
+    mm = np.dot(apow, bpow.T)  # M_ik = sum_m a_i^{N-1-m} b_k^m
+    h = np.dot(np.dot(u.T, g), vt.T)
+    h *= mm
+    fm = f.reshape((dn, d0))
+    np.dot(np.dot(u, h), vt, fm)
+    for i in range(f.shape[0]):
+        f[i] = -f[i]
+    return ex
+
+
+@njit(cache=True)
+def _rhs(kind, y, f, dims, offs, pivot, Rt, F, eta, rank, ws, g):
+    """f = right-hand side of flow ``kind`` at y; returns the excess loss at y (``g``: scratch, len(y))."""
+    if kind == END_TO_END:
+        return _e2e_rhs(y, f, dims, Rt, F, rank)
+    if kind == MODIFIED:
+        ex = _loss_grad(y, dims, offs, pivot, Rt, F, g, ws)
+        _hvp(y, g, dims, offs, Rt, F, f)
+        c = 0.5 * eta
+        for i in range(f.shape[0]):
+            f[i] = -g[i] - c * f[i]
+        return ex
+    ex = _loss_grad(y, dims, offs, pivot, Rt, F, f, ws)
+    for i in range(f.shape[0]):
+        f[i] = -f[i]
+    return ex
+
+
+@njit(cache=True)
+def _all_finite(a):
+    for i in range(a.shape[0]):
+        if not np.isfinite(a[i]):
+            return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------------------
+# output at a requested time
+# ----------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _emit(kind, y, i, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss, out_gn2, diag,
+          out_bal, out_sv):
+    """Record the state ``y`` as the value at requested time number ``i``."""
+    if save_idx[i] >= 0:
+        out_y[save_idx[i], :] = y
+    if kind == END_TO_END:
+        out_loss[i] = lstar + _product_loss(y, dims, Rt, F)
+        out_gn2[i] = np.nan
+        if diag and out_sv.shape[1] > 0:
+            n = dims.shape[0] - 1
+            s = np.linalg.svd(np.ascontiguousarray(y.reshape((dims[n], dims[0]))))[1]
+            for q in range(out_sv.shape[1]):
+                out_sv[i, q] = s[q] if q < s.shape[0] else 0.0
+        return
+    ex = _loss_grad(y, dims, offs, pivot, Rt, F, g, ws)
+    out_loss[i] = lstar + ex
+    gn2 = 0.0
+    for q in range(g.shape[0]):
+        gn2 += g[q] * g[q]
+    out_gn2[i] = gn2
+    if diag:
+        if out_bal.shape[1] > 0:
+            _balancedness(y, dims, offs, out_bal[i])
+        if out_sv.shape[1] > 0:
+            _product_singular_values(y, dims, offs, out_sv[i])
+
+
+@njit(cache=True)
+def _initial_step(kind, y0, f0, t_span, rtol, atol, dims, offs, pivot, Rt, F, eta, rank, ws, g, y1, f1):
+    """Hairer's starting step (Solving ODEs I, II.4; HINIT of DOPRI5) for a method of order 5."""
+    n = y0.shape[0]
+    dnf = 0.0
+    dny = 0.0
+    for i in range(n):
+        sk = atol + rtol * abs(y0[i])
+        dnf += (f0[i] / sk) ** 2
+        dny += (y0[i] / sk) ** 2
+    dnf /= max(n, 1)
+    dny /= max(n, 1)
+    if dnf <= 1e-10 or dny <= 1e-10:
+        h = 1.0e-6
+    else:
+        h = 0.01 * np.sqrt(dny / dnf)
+    h = min(h, t_span)
+    for i in range(n):
+        y1[i] = y0[i] + h * f0[i]
+    _rhs(kind, y1, f1, dims, offs, pivot, Rt, F, eta, rank, ws, g)
+    der2 = 0.0
+    for i in range(n):
+        sk = atol + rtol * abs(y0[i])
+        der2 += ((f1[i] - f0[i]) / sk) ** 2
+    der2 = np.sqrt(der2 / max(n, 1)) / h
+    der12 = max(abs(der2), np.sqrt(dnf))
+    if not np.isfinite(der12):
+        return h * 1e-3
+    if der12 <= 1e-15:
+        h1 = max(1.0e-6, abs(h) * 1.0e-3)
+    else:
+        h1 = (0.01 / der12) ** 0.2
+    return min(100.0 * abs(h), h1, t_span)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the integrator
+# ----------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _integrate(
+    kind,
+    y,
+    t_eval,
+    rtol,
+    atol,
+    max_steps,
+    h_init,
+    h_fixed,
+    dims,
+    offs,
+    pivot,
+    Rt,
+    F,
+    lstar,
+    eta,
+    rank,
+    save_idx,
+    out_y,
+    out_loss,
+    out_gn2,
+    diag,
+    out_bal,
+    out_sv,
+    istats,
+    fstats,
+):
+    """Integrate flow ``kind`` from t = 0 (state ``y``, overwritten with the final state) through the
+    requested times ``t_eval`` (non-decreasing, >= 0).
+
+    At requested time i: ``out_loss[i]`` (loss), ``out_gn2[i]`` (||grad L^N||_F^2; NaN for the end-to-end
+    flow), with ``diag`` also ``out_bal[i]`` (balancedness per pair) and ``out_sv[i]`` (top singular values of
+    the product), and the state into ``out_y[save_idx[i]]`` when ``save_idx[i] >= 0``.  Entries of times not
+    reached stay as the caller initialised them (NaN).  ``istats``/``fstats`` receive the counters.
+    Returns DONE, MAX_STEPS, NONFINITE or STEP_UNDERFLOW.
+    """
+    n = y.shape[0]
+    n_t = t_eval.shape[0]
+    ws = np.empty(_workspace_size(dims, pivot))
+    g = np.empty(n)
+    k1 = np.empty(n)
+    k2 = np.empty(n)
+    k3 = np.empty(n)
+    k4 = np.empty(n)
+    k5 = np.empty(n)
+    k6 = np.empty(n)
+    k7 = np.empty(n)
+    y1 = np.empty(n)
+    ytmp = np.empty(n)
+    yint = np.empty(n)
+    r2 = np.empty(n)
+    r3 = np.empty(n)
+    r4 = np.empty(n)
+    r5 = np.empty(n)
+    for q in range(N_ISTATS):
+        istats[q] = 0
+    for q in range(N_FSTATS):
+        fstats[q] = 0.0
+
+    t = 0.0
+    t_end = t_eval[n_t - 1] if n_t > 0 else 0.0
+    idx = 0
+    # requested times at t = 0
+    while idx < n_t and t_eval[idx] <= 0.0:
+        _emit(kind, y, idx, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss, out_gn2, diag,
+              out_bal, out_sv)
+        idx += 1
+    istats[S_DONE_TIMES] = idx
+    if idx >= n_t:
+        return DONE
+
+    _rhs(kind, y, k1, dims, offs, pivot, Rt, F, eta, rank, ws, g)
+    istats[S_RHS] += 1
+    if not _all_finite(k1):
+        return NONFINITE
+
+    fixed = h_fixed > 0.0
+    n_fix = 0
+    if fixed:
+        n_fix = int(np.ceil(t_end / h_fixed * (1.0 - 1e-12)))
+        if n_fix < 1:
+            n_fix = 1
+        h = t_end / n_fix
+    elif h_init > 0.0:
+        h = min(h_init, t_end)
+    else:
+        h = _initial_step(kind, y, k1, t_end, rtol, atol, dims, offs, pivot, Rt, F, eta, rank, ws, g, ytmp, k2)
+        istats[S_RHS] += 1
+    fstats[F_H0] = h
+
+    facold = 1.0e-4
+    last_rejected = False
+    n_attempt = 0
+    n_acc = 0
+    while True:
+        if n_attempt >= max_steps:
+            fstats[F_T] = t
+            fstats[F_H] = h
+            return MAX_STEPS
+        if fixed:
+            t_new = t_end if n_acc + 1 >= n_fix else (n_acc + 1) * h
+            h_step = t_new - t
+        else:
+            if h < 10.0 * 2.220446049250313e-16 * max(abs(t), 1e-300):
+                fstats[F_T] = t
+                fstats[F_H] = h
+                return STEP_UNDERFLOW
+            last = t + 1.01 * h >= t_end
+            if last:
+                h = t_end - t
+            h_step = h
+            t_new = t_end if last else t + h_step
+        n_attempt += 1
+
+        # stages 2..7 (k1 = f(t, y) by FSAL)
+        for i in range(n):
+            ytmp[i] = y[i] + h_step * A21 * k1[i]
+        _rhs(kind, ytmp, k2, dims, offs, pivot, Rt, F, eta, rank, ws, g)
+        for i in range(n):
+            ytmp[i] = y[i] + h_step * (A31 * k1[i] + A32 * k2[i])
+        _rhs(kind, ytmp, k3, dims, offs, pivot, Rt, F, eta, rank, ws, g)
+        for i in range(n):
+            ytmp[i] = y[i] + h_step * (A41 * k1[i] + A42 * k2[i] + A43 * k3[i])
+        _rhs(kind, ytmp, k4, dims, offs, pivot, Rt, F, eta, rank, ws, g)
+        for i in range(n):
+            ytmp[i] = y[i] + h_step * (A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i])
+        _rhs(kind, ytmp, k5, dims, offs, pivot, Rt, F, eta, rank, ws, g)
+        for i in range(n):
+            ytmp[i] = y[i] + h_step * (A61 * k1[i] + A62 * k2[i] + A63 * k3[i] + A64 * k4[i] + A65 * k5[i])
+        _rhs(kind, ytmp, k6, dims, offs, pivot, Rt, F, eta, rank, ws, g)
+        for i in range(n):
+            y1[i] = y[i] + h_step * (A71 * k1[i] + A73 * k3[i] + A74 * k4[i] + A75 * k5[i] + A76 * k6[i])
+        _rhs(kind, y1, k7, dims, offs, pivot, Rt, F, eta, rank, ws, g)
+        istats[S_RHS] += 6
+
+        if fixed:
+            if not (_all_finite(y1) and _all_finite(k7)):
+                fstats[F_T] = t
+                fstats[F_H] = h
+                istats[S_ACCEPTED] = n_acc
+                return NONFINITE
+            accept = True
+            h_next = h
+        else:
+            err = 0.0
+            for i in range(n):
+                sk = atol + rtol * max(abs(y[i]), abs(y1[i]))
+                e = h_step * (E1 * k1[i] + E3 * k3[i] + E4 * k4[i] + E5 * k5[i] + E6 * k6[i] + E7 * k7[i])
+                err += (e / sk) ** 2
+            err = np.sqrt(err / max(n, 1))
+            if not np.isfinite(err):
+                # a non-finite trial step: reject and shrink hard
+                accept = False
+                h_next = 0.1 * h_step
+                last_rejected = True
+            else:
+                fac11 = err**EXPO1
+                fac = fac11 / facold**BETA  # PI (Lund-stabilised) controller of DOPRI5
+                fac = max(FACC2, min(FACC1, fac / SAFE))
+                if err <= 1.0:
+                    accept = True
+                    facold = max(err, 1.0e-4)
+                    h_next = h_step / fac
+                    if last_rejected:
+                        h_next = min(h_next, h_step)
+                    last_rejected = False
+                else:
+                    accept = False
+                    h_next = h_step / min(FACC1, fac11 / SAFE)
+                    last_rejected = True
+
+        if not accept:
+            istats[S_REJECTED] += 1
+            h = h_next
+            continue
+
+        n_acc += 1
+        istats[S_ACCEPTED] = n_acc
+        # dense output on (t, t_new] when a requested time lies there
+        if idx < n_t and t_eval[idx] <= t_new:
+            for i in range(n):
+                ydiff = y1[i] - y[i]
+                bspl = h_step * k1[i] - ydiff
+                r2[i] = ydiff
+                r3[i] = bspl
+                r4[i] = ydiff - h_step * k7[i] - bspl
+                r5[i] = h_step * (D1 * k1[i] + D3 * k3[i] + D4 * k4[i] + D5 * k5[i] + D6 * k6[i] + D7 * k7[i])
+            while idx < n_t and t_eval[idx] <= t_new:
+                if t_eval[idx] == t_new:
+                    _emit(kind, y1, idx, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss,
+                          out_gn2, diag, out_bal, out_sv)
+                else:
+                    th = (t_eval[idx] - t) / h_step
+                    th1 = 1.0 - th
+                    for i in range(n):
+                        yint[i] = y[i] + th * (r2[i] + th1 * (r3[i] + th * (r4[i] + th1 * r5[i])))
+                    _emit(kind, yint, idx, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss,
+                          out_gn2, diag, out_bal, out_sv)
+                idx += 1
+            istats[S_DONE_TIMES] = idx
+        # FSAL
+        for i in range(n):
+            y[i] = y1[i]
+            k1[i] = k7[i]
+        t = t_new
+        h = h_next
+        fstats[F_T] = t
+        fstats[F_H] = h
+        if not _all_finite(k1):
+            return NONFINITE
+        if idx >= n_t or t >= t_end:
+            return DONE
+
+
+@njit(cache=True)
+def _rhs_once(kind, y, dims, offs, pivot, Rt, F, eta, rank, f):
+    """The right-hand side of flow ``kind`` at one point (allocates its workspace); returns the excess loss."""
+    ws = np.empty(_workspace_size(dims, pivot))
+    g = np.empty(y.shape[0])
+    return _rhs(kind, y, f, dims, offs, pivot, Rt, F, eta, rank, ws, g)
+
+
+@njit(cache=True)
+def _hvp_once(w, v, dims, offs, Rt, F, out):
+    """Hess L^N(w) v (public-wrapper entry of `_hvp`)."""
+    _hvp(w, v, dims, offs, Rt, F, out)
+
+
+@njit(cache=True)
+def _lanczos_top(w, dims, offs, Rt, F, v0, max_iter, tol, info):
+    """Largest eigenvalue of Hess L^N(w) by Lanczos with full reorthogonalisation on exact HVPs.
+
+    Stops when the residual bound beta_k |s_k| of the top Ritz pair is <= tol * max(|theta|, tiny), when an
+    invariant subspace is found, or after ``max_iter`` (<= len(w)) vectors.  ``info[0]`` = iterations,
+    ``info[1]`` = 1 if converged.  Returns the top Ritz value.
+    """
+    n = w.shape[0]
+    m = min(max_iter, n)
+    q = np.zeros((m + 1, n))
+    alpha = np.zeros(m)
+    beta = np.zeros(m + 1)
+    nv = np.sqrt(np.sum(v0 * v0))
+    q[0, :] = v0 / nv
+    hv = np.empty(n)
+    theta = 0.0
+    info[0] = 0
+    info[1] = 0
+    for k in range(m):
+        _hvp(w, q[k], dims, offs, Rt, F, hv)
+        a = np.dot(hv, q[k])
+        alpha[k] = a
+        r = hv - a * q[k]
+        if k > 0:
+            r -= beta[k] * q[k - 1]
+        # full reorthogonalisation, twice
+        for _ in range(2):
+            for i in range(k + 1):
+                c = np.dot(r, q[i])
+                r -= c * q[i]
+        b = np.sqrt(np.sum(r * r))
+        beta[k + 1] = b
+        t = np.zeros((k + 1, k + 1))
+        for i in range(k + 1):
+            t[i, i] = alpha[i]
+            if i > 0:
+                t[i, i - 1] = beta[i]
+                t[i - 1, i] = beta[i]
+        ev, evec = np.linalg.eigh(t)
+        theta = ev[k]
+        info[0] = k + 1
+        resid = b * abs(evec[k, k])
+        if resid <= tol * max(abs(theta), 1e-300) or b <= 1e-14 * max(abs(theta), 1e-300):
+            info[1] = 1
+            return theta
+        if k + 1 < m + 1:
+            q[k + 1, :] = r / b
+    if m == n:
+        info[1] = 1
+    return theta

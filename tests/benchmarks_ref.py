@@ -1,0 +1,10 @@
+"""Make the benchmark references importable from the tests (they live in benchmarks/)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.references import numpy_plain, numpy_strong  # noqa: E402
+
+__all__ = ["numpy_plain", "numpy_strong"]

@@ -1,0 +1,172 @@
+"""Gradient descent: Prop. 3.4 along the trajectory, invariances, divergence as data, records, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from benchmarks_ref import numpy_strong
+from conftest import paper, random_problem
+
+import dlnsim
+
+
+@pytest.mark.parametrize("N", [2, 3, 5])
+def test_prop34_along_20000_steps_at_the_bound(N: int) -> None:
+    """Prop. 3.4 (1)-(4) at eta = eta*: (2), (4) over every step, (1), (3) at 2001 record points."""
+    s = paper(N)
+    b = dlnsim.stepsize_bound(s.problem, s.W0)
+    ds = dlnsim.run_gd(s.problem, s.W0, b.eta, 20_000, record=10, bound=b)
+    assert ds.attrs["status"] in ("max_iter", "converged")
+    # (1) balancedness stays <= delta
+    assert float(ds.balancedness_max.max()) <= b.delta
+    # (2) the loss never increases (over all 20 000 steps, tracked by the kernel), and falls
+    assert ds.attrs["max_loss_increase"] <= 0.0
+    assert float(ds.loss[-1]) < float(ds.loss[0])
+    # (3) ||W_j||^2 <= K
+    assert float(ds.layer_norm_sq.max()) <= b.K
+    # (4) descent ratio >= sigma at every step; at record points it is stored
+    assert ds.attrs["min_descent_ratio"] >= b.sigma
+    assert float(ds.descent_ratio.min()) >= ds.attrs["min_descent_ratio"]
+
+
+def test_records_agree_with_direct_evaluation() -> None:
+    s = paper(3)
+    ds = dlnsim.run_gd(s.problem, s.W0, 1e-3, 50, record="all", keep_weights=True)
+    W = dlnsim.weights_from(ds)
+    # replay the steps in plain numpy
+    Wr = [w.copy() for w in s.W0]
+    for _ in range(50):
+        G = dlnsim.gradient(s.problem, Wr)
+        Wr = [a - 1e-3 * g for a, g in zip(Wr, G, strict=True)]
+    for a, b in zip(W, Wr, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)
+    assert float(ds.loss[-1]) == pytest.approx(dlnsim.loss(s.problem, Wr), rel=1e-12)
+    np.testing.assert_allclose(ds.balancedness.values[-1], dlnsim.balancedness(Wr), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(ds.layer_norm_sq.values[-1], [np.linalg.norm(w, 2) ** 2 for w in Wr], rtol=1e-12)
+    sv = np.linalg.svd(dlnsim.product(Wr), compute_uv=False)[:2]
+    np.testing.assert_allclose(ds.product_sv.values[-1], sv, rtol=1e-10)
+    gn2 = sum(np.sum(g**2) for g in dlnsim.gradient(s.problem, Wr))
+    assert float(ds.grad_norm_sq[-1]) == pytest.approx(gn2, rel=1e-12)
+    # descent ratio at k from the stored losses (k < 50)
+    L, g2 = ds.loss.values, ds.grad_norm_sq.values
+    np.testing.assert_allclose(ds.descent_ratio.values[:-1], (L[:-1] - L[1:]) / (1e-3 * g2[:-1]), rtol=1e-8)
+    assert np.isnan(ds.descent_ratio.values[-1])
+    np.testing.assert_allclose(ds.t.values, 1e-3 * ds.k.values, rtol=1e-12)
+
+
+@pytest.mark.parametrize("N", [2, 3])
+def test_agrees_with_numpy_reference(N: int) -> None:
+    s = paper(N)
+    p = s.problem
+    ref = numpy_strong(p.XXt, p.YXt, p.norm_Y_F**2, s.W0, 5e-3, 300)
+    ds = dlnsim.run_gd(p, s.W0, 5e-3, 300, record="all")
+    # same trajectory; the reference's loss formula cancels (absolute error ~ eps ||Y||^2)
+    np.testing.assert_allclose(ds.loss.values, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("N", [3, 5])
+def test_hidden_width_invariance(N: int) -> None:
+    """Spec §7.2: with d_1 = 2 the loss curve equals that of the network with all hidden widths 2."""
+    s = paper(N)
+    W = s.W0
+    # orthonormal bases of the 2-dim column spaces of the hidden layers
+    B = [np.linalg.svd(Wj)[0][:, :2] for Wj in W[:-1]]
+    Wc = [B[0].T @ W[0]] + [B[j].T @ W[j] @ B[j - 1] for j in range(1, N - 1)] + [W[-1] @ B[-1]]
+    assert [w.shape for w in Wc] == [(2, 70)] + [(2, 2)] * (N - 2) + [(70, 2)]
+    a = dlnsim.run_gd(s.problem, W, 2e-3, 3000, record=50)
+    b = dlnsim.run_gd(s.problem, Wc, 2e-3, 3000, record=50)
+    # spec §9.2 observed 7e-15; allow 1e-12 relative for accumulated rounding
+    np.testing.assert_allclose(a.loss.values, b.loss.values, rtol=1e-12)
+
+
+def test_depth_one_converges_to_least_squares() -> None:
+    p = random_problem(5, 3, 20, seed=4)
+    W0 = [np.zeros((3, 5))]
+    eta = 1.0 / p.lambda_max  # < 2 / lambda_max: linear convergence with rate 1 - lambda_min/lambda_max
+    ds = dlnsim.run_gd(p, W0, eta, 4000, keep_weights=True)
+    (W,) = dlnsim.weights_from(ds)
+    np.testing.assert_allclose(W, p.W_ls, rtol=0, atol=1e-10)
+    assert ds.attrs["status"] == "converged"
+    assert float(ds.loss[-1]) == pytest.approx(p.optimal_loss(), rel=1e-12)
+
+
+@pytest.mark.parametrize("N", [2, 3, 5])
+def test_large_stepsize_diverges_as_data(N: int) -> None:
+    s = paper(N)
+    ds = dlnsim.run_gd(s.problem, s.W0, 0.5, 10_000, record="all")
+    assert ds.attrs["status"] == "diverged"
+    stop = ds.attrs["stop_iteration"]
+    assert 0 < stop < 200
+    before = ds.sel(k=slice(0, stop - 1))
+    assert np.all(np.isfinite(before.loss)) and np.all(np.isfinite(before.balancedness_max))
+    assert np.all(np.isnan(ds.sel(k=slice(stop, None)).loss))
+
+
+def test_schedules_and_explicit_arrays() -> None:
+    s = paper(2)
+    sched = dlnsim.PowerDecay(1e-3, 1e-3, 0.4)
+    ds = dlnsim.run_gd(s.problem, s.W0, sched, 100, record="all")
+    k = np.arange(100)
+    np.testing.assert_allclose(ds.eta.values[:-1], 1e-3 * (k + 1.0) ** -0.4, rtol=1e-15)
+    np.testing.assert_allclose(ds.t.values[1:], np.cumsum(1e-3 * (k + 1.0) ** -0.4), rtol=1e-12)
+    arr = dlnsim.run_gd(s.problem, s.W0, sched.values(100), 100, record="all")
+    np.testing.assert_array_equal(arr.loss.values, ds.loss.values)
+    # max{a1 (k+1)^-g, a2/(k+1)}: a large a2 dominates early
+    v = dlnsim.PowerDecay(1e-3, 1e-1, 0.2).values(10)
+    np.testing.assert_allclose(v, np.maximum(1e-3 * np.arange(1, 11) ** -0.2, 1e-1 / np.arange(1, 11)))
+    np.testing.assert_allclose(dlnsim.Power(2.0, 0.5).values(4), 2.0 / np.sqrt([1, 2, 3, 4]))
+    assert ds.attrs["schedule"] == "power_decay" and ds.attrs["schedule_gamma"] == 0.4
+
+
+def test_record_rules() -> None:
+    assert dlnsim.record_points(10, 3).tolist() == [0, 3, 6, 9, 10]
+    pts = dlnsim.record_points(10**6, "log")
+    assert pts[0] == 0 and pts[-1] == 10**6 and 150 < pts.size <= 202
+    assert np.all(np.diff(pts) > 0)
+    assert dlnsim.record_points(5, [2, 4]).tolist() == [0, 2, 4, 5]
+    with pytest.raises(ValueError, match=r"record: iterations must lie in \[0, n_iter = 5\]"):
+        dlnsim.record_points(5, [7])
+    with pytest.raises(ValueError, match="record must be"):
+        dlnsim.record_points(5, "sometimes")
+
+
+def test_eta_as_multiple_of_the_bound() -> None:
+    s = paper(2)
+    b = dlnsim.stepsize_bound(s.problem, s.W0)
+    ds = dlnsim.run_gd(s.problem, s.W0, "10xbound", 5)
+    assert ds.attrs["schedule_eta"] == pytest.approx(10 * b.eta, rel=1e-15)
+    assert ds.attrs["bound_eta"] == pytest.approx(b.eta, rel=1e-15)
+
+
+def test_early_stop_on_small_gradient() -> None:
+    p = random_problem(4, 2, 12, seed=5)
+    ds = dlnsim.run_gd(p, [np.zeros((2, 4))], 1.0 / p.lambda_max, 100_000, gtol=1e-8, stop_early=True)
+    assert ds.attrs["status"] == "converged"
+    assert ds.attrs["stop_iteration"] < 100_000
+    assert ds.attrs["final_grad_norm_sq"] <= 1e-16
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"eta": 0.0}, "eta must be finite and > 0"),
+        ({"eta": -1e-3}, "eta must be finite and > 0"),
+        ({"eta": float("nan")}, "eta must be finite and > 0"),
+        ({"eta": np.array([1e-3, np.inf])}, r"eta must be finite and > 0 at every step; eta\[1\]"),
+        ({"eta": np.full(3, 1e-3)}, "eta has 3 entries but n_iter = 10"),
+        ({"eta": "fast"}, "eta: expected a number, 'bound' or '<c>xbound'"),
+        ({"n_iter": -1}, "n_iter must be an integer >= 0"),
+        ({"W0": []}, "W0 must be a non-empty list"),
+        ({"W0": [np.ones((2, 70)), np.ones((70, 3))]}, "W0: shapes do not chain"),
+        ({"W0": [np.ones((2, 69)), np.ones((70, 2))]}, "W0 does not fit the problem"),
+        ({"W0": [np.ones((2, 70)), np.full((70, 2), np.nan)]}, r"W0\[1\] must be finite"),
+        ({"record": 0}, "record .every n-th iteration. must be an integer >= 1"),
+        ({"gtol": -1.0}, "gtol must be finite and >= 0"),
+    ],
+)
+def test_run_gd_rejects_bad_input(change: dict[str, object], match: str) -> None:
+    s = paper(2)
+    kwargs: dict[str, object] = {"W0": s.W0, "eta": 1e-3, "n_iter": 10, "record": "log", **change}
+    with pytest.raises(ValueError, match=match):
+        dlnsim.run_gd(s.problem, kwargs["W0"], kwargs["eta"], kwargs["n_iter"], record=kwargs["record"],
+                      gtol=kwargs.get("gtol", 1e-10))

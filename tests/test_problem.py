@@ -1,0 +1,110 @@
+"""Problem validation and cached quantities; the paper's Section-5 instance (spec §2, §7, §9)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import paper, random_problem
+
+import dlnsim
+
+
+def test_cached_quantities_match_definitions() -> None:
+    p = random_problem(5, 3, 12, seed=1)
+    C = p.X @ p.X.T
+    np.testing.assert_allclose(p.XXt, C, rtol=1e-14)
+    np.testing.assert_allclose(p.YXt, p.Y @ p.X.T, rtol=1e-14)
+    assert p.norm_X == pytest.approx(np.linalg.norm(p.X, 2), rel=1e-12)
+    assert p.sigma_min_X == pytest.approx(np.linalg.svd(p.X, compute_uv=False)[-1], rel=1e-10)
+    assert p.norm_XYt == pytest.approx(np.linalg.norm(p.X @ p.Y.T, 2), rel=1e-12)
+    # Q = Y X^T (X X^T)^{-1/2}: Q (XX^T)^{1/2} = Y X^T
+    w, v = np.linalg.eigh(C)
+    np.testing.assert_allclose(p.Q @ (v * np.sqrt(w)) @ v.T, p.YXt, rtol=1e-10, atol=1e-12)
+    assert p.q == 3
+    # Cholesky pieces used by the kernels: R^T R = C and F R = E
+    np.testing.assert_allclose(p.Rt @ p.Rt.T, C, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(p.F @ p.Rt.T, p.YXt, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="read-only"):
+        p.XXt[0, 0] = 1.0
+
+
+def test_rank_k_optimum_against_brute_force() -> None:
+    """Eckart-Young: min_{rank W <= k} L^1(W) = L* + 1/2 sum_{i>k} sigma_i(Q)^2; check k = 1 by optimising."""
+    p = random_problem(4, 3, 10, seed=2)
+    assert p.optimal_loss() == pytest.approx(p.loss_of_product(p.W_ls), rel=1e-12)
+    assert p.optimal_loss(0) == pytest.approx(0.5 * np.sum(p.Y**2), rel=1e-12)
+    vals = [p.optimal_loss(k) for k in range(4)]
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(vals))
+    # rank-1 optimum from the truncated SVD of Q mapped back: W = Q_1 (XX^T)^{-1/2}
+    U, s, Vt = np.linalg.svd(p.Q)
+    w, v = np.linalg.eigh(p.XXt)
+    W1 = (s[0] * np.outer(U[:, 0], Vt[0])) @ (v / np.sqrt(w)) @ v.T
+    assert p.loss_of_product(W1) == pytest.approx(p.optimal_loss(1), rel=1e-10)
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # no random rank-1 matrix does better
+        W = np.outer(rng.standard_normal(3), rng.standard_normal(4))
+        assert p.loss_of_product(W) >= p.optimal_loss(1) - 1e-10
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"X": np.ones(5), "Y": np.ones((2, 5))}, "X must be a 2-D array"),
+        ({"X": np.ones((2, 5)), "Y": np.ones((2, 4))}, "same number of samples"),
+        ({"X": np.full((2, 5), np.nan), "Y": np.ones((2, 5))}, "X must be finite"),
+        ({"X": np.eye(2, 5), "Y": np.array([[np.inf] * 5])}, "Y must be finite"),
+        ({"X": np.ones((3, 5)), "Y": np.ones((2, 5))}, r"X: X X\^T must have full rank; its smallest eigenvalue"),
+        ({"X": np.ones((4, 3)), "Y": np.ones((2, 3))}, "at least d_x"),
+        ({"X": [["a"]], "Y": np.ones((1, 1))}, "X must be a 2-D array of real numbers"),
+    ],
+)
+def test_problem_rejects_bad_input(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        dlnsim.Problem(kwargs["X"], kwargs["Y"])
+
+
+def test_paper_widths() -> None:
+    assert dlnsim.paper_widths(2) == (70, 2, 70)
+    assert dlnsim.paper_widths(3) == (70, 2, 36, 70)
+    assert dlnsim.paper_widths(5) == (70, 2, 19, 36, 53, 70)
+    with pytest.raises(ValueError, match="N must be an integer >= 1"):
+        dlnsim.paper_widths(0)
+
+
+def test_paper_setup_is_the_section5_instance() -> None:
+    s = paper(3)
+    p = s.problem
+    assert (p.d_x, p.d_y, p.m) == (70, 70, 210)
+    assert s.widths == (70, 2, 36, 70)
+    assert [W.shape for W in s.W0] == [(2, 70), (36, 2), (70, 36)]
+    # rank Y = rank Q = 2 and the minimum of L^N is 0 (spec §7.1)
+    assert np.linalg.matrix_rank(p.Y) == 2 and p.q == 2
+    assert p.optimal_loss() < 1e-20
+    # X entries have variance 1/d: sample variance of 14 700 entries within 5 %
+    assert np.var(p.X) == pytest.approx(1 / 70, rel=0.05)
+    # W(0) has two unit singular values (no scale factor, spec §7.3)
+    sv = np.linalg.svd(dlnsim.product(s.W0), compute_uv=False)
+    np.testing.assert_allclose(sv[:2], 1.0, rtol=1e-13)
+    assert sv[2] < 1e-13
+    # same seed -> same X for every N, same numbers; another seed -> another instance
+    np.testing.assert_array_equal(paper(5).problem.X, p.X)
+    np.testing.assert_array_equal(dlnsim.paper_setup(3, 0).W0[1], s.W0[1])
+    assert not np.array_equal(dlnsim.paper_setup(3, 1).problem.X, p.X)
+
+
+@pytest.mark.parametrize(
+    ("N", "L0", "M", "delta", "K", "B", "eta"),
+    [  # spec §9.1, seed 0, from an independent numpy implementation with the same draw order
+        (2, 5.890, 20.33, 2.541, 30.49, 2555.6, 7.80e-4),
+        (3, 5.434, 19.15, 0.2651, 9.543, 11446, 1.73e-4),
+        (5, 5.851, 20.39, 0.02672, 4.008, 54057, 3.64e-5),
+    ],
+)
+def test_seed0_matches_spec_table(N: int, L0: float, M: float, delta: float, K: float, B: float, eta: float) -> None:
+    s = paper(N)
+    b = dlnsim.stepsize_bound(s.problem, s.W0)
+    # the table prints 3-5 significant digits: compare to that precision
+    for got, want in ((b.L0, L0), (b.M, M), (b.delta, delta), (b.K, K), (b.B, B), (b.eta, eta)):
+        assert got == pytest.approx(want, rel=3e-3)
