@@ -139,7 +139,7 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def open(path: str | os.PathLike[str]) -> xr.Dataset:  # noqa: A001 - mirrors xarray.open_dataset
+def open(path: str | os.PathLike[str]) -> xr.Dataset:
     """Read a file written by `save` fully into memory (the file is closed on return)."""
     path = Path(path)
     if not path.is_file():

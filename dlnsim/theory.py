@@ -81,8 +81,8 @@ def _M(problem: Problem, L: float) -> float:
 
 
 def _B(problem: Problem, N: int, K: float) -> float:
-    return (2.0 * math.e * N * K ** (N - 1) * problem.norm_X**2
-            + math.sqrt(math.e) * N * K ** (N / 2.0 - 1.0) * problem.norm_XYt)
+    return float(2.0 * math.e * N * K ** (N - 1) * problem.norm_X**2
+                 + math.sqrt(math.e) * N * K ** (N / 2.0 - 1.0) * problem.norm_XYt)
 
 
 def _eta(problem: Problem, N: int, L: float, M: float, delta: float, alpha: float, c: float) -> float:
@@ -126,7 +126,7 @@ def _bound(
             lo = math.log(max(delta_min, base * 1e-12)) if delta_min > 0 else math.log(base) - 30.0
             res = scipy.optimize.minimize_scalar(neg, bounds=(lo, math.log(base) + 30.0), method="bounded",
                                                  options={"xatol": 1e-10})
-            dval = float(math.exp(res.x))
+            dval = math.exp(float(res.x))
             # never worse than the section-5 choice (the search is numerical)
             if delta_min <= m2n / N**3 and _eta(problem, N, L, M, m2n / N**3, alpha, c) > _eta(
                 problem, N, L, M, dval, alpha, c

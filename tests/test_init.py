@@ -54,7 +54,7 @@ def test_init_errors(rng: np.random.Generator) -> None:
         dlnsim.balanced_init([3], rng)
     with pytest.raises(ValueError, match="widths must contain positive integers"):
         dlnsim.balanced_init([3, 0, 2], rng)
-    with pytest.raises(ValueError, match="rng must be a numpy.random.Generator"):
+    with pytest.raises(ValueError, match=r"rng must be a numpy\.random\.Generator"):
         dlnsim.balanced_init([3, 2], 0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="std must be one number or 2 numbers"):
         dlnsim.gaussian_init([3, 2, 2], rng, [1.0])

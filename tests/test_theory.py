@@ -24,7 +24,7 @@ def test_bound_identities(N: int) -> None:
     b = dlnsim.stepsize_bound(s.problem, s.W0)
     m2n = b.M ** (2 / N)
     assert b.delta == pytest.approx(m2n / N**3, rel=1e-14)
-    assert b.K == pytest.approx((1 + 1 / N) * m2n, rel=1e-14)
+    assert pytest.approx((1 + 1 / N) * m2n, rel=1e-14) == b.K
     # (5.1) written out (spec §7.4) equals the general (2.8) at alpha = 0
     p = s.problem
     eta51 = 2 / (4 * N**3 * b.L0 * b.M ** (-2 / N)
@@ -49,7 +49,7 @@ def test_delta_choices(N: int) -> None:
         assert near.eta <= opt.eta * (1 + 1e-9)
     rem = dlnsim.stepsize_bound(s.problem, s.W0, delta="remark2.5")
     assert rem.delta == pytest.approx(rem.M ** (2 / N) / (N * (N + 1) ** 2), rel=1e-14)
-    assert rem.K == pytest.approx((1 + 1 / N) * rem.M ** (2 / N), rel=1e-14)
+    assert pytest.approx((1 + 1 / N) * rem.M ** (2 / N), rel=1e-14) == rem.K
     # the closed form is a sufficient condition for (2.8): never larger
     assert 0 < rem.eta_closed_form <= rem.eta
     thm = dlnsim.stepsize_bound(s.problem, s.W0, delta=sec5.delta, k_constant="theorem")
@@ -68,7 +68,7 @@ def test_alpha_and_unbalanced_starts() -> None:
     p = random_problem(6, 4, 15, seed=3)
     widths = [6, 3, 4, 4]
     W = dlnsim.perturbed_init(widths, np.random.default_rng(0), 0.02)
-    with pytest.raises(ValueError, match="balancedness constant .* > alpha\\*delta"):
+    with pytest.raises(ValueError, match=r"balancedness constant .* > alpha\*delta"):
         dlnsim.stepsize_bound(p, W)
     b = dlnsim.stepsize_bound(p, W, delta=0.05, alpha=0.5)
     assert b.balancedness0 == pytest.approx(0.02, rel=1e-9)

@@ -1,0 +1,3 @@
+from dlnsim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""The ``dlnsim`` command.
+
+    dlnsim bound --N 3 --seed 0                     eta* and its constants for each choice of delta
+    dlnsim run --N 3 --seed 0 --eta bound --iters 100000 --out run.nc
+    dlnsim run --data xy.npz --widths 5 2 3 --init-seed 1 --eta 1e-3 --iters 1000 --out run.nc
+    dlnsim info run.nc                              summary of a result file
+
+Errors in the arguments end the command with exit status 2 and a message naming the option; nothing is
+written in that case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .dataset import open as open_results
+from .dataset import save
+from .init import balanced_init
+from .problem import Problem, Setup, paper_setup
+from .schedules import Constant, Power, PowerDecay, Schedule
+from .simulate import run_gd
+from .theory import stepsize_bound
+
+# subcommands other modules add: name -> (register(subparsers), handler(args) -> int)
+_EXTRA: list[Callable[[Any], None]] = []
+
+
+def _load_data(path: str) -> Problem:
+    """X and Y (samples as columns) from a .npz (arrays X, Y) or a NetCDF file (variables X, Y)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--data: no such file {path!r}")
+    try:
+        if p.suffix == ".npz":
+            with np.load(p) as f:
+                X, Y = f["X"], f["Y"]
+        elif p.suffix == ".nc":
+            import xarray as xr
+
+            with xr.open_dataset(p) as f:
+                X, Y = f["X"].values, f["Y"].values
+        else:
+            raise ValueError(f"--data must be a .npz or .nc file, got {path!r}")
+    except KeyError as exc:
+        raise ValueError(f"--data: {path!r} has no array {exc} (needs X and Y, samples as columns)") from None
+    except (OSError, ValueError) as exc:
+        if "--data" in str(exc):
+            raise
+        raise ValueError(f"--data: cannot read {path!r}: {exc}") from None
+    return Problem(X, Y, meta={"data_file": str(p)})
+
+
+def _setup(args: argparse.Namespace) -> Setup:
+    if args.data:
+        problem = _load_data(args.data)
+        if not args.widths:
+            raise ValueError("--widths d_0 ... d_N is required with --data")
+        widths = tuple(args.widths)
+        if widths[0] != problem.d_x or widths[-1] != problem.d_y:
+            raise ValueError(
+                f"--widths must start with d_x = {problem.d_x} and end with d_y = {problem.d_y}, got {widths}"
+            )
+        W0 = balanced_init(widths, np.random.default_rng(args.init_seed), scale=args.init_scale)
+        problem.meta.update({"init": "balanced", "init_seed": args.init_seed, "init_scale": args.init_scale})
+        return Setup(problem, widths, W0)
+    return paper_setup(args.N, args.seed, d=args.d, m=args.m, r=args.r)
+
+
+def _schedule(args: argparse.Namespace, setup: Setup) -> tuple[Schedule | float, float | None]:
+    """The stepsize rule from --eta (number, 'bound', '<c>xbound') and --gamma/--a2."""
+    text = args.eta.strip().lower()
+    eta_star = None
+    if text.endswith("bound"):
+        factor_text = text[: -len("bound")].rstrip("x") or "1"
+        try:
+            factor = float(factor_text)
+        except ValueError:
+            raise ValueError(f"--eta: expected a number, 'bound' or '<c>xbound', got {args.eta!r}") from None
+        eta_star = stepsize_bound(setup.problem, setup.W0).eta
+        a1 = factor * eta_star
+    else:
+        try:
+            a1 = float(text)
+        except ValueError:
+            raise ValueError(f"--eta: expected a number, 'bound' or '<c>xbound', got {args.eta!r}") from None
+    if args.gamma is None:
+        return Constant(a1), eta_star
+    if args.a2 is None:
+        return Power(a1, args.gamma), eta_star
+    return PowerDecay(a1, args.a2, args.gamma), eta_star
+
+
+def _add_problem_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--N", type=int, default=3, help="depth (number of layers), default 3")
+    p.add_argument("--seed", type=int, default=0, help="seed of the paper setup, default 0")
+    p.add_argument("--d", type=int, default=70, help="input/output dimension of the paper setup (70)")
+    p.add_argument("--m", type=int, default=None, help="number of samples (default 3d)")
+    p.add_argument("--r", type=int, default=2, help="width d_1 of the narrow first layer (2)")
+    p.add_argument("--data", help="X, Y from a .npz or .nc file instead of the paper setup")
+    p.add_argument("--widths", type=int, nargs="+", help="widths d_0 ... d_N (with --data)")
+    p.add_argument("--init-seed", type=int, default=0, help="seed of the balanced start (with --data)")
+    p.add_argument("--init-scale", type=float, default=1.0, help="singular values of each factor (with --data)")
+
+
+def _cmd_bound(args: argparse.Namespace) -> int:
+    setup = _setup(args)
+    N = len(setup.W0)
+    print(f"N = {N}, widths = {list(setup.widths)}, L(W0) = {stepsize_bound(setup.problem, setup.W0).L0:.6g}")
+    print(f"{'delta rule':<12} {'eta':>11} {'M':>10} {'delta':>11} {'K':>10} {'B':>11} {'sigma':>9}  note")
+    for rule in ("section5", "remark2.5", "optimal"):
+        b = stepsize_bound(setup.problem, setup.W0, delta=rule)
+        note = {"section5": "(5.1), K = M^(2/N) + N^2 delta",
+                "remark2.5": f"closed form {b.eta_closed_form:.4g}",
+                "optimal": "(2.8) maximised over delta"}[rule]
+        print(f"{rule:<12} {b.eta:11.4e} {b.M:10.4g} {b.delta:11.4g} {b.K:10.4g} {b.B:11.5g} {b.sigma:9.3g}  {note}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix != ".nc":
+        raise ValueError(f"--out must end in .nc, got {args.out!r}")
+    if not out.parent.exists():
+        raise ValueError(f"--out: directory {str(out.parent)!r} does not exist")
+    if out.exists() and not args.overwrite:
+        raise ValueError(f"--out: {args.out!r} exists (pass --overwrite to replace it)")
+    setup = _setup(args)
+    schedule, _ = _schedule(args, setup)
+    t0 = time.perf_counter()
+    ds = run_gd(setup.problem, setup.W0, schedule, args.iters, record=args.record,
+                progress=not args.quiet, keep_weights=args.keep_weights)
+    elapsed = time.perf_counter() - t0
+    save(ds, out)
+    a = ds.attrs
+    stop = f" at k = {a['stop_iteration']}" if a["status"] != "max_iter" else ""
+    eta0 = float(schedule.values(1)[0]) if isinstance(schedule, Schedule) else float(schedule)
+    bound = f" ({eta0 / a['bound_eta']:.3g} x eta*)" if "bound_eta" in a else ""
+    print(f"{a['status']}{stop}: N={a['N']} eta_0={eta0:.4g}{bound} iters={args.iters} "
+          f"loss {a['initial_loss']:.4g} -> {a['final_loss']:.4g}, {elapsed:.2f} s -> {out}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    ds = open_results(args.path)
+    a = ds.attrs
+    print(f"{args.path}: {a.get('title', '')}")
+    for key in ("status", "status_reason", "stop_iteration", "N", "widths", "n_iter", "schedule",
+                "schedule_eta",
+                "record_rule", "initial_loss", "final_loss", "bound_eta", "bound_delta", "bound_K",
+                "dlnsim_version", "created"):
+        if key in a:
+            print(f"  {key:<16} {a[key]}")
+    print(f"  variables        {', '.join(sorted(str(v) for v in ds.data_vars))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dlnsim", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"dlnsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("bound", help="print eta* and its constants (Theorem 2.4 / (5.1))")
+    _add_problem_args(p)
+    p.set_defaults(func=_cmd_bound)
+
+    p = sub.add_parser("run", help="run gradient descent and write a NetCDF file")
+    _add_problem_args(p)
+    p.add_argument("--eta", default="bound", help="stepsize: a number, 'bound' or '<c>xbound' (default bound)")
+    p.add_argument("--gamma", type=float, default=None, help="decay rate: eta_k = eta (k+1)^-gamma")
+    p.add_argument("--a2", type=float, default=None,
+                   help="with --gamma: eta_k = max(eta (k+1)^-gamma, a2/(k+1)) (reconstructed (5.2))")
+    p.add_argument("--iters", type=int, default=10_000, help="number of GD steps (10000)")
+    p.add_argument("--record", default="log", help="'log', 'log:N', 'all', 'every:N' or N (default log)")
+    p.add_argument("--out", required=True, help="output file (.nc)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--keep-weights", action="store_true", help="store the final factors")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("info", help="summarise a result file")
+    p.add_argument("path")
+    p.set_defaults(func=_cmd_info)
+
+    for register in _EXTRA:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValueError as exc:
+        print(f"dlnsim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dlnsim {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
