@@ -84,9 +84,7 @@ def _gd_chunk(
     for k in range(k_start, k_stop):
         ex = _loss_grad(w, dims, offs, pivot, Rt, F, g, ws)
         loss = lstar + ex
-        gn2 = 0.0
-        for i in range(g.shape[0]):
-            gn2 += g[i] * g[i]
+        gn2 = np.dot(g, g)
         iacc[I_LAST_K] = k
         acc[A_LAST_LOSS] = loss
         acc[A_LAST_GN2] = gn2

@@ -136,14 +136,12 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
     else:
         un = ubuf[0:0].reshape((0, 0))  # unused
         z[:, :] = lr
-    # Z = W R^T - F
-    ex = 0.0
-    for i in range(dn):
-        for k in range(d0):
-            v = z[i, k] - F[i, k]
-            z[i, k] = v
-            ex += v * v
-    ex *= 0.5
+    # Z = W R^T - F; flat loops vectorise, and the norm goes to BLAS (a scalar running sum is latency-bound)
+    zf = z.reshape(dn * d0)
+    ff = F.reshape(dn * d0)
+    for i in range(dn * d0):
+        zf[i] -= ff[i]
+    ex = 0.5 * np.dot(zf, zf)
 
     # lower layers j = 1..b: grad_j = L_j^T M_{j-1},  M_0 = (U_N^T Z) R,  M_j = M_{j-1} W_j^T
     if b > 0:

@@ -1,0 +1,151 @@
+"""``python -m benchmarks [--quick] [--only gd,flow,sweep,system]``: dlnsim next to its references.
+
+Prints one table per group and every DESIGN §7 target with its measured value, and writes everything to
+``benchmarks/results/<timestamp>.json`` (plus ``latest.json``) with a description of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "numpy": np.__version__,
+    }
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = [{k: d.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+                        for d in threadpool_info() if d.get("user_api") == "blas"]
+    except ImportError:
+        pass
+    return info
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    cells = [[_fmt(r.get(k, "")) for k in keys] for r in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    lines = ["  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def targets(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each DESIGN §7 target with its measurement."""
+    out: list[dict[str, Any]] = []
+    gd = results.get("gd", [])
+    for case in sorted({r["case"] for r in gd}):
+        strong = [r for r in gd if r["case"] == case and r["impl"] == "numpy_strong"]
+        if not strong:
+            continue
+        want = 10.0 if case.startswith("paper") else 1.3
+        out.append({"target": f"GD step {case}: x numpy_strong", "want": f">= {want:g}",
+                    "measured": strong[0]["ratio"], "met": strong[0]["ratio"] >= want})
+    for r in gd:
+        if "fraction_of_dgemm" in r:
+            out.append({"target": "wide N=5: fraction of single-thread DGEMM(70)", "want": ">= 0.7",
+                        "measured": r["fraction_of_dgemm"], "met": r["fraction_of_dgemm"] >= 0.7})
+    for r in results.get("flow", []):
+        if "ratio" in r:
+            out.append({"target": f"flow {r.get('case', '')}: x scipy", "want": ">= 10",
+                        "measured": r["ratio"], "met": r["ratio"] >= 10})
+    for r in results.get("sweep", []):
+        if "efficiency" in r:
+            out.append({"target": "sweep on all cores: speed-up / cores", "want": ">= 0.9",
+                        "measured": r["efficiency"], "met": r["efficiency"] >= 0.9})
+    for r in results.get("system", []):
+        if r["case"].startswith("compile"):
+            lim = 15.0 if "empty" in r["case"] else 2.0
+            out.append({"target": r["case"], "want": f"<= {lim:g} s", "measured": r["seconds"],
+                        "met": r["seconds"] <= lim})
+        elif "peak_rss_mb" in r:
+            out.append({"target": "peak memory, 10^6 steps", "want": "< 100 MB", "measured": r["peak_rss_mb"],
+                        "met": r["peak_rss_mb"] < 100})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions and steps")
+    ap.add_argument("--only", default="gd,flow,sweep,system", help="comma-separated groups")
+    args = ap.parse_args(argv)
+    groups = [g.strip() for g in args.only.split(",") if g.strip()]
+    results: dict[str, list[dict[str, Any]]] = {}
+    t_start = time.perf_counter()
+    for g in groups:
+        t0 = time.perf_counter()
+        if g == "gd":
+            from .gd_bench import run
+        elif g == "flow":
+            from .flow_bench import run  # type: ignore[no-redef]
+        elif g == "sweep":
+            from .sweep_bench import run  # type: ignore[no-redef]
+        elif g == "system":
+            from .system_bench import run  # type: ignore[no-redef]
+        else:
+            ap.error(f"--only: unknown group {g!r} (gd, flow, sweep, system)")
+        try:
+            rows = run(quick=args.quick)  # type: ignore[call-arg]
+        except TypeError:
+            rows = run()  # type: ignore[call-arg]
+        results[g] = rows
+        print(f"\n== {g} ({time.perf_counter() - t0:.0f} s)")
+        print(table(rows))
+        sys.stdout.flush()
+    tg = targets(results)
+    print("\n== targets (DESIGN §7)")
+    print(table(tg))
+    print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
+    RESULTS.mkdir(exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    payload = {"machine": machine(), "quick": args.quick, "results": results, "targets": tg}
+    text = json.dumps(payload, indent=1, default=str)
+    (RESULTS / f"{stamp}.json").write_text(text)
+    (RESULTS / "latest.json").write_text(text)
+    print(f"wrote {RESULTS / (stamp + '.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

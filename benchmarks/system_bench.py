@@ -1,0 +1,69 @@
+"""Compile time (fresh process, empty Numba cache / warm cache) and peak memory of a 10^6-step run.
+
+Each measurement runs in its own subprocess so that nothing is already imported or compiled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+FIRST_CALL = """
+import time, json, resource
+t0 = time.perf_counter()
+import dlnsim
+s = dlnsim.paper_setup(3, 0)
+t1 = time.perf_counter()
+dlnsim.run_gd(s.problem, s.W0, 1e-4, 10)
+t2 = time.perf_counter()
+print(json.dumps({"import_setup_s": t1 - t0, "first_call_s": t2 - t1}))
+"""
+
+LONG_RUN = """
+import time, json, resource
+import dlnsim
+s = dlnsim.paper_setup(5, 0)
+dlnsim.run_gd(s.problem, s.W0, "bound", 10)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t0 = time.perf_counter()
+ds = dlnsim.run_gd(s.problem, s.W0, "bound", 1_000_000, record="log")
+t1 = time.perf_counter()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"run_s": t1 - t0, "peak_rss_mb": peak, "rss_before_run_mb": base,
+                  "dataset_kb": ds.nbytes / 1024, "final_loss": float(ds.loss[-1]), "status": ds.attrs["status"]}))
+"""
+
+
+def _py(code: str, env: dict[str, str]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        cold = _py(FIRST_CALL, env)
+        warm = _py(FIRST_CALL, env)
+    rows.append({"case": "compile: first call, empty cache", "seconds": cold["first_call_s"],
+                 "import_s": cold["import_setup_s"], "target": "<= 15 s"})
+    rows.append({"case": "compile: first call, warm cache", "seconds": warm["first_call_s"],
+                 "import_s": warm["import_setup_s"], "target": "<= 2 s"})
+    if not quick:
+        t0 = time.perf_counter()
+        long = _py(LONG_RUN, dict(os.environ))
+        rows.append({"case": "10^6 steps, N=5 paper, log records", "seconds": long["run_s"],
+                     "peak_rss_mb": long["peak_rss_mb"], "rss_before_run_mb": long["rss_before_run_mb"],
+                     "status": long["status"], "final_loss": long["final_loss"], "target": "< 100 MB",
+                     "wall_s": time.perf_counter() - t0})
+    return rows
+
+
+if __name__ == "__main__":
+    for r in run():
+        print(r)
