@@ -126,7 +126,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     Y = dlnsim.product(Wt) @ X
     big = dlnsim.Problem(X, Y)
     W0 = dlnsim.balanced_init([d] * 4, rng)
-    rows += _case("large N=3 (all 256)", big, W0, dlnsim.stepsize_bound(big, W0).eta, 50 if quick else 300, 20 if quick else 100, 3,
+    eta_big = dlnsim.stepsize_bound(big, W0).eta
+    rows += _case("large N=3 (all 256)", big, W0, eta_big, 50 if quick else 300, 20 if quick else 100, 3,
                   with_plain=False)
     return rows
 

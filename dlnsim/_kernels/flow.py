@@ -101,6 +101,35 @@ D5 = 701980252875.0 / 199316789632.0
 D6 = -1453857185.0 / 822651844.0
 D7 = 69997945.0 / 29380423.0
 
+
+
+@njit(cache=True)
+def _tableau():
+    """The Runge-Kutta matrix a_{sj} of the seven stages (row 6 = the 5th-order weights b_j)."""
+    a = np.zeros((7, 7))
+    a[1, 0] = A21
+    a[2, 0] = A31
+    a[2, 1] = A32
+    a[3, 0] = A41
+    a[3, 1] = A42
+    a[3, 2] = A43
+    a[4, 0] = A51
+    a[4, 1] = A52
+    a[4, 2] = A53
+    a[4, 3] = A54
+    a[5, 0] = A61
+    a[5, 1] = A62
+    a[5, 2] = A63
+    a[5, 3] = A64
+    a[5, 4] = A65
+    a[6, 0] = A71
+    a[6, 2] = A73
+    a[6, 3] = A74
+    a[6, 4] = A75
+    a[6, 5] = A76
+    return a
+
+
 # step-size control (DOPRI5 defaults)
 SAFE = 0.9
 BETA = 0.04
@@ -384,20 +413,11 @@ def _integrate(
     n_t = t_eval.shape[0]
     ws = np.empty(_workspace_size(dims, pivot))
     g = np.empty(n)
-    k1 = np.empty(n)
-    k2 = np.empty(n)
-    k3 = np.empty(n)
-    k4 = np.empty(n)
-    k5 = np.empty(n)
-    k6 = np.empty(n)
-    k7 = np.empty(n)
+    ks = np.empty((7, n))  # stages; ks[0] = f(t, y) (FSAL), ks[6] = f(t_new, y_new)
     y1 = np.empty(n)
     ytmp = np.empty(n)
-    yint = np.empty(n)
-    r2 = np.empty(n)
-    r3 = np.empty(n)
-    r4 = np.empty(n)
-    r5 = np.empty(n)
+    rc = np.empty((4, n))  # dense-output coefficients
+    tab = _tableau()
     for q in range(N_ISTATS):
         istats[q] = 0
     for q in range(N_FSTATS):
@@ -415,9 +435,9 @@ def _integrate(
     if idx >= n_t:
         return DONE
 
-    _rhs(kind, y, k1, dims, offs, pivot, Rt, F, eta, rank, ws, g)
+    _rhs(kind, y, ks[0], dims, offs, pivot, Rt, F, eta, rank, ws, g)
     istats[S_RHS] += 1
-    if not _all_finite(k1):
+    if not _all_finite(ks[0]):
         return NONFINITE
 
     fixed = h_fixed > 0.0
@@ -430,7 +450,8 @@ def _integrate(
     elif h_init > 0.0:
         h = min(h_init, t_end)
     else:
-        h = _initial_step(kind, y, k1, t_end, rtol, atol, dims, offs, pivot, Rt, F, eta, rank, ws, g, ytmp, k2)
+        h = _initial_step(kind, y, ks[0], t_end, rtol, atol, dims, offs, pivot, Rt, F, eta, rank, ws, g, ytmp,
+                          ks[1])
         istats[S_RHS] += 1
     fstats[F_H0] = h
 
@@ -458,32 +479,24 @@ def _integrate(
             t_new = t_end if last else t + h_step
         n_attempt += 1
 
-        # stages 2..7 (k1 = f(t, y) by FSAL)
-        for i in range(n):
-            ytmp[i] = y[i] + h_step * A21 * k1[i]
-        _rhs(kind, ytmp, k2, dims, offs, pivot, Rt, F, eta, rank, ws, g)
-        for i in range(n):
-            ytmp[i] = y[i] + h_step * (A31 * k1[i] + A32 * k2[i])
-        _rhs(kind, ytmp, k3, dims, offs, pivot, Rt, F, eta, rank, ws, g)
-        for i in range(n):
-            ytmp[i] = y[i] + h_step * (A41 * k1[i] + A42 * k2[i] + A43 * k3[i])
-        _rhs(kind, ytmp, k4, dims, offs, pivot, Rt, F, eta, rank, ws, g)
-        for i in range(n):
-            ytmp[i] = y[i] + h_step * (A51 * k1[i] + A52 * k2[i] + A53 * k3[i] + A54 * k4[i])
-        _rhs(kind, ytmp, k5, dims, offs, pivot, Rt, F, eta, rank, ws, g)
-        for i in range(n):
-            ytmp[i] = y[i] + h_step * (A61 * k1[i] + A62 * k2[i] + A63 * k3[i] + A64 * k4[i] + A65 * k5[i])
-        _rhs(kind, ytmp, k6, dims, offs, pivot, Rt, F, eta, rank, ws, g)
-        for i in range(n):
-            y1[i] = y[i] + h_step * (A71 * k1[i] + A73 * k3[i] + A74 * k4[i] + A75 * k5[i] + A76 * k6[i])
-        _rhs(kind, y1, k7, dims, offs, pivot, Rt, F, eta, rank, ws, g)
+        # stages 2..7 (ks[0] = f(t, y) by FSAL); the 7th stage is evaluated at the new state y1
+        for st in range(1, 7):
+            tgt = y1 if st == 6 else ytmp
+            for i in range(n):
+                tgt[i] = y[i]
+            for j in range(st):
+                c = h_step * tab[st, j]
+                if c != 0.0:
+                    kj = ks[j]
+                    for i in range(n):
+                        tgt[i] += c * kj[i]
+            _rhs(kind, tgt, ks[st], dims, offs, pivot, Rt, F, eta, rank, ws, g)
         istats[S_RHS] += 6
 
         if fixed:
-            if not (_all_finite(y1) and _all_finite(k7)):
+            if not (_all_finite(y1) and _all_finite(ks[6])):
                 fstats[F_T] = t
                 fstats[F_H] = h
-                istats[S_ACCEPTED] = n_acc
                 return NONFINITE
             accept = True
             h_next = h
@@ -491,7 +504,8 @@ def _integrate(
             err = 0.0
             for i in range(n):
                 sk = atol + rtol * max(abs(y[i]), abs(y1[i]))
-                e = h_step * (E1 * k1[i] + E3 * k3[i] + E4 * k4[i] + E5 * k5[i] + E6 * k6[i] + E7 * k7[i])
+                e = h_step * (E1 * ks[0, i] + E3 * ks[2, i] + E4 * ks[3, i] + E5 * ks[4, i] + E6 * ks[5, i]
+                              + E7 * ks[6, i])
                 err += (e / sk) ** 2
             err = np.sqrt(err / max(n, 1))
             if not np.isfinite(err):
@@ -526,33 +540,34 @@ def _integrate(
         if idx < n_t and t_eval[idx] <= t_new:
             for i in range(n):
                 ydiff = y1[i] - y[i]
-                bspl = h_step * k1[i] - ydiff
-                r2[i] = ydiff
-                r3[i] = bspl
-                r4[i] = ydiff - h_step * k7[i] - bspl
-                r5[i] = h_step * (D1 * k1[i] + D3 * k3[i] + D4 * k4[i] + D5 * k5[i] + D6 * k6[i] + D7 * k7[i])
+                bspl = h_step * ks[0, i] - ydiff
+                rc[0, i] = ydiff
+                rc[1, i] = bspl
+                rc[2, i] = ydiff - h_step * ks[6, i] - bspl
+                rc[3, i] = h_step * (D1 * ks[0, i] + D3 * ks[2, i] + D4 * ks[3, i] + D5 * ks[4, i]
+                                     + D6 * ks[5, i] + D7 * ks[6, i])
             while idx < n_t and t_eval[idx] <= t_new:
                 if t_eval[idx] == t_new:
-                    _emit(kind, y1, idx, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss,
-                          out_gn2, diag, out_bal, out_sv)
+                    for i in range(n):
+                        ytmp[i] = y1[i]
                 else:
                     th = (t_eval[idx] - t) / h_step
                     th1 = 1.0 - th
                     for i in range(n):
-                        yint[i] = y[i] + th * (r2[i] + th1 * (r3[i] + th * (r4[i] + th1 * r5[i])))
-                    _emit(kind, yint, idx, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss,
-                          out_gn2, diag, out_bal, out_sv)
+                        ytmp[i] = y[i] + th * (rc[0, i] + th1 * (rc[1, i] + th * (rc[2, i] + th1 * rc[3, i])))
+                _emit(kind, ytmp, idx, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss,
+                      out_gn2, diag, out_bal, out_sv)
                 idx += 1
             istats[S_DONE_TIMES] = idx
         # FSAL
         for i in range(n):
             y[i] = y1[i]
-            k1[i] = k7[i]
+            ks[0, i] = ks[6, i]
         t = t_new
         h = h_next
         fstats[F_T] = t
         fstats[F_H] = h
-        if not _all_finite(k1):
+        if not _all_finite(ks[0]):
             return NONFINITE
         if idx >= n_t or t >= t_end:
             return DONE
