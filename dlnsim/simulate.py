@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from . import dataset
+from ._blas import blas_threads as _blas_threads
 from ._kernels import gd as _gd
 from ._validate import nonneg_int, positive_float
 from .objective import _checked, _layout, _unflatten
@@ -139,6 +140,7 @@ def run_gd(
     keep_weights: bool = False,
     progress: bool = False,
     attrs: dict[str, Any] | None = None,
+    blas_threads: int | None = 1,
 ) -> xr.Dataset:
     """Run ``n_iter`` steps of gradient descent from ``W0`` and return the records as a Dataset.
 
@@ -146,10 +148,12 @@ def run_gd(
     ``"<c>xbound"`` (c times eta* of (5.1) for this start).  ``record`` is ``"log"`` (200 log-spaced points,
     the default), ``"log:N"``, ``"all"``, an int n (every n-th), `Every`/`LogSpaced`, or an array of
     iterations.  ``bound`` (default: the section-5 bound when W0 is balanced) puts the theory constants
-    in the attributes.  ``keep_weights`` stores the final factors (see `weights_from`).
+    in the attributes.  ``keep_weights`` stores the final factors (see `weights_from`).  BLAS runs on
+    ``blas_threads`` threads during the run (default 1: faster for these matrix sizes; None leaves it).
     """
     ds, _ = _run_gd(problem, W0, eta, n_iter, record, gtol=gtol, stop_early=stop_early, blowup=blowup,
-                    bound=bound, keep_weights=keep_weights, progress=progress, attrs=attrs)
+                    bound=bound, keep_weights=keep_weights, progress=progress, attrs=attrs,
+                    blas_threads=blas_threads)
     return ds
 
 
@@ -168,6 +172,7 @@ def _run_gd(
     progress: bool = False,
     attrs: dict[str, Any] | None = None,
     snapshots: bool = False,
+    blas_threads: int | None = 1,
 ) -> tuple[xr.Dataset, np.ndarray | None]:
     """`run_gd`; with ``snapshots`` also the flat state W(k) at every record point, shape (n_rec, n_params)
     (NaN after a stop), for comparisons with the gradient flow at the same times."""
@@ -231,33 +236,34 @@ def _run_gd(
         bar = tqdm(total=n_iter, unit="it", desc=f"GD N={n}", dynamic_ncols=True, leave=False)
     status = _gd.RUNNING
     k = 0
-    try:
-        while k < total:
-            k_stop = min(k + chunk, total)
-            if snaps is not None:
-                # end chunks at record points: after evaluating k_stop - 1 the kernel holds W(k_stop)
-                nxt = int(np.searchsorted(rec_k, k, side="right"))
-                if nxt < n_rec:
-                    k_stop = min(k_stop, int(rec_k[nxt]))
-            status = _gd._gd_chunk(
-                w, dims, offs, pivot, problem.Rt, problem.F, problem.lstar, etas, n_iter, k, k_stop,
-                threshold, gtol * gtol, stop_early, rec_k, rec["loss"], rec["excess_loss"],
-                rec["grad_norm_sq"], rec["balancedness"], rec["layer_norm_sq"], rec["product_sv"],
-                rec["descent_ratio"], rec["eta"], rec["t"], acc, iacc,
-            )
+    with _blas_threads(blas_threads):
+        try:
+            while k < total:
+                k_stop = min(k + chunk, total)
+                if snaps is not None:
+                    # end chunks at record points: after evaluating k_stop - 1 the kernel holds W(k_stop)
+                    nxt = int(np.searchsorted(rec_k, k, side="right"))
+                    if nxt < n_rec:
+                        k_stop = min(k_stop, int(rec_k[nxt]))
+                status = _gd._gd_chunk(
+                    w, dims, offs, pivot, problem.Rt, problem.F, problem.lstar, etas, n_iter, k, k_stop,
+                    threshold, gtol * gtol, stop_early, rec_k, rec["loss"], rec["excess_loss"],
+                    rec["grad_norm_sq"], rec["balancedness"], rec["layer_norm_sq"], rec["product_sv"],
+                    rec["descent_ratio"], rec["eta"], rec["t"], acc, iacc,
+                )
+                if bar is not None:
+                    bar.update(min(k_stop, n_iter) - min(k, n_iter))
+                    bar.set_postfix(loss=f"{acc[_gd.A_LAST_LOSS]:.3e}", refresh=False)
+                if status != _gd.RUNNING:
+                    break
+                if snaps is not None and k_stop <= n_iter:
+                    r = int(np.searchsorted(rec_k, k_stop))
+                    if r < n_rec and rec_k[r] == k_stop:
+                        snaps[r] = w
+                k = k_stop
+        finally:
             if bar is not None:
-                bar.update(min(k_stop, n_iter) - min(k, n_iter))
-                bar.set_postfix(loss=f"{acc[_gd.A_LAST_LOSS]:.3e}", refresh=False)
-            if status != _gd.RUNNING:
-                break
-            if snaps is not None and k_stop <= n_iter:
-                r = int(np.searchsorted(rec_k, k_stop))
-                if r < n_rec and rec_k[r] == k_stop:
-                    snaps[r] = w
-            k = k_stop
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
 
     stop_k = int(iacc[_gd.I_STOP])
     final_gn2 = float(acc[_gd.A_LAST_GN2])
