@@ -227,8 +227,6 @@ def _run_gd(
     total = n_iter + 1
     chunk = total if not progress else max(1000, total // 200)
     snaps = np.full((n_rec, w.size), nan) if snapshots else None
-    if snaps is not None:
-        snaps[0] = w  # rec_k[0] == 0
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -236,34 +234,41 @@ def _run_gd(
         bar = tqdm(total=n_iter, unit="it", desc=f"GD N={n}", dynamic_ncols=True, leave=False)
     status = _gd.RUNNING
     k = 0
+    r = 0  # next record point whose state-based diagnostics are pending
     with _blas_threads(blas_threads):
         try:
             while k < total:
-                k_stop = min(k + chunk, total)
-                if snaps is not None:
-                    # end chunks at record points: after evaluating k_stop - 1 the kernel holds W(k_stop)
-                    nxt = int(np.searchsorted(rec_k, k, side="right"))
-                    if nxt < n_rec:
-                        k_stop = min(k_stop, int(rec_k[nxt]))
+                # chunks end at record points, so W(rec_k[r]) is in w here: eigenvalues and SVDs in numpy
+                if r < n_rec and rec_k[r] == k:
+                    if np.all(np.isfinite(w)):
+                        _diagnostics(w, dims, offs, rec["balancedness"][r], rec["layer_norm_sq"][r],
+                                     rec["product_sv"][r])
+                        if snaps is not None:
+                            snaps[r] = w
+                    r += 1
+                k_stop = min(k + chunk, total, int(rec_k[r]) if r < n_rec else total)
                 status = _gd._gd_chunk(
                     w, dims, offs, pivot, problem.Rt, problem.F, problem.lstar, etas, n_iter, k, k_stop,
                     threshold, gtol * gtol, stop_early, rec_k, rec["loss"], rec["excess_loss"],
-                    rec["grad_norm_sq"], rec["balancedness"], rec["layer_norm_sq"], rec["product_sv"],
-                    rec["descent_ratio"], rec["eta"], rec["t"], acc, iacc,
+                    rec["grad_norm_sq"], rec["descent_ratio"], rec["eta"], rec["t"], acc, iacc,
                 )
                 if bar is not None:
                     bar.update(min(k_stop, n_iter) - min(k, n_iter))
                     bar.set_postfix(loss=f"{acc[_gd.A_LAST_LOSS]:.3e}", refresh=False)
                 if status != _gd.RUNNING:
                     break
-                if snaps is not None and k_stop <= n_iter:
-                    r = int(np.searchsorted(rec_k, k_stop))
-                    if r < n_rec and rec_k[r] == k_stop:
-                        snaps[r] = w
                 k = k_stop
         finally:
             if bar is not None:
                 bar.close()
+    if status in (_gd.DIVERGED_NONFINITE, _gd.DIVERGED_BLOWUP):
+        # a blown-up (finite) state may have been diagnosed before the kernel flagged it: records from the
+        # stop on stay NaN
+        after = rec_k >= iacc[_gd.I_STOP]
+        for key in ("balancedness", "layer_norm_sq", "product_sv"):
+            rec[key][after] = nan
+        if snaps is not None:
+            snaps[after] = nan
 
     stop_k = int(iacc[_gd.I_STOP])
     final_gn2 = float(acc[_gd.A_LAST_GN2])
@@ -320,6 +325,38 @@ def _run_gd(
         "sv": np.arange(1, n_sv + 1, dtype=np.int64),
     }
     return dataset.build(data, coords, run_attrs), snaps
+
+
+def _diagnostics(w: np.ndarray, dims: np.ndarray, offs: np.ndarray, bal: np.ndarray, lnorm: np.ndarray,
+                 sv: np.ndarray) -> None:
+    """Balancedness per pair, ||W_j||^2 per layer and the top singular values of the product, at one state."""
+    n = len(dims) - 1
+    W = [w[offs[j]:offs[j + 1]].reshape(int(dims[j + 1]), int(dims[j])) for j in range(n)]
+    grams = []
+    for j in range(n):
+        gram = W[j] @ W[j].T if dims[j + 1] <= dims[j] else W[j].T @ W[j]
+        lnorm[j] = np.linalg.eigvalsh(gram)[-1]
+        grams.append(gram)
+    for j in range(n - 1):
+        D = W[j + 1].T @ W[j + 1] - W[j] @ W[j].T
+        ev = np.linalg.eigvalsh(0.5 * (D + D.T))
+        bal[j] = max(abs(ev[0]), abs(ev[-1]))
+    # product through the narrowest layer b: W = up @ low with up (d_N, d_b), low (d_b, d_0); the nonzero
+    # singular values are those of R_up R_low^T (QR factors), which keeps small singular values accurate
+    b = int(np.argmin(dims))
+    low = np.eye(int(dims[0]))
+    for j in range(b):
+        low = W[j] @ low
+    up = np.eye(int(dims[b]))
+    for j in range(b, n):
+        up = W[j] @ up
+    if 0 < b < n:
+        small = np.linalg.qr(up, mode="r") @ np.linalg.qr(low.T, mode="r").T
+    else:
+        small = up @ low
+    s = np.linalg.svd(small, compute_uv=False)
+    sv[:] = 0.0
+    sv[: min(sv.size, s.size)] = s[: sv.size]
 
 
 def weights_from(ds: xr.Dataset) -> list[np.ndarray]:

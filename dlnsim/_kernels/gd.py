@@ -1,8 +1,9 @@
 """Gradient descent (2.1) W_j(k+1) = W_j(k) - eta_k grad_{W_j} L^N(W(k)), run in resumable chunks.
 
 The loop evaluates the state W(k) for k = k_start, ..., k_stop - 1: loss and gradient every step (cheap,
-see `linalg._loss_grad`), the expensive diagnostics only when k is the next record point, then takes the
-step unless k = n_iter.  Running statistics over *every* step (not only record points) are kept in
+see `linalg._loss_grad`), records loss, ||grad||^2, eta_k and t_k when k is the next record point, then takes
+the step unless k = n_iter.  The expensive diagnostics (eigenvalues, singular values) are left to the caller,
+which ends chunks at record points: that keeps LAPACK out of this kernel and its compile time short.  Running statistics over *every* step (not only record points) are kept in
 ``acc`` so the checks of Prop. 3.4 (2) and (4) hold for the whole trajectory:
 
 * the largest one-step loss increase max_k L(k+1) - L(k)      (Prop. 3.4(2) needs <= 0),
@@ -16,13 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .linalg import (
-    _balancedness,
-    _layer_norms_sq,
-    _loss_grad,
-    _product_singular_values,
-    _workspace_size,
-)
+from .linalg import _loss_grad, _workspace_size
 
 RUNNING = 0
 CONVERGED = 1
@@ -67,9 +62,6 @@ def _gd_chunk(
     rec_loss,
     rec_excess,
     rec_gn2,
-    rec_bal,
-    rec_lnorm,
-    rec_sv,
     rec_ratio,
     rec_eta,
     rec_t,
@@ -117,9 +109,6 @@ def _gd_chunk(
             rec_loss[r] = loss
             rec_excess[r] = ex
             rec_gn2[r] = gn2
-            _balancedness(w, dims, offs, rec_bal[r])
-            _layer_norms_sq(w, dims, offs, rec_lnorm[r])
-            _product_singular_values(w, dims, offs, rec_sv[r])
             rec_eta[r] = eta if k < n_iter else np.nan
             rec_t[r] = acc[A_T]
             iacc[I_PENDING] = r
