@@ -351,7 +351,9 @@ def _diagnostics(w: np.ndarray, dims: np.ndarray, offs: np.ndarray, bal: np.ndar
     for j in range(b, n):
         up = W[j] @ up
     if 0 < b < n:
-        small = np.linalg.qr(up, mode="r") @ np.linalg.qr(low.T, mode="r").T
+        r_up = np.asarray(np.linalg.qr(up, mode="r"))
+        r_low = np.asarray(np.linalg.qr(low.T, mode="r"))
+        small = r_up @ r_low.T
     else:
         small = up @ low
     s = np.linalg.svd(small, compute_uv=False)
