@@ -10,7 +10,8 @@ Right-hand sides (selected by the integer ``kind``; spec §2)
   A_W(Z) = sum_{j=1}^N (W W^T)^{(N-j)/N} Z (W^T W)^{(j-1)/N}.
   With the full SVD W = U diag(s) V^T, (W W^T)^a = U diag(s^{2a}) U^T and (W^T W)^b = V diag(s^{2b}) V^T
   (the zero singular values of the complements included, and (.)^0 = identity), so
-  A_W(Z) = U [M o (U^T Z V)] V^T with M_ik = sum_{m=0}^{N-1} a_i^{N-1-m} b_k^m, a_i = s_i^{2/N}, b_k = s_k^{2/N}.
+  A_W(Z) = U [M o (U^T Z V)] V^T with M_ik = sum_{m=0}^{N-1} a_i^{N-1-m} b_k^m, a_i = s_i^{2/N},
+  b_k = s_k^{2/N}.
   Singular values beyond ``rank`` are treated as exact zeros: the balanced flow keeps the rank of W, and
   without the cut the rounding-level singular values of a rank-deficient W would enter through
   s^{2/N} (1e-16^{2/5} ~ 4e-7 for N = 5), because A_W is not Lipschitz where the rank drops.
@@ -38,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .linalg import _balancedness, _loss_grad, _product_singular_values, _workspace_size
+from .linalg import _balancedness, _layer, _loss_grad, _product_singular_values, _workspace_size
 
 FACTOR = 0
 END_TO_END = 1
@@ -305,26 +306,56 @@ def _all_finite(a):
 
 
 @njit(cache=True)
-def _emit(kind, y, i, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss, out_gn2, diag,
-          out_bal, out_sv):
+def _excess_loss(w, dims, offs, pivot, Rt, F):
+    """Excess loss 1/2 ||W R^T - F||_F^2 of the factors ``w`` (no gradient: for the requested times).
+
+    W R^T = W_{N:b+1} (W_{b:1} R^T) is multiplied through the narrowest layer b, as in `linalg._loss_grad`.
+    """
+    n = dims.shape[0] - 1
+    b = pivot
+    if b > 0:
+        low = _layer(w, dims, offs, b)
+        for j in range(b - 1, 0, -1):
+            low = np.dot(low, _layer(w, dims, offs, j))
+        lr = np.dot(low, Rt)
+    else:
+        lr = Rt.copy()
+    if b < n:
+        up = _layer(w, dims, offs, b + 1)
+        for j in range(b + 2, n + 1):
+            up = np.dot(_layer(w, dims, offs, j), up)
+        z = np.dot(up, lr)
+    else:
+        z = lr
+    z -= F
+    zz = z.ravel()
+    return 0.5 * np.dot(zz, zz)
+
+
+@njit(cache=True)
+def _emit(kind, y, i, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss, out_gn2, with_loss,
+          with_grad, diag, out_bal, out_sv):
     """Record the state ``y`` as the value at requested time number ``i``."""
     if save_idx[i] >= 0:
         out_y[save_idx[i], :] = y
     if kind == END_TO_END:
-        out_loss[i] = lstar + _product_loss(y, dims, Rt, F)
-        out_gn2[i] = np.nan
+        if with_loss:
+            out_loss[i] = lstar + _product_loss(y, dims, Rt, F)
         if diag and out_sv.shape[1] > 0:
             n = dims.shape[0] - 1
             s = np.linalg.svd(np.ascontiguousarray(y.reshape((dims[n], dims[0]))))[1]
             for q in range(out_sv.shape[1]):
                 out_sv[i, q] = s[q] if q < s.shape[0] else 0.0
         return
-    ex = _loss_grad(y, dims, offs, pivot, Rt, F, g, ws)
-    out_loss[i] = lstar + ex
-    gn2 = 0.0
-    for q in range(g.shape[0]):
-        gn2 += g[q] * g[q]
-    out_gn2[i] = gn2
+    if with_grad:
+        ex = _loss_grad(y, dims, offs, pivot, Rt, F, g, ws)
+        gn2 = 0.0
+        for q in range(g.shape[0]):
+            gn2 += g[q] * g[q]
+        out_gn2[i] = gn2
+        out_loss[i] = lstar + ex
+    elif with_loss:
+        out_loss[i] = lstar + _excess_loss(y, dims, offs, pivot, Rt, F)
     if diag:
         if out_bal.shape[1] > 0:
             _balancedness(y, dims, offs, out_bal[i])
@@ -394,6 +425,8 @@ def _integrate(
     out_y,
     out_loss,
     out_gn2,
+    with_loss,
+    with_grad,
     diag,
     out_bal,
     out_sv,
@@ -403,10 +436,11 @@ def _integrate(
     """Integrate flow ``kind`` from t = 0 (state ``y``, overwritten with the final state) through the
     requested times ``t_eval`` (non-decreasing, >= 0).
 
-    At requested time i: ``out_loss[i]`` (loss), ``out_gn2[i]`` (||grad L^N||_F^2; NaN for the end-to-end
-    flow), with ``diag`` also ``out_bal[i]`` (balancedness per pair) and ``out_sv[i]`` (top singular values of
-    the product), and the state into ``out_y[save_idx[i]]`` when ``save_idx[i] >= 0``.  Entries of times not
-    reached stay as the caller initialised them (NaN).  ``istats``/``fstats`` receive the counters.
+    At requested time i: with ``with_loss`` ``out_loss[i]`` (loss), with ``with_grad`` also ``out_gn2[i]``
+    (||grad L^N||_F^2; factor and modified flows), with ``diag`` ``out_bal[i]`` (balancedness per pair)
+    and ``out_sv[i]`` (top singular values of the product), and the state into ``out_y[save_idx[i]]`` when
+    ``save_idx[i] >= 0``.  Entries of times not reached stay as the caller initialised them (NaN).
+    ``istats``/``fstats`` receive the counters.
     Returns DONE, MAX_STEPS, NONFINITE or STEP_UNDERFLOW.
     """
     n = y.shape[0]
@@ -428,8 +462,8 @@ def _integrate(
     idx = 0
     # requested times at t = 0
     while idx < n_t and t_eval[idx] <= 0.0:
-        _emit(kind, y, idx, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss, out_gn2, diag,
-              out_bal, out_sv)
+        _emit(kind, y, idx, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss, out_gn2,
+              with_loss, with_grad, diag, out_bal, out_sv)
         idx += 1
     istats[S_DONE_TIMES] = idx
     if idx >= n_t:
@@ -556,7 +590,7 @@ def _integrate(
                     for i in range(n):
                         ytmp[i] = y[i] + th * (rc[0, i] + th1 * (rc[1, i] + th * (rc[2, i] + th1 * rc[3, i])))
                 _emit(kind, ytmp, idx, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss,
-                      out_gn2, diag, out_bal, out_sv)
+                      out_gn2, with_loss, with_grad, diag, out_bal, out_sv)
                 idx += 1
             istats[S_DONE_TIMES] = idx
         # FSAL
@@ -575,7 +609,7 @@ def _integrate(
 
 @njit(cache=True)
 def _rhs_once(kind, y, dims, offs, pivot, Rt, F, eta, rank, f):
-    """The right-hand side of flow ``kind`` at one point (allocates its workspace); returns the excess loss."""
+    """The right-hand side of flow ``kind`` at one point (own workspace); returns the excess loss."""
     ws = np.empty(_workspace_size(dims, pivot))
     g = np.empty(y.shape[0])
     return _rhs(kind, y, f, dims, offs, pivot, Rt, F, eta, rank, ws, g)

@@ -5,7 +5,8 @@ see `linalg._loss_grad`), records loss, ||grad||^2, eta_k and t_k when k is the 
 the step unless k = n_iter.  The expensive diagnostics (eigenvalues, singular values) are left to the caller,
 which ends chunks at record points: that keeps LAPACK out of this kernel and its compile time short.
 
-Running statistics over *every* step (not only record points) are kept in ``acc`` so the checks of Prop. 3.4 (2) and (4) hold for the whole trajectory:
+Running statistics over *every* step (not only record points) are kept in ``acc``, so the checks of
+Prop. 3.4 (2) and (4) hold for the whole trajectory:
 
 * the largest one-step loss increase max_k L(k+1) - L(k)      (Prop. 3.4(2) needs <= 0),
 * the smallest descent ratio (L(k) - L(k+1)) / (eta_k ||grad L(k)||_F^2)   (Prop. 3.4(4) needs >= sigma).
