@@ -215,7 +215,11 @@ def _run_gd(
         "eta": np.full(n_rec, nan),
         "t": np.full(n_rec, nan),
     }
-    loss0 = problem.lstar + _gd._loss_grad_once(w, dims, offs, pivot, problem.Rt, problem.F, np.empty_like(w))
+    # numpy here, not the kernel: a second compiled caller of the gradient kernel would double the compile time
+    P = W[0]
+    for Wj in W[1:]:
+        P = Wj @ P
+    loss0 = problem.loss_of_product(P)
     threshold = blowup * max(loss0, 0.5 * problem.norm_Y_F**2, np.finfo(float).tiny)
     acc = np.zeros(_gd.N_ACC)
     acc[_gd.A_MIN_RATIO] = np.inf
