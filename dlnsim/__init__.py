@@ -6,6 +6,7 @@ Public API (DESIGN §2); everything is re-exported here and nothing else lives i
 __version__ = "0.1.0"
 
 from .dataset import open, save
+from .flow import compare_flow, run_flow, sharpness
 from .init import balanced_init, balancedness, gaussian_init, haar_orthogonal, perturbed_init
 from .objective import gradient, hessian_form, hessian_vector_product, loss, product
 from .problem import Problem, Setup, paper_setup, paper_widths
@@ -27,6 +28,7 @@ __all__ = [
     "__version__",
     "balanced_init",
     "balancedness",
+    "compare_flow",
     "gaussian_init",
     "gradient",
     "haar_orthogonal",
@@ -39,9 +41,11 @@ __all__ = [
     "perturbed_init",
     "product",
     "record_points",
+    "run_flow",
     "run_gd",
     "save",
     "set_stepsize_bound",
+    "sharpness",
     "stepsize_bound",
     "weights_from",
 ]

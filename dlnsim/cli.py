@@ -3,6 +3,8 @@
     dlnsim bound --N 3 --seed 0                     eta* and its constants for each choice of delta
     dlnsim run --N 3 --seed 0 --eta bound --iters 100000 --out run.nc
     dlnsim run --data xy.npz --widths 5 2 3 --init-seed 1 --eta 1e-3 --iters 1000 --out run.nc
+    dlnsim run --N 2 --eta 1e-3 --iters 5000 --flow --out cmp.nc      GD next to the gradient flow(s)
+    dlnsim flow --N 3 --T 20 --kind factor --out flow.nc            integrate a flow alone
     dlnsim info run.nc                              summary of a result file
 
 Errors in the arguments end the command with exit status 2 and a message naming the option; nothing is
@@ -14,23 +16,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from . import __version__
 from .dataset import open as open_results
 from .dataset import save
+from .flow import add_compare_options, add_flow_cli, compare_flow, compare_kwargs
 from .init import balanced_init
 from .problem import Problem, Setup, paper_setup
 from .schedules import Constant, Power, PowerDecay, Schedule
 from .simulate import run_gd
 from .theory import stepsize_bound
-
-# subcommands other modules add: name -> (register(subparsers), handler(args) -> int)
-_EXTRA: list[Callable[[Any], None]] = []
 
 
 def _load_data(path: str) -> Problem:
@@ -135,16 +134,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     setup = _setup(args)
     schedule, _ = _schedule(args, setup)
     t0 = time.perf_counter()
-    ds = run_gd(setup.problem, setup.W0, schedule, args.iters, record=args.record,
-                progress=not args.quiet, keep_weights=args.keep_weights)
+    if args.flow:
+        ds = compare_flow(setup.problem, setup.W0, schedule, args.iters, args.record, **compare_kwargs(args),
+                          progress=not args.quiet, keep_weights=args.keep_weights)
+    else:
+        ds = run_gd(setup.problem, setup.W0, schedule, args.iters, record=args.record,
+                    progress=not args.quiet, keep_weights=args.keep_weights)
     elapsed = time.perf_counter() - t0
     save(ds, out)
     a = ds.attrs
     stop = f" at k = {a['stop_iteration']}" if a["status"] != "max_iter" else ""
     eta0 = float(schedule.values(1)[0]) if isinstance(schedule, Schedule) else float(schedule)
     bound = f" ({eta0 / a['bound_eta']:.3g} x eta*)" if "bound_eta" in a else ""
+    flow = ""
+    if "flow_distance" in ds:
+        last = ds["flow_distance"].dropna("k")
+        if last.size:
+            flow = f", |GD - flow| at k={int(last.k[-1])}: {float(last[-1]):.3g}"
     print(f"{a['status']}{stop}: N={a['N']} eta_0={eta0:.4g}{bound} iters={args.iters} "
-          f"loss {a['initial_loss']:.4g} -> {a['final_loss']:.4g}, {elapsed:.2f} s -> {out}")
+          f"loss {a['initial_loss']:.4g} -> {a['final_loss']:.4g}{flow}, {elapsed:.2f} s -> {out}")
     return 0
 
 
@@ -183,14 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--keep-weights", action="store_true", help="store the final factors")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_compare_options(p)
     p.set_defaults(func=_cmd_run)
+
+    add_flow_cli(sub)
 
     p = sub.add_parser("info", help="summarise a result file")
     p.add_argument("path")
     p.set_defaults(func=_cmd_info)
 
-    for register in _EXTRA:
-        register(sub)
     return parser
 
 

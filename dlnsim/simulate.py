@@ -141,6 +141,7 @@ def run_gd(
     progress: bool = False,
     attrs: dict[str, Any] | None = None,
     blas_threads: int | None = 1,
+    flow: bool | dict[str, Any] = False,
 ) -> xr.Dataset:
     """Run ``n_iter`` steps of gradient descent from ``W0`` and return the records as a Dataset.
 
@@ -150,7 +151,17 @@ def run_gd(
     iterations.  ``bound`` (default: the section-5 bound when W0 is balanced) puts the theory constants
     in the attributes.  ``keep_weights`` stores the final factors (see `weights_from`).  BLAS runs on
     ``blas_threads`` threads during the run (default 1: faster for these matrix sizes; None leaves it).
+
+    ``flow=True`` (or a dict of options of `dlnsim.compare_flow`, e.g. ``{"rtol": 1e-8, "kinds":
+    ("factor",)}``) integrates the gradient flow(s) to the GD times t_k and adds the distances of GD to them.
     """
+    if flow:
+        from .flow import compare_flow
+
+        opts = dict(flow) if isinstance(flow, dict) else {}
+        return compare_flow(problem, W0, eta, n_iter, record, gtol=gtol, stop_early=stop_early, blowup=blowup,
+                            bound=bound, keep_weights=keep_weights, progress=progress, attrs=attrs,
+                            blas_threads=blas_threads, **opts)
     ds, _ = _run_gd(problem, W0, eta, n_iter, record, gtol=gtol, stop_early=stop_early, blowup=blowup,
                     bound=bound, keep_weights=keep_weights, progress=progress, attrs=attrs,
                     blas_threads=blas_threads)

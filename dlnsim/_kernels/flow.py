@@ -44,6 +44,7 @@ from .linalg import _balancedness, _layer, _loss_grad, _product_singular_values,
 FACTOR = 0
 END_TO_END = 1
 MODIFIED = 2
+HVP = 3  # `_point` only: a Hessian-vector product
 
 DONE = 0
 MAX_STEPS = 1
@@ -608,67 +609,16 @@ def _integrate(
 
 
 @njit(cache=True)
-def _rhs_once(kind, y, dims, offs, pivot, Rt, F, eta, rank, f):
-    """The right-hand side of flow ``kind`` at one point (own workspace); returns the excess loss."""
+def _point(kind, y, v, dims, offs, pivot, Rt, F, eta, rank, out):
+    """One evaluation at ``y`` (own workspace), the single entry point besides `_integrate`.
+
+    ``kind`` FACTOR / END_TO_END / MODIFIED: ``out`` = right-hand side of that flow, returns the excess loss
+    (``v`` unused); ``kind`` HVP: ``out`` = Hess L^N(y) v, returns 0.  (One entry compiles the call tree
+    once; Numba compiles every entry point's callees anew.)
+    """
+    if kind == HVP:
+        _hvp(y, v, dims, offs, Rt, F, out)
+        return 0.0
     ws = np.empty(_workspace_size(dims, pivot))
     g = np.empty(y.shape[0])
-    return _rhs(kind, y, f, dims, offs, pivot, Rt, F, eta, rank, ws, g)
-
-
-@njit(cache=True)
-def _hvp_once(w, v, dims, offs, Rt, F, out):
-    """Hess L^N(w) v (public-wrapper entry of `_hvp`)."""
-    _hvp(w, v, dims, offs, Rt, F, out)
-
-
-@njit(cache=True)
-def _lanczos_top(w, dims, offs, Rt, F, v0, max_iter, tol, info):
-    """Largest eigenvalue of Hess L^N(w) by Lanczos with full reorthogonalisation on exact HVPs.
-
-    Stops when the residual bound beta_k |s_k| of the top Ritz pair is <= tol * max(|theta|, tiny), when an
-    invariant subspace is found, or after ``max_iter`` (<= len(w)) vectors.  ``info[0]`` = iterations,
-    ``info[1]`` = 1 if converged.  Returns the top Ritz value.
-    """
-    n = w.shape[0]
-    m = min(max_iter, n)
-    q = np.zeros((m + 1, n))
-    alpha = np.zeros(m)
-    beta = np.zeros(m + 1)
-    nv = np.sqrt(np.sum(v0 * v0))
-    q[0, :] = v0 / nv
-    hv = np.empty(n)
-    theta = 0.0
-    info[0] = 0
-    info[1] = 0
-    for k in range(m):
-        _hvp(w, q[k], dims, offs, Rt, F, hv)
-        a = np.dot(hv, q[k])
-        alpha[k] = a
-        r = hv - a * q[k]
-        if k > 0:
-            r -= beta[k] * q[k - 1]
-        # full reorthogonalisation, twice
-        for _ in range(2):
-            for i in range(k + 1):
-                c = np.dot(r, q[i])
-                r -= c * q[i]
-        b = np.sqrt(np.sum(r * r))
-        beta[k + 1] = b
-        t = np.zeros((k + 1, k + 1))
-        for i in range(k + 1):
-            t[i, i] = alpha[i]
-            if i > 0:
-                t[i, i - 1] = beta[i]
-                t[i - 1, i] = beta[i]
-        ev, evec = np.linalg.eigh(t)
-        theta = ev[k]
-        info[0] = k + 1
-        resid = b * abs(evec[k, k])
-        if resid <= tol * max(abs(theta), 1e-300) or b <= 1e-14 * max(abs(theta), 1e-300):
-            info[1] = 1
-            return theta
-        if k + 1 < m + 1:
-            q[k + 1, :] = r / b
-    if m == n:
-        info[1] = 1
-    return theta
+    return _rhs(kind, y, out, dims, offs, pivot, Rt, F, eta, rank, ws, g)
