@@ -12,6 +12,7 @@ from .objective import gradient, hessian_form, hessian_vector_product, loss, pro
 from .problem import Problem, Setup, paper_setup, paper_widths
 from .schedules import Constant, Explicit, Power, PowerDecay, Schedule
 from .simulate import Every, LogSpaced, record_points, run_gd, weights_from
+from .sweep import critical_stepsize, local_executor, open_sweep, sweep
 from .theory import StepsizeBound, set_stepsize_bound, stepsize_bound
 
 __all__ = [
@@ -29,13 +30,16 @@ __all__ = [
     "balanced_init",
     "balancedness",
     "compare_flow",
+    "critical_stepsize",
     "gaussian_init",
     "gradient",
     "haar_orthogonal",
     "hessian_form",
     "hessian_vector_product",
+    "local_executor",
     "loss",
     "open",
+    "open_sweep",
     "paper_setup",
     "paper_widths",
     "perturbed_init",
@@ -47,5 +51,6 @@ __all__ = [
     "set_stepsize_bound",
     "sharpness",
     "stepsize_bound",
+    "sweep",
     "weights_from",
 ]

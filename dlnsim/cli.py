@@ -5,6 +5,8 @@
     dlnsim run --data xy.npz --widths 5 2 3 --init-seed 1 --eta 1e-3 --iters 1000 --out run.nc
     dlnsim run --N 2 --eta 1e-3 --iters 5000 --flow --out cmp.nc      GD next to the gradient flow(s)
     dlnsim flow --N 3 --T 20 --kind factor --out flow.nc            integrate a flow alone
+    dlnsim sweep --N 2 3 --eta 0.5 1 2 --eta-mode bound --seeds 0 1 --iters 20000 --dir sw/
+    dlnsim critical --N 2 3 --seeds 0 1 --iters 20000                 critical stepsize vs eta*
     dlnsim info run.nc                              summary of a result file
 
 Errors in the arguments end the command with exit status 2 and a message naming the option; nothing is
@@ -29,6 +31,7 @@ from .init import balanced_init
 from .problem import Problem, Setup, paper_setup
 from .schedules import Constant, Power, PowerDecay, Schedule
 from .simulate import run_gd
+from .sweep import add_sweep_cli
 from .theory import stepsize_bound
 
 
@@ -195,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     add_flow_cli(sub)
+    add_sweep_cli(sub)
 
     p = sub.add_parser("info", help="summarise a result file")
     p.add_argument("path")

@@ -1,0 +1,165 @@
+"""Figure 1 of the paper: GD with constant stepsizes on the Section-5 instance, N = 2, 3, 5 (spec §7.4, §7.6).
+
+Panels (one curve per depth, log-log loss against iteration):
+
+(a) eta = eta*, the bound (5.1) computed on our instance (solid), and the paper's reported values
+    7.73e-4, 1.29e-4, 3.91e-5 for its own (unknown) instance (dashed);
+(b) eta = 0.5 eta*, "somewhat smaller" than the bound;
+(c) eta = 100 eta*, far above the bound yet converging (the bound is not sharp);
+(d) eta = 0.5 (absolute), above the empirical stability threshold (about 0.1-0.25): divergence.
+
+The instance is ``dlnsim.paper_setup(N, seed=0)`` (d = 70, m = 210, d_1 = 2, balanced W(0)).  Runs stop
+early once ||grad L||_F <= 1e-10 (status ``converged``) or when they diverge; the curves end there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import xarray as xr
+
+import dlnsim
+
+from . import _common as C
+
+NAME = "fig1_constant"
+DEPTHS = (2, 3, 5)
+SEED = 0
+#: (case label, panel, description); the stepsize of each case is set in `_eta`
+CASES = (
+    ("a_bound", "a", "eta = eta* of (5.1) on our instance"),
+    ("a_paper", "a", "eta = the paper's reported eta* (7.73e-4, 1.29e-4, 3.91e-5 for N = 2, 3, 5)"),
+    ("b_below", "b", "eta = 0.5 eta*"),
+    ("c_above", "c", "eta = 100 eta* (bound violated, converges)"),
+    ("d_diverging", "d", "eta = 0.5 (absolute; diverges)"),
+)
+BELOW, ABOVE, DIVERGING = 0.5, 100.0, 0.5
+GTOL = 1e-10
+
+
+def _eta(case: str, N: int, eta_star: float) -> float:
+    return {
+        "a_bound": eta_star,
+        "a_paper": C.PAPER_ETA[N],
+        "b_below": BELOW * eta_star,
+        "c_above": ABOVE * eta_star,
+        "d_diverging": DIVERGING,
+    }[case]
+
+
+def _run_case(case: str, N: int, seed: int, n_iter: int, record: str) -> xr.Dataset:
+    """One run (executed in a worker process)."""
+    setup = dlnsim.paper_setup(N, seed)
+    bound = dlnsim.stepsize_bound(setup.problem, setup.W0)
+    eta = _eta(case, N, bound.eta)
+    attrs = {"case": case, "eta_value": eta, "eta_over_bound": eta / bound.eta, "paper_eta": C.PAPER_ETA[N]}
+    return dlnsim.run_gd(setup.problem, setup.W0, eta, n_iter, record, gtol=GTOL, stop_early=True, bound=bound,
+                         attrs=attrs)
+
+
+def compute(quick: bool) -> xr.Dataset:
+    n_iter = 20_000 if quick else 1_000_000
+    record = "log:300"
+    tasks, cost = [], []
+    for case, _, _ in CASES:
+        for N in DEPTHS:
+            tasks.append({"case": case, "N": N, "seed": SEED, "n_iter": n_iter, "record": record})
+            cost.append({"c_above": 0.01, "d_diverging": 1e-4}.get(case, 1.0) * n_iter * (1 + N))
+    results = C.map_tasks(_run_case, tasks, cost)
+    runs = {(t["case"], t["N"]): ds for t, ds in zip(tasks, results, strict=True)}
+    per_run = ("eta_value", "eta_over_bound", "status", "status_reason", "stop_iteration", "final_loss",
+               "initial_loss", "min_descent_ratio", "max_loss_increase")
+    per_N = ("paper_eta", "bound_eta", "bound_M", "bound_delta", "bound_K", "bound_B", "bound_sigma", "bound_L0")
+    long_names = {
+        "eta_value": "constant stepsize eta of the run",
+        "eta_over_bound": "eta / eta* (eta* = bound (5.1) of this instance)",
+        "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
+        "status_reason": "why the run ended",
+        "stop_iteration": "iteration where the run stopped (-1: ran all n_iter steps)",
+        "final_loss": "loss at the last evaluated iteration",
+        "initial_loss": "loss L^N(W(0))",
+        "min_descent_ratio": "min over all steps of (L(k)-L(k+1))/(eta ||grad L||_F^2) (Prop. 3.4(4): >= sigma)",
+        "max_loss_increase": "max over all steps of L(k+1) - L(k)",
+        "paper_eta": "eta* reported in the paper for its own instance (spec §7.4)",
+        "bound_eta": "eta* = bound (5.1) on our instance",
+        "bound_M": "M of (2.11)",
+        "bound_delta": "delta = M^(2/N)/N^3 (Section 5)",
+        "bound_K": "K_delta = M^(2/N) + N^2 delta",
+        "bound_B": "B_delta of (2.9)",
+        "bound_sigma": "sigma of Prop. 3.4(4)",
+        "bound_L0": "initial loss used in the bound",
+    }
+    scalars: dict[str, tuple[str, ...] | None] = {k: None for k in per_run}
+    scalars.update({k: ("N",) for k in per_N})
+    ds = C.assemble(runs, {"case": [c for c, _, _ in CASES], "N": list(DEPTHS)},
+                    ["loss", "excess_loss", "grad_norm_sq", "balancedness_max", "t"], scalars,
+                    long_names=long_names)
+    ds = ds.assign_coords(panel=("case", [p for _, p, _ in CASES]))
+    ds["panel"].attrs = {"units": "1", "long_name": "panel of Figure 1"}
+    ds["case"].attrs = {"units": "1", "long_name": "stepsize case: " + "; ".join(f"{c}: {d}" for c, _, d in CASES)}
+    ds["N"].attrs = {"units": "1", "long_name": "depth N (number of layers)"}
+    ds.attrs.update(C.base_attrs(NAME, quick, "Figure 1 of the paper: GD with constant stepsizes on the "
+                                              "Section-5 instance for N = 2, 3, 5"))
+    ds.attrs.update({
+        "seed": SEED,
+        "setup_call": f"dlnsim.paper_setup(N, seed={SEED})",
+        "n_iter": n_iter,
+        "record": record,
+        "gtol": GTOL,
+        "stop_early": 1,
+        "factor_below": BELOW,
+        "factor_above": ABOVE,
+        "eta_diverging": DIVERGING,
+    })
+    return ds
+
+
+def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
+    titles = {
+        "a": r"(a) $\eta=\eta^*$ (5.1): ours (solid), paper's values (dashed)",
+        "b": rf"(b) $\eta={BELOW:g}\,\eta^*$ (below the bound)",
+        "c": rf"(c) $\eta={ABOVE:g}\,\eta^*$ (above the bound, converges)",
+        "d": rf"(d) $\eta={DIVERGING:g}$ (diverges)",
+    }
+
+    def label(case: str, N: int, run: xr.Dataset) -> tuple[str, str]:
+        eta = float(run["eta_value"])
+        if case == "a_paper":
+            return f"N={N}, paper's $\\eta^*$={C.fmt_e(eta)}", "--"
+        if case == "d_diverging":
+            return f"N={N}, diverged at k={int(run['stop_iteration'])}", "-"
+        return f"N={N}, $\\eta$={C.fmt_e(eta)}", "-"
+
+    suptitle = (f"Figure 1: constant stepsizes on the Section-5 instance (seed {int(ds.attrs['seed'])}), "
+                f"{C.fmt_pow10(int(ds.attrs['n_iter']))} iterations\n"
+                r"$L^N=\frac{1}{2}\|Y-W_N\cdots W_1X\|_F^2$; curves end where $\|\nabla L\|_F\leq10^{-10}$")
+    fig = C.loss_panels(ds, titles, label, suptitle)
+    return C.save_figure(fig, outdir, NAME)
+
+
+def run(quick: bool, outdir: Path) -> xr.Dataset:
+    outdir = C.prepare_outdir(outdir)
+    ds = compute(quick)
+    C.save_dataset(ds, outdir, NAME)
+    plot(ds, outdir)
+    return ds
+
+
+def summary(ds: xr.Dataset) -> list[str]:
+    """Headline numbers, one line each."""
+    lines = []
+    for N in ds["N"].values:
+        s = ds.sel(N=N)
+        lines.append(f"N={N}: eta* ours {C.fmt_e(float(s.bound_eta), 3)} vs paper {C.fmt_e(float(s.paper_eta), 3)} "
+                     f"(ratio {float(s.bound_eta / s.paper_eta):.2f})")
+        parts = []
+        for case in ds["case"].values:
+            c = s.sel(case=case)
+            st = str(c.status.values)
+            where = f" at k={int(c.stop_iteration)}" if st != "max_iter" else ""
+            parts.append(f"{case}: {st}{where}, final loss {float(c.final_loss):.2e}")
+        lines.append("    " + "; ".join(parts))
+    return lines
+
+
+__all__ = ["CASES", "DEPTHS", "NAME", "compute", "plot", "run", "summary"]
