@@ -215,15 +215,16 @@ def _executor_args(executor: Any, workers: Any, client: Any, scheduler: Any) -> 
                              f"got workers={workers!r} with executor={executor!r}")
         workers = nonneg_int(workers, "workers", minimum=1)
     if executor == "dask":
-        try:
-            import distributed
-        except ImportError:
-            raise ValueError("executor='dask' needs dask.distributed: pip install 'dlnsim[dask]'") from None
+        # the arguments first: their error does not depend on what is installed
         if client is not None and scheduler is not None:
             raise ValueError("give either client= or scheduler=, not both")
         if client is None and scheduler is None:
             raise ValueError("executor='dask' needs client= (a dask.distributed.Client) or scheduler= "
                              "(an address such as 'tcp://127.0.0.1:8786')")
+        try:
+            import distributed
+        except ImportError:
+            raise ValueError("executor='dask' needs dask.distributed: pip install 'dlnsim[dask]'") from None
         if client is not None and not isinstance(client, distributed.Client):
             raise ValueError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
         if scheduler is not None and not isinstance(scheduler, str):
