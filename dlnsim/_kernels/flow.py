@@ -588,8 +588,13 @@ def _integrate(
                 else:
                     th = (t_eval[idx] - t) / h_step
                     th1 = 1.0 - th
+                    # 1-D rows: a loop over contiguous vectors that LLVM vectorises (rc[q, i] does not)
+                    r0 = rc[0]
+                    r1 = rc[1]
+                    r2 = rc[2]
+                    r3 = rc[3]
                     for i in range(n):
-                        ytmp[i] = y[i] + th * (rc[0, i] + th1 * (rc[1, i] + th * (rc[2, i] + th1 * rc[3, i])))
+                        ytmp[i] = y[i] + th * (r0[i] + th1 * (r1[i] + th * (r2[i] + th1 * r3[i])))
                 _emit(kind, ytmp, idx, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss,
                       out_gn2, with_loss, with_grad, diag, out_bal, out_sv)
                 idx += 1
