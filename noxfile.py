@@ -40,7 +40,7 @@ def slow(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff (style) and mypy (types of the package)."""
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev,dask]")  # dask too: mypy must see the same imports as the package uses
     session.run("ruff", "check", "dlnsim", "tests", "benchmarks", "studies", *session.posargs)
     session.run("mypy", "dlnsim")
 
