@@ -42,6 +42,18 @@ def _layer(w, dims, offs, j):
 
 
 @njit(cache=True)
+def _copy(dst, src):
+    """dst[...] = src for equal-shape 2-D arrays.
+
+    An explicit loop instead of ``dst[:, :] = src``: Numba lowers every array-to-array slice assignment
+    with its own compiled shape-mismatch error path, which cost about 1 s of compile time per site.
+    """
+    for i in range(src.shape[0]):
+        for k in range(src.shape[1]):
+            dst[i, k] = src[i, k]
+
+
+@njit(cache=True)
 def _chain_sizes(dims, b):
     """Sizes of the chain workspaces L_0..L_{b-1} (d_b x d_j) and U_{b+1}..U_N (d_j x d_b)."""
     n = dims.shape[0] - 1
@@ -114,7 +126,7 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
 
     if b > 0:
         lb1 = lbuf[loff[b - 1] : loff[b - 1] + db * dims[b - 1]].reshape((db, dims[b - 1]))
-        lb1[:, :] = _layer(w, dims, offs, b)
+        _copy(lb1, _layer(w, dims, offs, b))
         for j in range(b - 1, 0, -1):
             lj = lbuf[loff[j] : loff[j] + db * dims[j]].reshape((db, dims[j]))
             ljm = lbuf[loff[j - 1] : loff[j - 1] + db * dims[j - 1]].reshape((db, dims[j - 1]))
@@ -122,11 +134,11 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
         l0 = lbuf[0 : db * d0].reshape((db, d0))
         np.dot(l0, Rt, lr)  # L_0 R^T
     else:
-        lr[:, :] = Rt
+        _copy(lr, Rt)
     # U chain: U_{b+1} = W_{b+1}, U_j = W_j U_{j-1}  (d_j x d_b)
     if b < n:
         ub1 = ubuf[uoff[b + 1] : uoff[b + 1] + dims[b + 1] * db].reshape((dims[b + 1], db))
-        ub1[:, :] = _layer(w, dims, offs, b + 1)
+        _copy(ub1, _layer(w, dims, offs, b + 1))
         for j in range(b + 2, n + 1):
             uj = ubuf[uoff[j] : uoff[j] + dims[j] * db].reshape((dims[j], db))
             ujm = ubuf[uoff[j - 1] : uoff[j - 1] + dims[j - 1] * db].reshape((dims[j - 1], db))
@@ -135,7 +147,7 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
         np.dot(un, lr, z)
     else:
         un = ubuf[0:0].reshape((0, 0))  # unused
-        z[:, :] = lr
+        _copy(z, lr)
     # Z = W R^T - F; flat loops vectorise, and the norm goes to BLAS (a scalar running sum is latency-bound)
     zf = z.reshape(dn * d0)
     ff = F.reshape(dn * d0)
@@ -159,7 +171,7 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
             gj = _layer(g, dims, offs, j)
             mjm = mbuf[loff[j - 1] : loff[j - 1] + db * dims[j - 1]].reshape((db, dims[j - 1]))
             if j == b:
-                gj[:, :] = mjm
+                _copy(gj, mjm)
             else:
                 lj = lbuf[loff[j] : loff[j] + db * dims[j]].reshape((db, dims[j]))
                 np.dot(lj.T, mjm, gj)
@@ -176,7 +188,7 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
             gj = _layer(g, dims, offs, j)
             vj = vbuf[uoff[j] : uoff[j] + dims[j] * db].reshape((dims[j], db))
             if j == b + 1:
-                gj[:, :] = vj
+                _copy(gj, vj)
             else:
                 ujm = ubuf[uoff[j - 1] : uoff[j - 1] + dims[j - 1] * db].reshape((dims[j - 1], db))
                 np.dot(vj, ujm.T, gj)
