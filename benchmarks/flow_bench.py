@@ -39,7 +39,7 @@ from scipy.integrate import solve_ivp
 import dlnsim
 from dlnsim._blas import blas_threads
 from dlnsim._kernels.flow import _excess_loss
-from dlnsim._kernels.gd import _loss_grad_once
+from dlnsim._kernels.linalg import _loss_grad, workspace_size
 from dlnsim.flow import KINDS, _integrate
 from dlnsim.objective import _layout, _unflatten
 
@@ -93,9 +93,10 @@ def _case(N: int, seed: int, T: float, n_times: int, rtol: float, atol: float, k
     keep[keep_every - 1 :: keep_every] = True
     code = KINDS["factor"]
     g = np.empty_like(w0)
+    ws = np.empty(workspace_size(dims, pivot))
 
     def rhs_kernel(_t: float, y: np.ndarray) -> np.ndarray:
-        _loss_grad_once(y, dims, offs, pivot, problem.Rt, problem.F, g)
+        _loss_grad(y, dims, offs, pivot, problem.Rt, problem.F, g, ws)
         return -g
 
     np_grad = _numpy_gradient(problem, dims)

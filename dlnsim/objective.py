@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._kernels.gd import _loss_grad_once
+from ._kernels.linalg import _loss_grad, workspace_size
 from ._validate import as_weights
 from .problem import Problem
 
@@ -72,7 +72,8 @@ def loss(problem: Problem, W: Sequence[np.ndarray]) -> float:
     mats = _checked(problem, W)
     w, dims, offs, b = _layout(mats)
     g = np.empty_like(w)
-    return problem.lstar + float(_loss_grad_once(w, dims, offs, b, problem.Rt, problem.F, g))
+    ws = np.empty(workspace_size(dims, b))
+    return problem.lstar + float(_loss_grad(w, dims, offs, b, problem.Rt, problem.F, g, ws))
 
 
 def gradient(problem: Problem, W: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -80,7 +81,7 @@ def gradient(problem: Problem, W: Sequence[np.ndarray]) -> list[np.ndarray]:
     mats = _checked(problem, W)
     w, dims, offs, b = _layout(mats)
     g = np.empty_like(w)
-    _loss_grad_once(w, dims, offs, b, problem.Rt, problem.F, g)
+    _loss_grad(w, dims, offs, b, problem.Rt, problem.F, g, np.empty(workspace_size(dims, b)))
     return _unflatten(g, dims)
 
 

@@ -24,6 +24,7 @@ import xarray as xr
 from . import dataset
 from ._blas import blas_threads as _blas_threads
 from ._kernels import gd as _gd
+from ._kernels.linalg import workspace_size
 from ._validate import nonneg_int, positive_float
 from .objective import _checked, _layout, _unflatten
 from .problem import Problem
@@ -247,6 +248,8 @@ def _run_gd(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_iter, unit="it", desc=f"GD N={n}", dynamic_ncols=True, leave=False)
+    g = np.empty_like(w)
+    ws = np.empty(workspace_size(dims, pivot))
     status = _gd.RUNNING
     k = 0
     r = 0  # next record point whose state-based diagnostics are pending
@@ -263,7 +266,7 @@ def _run_gd(
                     r += 1
                 k_stop = min(k + chunk, total, int(rec_k[r]) if r < n_rec else total)
                 status = _gd._gd_chunk(
-                    w, dims, offs, pivot, problem.Rt, problem.F, problem.lstar, etas, n_iter, k, k_stop,
+                    w, g, ws, dims, offs, pivot, problem.Rt, problem.F, problem.lstar, etas, n_iter, k, k_stop,
                     threshold, gtol * gtol, stop_early, rec_k, rec["loss"], rec["excess_loss"],
                     rec["grad_norm_sq"], rec["descent_ratio"], rec["eta"], rec["t"], acc, iacc,
                 )

@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .linalg import _loss_grad, _workspace_size
+from .blas import _dot
+from .linalg import _loss_grad
 
 RUNNING = 0
 CONVERGED = 1
@@ -47,6 +48,8 @@ N_IACC = 5
 @njit(cache=True)
 def _gd_chunk(
     w,
+    g,
+    ws,
     dims,
     offs,
     pivot,
@@ -70,15 +73,16 @@ def _gd_chunk(
     acc,
     iacc,
 ):
-    """Run iterations k_start <= k < k_stop (k_stop <= n_iter + 1).  Returns the status code."""
-    g = np.empty_like(w)
-    ws = np.empty(_workspace_size(dims, pivot))
+    """Run iterations k_start <= k < k_stop (k_stop <= n_iter + 1).  Returns the status code.
+
+    ``g`` (like ``w``) and ``ws`` (`linalg.workspace_size`) are scratch arrays owned by the caller.
+    """
     constant = etas.shape[0] == 1
     n_rec = rec_k.shape[0]
     for k in range(k_start, k_stop):
         ex = _loss_grad(w, dims, offs, pivot, Rt, F, g, ws)
         loss = lstar + ex
-        gn2 = np.dot(g, g)
+        gn2 = _dot(g.shape[0], g, 0, g, 0)
         iacc[I_LAST_K] = k
         acc[A_LAST_LOSS] = loss
         acc[A_LAST_GN2] = gn2
@@ -129,9 +133,3 @@ def _gd_chunk(
         acc[A_T] += eta
     return RUNNING
 
-
-@njit(cache=True)
-def _loss_grad_once(w, dims, offs, pivot, Rt, F, g):
-    """Excess loss and gradient at one point (allocates its own workspace)."""
-    ws = np.empty(_workspace_size(dims, pivot))
-    return _loss_grad(w, dims, offs, pivot, Rt, F, g, ws)

@@ -34,6 +34,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .blas import _dot, _matmul
+
 
 @njit(cache=True)
 def _layer(w, dims, offs, j):
@@ -42,41 +44,32 @@ def _layer(w, dims, offs, j):
 
 
 @njit(cache=True)
-def _copy(dst, src):
-    """dst[...] = src for equal-shape 2-D arrays.
+def _copy_flat(dst, dst_off, src, src_off, size):
+    """dst[dst_off : dst_off + size] = src[src_off : src_off + size], for 1-D arrays.
 
-    An explicit loop instead of ``dst[:, :] = src``: Numba lowers every array-to-array slice assignment
+    An explicit loop rather than a slice assignment: Numba lowers every array-to-array slice assignment
     with its own compiled shape-mismatch error path, which cost about 1 s of compile time per site.
     """
-    for i in range(src.shape[0]):
-        for k in range(src.shape[1]):
-            dst[i, k] = src[i, k]
+    for i in range(size):
+        dst[dst_off + i] = src[src_off + i]
 
 
-@njit(cache=True)
-def _chain_sizes(dims, b):
-    """Sizes of the chain workspaces L_0..L_{b-1} (d_b x d_j) and U_{b+1}..U_N (d_j x d_b)."""
-    n = dims.shape[0] - 1
-    db = dims[b]
-    size_l = 0
-    for j in range(b):
-        size_l += db * dims[j]
-    size_u = 0
-    for j in range(b + 1, n + 1):
-        size_u += dims[j] * db
-    return size_l, size_u
+def workspace_size(dims, b):
+    """Length of the float64 workspace that `_loss_grad` needs (plain Python; `_workspace_size` in kernels).
+
+    Chains L_0..L_{b-1} (d_b x d_j) and U_{b+1}..U_N (d_j x d_b), each twice (L/M and U/V), then
+    L_0 R^T (d_b x d_0), Z (d_N x d_0) and U_N^T Z (d_b x d_0).
+    """
+    n = len(dims) - 1
+    db = int(dims[b])
+    chains = 0
+    for j in range(n + 1):
+        if j != b:
+            chains += db * int(dims[j])
+    return 2 * chains + (2 * db + int(dims[n])) * int(dims[0])
 
 
-@njit(cache=True)
-def _workspace_size(dims, b):
-    """Length of the float64 workspace that `_loss_grad` needs."""
-    size_l, size_u = _chain_sizes(dims, b)
-    n = dims.shape[0] - 1
-    d0 = dims[0]
-    dn = dims[n]
-    db = dims[b]
-    # L and M chains, U and V chains, L_0 R^T, Z, U_N^T Z
-    return 2 * (size_l + size_u) + db * d0 + dn * d0 + db * d0
+_workspace_size = njit(cache=True)(workspace_size)
 
 
 @njit(cache=True)
@@ -84,33 +77,16 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
     """Excess loss 1/2 ||Z||_F^2 at ``w``; writes the gradient of L^N into ``g`` (same layout as ``w``).
 
     ``ws`` is a workspace of length `_workspace_size(dims, b)`.  Returns the excess loss; the caller adds
-    L*.  No allocation: every product writes into a slice of ``ws`` or of ``g``.
+    L*.  No allocation and no reshapes: every matrix is a C-ordered block of ``w``, ``g``, ``ws``, ``Rt`` or
+    ``F`` given by its offset, and every product is one dgemm call (`blas._matmul`), which keeps this
+    kernel's compile time short.
     """
     n = dims.shape[0] - 1
     d0 = dims[0]
     dn = dims[n]
     db = dims[b]
-    size_l, size_u = _chain_sizes(dims, b)
 
-    # carve the workspace
-    p = 0
-    lbuf = ws[p : p + size_l]
-    p += size_l
-    ubuf = ws[p : p + size_u]
-    p += size_u
-    mbuf = ws[p : p + size_l]
-    p += size_l
-    vbuf = ws[p : p + size_u]
-    p += size_u
-    lr = ws[p : p + db * d0].reshape((db, d0))
-    p += db * d0
-    z = ws[p : p + dn * d0].reshape((dn, d0))
-    p += dn * d0
-    t1 = ws[p : p + db * d0].reshape((db, d0))
-    p += db * d0
-
-    # offsets of L_j (j = 0..b-1) in lbuf/mbuf and of U_j (j = b+1..N) in ubuf/vbuf
-    # L chain: L_{b-1} = W_b, L_{j-1} = L_j W_j  (d_b x d_{j-1})
+    # offsets of L_j (db x d_j, j = 0..b-1) in the L/M chains and of U_j (d_j x db, j = b+1..N) in U/V
     loff = np.empty(b + 1, dtype=np.int64)
     q = 0
     for j in range(b):
@@ -123,75 +99,63 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
         uoff[j] = q
         q += dims[j] * db
     uoff[n + 1] = q
+    size_l = loff[b]
+    size_u = uoff[n + 1]
 
+    # carve the workspace: L, U, M, V chains, then L_0 R^T, Z, U_N^T Z
+    p_l = 0
+    p_u = p_l + size_l
+    p_m = p_u + size_u
+    p_v = p_m + size_l
+    p_lr = p_v + size_u
+    p_z = p_lr + db * d0
+    p_t1 = p_z + dn * d0
+
+    # L chain: L_{b-1} = W_b, L_{j-1} = L_j W_j
     if b > 0:
-        lb1 = lbuf[loff[b - 1] : loff[b - 1] + db * dims[b - 1]].reshape((db, dims[b - 1]))
-        _copy(lb1, _layer(w, dims, offs, b))
+        _copy_flat(ws, p_l + loff[b - 1], w, offs[b - 1], db * dims[b - 1])
         for j in range(b - 1, 0, -1):
-            lj = lbuf[loff[j] : loff[j] + db * dims[j]].reshape((db, dims[j]))
-            ljm = lbuf[loff[j - 1] : loff[j - 1] + db * dims[j - 1]].reshape((db, dims[j - 1]))
-            np.dot(lj, _layer(w, dims, offs, j), ljm)
-        l0 = lbuf[0 : db * d0].reshape((db, d0))
-        np.dot(l0, Rt, lr)  # L_0 R^T
+            _matmul(False, False, db, dims[j - 1], dims[j], ws, p_l + loff[j], w, offs[j - 1], ws, p_l + loff[j - 1])
+        _matmul(False, False, db, d0, d0, ws, p_l, Rt, 0, ws, p_lr)  # L_0 R^T
     else:
-        _copy(lr, Rt)
-    # U chain: U_{b+1} = W_{b+1}, U_j = W_j U_{j-1}  (d_j x d_b)
+        rtf = Rt.reshape(d0 * d0)  # read-only: a second _copy_flat signature would cost compile time
+        for i in range(d0 * d0):
+            ws[p_lr + i] = rtf[i]
+    # U chain: U_{b+1} = W_{b+1}, U_j = W_j U_{j-1};  Z = U_N (L_0 R^T)
     if b < n:
-        ub1 = ubuf[uoff[b + 1] : uoff[b + 1] + dims[b + 1] * db].reshape((dims[b + 1], db))
-        _copy(ub1, _layer(w, dims, offs, b + 1))
+        _copy_flat(ws, p_u + uoff[b + 1], w, offs[b], dims[b + 1] * db)
         for j in range(b + 2, n + 1):
-            uj = ubuf[uoff[j] : uoff[j] + dims[j] * db].reshape((dims[j], db))
-            ujm = ubuf[uoff[j - 1] : uoff[j - 1] + dims[j - 1] * db].reshape((dims[j - 1], db))
-            np.dot(_layer(w, dims, offs, j), ujm, uj)
-        un = ubuf[uoff[n] : uoff[n] + dn * db].reshape((dn, db))
-        np.dot(un, lr, z)
+            _matmul(False, False, dims[j], db, dims[j - 1], w, offs[j - 1], ws, p_u + uoff[j - 1], ws, p_u + uoff[j])
+        _matmul(False, False, dn, d0, db, ws, p_u + uoff[n], ws, p_lr, ws, p_z)
     else:
-        un = ubuf[0:0].reshape((0, 0))  # unused
-        _copy(z, lr)
+        _copy_flat(ws, p_z, ws, p_lr, dn * d0)
     # Z = W R^T - F; flat loops vectorise, and the norm goes to BLAS (a scalar running sum is latency-bound)
-    zf = z.reshape(dn * d0)
     ff = F.reshape(dn * d0)
     for i in range(dn * d0):
-        zf[i] -= ff[i]
-    ex = 0.5 * np.dot(zf, zf)
+        ws[p_z + i] -= ff[i]
+    ex = 0.5 * _dot(dn * d0, ws, p_z, ws, p_z)
 
     # lower layers j = 1..b: grad_j = L_j^T M_{j-1},  M_0 = (U_N^T Z) R,  M_j = M_{j-1} W_j^T
     if b > 0:
-        m0 = mbuf[0 : db * d0].reshape((db, d0))
         if b < n:
-            np.dot(un.T, z, t1)
-            np.dot(t1, Rt.T, m0)
+            _matmul(True, False, db, d0, dn, ws, p_u + uoff[n], ws, p_z, ws, p_t1)
+            _matmul(False, True, db, d0, d0, ws, p_t1, Rt, 0, ws, p_m)
         else:
-            np.dot(z, Rt.T, m0)
+            _matmul(False, True, db, d0, d0, ws, p_z, Rt, 0, ws, p_m)
         for j in range(1, b):
-            mjm = mbuf[loff[j - 1] : loff[j - 1] + db * dims[j - 1]].reshape((db, dims[j - 1]))
-            mj = mbuf[loff[j] : loff[j] + db * dims[j]].reshape((db, dims[j]))
-            np.dot(mjm, _layer(w, dims, offs, j).T, mj)
-        for j in range(1, b + 1):
-            gj = _layer(g, dims, offs, j)
-            mjm = mbuf[loff[j - 1] : loff[j - 1] + db * dims[j - 1]].reshape((db, dims[j - 1]))
-            if j == b:
-                _copy(gj, mjm)
-            else:
-                lj = lbuf[loff[j] : loff[j] + db * dims[j]].reshape((db, dims[j]))
-                np.dot(lj.T, mjm, gj)
+            _matmul(False, True, db, dims[j], dims[j - 1], ws, p_m + loff[j - 1], w, offs[j - 1], ws, p_m + loff[j])
+        for j in range(1, b):
+            _matmul(True, False, dims[j], dims[j - 1], db, ws, p_l + loff[j], ws, p_m + loff[j - 1], g, offs[j - 1])
+        _copy_flat(g, offs[b - 1], ws, p_m + loff[b - 1], db * dims[b - 1])
 
     # upper layers j = b+1..N: grad_j = V_j U_{j-1}^T,  V_N = Z (L_0 R^T)^T,  V_{j-1} = W_j^T V_j
     if b < n:
-        vn = vbuf[uoff[n] : uoff[n] + dn * db].reshape((dn, db))
-        np.dot(z, lr.T, vn)
+        _matmul(False, True, dn, db, d0, ws, p_z, ws, p_lr, ws, p_v + uoff[n])
         for j in range(n, b + 1, -1):
-            vj = vbuf[uoff[j] : uoff[j] + dims[j] * db].reshape((dims[j], db))
-            vjm = vbuf[uoff[j - 1] : uoff[j - 1] + dims[j - 1] * db].reshape((dims[j - 1], db))
-            np.dot(_layer(w, dims, offs, j).T, vj, vjm)
-        for j in range(b + 1, n + 1):
-            gj = _layer(g, dims, offs, j)
-            vj = vbuf[uoff[j] : uoff[j] + dims[j] * db].reshape((dims[j], db))
-            if j == b + 1:
-                _copy(gj, vj)
-            else:
-                ujm = ubuf[uoff[j - 1] : uoff[j - 1] + dims[j - 1] * db].reshape((dims[j - 1], db))
-                np.dot(vj, ujm.T, gj)
+            _matmul(True, False, dims[j - 1], db, dims[j], w, offs[j - 1], ws, p_v + uoff[j], ws, p_v + uoff[j - 1])
+        for j in range(b + 2, n + 1):
+            _matmul(False, True, dims[j], dims[j - 1], db, ws, p_v + uoff[j], ws, p_u + uoff[j - 1], g, offs[j - 1])
+        _copy_flat(g, offs[b], ws, p_v + uoff[b + 1], dims[b + 1] * db)
     return ex
 
 
