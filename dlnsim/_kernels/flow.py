@@ -338,7 +338,10 @@ def _emit(kind, y, i, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, o
           with_grad, diag, out_bal, out_sv):
     """Record the state ``y`` as the value at requested time number ``i``."""
     if save_idx[i] >= 0:
-        out_y[save_idx[i], :] = y
+        # a loop, not out_y[row, :] = y: that slice assignment compiles a shape-error path (several s)
+        row = save_idx[i]
+        for q in range(y.shape[0]):
+            out_y[row, q] = y[q]
     if kind == END_TO_END:
         if with_loss:
             out_loss[i] = lstar + _product_loss(y, dims, Rt, F)

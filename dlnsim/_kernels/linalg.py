@@ -111,22 +111,39 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
     p_z = p_lr + db * d0
     p_t1 = p_z + dn * d0
 
-    # L chain: L_{b-1} = W_b, L_{j-1} = L_j W_j
+    # L_{b-1} = W_b and U_{b+1} = W_{b+1} are read in place from w, and the last matrices of the M and V
+    # chains, M_{b-1} = grad_b and V_{b+1} = grad_{b+1}, are written straight into g: no copies.
+    # w, ws and g have one Numba type, so a (buffer, offset) pair can name a matrix in any of them.
+
+    # L chain: L_{j-1} = L_j W_j;  then L_0 R^T
     if b > 0:
-        _copy_flat(ws, p_l + loff[b - 1], w, offs[b - 1], db * dims[b - 1])
         for j in range(b - 1, 0, -1):
-            _matmul(False, False, db, dims[j - 1], dims[j], ws, p_l + loff[j], w, offs[j - 1], ws, p_l + loff[j - 1])
-        _matmul(False, False, db, d0, d0, ws, p_l, Rt, 0, ws, p_lr)  # L_0 R^T
-    else:
-        rtf = Rt.reshape(d0 * d0)  # read-only: a second _copy_flat signature would cost compile time
-        for i in range(d0 * d0):
-            ws[p_lr + i] = rtf[i]
-    # U chain: U_{b+1} = W_{b+1}, U_j = W_j U_{j-1};  Z = U_N (L_0 R^T)
+            if j == b - 1:
+                src, so = w, offs[b - 1]
+            else:
+                src, so = ws, p_l + loff[j]
+            _matmul(False, False, db, dims[j - 1], dims[j], src, so, w, offs[j - 1], ws, p_l + loff[j - 1])
+        if b == 1:
+            src, so = w, offs[0]
+        else:
+            src, so = ws, p_l
+        _matmul(False, False, db, d0, d0, src, so, Rt, 0, ws, p_lr)
+    # U chain: U_j = W_j U_{j-1};  Z = U_N (L_0 R^T)  (L_0 R^T = R^T when b = 0)
     if b < n:
-        _copy_flat(ws, p_u + uoff[b + 1], w, offs[b], dims[b + 1] * db)
         for j in range(b + 2, n + 1):
-            _matmul(False, False, dims[j], db, dims[j - 1], w, offs[j - 1], ws, p_u + uoff[j - 1], ws, p_u + uoff[j])
-        _matmul(False, False, dn, d0, db, ws, p_u + uoff[n], ws, p_lr, ws, p_z)
+            if j == b + 2:
+                src, so = w, offs[b]
+            else:
+                src, so = ws, p_u + uoff[j - 1]
+            _matmul(False, False, dims[j], db, dims[j - 1], w, offs[j - 1], src, so, ws, p_u + uoff[j])
+        if n == b + 1:
+            un, uo = w, offs[b]
+        else:
+            un, uo = ws, p_u + uoff[n]
+        if b > 0:
+            _matmul(False, False, dn, d0, db, un, uo, ws, p_lr, ws, p_z)
+        else:
+            _matmul(False, False, dn, d0, db, un, uo, Rt, 0, ws, p_z)
     else:
         _copy_flat(ws, p_z, ws, p_lr, dn * d0)
     # Z = W R^T - F; flat loops vectorise, and the norm goes to BLAS (a scalar running sum is latency-bound)
@@ -135,27 +152,53 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
         ws[p_z + i] -= ff[i]
     ex = 0.5 * _dot(dn * d0, ws, p_z, ws, p_z)
 
-    # lower layers j = 1..b: grad_j = L_j^T M_{j-1},  M_0 = (U_N^T Z) R,  M_j = M_{j-1} W_j^T
+    # lower layers j = 1..b: grad_j = L_j^T M_{j-1},  M_0 = (U_N^T Z) R,  M_j = M_{j-1} W_j^T,  grad_b = M_{b-1}
     if b > 0:
-        if b < n:
-            _matmul(True, False, db, d0, dn, ws, p_u + uoff[n], ws, p_z, ws, p_t1)
-            _matmul(False, True, db, d0, d0, ws, p_t1, Rt, 0, ws, p_m)
+        if b == 1:
+            dst, do = g, offs[0]
         else:
-            _matmul(False, True, db, d0, d0, ws, p_z, Rt, 0, ws, p_m)
+            dst, do = ws, p_m
+        if b < n:
+            _matmul(True, False, db, d0, dn, un, uo, ws, p_z, ws, p_t1)
+            _matmul(False, True, db, d0, d0, ws, p_t1, Rt, 0, dst, do)
+        else:
+            _matmul(False, True, db, d0, d0, ws, p_z, Rt, 0, dst, do)
         for j in range(1, b):
-            _matmul(False, True, db, dims[j], dims[j - 1], ws, p_m + loff[j - 1], w, offs[j - 1], ws, p_m + loff[j])
+            if j == b - 1:
+                dst, do = g, offs[b - 1]
+            else:
+                dst, do = ws, p_m + loff[j]
+            _matmul(False, True, db, dims[j], dims[j - 1], ws, p_m + loff[j - 1], w, offs[j - 1], dst, do)
         for j in range(1, b):
-            _matmul(True, False, dims[j], dims[j - 1], db, ws, p_l + loff[j], ws, p_m + loff[j - 1], g, offs[j - 1])
-        _copy_flat(g, offs[b - 1], ws, p_m + loff[b - 1], db * dims[b - 1])
+            if j == b - 1:
+                src, so = w, offs[b - 1]
+            else:
+                src, so = ws, p_l + loff[j]
+            _matmul(True, False, dims[j], dims[j - 1], db, src, so, ws, p_m + loff[j - 1], g, offs[j - 1])
 
-    # upper layers j = b+1..N: grad_j = V_j U_{j-1}^T,  V_N = Z (L_0 R^T)^T,  V_{j-1} = W_j^T V_j
+    # upper layers j = b+1..N: grad_j = V_j U_{j-1}^T,  V_N = Z (L_0 R^T)^T,  V_{j-1} = W_j^T V_j,
+    # grad_{b+1} = V_{b+1}
     if b < n:
-        _matmul(False, True, dn, db, d0, ws, p_z, ws, p_lr, ws, p_v + uoff[n])
+        if n == b + 1:
+            dst, do = g, offs[b]
+        else:
+            dst, do = ws, p_v + uoff[n]
+        if b > 0:
+            _matmul(False, True, dn, db, d0, ws, p_z, ws, p_lr, dst, do)
+        else:
+            _matmul(False, True, dn, db, d0, ws, p_z, Rt, 0, dst, do)
         for j in range(n, b + 1, -1):
-            _matmul(True, False, dims[j - 1], db, dims[j], w, offs[j - 1], ws, p_v + uoff[j], ws, p_v + uoff[j - 1])
+            if j - 1 == b + 1:
+                dst, do = g, offs[b]
+            else:
+                dst, do = ws, p_v + uoff[j - 1]
+            _matmul(True, False, dims[j - 1], db, dims[j], w, offs[j - 1], ws, p_v + uoff[j], dst, do)
         for j in range(b + 2, n + 1):
-            _matmul(False, True, dims[j], dims[j - 1], db, ws, p_v + uoff[j], ws, p_u + uoff[j - 1], g, offs[j - 1])
-        _copy_flat(g, offs[b], ws, p_v + uoff[b + 1], dims[b + 1] * db)
+            if j - 1 == b + 1:
+                src, so = w, offs[b]
+            else:
+                src, so = ws, p_u + uoff[j - 1]
+            _matmul(False, True, dims[j], dims[j - 1], db, ws, p_v + uoff[j], src, so, g, offs[j - 1])
     return ex
 
 
