@@ -91,6 +91,13 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         if "ratio" in r and str(r.get("case", "")).startswith("states:"):
             out.append({"target": f"flow {r.get('case', '')}: x scipy", "want": ">= 10",
                         "measured": r["ratio"], "met": r["ratio"] >= 10})
+            # "agreeing to within 10 rtol": the difference of the two solutions, and each one's error against
+            # a DOP853 run at rtol 1e-13 (which side a disagreement comes from)
+            rtol = float(r["rtol"])
+            for key, what in (("max_rel_diff", "dlnsim vs scipy"), ("dlnsim_err", "dlnsim vs tight reference"),
+                              ("reference_err", "scipy vs tight reference")):
+                out.append({"target": f"flow states agreement, {what} (in units of rtol)", "want": "<= 10",
+                            "measured": r[key] / rtol, "met": r[key] / rtol <= 10})
     for r in results.get("sweep", []):
         if "efficiency" in r:
             out.append({"target": "sweep on all cores: speed-up / cores", "want": ">= 0.9",

@@ -182,6 +182,7 @@ def _case(N: int, seed: int, T: float, n_times: int, rtol: float, atol: float, k
             "reference_steps": len(sol.t) - 1,
             "reference_rhs": int(sol.nfev),
             "repeats": repeats,
+            "rtol": rtol,
         })
         rows.append(out)
     return rows

@@ -54,7 +54,7 @@ def _copy_flat(dst, dst_off, src, src_off, size):
         dst[dst_off + i] = src[src_off + i]
 
 
-def workspace_size(dims, b):
+def workspace_size(dims: np.ndarray, b: int) -> int:
     """Length of the float64 workspace that `_loss_grad` needs (plain Python; `_workspace_size` in kernels).
 
     Chains L_0..L_{b-1} (d_b x d_j) and U_{b+1}..U_N (d_j x d_b), each twice (L/M and U/V), then
