@@ -206,8 +206,9 @@ def _hvp(w, v, dims, offs, Rt, F, out):
     p_b = p_a + dn * dmax
     ff = F.reshape(size)
     _matmul(False, False, dn, d0, d0, pb, poff[n], Rt, 0, tmp, p_z)  # Z = W R^T - F
+    z = tmp[p_z : p_z + size]  # a slice: no per-element wraparound check (see linalg._copy_flat)
     for i in range(size):
-        tmp[p_z + i] -= ff[i]
+        z[i] -= ff[i]
     _matmul(False, True, dn, d0, d0, tmp, p_z, Rt, 0, tmp, p_g)  # G = Z R
     _matmul(False, False, dn, d0, d0, dpb, poff[n], Rt, 0, tmp, p_dwr)
     _matmul(False, True, dn, d0, d0, tmp, p_dwr, Rt, 0, tmp, p_dg)  # dG = dW C

@@ -50,8 +50,12 @@ def _copy_flat(dst, dst_off, src, src_off, size):
     An explicit loop rather than a slice assignment: Numba lowers every array-to-array slice assignment
     with its own compiled shape-mismatch error path, which cost about 1 s of compile time per site.
     """
+    # slices first: with an offset inside the index Numba cannot prove it non-negative, and the
+    # wraparound check it adds per element keeps LLVM from vectorising the loop
+    d = dst[dst_off : dst_off + size]
+    r = src[src_off : src_off + size]
     for i in range(size):
-        dst[dst_off + i] = src[src_off + i]
+        d[i] = r[i]
 
 
 def workspace_size(dims: np.ndarray, b: int) -> int:
@@ -148,8 +152,9 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
         _copy_flat(ws, p_z, ws, p_lr, dn * d0)
     # Z = W R^T - F; flat loops vectorise, and the norm goes to BLAS (a scalar running sum is latency-bound)
     ff = F.reshape(dn * d0)
+    z = ws[p_z : p_z + dn * d0]  # a slice, so the loop index needs no wraparound check (see _copy_flat)
     for i in range(dn * d0):
-        ws[p_z + i] -= ff[i]
+        z[i] -= ff[i]
     ex = 0.5 * _dot(dn * d0, ws, p_z, ws, p_z)
 
     # lower layers j = 1..b: grad_j = L_j^T M_{j-1},  M_0 = (U_N^T Z) R,  M_j = M_{j-1} W_j^T,  grad_b = M_{b-1}
