@@ -9,6 +9,8 @@ every number):
   process (``executor="serial"``, kernels loaded);
 * warm pools (`dlnsim.sweep.local_executor` with 1 and with all cores): the sweep's own scaling, process start
   excluded; ``efficiency`` = single-run time / (cores x sweep time), target >= 0.9;
+* the machine's own ceiling (`benchmarks.ceiling`): ``cores`` copies of one GD run at once against one alone,
+  no sweep machinery; on a VM whose vCPUs slow each other down this bounds the efficiency from above;
 * end to end, ``executor="local"``: including starting the worker processes (import, kernels from Numba's
   cache) and combining the cells (``efficiency_end_to_end``); the fixed start-up cost matters for short sweeps;
 * the peak resident memory of the largest worker process (getrusage of the reaped children);
@@ -29,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from .ceiling import ceiling
 
 GRID: dict[str, Any] = {"N": [2, 3], "eta": [0.5, 1.0, 2.0, 4.0], "seed": [0, 1, 2, 3], "eta_mode": "bound"}
 
@@ -83,8 +87,12 @@ def run(quick: bool = False, n_iter: int | None = None, dask: bool = True) -> li
     # parent_cpu_seconds: what the sweep itself costs next to the cells (dispatch, saving, combining); it
     # competes with the workers for the cores, so 1 - parent_cpu / single-run cpu bounds the efficiency
     row("sweep, warm pool, 1 worker", n_cells / t_p1, "cells/s", seconds=t_p1, parent_cpu_seconds=cpu_p1)
+    # what the hardware allows: `cores` copies of one GD run at once against one alone (no sweep machinery)
+    ceil = ceiling(cores, n_iter=20_000 if quick else 100_000)
     row(f"sweep, warm pool, {cores} workers", n_cells / t_pc, "cells/s", seconds=t_pc, parent_cpu_seconds=cpu_pc,
-        speedup_vs_1_worker=t_p1 / t_pc, efficiency=t_single / (cores * t_pc))
+        speedup_vs_1_worker=t_p1 / t_pc, efficiency=t_single / (cores * t_pc), machine_ceiling=ceil["ceiling"])
+    row(f"machine ceiling: {cores} copies of one GD run at once vs one alone", ceil["ceiling"], "x",
+        alone_s=ceil["alone_s"], together_s=ceil["together_s"])
 
     # end to end: executor="local" starts its processes (import, kernels from the cache) and combines
     t_e2e, ds = _timed_sweep(n_iter, executor="local")
