@@ -8,7 +8,9 @@ every number):
 * the reference (DESIGN §7 "single-run throughput"): the cells as single runs, one after the other, in this
   process (``executor="serial"``, kernels loaded);
 * warm pools (`dlnsim.sweep.local_executor` with 1 and with all cores): the sweep's own scaling, process start
-  excluded; ``efficiency`` = single-run time / (cores x sweep time), target >= 0.9;
+  excluded; ``efficiency`` = single-core time / (cores x sweep time), target >= 0.9, where the single-core
+  time is the faster of the serial single runs and the 1-worker pool (the conservative choice: on this noisy
+  VM either can come out ahead by 10-20 %);
 * the machine's own ceiling (`benchmarks.ceiling`): ``cores`` copies of one GD run at once against one alone,
   no sweep machinery; on a VM whose vCPUs slow each other down this bounds the efficiency from above;
 * end to end, ``executor="local"``: including starting the worker processes (import, kernels from Numba's
@@ -90,7 +92,8 @@ def run(quick: bool = False, n_iter: int | None = None, dask: bool = True) -> li
     # what the hardware allows: `cores` copies of one GD run at once against one alone (no sweep machinery)
     ceil = ceiling(cores, n_iter=20_000 if quick else 100_000)
     row(f"sweep, warm pool, {cores} workers", n_cells / t_pc, "cells/s", seconds=t_pc, parent_cpu_seconds=cpu_pc,
-        speedup_vs_1_worker=t_p1 / t_pc, efficiency=t_single / (cores * t_pc), machine_ceiling=ceil["ceiling"])
+        speedup_vs_1_worker=t_p1 / t_pc, efficiency=min(t_single, t_p1) / (cores * t_pc),
+        machine_ceiling=ceil["ceiling"])
     row(f"machine ceiling: {cores} copies of one GD run at once vs one alone", ceil["ceiling"], "x",
         alone_s=ceil["alone_s"], together_s=ceil["together_s"])
 
