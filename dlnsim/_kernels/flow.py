@@ -114,7 +114,7 @@ D7 = 69997945.0 / 29380423.0
 
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _tableau():
     """The Runge-Kutta matrix a_{sj} of the seven stages (row 6 = the 5th-order weights b_j)."""
     a = np.zeros((7, 7))
@@ -154,7 +154,7 @@ FACC2 = 1.0 / 10.0  # largest step ratio 10
 # ----------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _hvp(w, v, dims, offs, Rt, F, out):
     """out = Hess L^N(w) v, the directional derivative of (3.2) along v (spec §1).
 
@@ -222,7 +222,7 @@ def _hvp(w, v, dims, offs, Rt, F, out):
         _matmul_add(True, False, dj, djm, dn, sb, soff[j], tmp, p_b, out, offs[j - 1], 1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _product_loss(y, dims, Rt, F):
     """Excess loss 1/2 ||W R^T - F||_F^2 of the end-to-end matrix W stored flat in ``y``."""
     n = dims.shape[0] - 1
@@ -231,7 +231,7 @@ def _product_loss(y, dims, Rt, F):
     return 0.5 * np.sum(z * z)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _e2e_rhs(y, f, dims, Rt, F, rank):
     """f = -A_W(grad L^1(W)) for the end-to-end flow (2.5); returns the excess loss at W."""
     n = dims.shape[0] - 1
@@ -271,7 +271,7 @@ def _e2e_rhs(y, f, dims, Rt, F, rank):
     return ex
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _rhs(kind, y, f, dims, offs, pivot, Rt, F, eta, rank, ws, g):
     """f = right-hand side of flow ``kind`` at y; returns the excess loss at y (``g``: scratch, len(y))."""
     if kind == END_TO_END:
@@ -289,7 +289,7 @@ def _rhs(kind, y, f, dims, offs, pivot, Rt, F, eta, rank, ws, g):
     return ex
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _all_finite(a):
     for i in range(a.shape[0]):
         if not np.isfinite(a[i]):
@@ -302,7 +302,7 @@ def _all_finite(a):
 # ----------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _excess_loss(w, dims, offs, pivot, Rt, F):
     """Excess loss 1/2 ||W R^T - F||_F^2 of the factors ``w`` (no gradient: for the requested times).
 
@@ -329,7 +329,7 @@ def _excess_loss(w, dims, offs, pivot, Rt, F):
     return 0.5 * np.dot(zz, zz)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _emit(kind, y, i, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss, out_gn2, with_loss,
           with_grad, diag, out_bal, out_sv):
     """Record the state ``y`` as the value at requested time number ``i``."""
@@ -363,7 +363,7 @@ def _emit(kind, y, i, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, o
             _product_singular_values(y, dims, offs, out_sv[i])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _initial_step(kind, y0, f0, t_span, rtol, atol, dims, offs, pivot, Rt, F, eta, rank, ws, g, y1, f1):
     """Hairer's starting step (Solving ODEs I, II.4; HINIT of DOPRI5) for a method of order 5."""
     n = y0.shape[0]
@@ -403,7 +403,7 @@ def _initial_step(kind, y0, f0, t_span, rtol, atol, dims, offs, pivot, Rt, F, et
 # ----------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _integrate(
     kind,
     y,
@@ -612,7 +612,7 @@ def _integrate(
             return DONE
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _point(kind, y, v, dims, offs, pivot, Rt, F, eta, rank, out):
     """One evaluation at ``y`` (own workspace), the single entry point besides `_integrate`.
 

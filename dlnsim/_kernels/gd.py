@@ -45,7 +45,7 @@ I_LAST_K = 4  # last evaluated iteration
 N_IACC = 5
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _gd_chunk(
     w,
     g,

@@ -37,13 +37,13 @@ from numba import njit
 from .blas import _dot, _matmul
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _layer(w, dims, offs, j):
     """View of W_j (1-based j) as a (d_j, d_{j-1}) matrix."""
     return w[offs[j - 1] : offs[j]].reshape((dims[j], dims[j - 1]))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _copy_flat(dst, dst_off, src, src_off, size):
     """dst[dst_off : dst_off + size] = src[src_off : src_off + size], for 1-D arrays.
 
@@ -73,10 +73,10 @@ def workspace_size(dims: np.ndarray, b: int) -> int:
     return 2 * chains + (2 * db + int(dims[n])) * int(dims[0])
 
 
-_workspace_size = njit(cache=True)(workspace_size)
+_workspace_size = njit(cache=True, nogil=True)(workspace_size)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
     """Excess loss 1/2 ||Z||_F^2 at ``w``; writes the gradient of L^N into ``g`` (same layout as ``w``).
 
@@ -207,7 +207,7 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
     return ex
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sym_spectral_norm(a):
     """Spectral norm of a symmetric matrix: the largest |eigenvalue|."""
     if a.shape[0] == 0:
@@ -216,7 +216,7 @@ def _sym_spectral_norm(a):
     return max(abs(ev[0]), abs(ev[-1]))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _balancedness(w, dims, offs, out):
     """out[j-1] = ||W_{j+1}^T W_{j+1} - W_j W_j^T|| (spectral), j = 1..N-1  (Definition 2.3)."""
     n = dims.shape[0] - 1
@@ -228,7 +228,7 @@ def _balancedness(w, dims, offs, out):
         out[j - 1] = _sym_spectral_norm(0.5 * (d + d.T))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _layer_norms_sq(w, dims, offs, out):
     """out[j-1] = ||W_j||^2 (spectral), through the smaller Gram matrix."""
     n = dims.shape[0] - 1
@@ -241,7 +241,7 @@ def _layer_norms_sq(w, dims, offs, out):
         out[j - 1] = _sym_spectral_norm(0.5 * (gram + gram.T))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _product(w, dims, offs):
     """The end-to-end matrix W = W_N ... W_1 (d_N x d_0), multiplied from the narrow end."""
     n = dims.shape[0] - 1
@@ -265,7 +265,7 @@ def _product(w, dims, offs):
     return np.dot(up, low)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _product_singular_values(w, dims, offs, out):
     """Largest ``out.shape[0]`` singular values of W = W_N ... W_1, in decreasing order.
 
