@@ -1,0 +1,213 @@
+"""`run_grid` and `open_grid`: a cell function over the points of a grid, one file per cell, combined."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from .. import dataset
+from .combine import Run, combine
+from .executors import check_executor, connect, run_cells
+from .plan import Plan, cell_id_of
+from .store import Store
+
+__all__ = ["open_grid", "run_grid"]
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _error_dataset(exc: BaseException) -> xr.Dataset:
+    message = f"{type(exc).__name__}: {exc}".strip()
+    return xr.Dataset(attrs={"status": "error", "error": message[:2000]})
+
+
+def _grid_attrs(plan: Plan, manifest: dict[str, Any], done: int, failed: int) -> dict[str, Any]:
+    return {
+        "Conventions": "CF-1.10",
+        "format": dataset.FORMAT_TAG,
+        "title": "dlnsim grid over (" + ", ".join(plan.axes) + ")",
+        "grid_cell": plan.cell_id,
+        "grid_dims": ", ".join(plan.axes),
+        "grid_manifest": json.dumps(plan.manifest(), sort_keys=True),
+        "cells_total": plan.size,
+        "cells_done": done,
+        "cells_failed": failed,
+        "created": manifest.get("created", "unknown"),
+    }
+
+
+def _combine_store(store: Store, plan: Plan, manifest: dict[str, Any]) -> xr.Dataset:
+    cells: dict[tuple[int, ...], Run | None] = {}
+    log = store.read_log({name for _, name, _ in plan.cells()})
+    done = failed = 0
+    for idx, name, _ in plan.cells():
+        rec = log.get(name)
+        data = store.read_cell(name, rec)
+        if data is None:
+            cells[idx] = None
+            continue
+        try:
+            run = Run.from_bytes(data, name)
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:  # digest matched: written by a broken run
+            raise ValueError(f"directory: cell file {name!r} matches its log entry but cannot be read ({exc}); "
+                             "delete it and rerun") from None
+        cells[idx] = run
+        done += 1
+        failed += run.attrs.get("status") == "error"
+    return combine(cells, plan.axes, None, _grid_attrs(plan, manifest, done, failed))
+
+
+def run_grid(
+    directory: str | os.PathLike[str] | None,
+    cell: Callable[..., xr.Dataset],
+    axes: Mapping[str, Any],
+    *,
+    params: Mapping[str, Any] | None = None,
+    executor: Any = "threads",
+    workers: int | None = None,
+    client: Any = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+    cost: Callable[[dict[str, Any]], float] | None = None,
+    cell_id: str | None = None,
+    label: str = "grid",
+) -> xr.Dataset:
+    """Compute ``cell(**point, **params)`` for every point of the grid ``axes`` and combine the results.
+
+    Parameters
+    ----------
+    directory : path or None
+        Where the grid lives: a manifest ``grid.json``, one NetCDF file per finished cell and a log of them.
+        Rerunning the same call resumes (finished cells are not recomputed; failed and damaged ones are); a
+        different grid in the same directory is refused before anything is written.  ``None``: a temporary
+        directory, removed at the end.
+    cell : callable
+        A module-level function from one point of the grid (and ``params``) to an `xarray.Dataset`.  A cell
+        that raises is recorded with status ``error`` and the message; the other cells go on.
+    axes : mapping of str to list
+        The grid axes in dimension order, e.g. ``{"N": [2, 3], "seed": [0, 1, 2]}`` (numbers or short strings).
+    params : mapping, optional
+        Fixed keyword arguments of every cell (plain JSON values: they are recorded in the manifest).
+    executor : {"threads", "processes", "dask", "serial"} or concurrent.futures.Executor
+        Where cells run (see `dlnsim.grid.executors`).  All give the same numbers bit for bit.
+    workers : int, optional
+        Threads or processes (default: one per core).
+    client, scheduler
+        For ``executor="dask"``: a `dask.distributed.Client`, or a scheduler address.
+    progress : bool
+        Show a progress bar on stderr.
+    cost : callable, optional
+        ``cost(point)``: cells with the largest cost start first (better load balance).
+    cell_id : str, optional
+        The name recorded in the manifest (default ``module:qualname`` of ``cell``).
+    label : str
+        Name of the progress bar.
+
+    Returns
+    -------
+    xarray.Dataset
+        The cells combined over the axes (rules in `dlnsim.grid.combine`); ``status`` is ``not_run`` for
+        cells without a result and ``error`` for cells that raised (message in ``error``).
+    """
+    if not callable(cell):
+        raise ValueError(f"cell must be a function, got {cell!r}")
+    plan = Plan.make(cell_id if cell_id is not None else cell_id_of(cell), axes, params)
+    executor, workers = check_executor(executor, workers, client, scheduler)
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress must be True or False, got {progress!r}")
+    if cost is not None and not callable(cost):
+        raise ValueError(f"cost must be a function of a grid point, got {cost!r}")
+    if directory is not None and not isinstance(directory, str | os.PathLike):
+        raise ValueError(f"directory must be a path (str or os.PathLike) or None, got {type(directory).__name__}")
+    own_client = None
+    if executor == "dask" and scheduler is not None:  # checked before anything is created
+        own_client = client = connect(scheduler)
+        scheduler = None
+    try:
+        if directory is None:
+            with tempfile.TemporaryDirectory(prefix="dlnsim-grid-") as tmp:
+                return _run_in(Store(Path(tmp)), plan, cell, executor, workers, client, progress, cost, label)
+        return _run_in(Store(Path(directory)), plan, cell, executor, workers, client, progress, cost, label)
+    finally:
+        if own_client is not None:
+            own_client.close()
+
+
+def _run_in(store: Store, plan: Plan, cell: Callable[..., xr.Dataset], executor: Any, workers: int | None,
+            client: Any, progress: bool, cost: Callable[[dict[str, Any]], float] | None,
+            label: str) -> xr.Dataset:
+    store.check(plan)  # nothing is written before this passes
+    store.path.mkdir(exist_ok=True)
+    with store.locked():
+        manifest = store.check(plan)  # again, under the lock
+        if manifest is None:
+            manifest = store.create(plan, _version())
+        store.clean_stale()
+        log = store.read_log({name for _, name, _ in plan.cells()})
+        todo: list[tuple[str, dict[str, Any]]] = []
+        damaged = failed_before = 0
+        for _, name, point in plan.cells():
+            rec = log.get(name)
+            if store.read_cell(name, rec) is None:
+                f = store.path / name
+                if f.exists():
+                    damaged += 1
+                    f.unlink()
+                todo.append((name, point))
+            elif rec is not None and rec["status"] == "error":
+                failed_before += 1
+                todo.append((name, point))
+        if damaged:
+            print(f"{label} {store.path}: {damaged} cell file(s) missing from the log or damaged; recomputing them",
+                  file=sys.stderr)
+        if cost is not None:
+            todo.sort(key=lambda t: -float(cost(t[1])))
+        _execute(store, plan, cell, todo, executor, workers, client, progress, label)
+        return _combine_store(store, plan, manifest)
+
+
+def _execute(store: Store, plan: Plan, cell: Callable[..., xr.Dataset], todo: list[tuple[str, dict[str, Any]]],
+             executor: Any, workers: int | None, client: Any, progress: bool, label: str) -> None:
+    from tqdm.auto import tqdm
+
+    total = plan.size
+    bar = tqdm(total=total, initial=total - len(todo), unit="cell", desc=f"{label} {store.path.name}",
+               disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    counts: dict[str, int] = {}
+    try:
+        for name, res, exc in run_cells(todo, cell, plan.params, executor, workers, client, None):
+            if exc is None and not isinstance(res, xr.Dataset):
+                exc = TypeError(f"the cell returned {type(res).__name__}, not an xarray.Dataset")
+            ds = _error_dataset(exc) if exc is not None else res
+            rec = store.write_cell(name, ds)
+            if rec["status"] in ("error", "diverged"):
+                counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+                bar.set_postfix(counts, refresh=False)
+            bar.update(1)
+    finally:
+        bar.close()
+    if counts.get("error"):
+        print(f"{label} {store.path}: {counts['error']} of {len(todo)} cell(s) failed (status 'error', message in "
+              "the variable 'error'); rerun to retry them", file=sys.stderr)
+
+
+def open_grid(directory: str | os.PathLike[str]) -> xr.Dataset:
+    """The combined Dataset of the grid in ``directory`` (cells without a result have status ``not_run``)."""
+    if not isinstance(directory, str | os.PathLike):
+        raise ValueError(f"directory must be a path, got {type(directory).__name__}")
+    store = Store(Path(directory))
+    if not store.path.is_dir():
+        raise ValueError(f"directory: {str(store.path)!r} is not a directory")
+    plan, manifest = store.plan()
+    return _combine_store(store, plan, manifest)

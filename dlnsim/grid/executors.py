@@ -1,0 +1,283 @@
+"""Where the cells of a grid run: threads (default), processes, dask.distributed, serial, or any Executor.
+
+* ``"threads"``: a thread pool in this process, one thread per core.  The Numba kernels release the GIL and
+  BLAS runs on one thread per cell, so threads use every core with no process to spawn, no ``__main__``
+  guard and no import in a worker.
+* ``"processes"``: a pool of spawned processes (one BLAS thread each), for cells that hold the GIL.
+* ``"dask"``: a `dask.distributed.Client` (``client=``) or a scheduler address (``scheduler=``).
+* ``"serial"``: one cell after the other in this thread (for debugging).
+* any `concurrent.futures.Executor` instance.
+
+Every executor computes a cell with the same function and one BLAS thread, so the numbers are the same bit
+for bit.  Results come back to the calling thread, which alone writes the files (the NetCDF/HDF5 library is
+not thread-safe).  A cell whose worker died (a killed process) is tried again once; a cell that raises is
+recorded as an error and the others go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import as_completed as futures_as_completed
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from .._blas import blas_threads
+from .._validate import nonneg_int
+
+__all__ = ["BLAS_ENV", "EXECUTORS", "WorkerDied", "check_executor", "n_cores", "process_pool", "run_cells"]
+
+EXECUTORS = ("threads", "processes", "dask", "serial")
+#: environment of worker processes: one BLAS/OpenMP thread each (cells are the parallel unit)
+BLAS_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "VECLIB_MAXIMUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
+
+
+class WorkerDied(RuntimeError):
+    """The process (or dask worker) computing a cell died."""
+
+
+def n_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def check_executor(executor: Any, workers: Any, client: Any, scheduler: Any) -> tuple[Any, int | None]:
+    """Validated (executor, workers); ValueError naming the argument otherwise.  Nothing is started."""
+    if isinstance(executor, Executor):
+        if workers is not None or client is not None or scheduler is not None:
+            raise ValueError("workers, client and scheduler are not used when executor is an Executor instance")
+        return executor, None
+    if executor == "local":  # the name of the default in earlier versions
+        executor = "threads"
+    if not isinstance(executor, str) or executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(map(repr, EXECUTORS))} or a "
+                         f"concurrent.futures.Executor, got {executor!r}")
+    if workers is not None:
+        if executor not in ("threads", "processes"):
+            raise ValueError(f"workers is only used with executor='threads' or 'processes', got workers={workers!r} "
+                             f"with executor={executor!r}")
+        workers = nonneg_int(workers, "workers", minimum=1)
+    if executor == "dask":
+        if client is not None and scheduler is not None:
+            raise ValueError("give either client= or scheduler=, not both")
+        if client is None and scheduler is None:
+            raise ValueError("executor='dask' needs client= (a dask.distributed.Client) or scheduler= "
+                             "(an address such as 'tcp://127.0.0.1:8786')")
+        try:
+            import distributed
+        except ImportError:
+            raise ValueError("executor='dask' needs dask.distributed: pip install 'dlnsim[dask]'") from None
+        if client is not None and not isinstance(client, distributed.Client):
+            raise ValueError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
+        if scheduler is not None and not isinstance(scheduler, str):
+            raise ValueError(f"scheduler must be an address string such as 'tcp://127.0.0.1:8786', got {scheduler!r}")
+    elif client is not None or scheduler is not None:
+        raise ValueError(f"client and scheduler are only used with executor='dask', got executor={executor!r}")
+    return executor, workers
+
+
+def connect(scheduler: str, timeout: float = 10.0) -> Any:
+    """A Client of the scheduler at ``scheduler``; ValueError when it does not answer within ``timeout`` s."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout=timeout)  # type: ignore[no-untyped-call]
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(f"scheduler: no dask scheduler answered at {scheduler!r} within {timeout:g} s "
+                         f"({type(exc).__name__})") from None
+
+
+def compute_cell(cell: Callable[..., Any], point: dict[str, Any], params: dict[str, Any]) -> Any:
+    """What every executor runs for one cell: ``cell(**point, **params)`` with one BLAS thread."""
+    with blas_threads(1):
+        return cell(**point, **params)
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(0.25)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _init_worker(parent_pid: int) -> None:
+    os.environ.update(BLAS_ENV)
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the caller
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    # an orphaned worker (the caller was killed) exits instead of computing for nobody
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="dlnsim-watch-parent").start()
+
+
+@contextlib.contextmanager
+def _blas_env() -> Iterator[None]:
+    """BLAS_ENV in os.environ while worker processes start (they inherit it), then restored."""
+    old = {k: os.environ.get(k) for k in BLAS_ENV}
+    os.environ.update(BLAS_ENV)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def process_pool(workers: int | None = None) -> ProcessPoolExecutor:
+    """A started pool of spawned processes with one BLAS thread each, to pass as ``executor=`` to several
+    grids.  Shut it down yourself (``with`` works)."""
+    n = n_cores() if workers is None else nonneg_int(workers, "workers", minimum=1)
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(os.getpid(),))
+    with _blas_env():  # with "spawn", each submit starts a process while none is idle: all n start here
+        futs = [pool.submit(os.getpid) for _ in range(n)]
+    for f in futs:
+        f.result()
+    return pool
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    for p in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            p.terminate()
+
+
+# ---------------------------------------------------------------------------------------------------- running
+
+Task = tuple[str, dict[str, Any]]  # (cell name, point)
+
+
+def run_cells(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any], executor: Any,
+              workers: int | None, client: Any, scheduler: Any) -> Iterator[tuple[str, Any, BaseException | None]]:
+    """Compute the cells of ``todo``; yield ``(name, result, None)`` or ``(name, None, exception)`` as they
+    finish, in the calling thread."""
+    if not todo:
+        return
+    if executor == "serial":
+        for name, point in todo:
+            try:
+                res = compute_cell(cell, point, params)
+            except Exception as exc:
+                yield name, None, exc
+            else:
+                yield name, res, None
+    elif executor == "dask":
+        yield from _run_dask(todo, cell, params, client, scheduler)
+    else:
+        yield from _run_pool(todo, cell, params, executor, workers)
+
+
+def _run_pool(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any], executor: Any,
+              workers: int | None) -> Iterator[tuple[str, Any, BaseException | None]]:
+    own = not isinstance(executor, Executor)
+    n = min(workers or n_cores(), len(todo))
+    attempts = dict.fromkeys((name for name, _ in todo), 0)
+    pending = list(todo)
+    while pending:
+        pool: Executor
+        if not own:
+            pool = executor
+        elif executor == "threads":
+            pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="dlnsim-cell")
+        else:
+            pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=(os.getpid(),))
+        futs: dict[Future[Any], Task] = {}
+        broken: list[Task] = []
+        try:
+            with _blas_env() if isinstance(pool, ProcessPoolExecutor) else contextlib.nullcontext():
+                for task in pending:
+                    futs[pool.submit(compute_cell, cell, task[1], params)] = task
+            pending = []
+            for fut in futures_as_completed(list(futs)):
+                task = futs.pop(fut)
+                try:
+                    res = fut.result()
+                except BrokenProcessPool:
+                    attempts[task[0]] += 1
+                    if attempts[task[0]] <= 1:
+                        broken.append(task)
+                    else:
+                        yield task[0], None, WorkerDied("the worker process died twice while computing this cell")
+                    continue
+                except Exception as exc:
+                    yield task[0], None, exc
+                    continue
+                yield task[0], res, None
+        except BaseException:
+            for fut in futs:
+                fut.cancel()
+            if own and isinstance(pool, ProcessPoolExecutor):
+                _terminate(pool)
+            raise
+        finally:
+            if own:
+                pool.shutdown(wait=True, cancel_futures=True)
+        if broken and not own:
+            for task in broken:  # a pool that is not ours cannot be restarted
+                yield task[0], None, WorkerDied("the worker process died while computing this cell")
+            broken = []
+        pending = broken
+
+
+def _run_dask(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any], client: Any,
+              scheduler: Any) -> Iterator[tuple[str, Any, BaseException | None]]:
+    import dask
+    from distributed import as_completed as dask_as_completed
+
+    own = client is None
+    if own:
+        client = connect(scheduler)
+    token = uuid.uuid4().hex[:8]
+    try:
+        names: dict[str, str] = {}
+        futs: dict[str, Any] = {}
+        for name, point in todo:
+            fut = client.submit(compute_cell, cell, point, params, key=f"dlnsim-{name[:-3]}-{token}", pure=False,
+                                retries=1)
+            names[fut.key] = name
+            futs[fut.key] = fut
+        try:
+            for fut in dask_as_completed(list(futs.values())):  # type: ignore[no-untyped-call]
+                name = names[fut.key]
+                try:
+                    res = fut.result()
+                except Exception as exc:
+                    err: BaseException = exc
+                    if type(exc).__name__ == "KilledWorker":
+                        err = WorkerDied(f"the dask worker died while computing this cell ({exc})")
+                    del futs[fut.key]
+                    fut.release()
+                    yield name, None, err
+                    continue
+                del futs[fut.key]
+                fut.release()
+                # with a Client around, xarray would route each NetCDF write lock through the scheduler
+                with dask.config.set(scheduler="synchronous"):
+                    yield name, res, None
+        except BaseException:
+            client.cancel(list(futs.values()))
+            raise
+    finally:
+        if own:
+            client.close()
