@@ -5,8 +5,10 @@ Public API (DESIGN §2); everything is re-exported here and nothing else lives i
 
 __version__ = "0.1.0"
 
+from .compare import compare_flow
 from .dataset import open, save
-from .flow import compare_flow, run_flow, sharpness
+from .flow import run_flow
+from .hessian import sharpness
 from .init import balanced_init, balancedness, gaussian_init, haar_orthogonal, perturbed_init
 from .objective import gradient, hessian_form, hessian_vector_product, loss, product
 from .problem import Problem, Setup, paper_setup, paper_widths

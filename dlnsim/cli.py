@@ -20,13 +20,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from . import __version__
+from ._validate import nonneg_int, positive_float
+from .compare import compare_flow
 from .dataset import open as open_results
 from .dataset import save
-from .flow import add_compare_options, add_flow_cli, compare_flow, compare_kwargs
+from .flow import KINDS, run_flow
 from .init import balanced_init
 from .problem import Problem, Setup, paper_setup
 from .schedules import Constant, Power, PowerDecay, Schedule
@@ -171,6 +174,71 @@ def _cmd_info(args: argparse.Namespace) -> int:
             print(f"  {key:<16} {a[key]}")
     print(f"  variables        {', '.join(sorted(str(v) for v in ds.data_vars))}")
     return 0
+
+
+def add_flow_cli(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``dlnsim flow`` subcommand (integrate a flow on the paper's Section-5 setup) to ``subparsers``
+    (from ``argparse.ArgumentParser.add_subparsers``).  The handler is stored as ``func``."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "flow",
+        help="integrate a gradient flow on the Section-5 setup and write a NetCDF file",
+        description="Integrate the factor (2.2), end-to-end (2.5) or modified gradient flow from the "
+        "balanced start of the paper's Section-5 setup and record it at n-times times in [0, T].",
+    )
+    p.add_argument("--N", type=int, required=True, help="depth N")
+    p.add_argument("--seed", type=int, default=0, help="seed of the setup (default 0)")
+    p.add_argument("--d", type=int, default=70, help="input/output dimension d (default 70)")
+    p.add_argument("--T", type=float, required=True, help="final time")
+    p.add_argument("--n-times", type=int, default=200, help="number of recorded times (default 200)")
+    p.add_argument("--spacing", choices=("linear", "log"), default="linear",
+                   help="times linear in [0, T] or log-spaced in [T*1e-6, T] plus 0 (default linear)")
+    p.add_argument("--kind", choices=sorted(KINDS), default="factor", help="which flow (default factor)")
+    p.add_argument("--eta", type=float, default=None, help="GD stepsize of the modified flow")
+    p.add_argument("--rtol", type=float, default=1e-10, help="relative tolerance (default 1e-10)")
+    p.add_argument("--atol", type=float, default=1e-12, help="absolute tolerance (default 1e-12)")
+    p.add_argument("--max-steps", type=int, default=1_000_000, help="step budget (default 1e6)")
+    p.add_argument("--no-diagnostics", action="store_true",
+                   help="record only the loss (no balancedness / singular values)")
+    p.add_argument("--out", required=True, help="output NetCDF file (.nc)")
+    p.set_defaults(func=flow_cli)
+    return p
+
+
+def add_compare_options(parser: argparse.ArgumentParser) -> None:
+    """Options of ``dlnsim run`` for the GD-vs-flow comparison (see `compare_kwargs`)."""
+    g = parser.add_argument_group("gradient flow comparison")
+    g.add_argument("--flow", action="store_true", help="put the gradient flow(s) next to GD at t_k")
+    g.add_argument("--flow-kinds", default=None,
+                   help="comma-separated flows: factor, modified, end_to_end (default factor[,modified])")
+    g.add_argument("--flow-rtol", type=float, default=1e-10, help="flow relative tolerance (default 1e-10)")
+    g.add_argument("--flow-atol", type=float, default=1e-12, help="flow absolute tolerance (default 1e-12)")
+    g.add_argument("--sharpness", action="store_true", help="also record the top Hessian eigenvalue")
+
+
+def compare_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of `compare_flow` from the options added by `add_compare_options`."""
+    kinds = None
+    if getattr(args, "flow_kinds", None):
+        kinds = tuple(s.strip() for s in args.flow_kinds.split(",") if s.strip())
+    return {"rtol": args.flow_rtol, "atol": args.flow_atol, "kinds": kinds, "sharpness": bool(args.sharpness)}
+
+
+def flow_cli(args: argparse.Namespace) -> int:
+    """Handler of ``dlnsim flow``."""
+    setup = paper_setup(args.N, args.seed, d=args.d)
+    T = positive_float(args.T, "T")
+    n_t = nonneg_int(args.n_times, "n-times", minimum=2)
+    if args.spacing == "log":
+        t = np.concatenate([[0.0], np.geomspace(T * 1e-6, T, n_t - 1)])
+    else:
+        t = np.linspace(0.0, T, n_t)
+    ds = run_flow(setup.problem, setup.W0, t, rtol=args.rtol, atol=args.atol, kind=args.kind, eta=args.eta,
+                  max_steps=args.max_steps, diagnostics=not args.no_diagnostics)
+    path = save(ds, args.out)
+    print(f"{args.kind} flow, N={args.N}, seed={args.seed}: status {ds.attrs['status']}, "
+          f"{ds.attrs['n_steps']} steps ({ds.attrs['n_rejected']} rejected), "
+          f"loss {float(ds['loss_t'][0]):.6g} -> {float(ds['loss_t'][-1]):.6g}; wrote {path}")
+    return 0 if ds.attrs["status"] == "done" else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Gradient descent runs: validate, call the Numba kernel in chunks, build the Dataset (DESIGN §2-§4).
+"""Gradient descent runs: validate, call the Numba kernel in chunks, return a `GDResult`, build the Dataset.
 
 GD (2.1): W_j(k+1) = W_j(k) - eta_k grad_{W_j} L^N(W(k)).  The state W(k) is evaluated for k = 0..n_iter
 (n_iter steps).  At record points the Dataset stores the loss, ||grad||^2, the balancedness per pair and its
@@ -31,7 +31,7 @@ from .problem import Problem
 from .schedules import Schedule, as_schedule
 from .theory import StepsizeBound, stepsize_bound
 
-__all__ = ["Every", "LogSpaced", "record_points", "run_gd", "weights_from"]
+__all__ = ["Every", "GDResult", "LogSpaced", "gd_dataset", "record_points", "run_gd", "solve_gd", "weights_from"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,29 @@ def _eta_from_bound(eta: str, problem: Problem, W: list[np.ndarray]) -> tuple[fl
     return factor * b.eta, b
 
 
+@dataclass
+class GDResult:
+    """What one gradient-descent run produced, before it becomes a Dataset (see `gd_dataset`).
+
+    ``records`` maps a variable name to its values over the record points ``k`` (first axis): ``loss``,
+    ``excess_loss``, ``grad_norm_sq``, ``balancedness`` (k, pair), ``layer_norm_sq`` (k, layer),
+    ``product_sv`` (k, sv), ``descent_ratio``, ``eta`` and ``t``.  ``w`` is the final flat state (factor
+    layout of ``dims``), ``snapshots`` the flat state at every record point when asked for (NaN after a
+    stop).  ``attrs`` holds the run's attributes (settings, status, theory constants, provenance).
+    """
+
+    k: np.ndarray
+    records: dict[str, np.ndarray]
+    w: np.ndarray
+    dims: np.ndarray
+    schedule: Schedule
+    status: str
+    stop_iteration: int
+    attrs: dict[str, Any]
+    snapshots: np.ndarray | None = None
+    keep_weights: bool = False
+
+
 def run_gd(
     problem: Problem,
     W0: Sequence[np.ndarray],
@@ -142,7 +165,6 @@ def run_gd(
     progress: bool = False,
     attrs: dict[str, Any] | None = None,
     blas_threads: int | None = 1,
-    flow: bool | dict[str, Any] = False,
 ) -> xr.Dataset:
     """Run ``n_iter`` steps of gradient descent from ``W0`` and return the records as a Dataset.
 
@@ -153,23 +175,15 @@ def run_gd(
     in the attributes.  ``keep_weights`` stores the final factors (see `weights_from`).  BLAS runs on
     ``blas_threads`` threads during the run (default 1: faster for these matrix sizes; None leaves it).
 
-    ``flow=True`` (or a dict of options of `dlnsim.compare_flow`, e.g. ``{"rtol": 1e-8, "kinds":
-    ("factor",)}``) integrates the gradient flow(s) to the GD times t_k and adds the distances of GD to them.
+    `solve_gd` takes the same arguments and returns the `GDResult` this Dataset is built from; GD next to
+    the gradient flows is `dlnsim.compare_flow`.
     """
-    if flow:
-        from .flow import compare_flow
-
-        opts = dict(flow) if isinstance(flow, dict) else {}
-        return compare_flow(problem, W0, eta, n_iter, record, gtol=gtol, stop_early=stop_early, blowup=blowup,
-                            bound=bound, keep_weights=keep_weights, progress=progress, attrs=attrs,
-                            blas_threads=blas_threads, **opts)
-    ds, _ = _run_gd(problem, W0, eta, n_iter, record, gtol=gtol, stop_early=stop_early, blowup=blowup,
-                    bound=bound, keep_weights=keep_weights, progress=progress, attrs=attrs,
-                    blas_threads=blas_threads)
-    return ds
+    return gd_dataset(solve_gd(problem, W0, eta, n_iter, record, gtol=gtol, stop_early=stop_early,
+                               blowup=blowup, bound=bound, keep_weights=keep_weights, progress=progress,
+                               attrs=attrs, blas_threads=blas_threads))
 
 
-def _run_gd(
+def solve_gd(
     problem: Problem,
     W0: Sequence[np.ndarray],
     eta: float | str | Schedule | np.ndarray,
@@ -185,9 +199,10 @@ def _run_gd(
     attrs: dict[str, Any] | None = None,
     snapshots: bool = False,
     blas_threads: int | None = 1,
-) -> tuple[xr.Dataset, np.ndarray | None]:
-    """`run_gd`; with ``snapshots`` also the flat state W(k) at every record point, shape (n_rec, n_params)
-    (NaN after a stop), for comparisons with the gradient flow at the same times."""
+) -> GDResult:
+    """`run_gd` without the Dataset: the `GDResult`.  With ``snapshots`` it also keeps the flat state W(k)
+    at every record point, shape (n_rec, n_params) (NaN after a stop), for comparisons with the gradient
+    flow at the same times."""
     W = _checked(problem, W0, "W0")
     n_iter = nonneg_int(n_iter, "n_iter")
     gtol = positive_float(gtol, "gtol", allow_zero=True)
@@ -330,19 +345,28 @@ def _run_gd(
         run_attrs.update(bound.attrs())
     run_attrs.update(dataset.provenance())
     run_attrs.update(attrs or {})
+    return GDResult(k=rec_k, records=rec, w=w, dims=dims, schedule=schedule, status=status_name,
+                    stop_iteration=stop_k, attrs=run_attrs, snapshots=snaps, keep_weights=keep_weights)
+
+
+def gd_dataset(res: GDResult) -> xr.Dataset:
+    """The Dataset of a `GDResult`: the records over ``k`` with the schema's units and long names."""
+    rec = res.records
+    n = len(res.dims) - 1
+    n_rec = res.k.size
     data = dict(rec)
     data["balancedness_max"] = (
         np.max(rec["balancedness"], axis=1) if n > 1 else np.zeros(n_rec) * rec["loss"]
     )
-    if keep_weights:
-        data["final_weights"] = w
+    if res.keep_weights:
+        data["final_weights"] = res.w
     coords = {
-        "k": rec_k,
+        "k": res.k,
         "layer": np.arange(1, n + 1, dtype=np.int64),
         "pair": np.arange(1, n, dtype=np.int64),
-        "sv": np.arange(1, n_sv + 1, dtype=np.int64),
+        "sv": np.arange(1, rec["product_sv"].shape[1] + 1, dtype=np.int64),
     }
-    return dataset.build(data, coords, run_attrs), snaps
+    return dataset.build(data, coords, res.attrs)
 
 
 def _diagnostics(w: np.ndarray, dims: np.ndarray, offs: np.ndarray, bal: np.ndarray, lnorm: np.ndarray,

@@ -1,11 +1,9 @@
-"""Gradient flows (spec §2): the Numba DOPRI5 integrator, factor / end-to-end / modified flows, GD vs flow.
+"""Gradient flows: the Numba DOPRI5 integrator, factor / end-to-end / modified flows, GD vs flow.
 
 Every float comparison states its tolerance and why.
 """
 
 from __future__ import annotations
-
-import argparse
 
 import numpy as np
 import pytest
@@ -16,16 +14,9 @@ from scipy.integrate import solve_ivp
 import dlnsim
 from dlnsim import dataset
 from dlnsim._kernels import flow as fk
-from dlnsim.flow import (
-    EXTRA_SCHEMA,
-    _run_flow,
-    add_compare_options,
-    add_flow_cli,
-    compare_flow,
-    compare_kwargs,
-    run_flow,
-    sharpness,
-)
+from dlnsim.compare import compare_flow
+from dlnsim.flow import EXTRA_SCHEMA, _run_flow, run_flow
+from dlnsim.hessian import sharpness
 from dlnsim.objective import _layout, _unflatten
 
 
@@ -131,7 +122,7 @@ def test_factor_flow_matches_scipy_dop853(widths, seed):
 
     ref = solve_ivp(rhs, (0.0, 4.0), w0, method="DOP853", rtol=1e-12, atol=1e-14, t_eval=t)
     assert ref.success
-    # issue 3: relative difference <= 1e-8 at the 50 requested times
+    # required accuracy: relative difference <= 1e-8 at the 50 requested times
     assert _rel_rows(states, ref.y.T).max() <= 1e-8
     # the recorded loss is the loss of the recorded state
     losses = [dlnsim.loss(problem, _unflatten(s, dims)) for s in states]
@@ -161,7 +152,7 @@ def test_fixed_step_order_five_on_linear_regression():
         hs.append(T / n)
         errs.append(np.linalg.norm(states[-1].reshape(2, 3) - ref) / np.linalg.norm(ref))
     slope = np.polyfit(np.log(hs), np.log(errs), 1)[0]
-    assert abs(slope - 5.0) <= 0.3, (slope, errs)  # issue 3: order 5 +- 0.3
+    assert abs(slope - 5.0) <= 0.3, (slope, errs)  # order 5 +- 0.3
 
 
 @pytest.mark.parametrize("rtol", [1e-6, 1e-8, 1e-10])
@@ -192,7 +183,7 @@ def test_factor_flow_conserves_balancedness():
         for j in range(n - 1):
             D = W[j + 1].T @ W[j + 1] - W[j] @ W[j].T
             scale = np.linalg.norm(W0[j + 1]) ** 2 + np.linalg.norm(W0[j]) ** 2
-            # (2.3): D_j is constant; issue 3: within 100 rtol relative to the initial norms
+            # (2.3): D_j is constant; within 100 rtol relative to the initial norms
             assert np.linalg.norm(D - D0[j]) <= 100 * rtol * scale
     # the recorded balancedness (spectral) is constant too (1e-8 absolute: 100 rtol times norms ~ 10)
     bal = ds["balancedness_t"].values
@@ -237,8 +228,8 @@ def test_gd_follows_the_flow_to_first_order_and_the_modified_flow_to_second_orde
         d_mod.append(float(ds["modified_flow_distance"][-1]))
     s1 = np.polyfit(np.log(etas), np.log(d_flow), 1)[0]
     s2 = np.polyfit(np.log(etas), np.log(d_mod), 1)[0]
-    assert abs(s1 - 1.0) <= 0.15, (s1, d_flow)  # issue 3: first order, slope 1 +- 0.15
-    assert abs(s2 - 2.0) <= 0.2, (s2, d_mod)  # issue 3: second order, slope 2 +- 0.2
+    assert abs(s1 - 1.0) <= 0.15, (s1, d_flow)  # first order, slope 1 +- 0.15
+    assert abs(s2 - 2.0) <= 0.2, (s2, d_mod)  # second order, slope 2 +- 0.2
     assert all(b < a for a, b in zip(d_flow, d_mod, strict=True))
 
 
@@ -460,27 +451,3 @@ def test_paper_setup_gd_against_flow_at_the_bound():
     norm = np.linalg.norm(_layout(setup.W0)[0])
     assert d.max() <= 1e-2 * norm
     assert np.all(dm[2:] <= d[2:])
-
-
-# ---------------------------------------------------------------------------------------------------------
-# command line
-# ---------------------------------------------------------------------------------------------------------
-
-
-def test_flow_cli_writes_a_file(tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="dlnsim")
-    sub = parser.add_subparsers(dest="command")
-    add_flow_cli(sub)
-    out = tmp_path / "f.nc"
-    args = parser.parse_args(["flow", "--N", "3", "--d", "6", "--T", "2", "--n-times", "5",
-                              "--out", str(out)])
-    assert args.func(args) == 0
-    ds = dataset.open(out)
-    assert ds.attrs["status"] == "done" and ds.sizes["time"] == 5
-    assert "status done" in capsys.readouterr().out
-
-    run = argparse.ArgumentParser()
-    add_compare_options(run)
-    opts = run.parse_args(["--flow", "--flow-kinds", "factor,end_to_end", "--flow-rtol", "1e-9"])
-    kw = compare_kwargs(opts)
-    assert kw == {"rtol": 1e-9, "atol": 1e-12, "kinds": ("factor", "end_to_end"), "sharpness": False}

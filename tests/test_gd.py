@@ -75,7 +75,7 @@ def test_hidden_width_invariance(N: int) -> None:
     assert [w.shape for w in Wc] == [(2, 70)] + [(2, 2)] * (N - 2) + [(70, 2)]
     a = dlnsim.run_gd(s.problem, W, 2e-3, 3000, record=50)
     b = dlnsim.run_gd(s.problem, Wc, 2e-3, 3000, record=50)
-    # spec §9.2 observed 7e-15; allow 1e-12 relative for accumulated rounding
+    # observed 7e-15; allow 1e-12 relative for accumulated rounding
     np.testing.assert_allclose(a.loss.values, b.loss.values, rtol=1e-12)
 
 

@@ -1,7 +1,7 @@
 """Gradient flows of a deep linear network, integrated by an explicit Dormand-Prince 5(4) method.
 
-Right-hand sides (selected by the integer ``kind``; spec §2)
--------------------------------------------------------------
+Right-hand sides (selected by the integer ``kind``)
+---------------------------------------------------
 * ``FACTOR`` (0): the factor flow (2.2), dW_j/dt = -grad_{W_j} L^N, on the flat factor vector of
   `linalg` (layer j at ``w[offs[j-1]:offs[j]]``, a C-ordered (d_j, d_{j-1}) matrix).  It calls
   `linalg._loss_grad`, the gradient kernel of gradient descent.
@@ -156,7 +156,7 @@ FACC2 = 1.0 / 10.0  # largest step ratio 10
 
 @njit(cache=True, nogil=True)
 def _hvp(w, v, dims, offs, Rt, F, out):
-    """out = Hess L^N(w) v, the directional derivative of (3.2) along v (spec §1).
+    """out = Hess L^N(w) v, the directional derivative of (3.2) along v.
 
     With the prefixes P_j = W_{j:1} (d_j x d_0), suffixes S_j = W_{N:j+1} (d_N x d_j), G = W C - E and their
     derivatives along v (dP_j = W_j dP_{j-1} + V_j P_{j-1}, dS_j = dS_{j+1} W_{j+1} + S_{j+1} V_{j+1},
