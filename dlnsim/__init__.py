@@ -14,7 +14,8 @@ from .objective import gradient, hessian_form, hessian_vector_product, loss, pro
 from .problem import Problem, Setup, paper_setup, paper_widths
 from .schedules import Constant, Explicit, Power, PowerDecay, Schedule
 from .simulate import Every, LogSpaced, record_points, run_gd, weights_from
-from .sweep import critical_stepsize, local_executor, open_sweep, sweep
+from .search import CriticalStepsize, critical_stepsize
+from .sweeps import critical_sweep, open_sweep, sweep
 from .theory import StepsizeBound, set_stepsize_bound, stepsize_bound
 
 __all__ = [
@@ -32,15 +33,18 @@ __all__ = [
     "balanced_init",
     "balancedness",
     "compare_flow",
+    "CriticalStepsize",
+    "combine_runs",
     "critical_stepsize",
+    "critical_sweep",
     "gaussian_init",
     "gradient",
     "haar_orthogonal",
     "hessian_form",
     "hessian_vector_product",
-    "local_executor",
     "loss",
     "open",
+    "open_grid",
     "open_sweep",
     "paper_setup",
     "paper_widths",
@@ -49,6 +53,7 @@ __all__ = [
     "record_points",
     "run_flow",
     "run_gd",
+    "run_grid",
     "save",
     "set_stepsize_bound",
     "sharpness",

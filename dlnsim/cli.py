@@ -34,7 +34,7 @@ from .init import balanced_init
 from .problem import Problem, Setup, paper_setup
 from .schedules import Constant, Power, PowerDecay, Schedule
 from .simulate import run_gd
-from .sweep import add_sweep_cli
+from ._cli_sweep import add_sweep_cli
 from .theory import stepsize_bound
 
 

@@ -381,7 +381,8 @@ def sweep(
     n_iter = nonneg_int(n_iter, "n_iter", minimum=1)
     eta_mode = _choice(eta_mode, "eta_mode", ETA_MODES)
     schedule = _choice(schedule, "schedule", SCHEDULES)
-    axes: dict[str, Any] = dict(axes_setup)
+    # dimension order: N, eta[, gamma], then the other setup axes (seed, ...)
+    axes: dict[str, Any] = {"N": axes_setup["N"]} if "N" in axes_setup else {}
     axes["eta"] = _as_axis(eta, "eta")
     if schedule == "power_decay":
         if gamma is None:
@@ -390,6 +391,7 @@ def sweep(
     elif gamma is not None:
         raise ValueError(f"gamma is only used with schedule='power_decay', got gamma={gamma!r} with "
                          f"schedule={schedule!r}")
+    axes.update({k: v for k, v in axes_setup.items() if k != "N"})
     params = {
         "n_iter": n_iter,
         "record": _record_json(record, n_iter),

@@ -256,6 +256,9 @@ def combine(
                                        attrs=_meta.attr_variable_meta(k))
             continue
         arr = _empty(shape, kind, _FILL_TEXT.get(k, ""))
+        if k == "status":  # a finished cell without a status of its own
+            for idx in present:
+                arr[idx] = "done"
         for idx, x in vals:
             arr[idx] = _to_text(x) if kind == "O" else x
         variables[k] = xr.Variable(names, arr.astype(np.int8) if kind == "b" else arr,
