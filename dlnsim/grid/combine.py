@@ -28,8 +28,9 @@ from . import _meta
 
 __all__ = ["ALWAYS_VARIABLES", "Run", "combine", "combine_runs"]
 
-#: run attributes that are always variables of a combined grid (outcomes of a run, not settings)
-ALWAYS_VARIABLES = ("status", "status_reason", "stop_iteration", "error", "search_status")
+#: run attributes that are always variables of a combined grid (outcomes of a run, not settings), so that the
+#: layout does not depend on the values
+ALWAYS_VARIABLES = tuple(_meta.RUN_ATTRS)
 #: attributes of a run that a combined grid does not keep (it has its own)
 DROPPED = ("created", "title", "Conventions", "format")
 _FILL_TEXT = {"status": "not_run", "search_status": "not_run"}
@@ -213,6 +214,9 @@ def combine(
                 if pos.size and (pos.max() >= c.size or not np.array_equal(c[pos], own)):
                     raise ValueError(f"runs: coordinate {d!r} of a run does not fit the combined one")
                 where.append(pos if pos.size != c.size or not np.array_equal(pos, np.arange(c.size)) else slice(None))
+            if not vdims:
+                arr[idx] = values[()]
+                continue
             sub = arr[idx]
             if all(isinstance(w, slice) for w in where):
                 sub[tuple(where)] = values
@@ -242,7 +246,7 @@ def combine(
                 global_attrs[k] = same[0]
                 continue
         elif k != "status" and not vals:
-            continue
+            continue  # an outcome no run has
         values = [x for _, x in vals]
         kind = _kind(values) if values else "O"
         arrays = kind != "O" and any(np.ndim(x) > 0 for x in values)

@@ -1,0 +1,139 @@
+"""The grid engine on any problem: user setups equal direct runs bit for bit, any axis, executors, combine_runs,
+damaged cells recomputed, no __main__ guard needed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import dlnsim
+from dlnsim.grid.plan import Plan
+
+SMALL = {"d": 8, "m": 24, "r": 2}
+
+
+def my_setup(N: int, seed: int, scale: float, m: int = 30) -> tuple:
+    """A user's own data, widths and initialisation: Gaussian data, widths 6-3-...-3-4, a scaled balanced start."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((6, m))
+    Y = rng.standard_normal((4, 6)) @ X + 0.1 * rng.standard_normal((4, m))
+    widths = (6, *([3] * (N - 1)), 4)
+    W0 = dlnsim.balanced_init(widths, np.random.default_rng(seed + 100), scale=scale)
+    return dlnsim.Problem(X, Y), W0
+
+
+def test_sweep_on_a_user_setup_equals_direct_runs(tmp_path: Path) -> None:
+    ds = dlnsim.sweep(tmp_path / "s", setup=my_setup, N=[2, 3], eta=[1e-3, 5e-3], seed=[0, 1], scale=[0.5, 1.0],
+                      m=40, n_iter=300, record="log:30", executor="threads", workers=2, progress=False)
+    assert ds.loss.dims == ("N", "eta", "seed", "scale", "k")
+    assert ds.attrs["grid_cell"] == "dlnsim.sweeps:gd_cell"
+    manifest = (tmp_path / "s" / "grid.json").read_text()
+    assert "test_grid:my_setup" in manifest and '"m": 40' in manifest
+    for N in (2, 3):
+        for eta in (1e-3, 5e-3):
+            for seed in (0, 1):
+                for scale in (0.5, 1.0):
+                    problem, W0 = my_setup(N, seed, scale, m=40)
+                    ref = dlnsim.run_gd(problem, W0, eta, 300, "log:30")
+                    cell = ds.sel(N=N, eta=eta, seed=seed, scale=scale)
+                    for v in ("loss", "grad_norm_sq", "balancedness_max", "t"):
+                        np.testing.assert_array_equal(cell[v].values[: ref.sizes["k"]], ref[v].values)
+                    assert cell.status.item() == ref.attrs["status"]
+    # eta as a multiple of the bound of each start
+    rel = dlnsim.sweep(None, setup=my_setup, N=[2], eta=[0.5], seed=[0], scale=[1.0], n_iter=20, eta_mode="bound",
+                       executor="serial", progress=False)
+    problem, W0 = my_setup(2, 0, 1.0)
+    assert rel.eta_value.item() == 0.5 * dlnsim.stepsize_bound(problem, W0).eta
+
+
+@pytest.mark.parametrize("bad", [{"temperature": [1.0]}, {"scael": [1.0]}])
+def test_unknown_axis_is_refused_before_anything_is_written(tmp_path: Path, bad: dict) -> None:
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=f"unknown parameter or axis '{name}'"):
+        dlnsim.sweep(tmp_path / "s", setup=my_setup, N=[2], eta=[1e-3], seed=[0], scale=[1.0], n_iter=5,
+                     progress=False, **bad)
+    assert not (tmp_path / "s").exists()
+    with pytest.raises(ValueError, match="module-level function"):
+        dlnsim.sweep(tmp_path / "s", setup=lambda **kw: my_setup(**kw), N=[2], eta=[1e-3], seed=[0], n_iter=5)
+    assert not (tmp_path / "s").exists()
+
+
+def cell_any_axes(kind: str, x: float, n: int) -> xr.Dataset:
+    """A cell on string and float axes whose own dimension grows with n."""
+    if kind == "bad" and x > 1:
+        raise ValueError("no such data set")
+    k = np.arange(n)
+    return xr.Dataset({"y": ("k", x * k.astype(float)), "label": ((), f"{kind}-{x}")},
+                      coords={"k": k}, attrs={"status": "ok", "n": n, "source": "unit test"})
+
+
+def test_run_grid_on_any_axes_pads_and_records_errors(tmp_path: Path) -> None:
+    ds = dlnsim.run_grid(tmp_path / "g", cell_any_axes, {"kind": ["good", "bad"], "x": [0.5, 2.0]},
+                         params={"n": 3}, progress=False)
+    assert ds.y.dims == ("kind", "x", "k")
+    np.testing.assert_array_equal(ds.y.sel(kind="good", x=2.0).values, [0.0, 2.0, 4.0])
+    assert ds.status.sel(kind="bad", x=2.0).item() == "error"
+    assert "ValueError: no such data set" in ds.error.sel(kind="bad", x=2.0).item()
+    assert np.all(np.isnan(ds.y.sel(kind="bad", x=2.0)))
+    assert ds.attrs["source"] == "unit test" and ds.attrs["n"] == 3  # equal in every finished cell: global
+    xr.testing.assert_identical(dlnsim.open_grid(tmp_path / "g"), ds)
+
+
+def test_combine_runs_by_hand_pads_and_aligns_by_coordinate() -> None:
+    a = xr.Dataset({"loss": ("k", [3.0, 2.0, 1.0])}, coords={"k": [0, 10, 100]}, attrs={"status": "max_iter"})
+    b = xr.Dataset({"loss": ("k", [5.0, 4.0])}, coords={"k": [0, 100]}, attrs={"status": "diverged"})
+    ds = dlnsim.combine_runs({(2, 0): a, (3, 0): b}, {"N": [2, 3], "seed": [0]})
+    np.testing.assert_array_equal(ds.k, [0, 10, 100])
+    np.testing.assert_array_equal(ds.loss.sel(N=3, seed=0), [5.0, np.nan, 4.0])
+    assert list(ds.status.values.ravel()) == ["max_iter", "diverged"]
+    flat = dlnsim.combine_runs([a, None], {"N": [2, 3]})
+    assert flat.status.sel(N=3).item() == "not_run"
+    with pytest.raises(ValueError, match="expected 2 runs"):
+        dlnsim.combine_runs([a], {"N": [2, 3]})
+
+
+def test_manifest_is_validated_as_untrusted_input() -> None:
+    for bad in ({"cell": "m:f", "axes": {"N": ["../x"]}, "params": {}},
+                {"cell": "m:f", "axes": {"N": list(range(2000)), "s": list(range(1000))}, "params": {}},
+                {"cell": "../x", "axes": {"N": [1]}, "params": {}}):
+        with pytest.raises(ValueError, match="damaged grid manifest"):
+            Plan.from_manifest({"format": "dlnsim-grid", "version": 1, **bad}, "test")
+
+
+def test_damaged_cell_is_recomputed_not_combined(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "s"
+    args = {"N": [2], "eta": [1e-3], "seed": [0, 1], "n_iter": 10, "executor": "serial", "progress": False, **SMALL}
+    ref = dlnsim.sweep(d, **args)
+    f = d / "cell_N2_eta0.001_seed0.nc"
+    for offset in (930, 2000, f.stat().st_size - 10):
+        b = bytearray(f.read_bytes())
+        b[offset] ^= 0xFF
+        f.write_bytes(bytes(b))
+        assert dlnsim.open_sweep(d).status.sel(seed=0).item() == "not_run"  # never combined
+        again = dlnsim.sweep(d, **args)
+        assert "damaged; recomputing" in capsys.readouterr().err
+        xr.testing.assert_identical(again.drop_attrs(), ref.drop_attrs())
+
+
+NO_GUARD = textwrap.dedent("""
+    import dlnsim
+    ds = dlnsim.sweep(None, N=[2, 3], eta=[1e-3], seed=[0, 1], n_iter=50, d=8, m=24, progress=False)
+    print(sorted(set(ds.status.values.ravel().tolist())), ds.attrs["cells_done"])
+""")
+
+
+def test_a_script_without_main_guard_runs_a_sweep(tmp_path: Path) -> None:
+    script = tmp_path / "no_guard.py"
+    script.write_text(NO_GUARD)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['max_iter'] 4"
