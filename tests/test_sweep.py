@@ -1,5 +1,5 @@
 """Sweeps: grid layout, resume after SIGKILL, executors giving bitwise-equal numbers, divergence, bad grids,
-the critical-stepsize bisection (DESIGN §5, issue 4).
+the critical-stepsize bisection.
 
 All problems are small (paper setup with d = 8, m = 24, r = 2) so that the default run stays short.
 """
@@ -24,7 +24,7 @@ import xarray as xr
 
 import dlnsim
 
-S = importlib.import_module("dlnsim.sweep")  # the module; dlnsim.sweep is the function
+S = importlib.import_module("dlnsim.sweeps")
 
 SMALL = {"d": 8, "m": 24, "r": 2}
 
@@ -54,7 +54,7 @@ def test_combined_layout_padding_and_values(tmp_path: Path) -> None:
     ds = _grid(tmp_path / "s")
     assert ds.loss.dims == ("N", "eta", "seed", "k")
     assert dict(ds.sizes) == {"N": 3, "eta": 2, "seed": 2, "k": dlnsim.record_points(200).size, "layer": 3,
-                              "pair": 2, "sv": 8, "width_index": 4}
+                              "pair": 2, "sv": 8, "widths_index": 4}
     np.testing.assert_array_equal(ds.k, dlnsim.record_points(200, "log"))
     assert "eta_k" in ds and ds.eta_k.dims == ("N", "eta", "seed", "k")  # run_gd's eta, renamed
     # both the grid label and the actual stepsize; eta = label * eta*(N, seed), computed the same way
@@ -71,7 +71,8 @@ def test_combined_layout_padding_and_values(tmp_path: Path) -> None:
     assert np.all(np.isnan(ds.product_sv.sel(N=3, sv=slice(3, 8))))
     assert np.all(np.isfinite(ds.product_sv.sel(N=1)))
     assert np.all(np.isfinite(ds.layer_norm_sq.sel(N=3)))
-    np.testing.assert_array_equal(ds.widths.sel(N=2), [8, 2, 8, 0])
+    np.testing.assert_array_equal(ds.widths.sel(N=2, seed=0), [8, 2, 8, -1])
+    assert ds.eta_bound.dims == ("N", "seed") and ds.eta_value.dims == ("N", "eta", "seed")
     # every cell is bitwise the run_gd of its parameters
     setup = dlnsim.paper_setup(3, 1, **SMALL)
     star = dlnsim.stepsize_bound(setup.problem, setup.W0).eta
@@ -84,7 +85,7 @@ def test_combined_layout_padding_and_values(tmp_path: Path) -> None:
     assert set(np.unique(ds.status.values)) <= {"converged", "max_iter"}
     # files: manifest + one per cell, no temporary leftovers; the combined file round-trips
     names = sorted(f.name for f in (tmp_path / "s").iterdir())
-    assert names == sorted(["sweep.json", *(f"cell_N{n}_eta{e}_seed{s}.nc" for n in (1, 2, 3) for e in (0.5, 1.0)
+    assert names == sorted(["grid.json", "cells.log", *(f"cell_N{n}_eta{e}_seed{s}.nc" for n in (1, 2, 3) for e in (0.5, 1.0)
                                            for s in (0, 1))])
     xr.testing.assert_identical(S.open_sweep(tmp_path / "s"), ds)
     dlnsim.save(ds, tmp_path / "combined.nc")
@@ -106,13 +107,12 @@ def test_power_decay_adds_gamma_axis(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # compiles the flow kernels when their cache is cold
 def test_flow_comparison_passes_through() -> None:
-    flow = pytest.importorskip("dlnsim.flow")
     opts = {"rtol": 1e-8, "atol": 1e-10, "kinds": ["factor"]}
     ds = S.sweep(None, N=[2], eta=[0.5], seed=[0], n_iter=40, eta_mode="bound", flow=opts, executor="serial",
                  progress=False, **SMALL)
     setup = dlnsim.paper_setup(2, 0, **SMALL)
     star = dlnsim.stepsize_bound(setup.problem, setup.W0).eta
-    ref = flow.compare_flow(setup.problem, setup.W0, 0.5 * star, 40, **opts)
+    ref = dlnsim.compare_flow(setup.problem, setup.W0, 0.5 * star, 40, **opts)
     np.testing.assert_array_equal(ds.flow_distance.sel(N=2, eta=0.5, seed=0).values, ref.flow_distance.values)
     assert ds.flow_factor_status.dims == ("N", "eta", "seed")
     assert ds.attrs["flow_rtol"] == 1e-8
@@ -137,7 +137,7 @@ def test_resume_recomputes_only_missing_cells(tmp_path: Path) -> None:
     again = _grid(d)
     after = _stamps(d)
     changed = {n for n in after if before.get(n) != after[n]}
-    assert changed == {"cell_N2_eta1.0_seed0.nc"}
+    assert changed == {"cell_N2_eta1.0_seed0.nc", "cells.log"}
     assert not any(n.endswith(".tmp") for n in after)
     xr.testing.assert_identical(again, full)
 
@@ -145,9 +145,9 @@ def test_resume_recomputes_only_missing_cells(tmp_path: Path) -> None:
 KILL_SCRIPT = textwrap.dedent("""
     import importlib
     import sys
-    S = importlib.import_module("dlnsim.sweep")
+    S = importlib.import_module("dlnsim.sweeps")
     S.sweep(sys.argv[1], N=[2, 3], eta=[0.5, 1.0, 1.5], seed=[0, 1], n_iter=20000, eta_mode="bound",
-            d=8, m=24, r=2, executor="local", workers=2, progress=False)
+            d=8, m=24, r=2, executor="processes", workers=2, progress=False)
 """)
 KILL_GRID = {"N": [2, 3], "eta": [0.5, 1.0, 1.5], "seed": [0, 1], "n_iter": 20000, "eta_mode": "bound", **SMALL}
 
@@ -239,44 +239,54 @@ def test_diverging_cell_is_recorded_and_others_finish(tmp_path: Path, capsys: py
     assert "diverged=2" in capsys.readouterr().err  # the progress bar counts them
 
 
-@pytest.mark.parametrize("executor", ["serial", "pool"])
-def test_failing_cell_names_itself_and_rerun_completes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       executor: str) -> None:
-    from concurrent.futures import ThreadPoolExecutor
+FAIL = {"on": True}
 
-    real = S.run_cell
 
-    def flaky(spec: dict) -> xr.Dataset:
-        if spec["N"] == 3 and spec["seed"] == 1:
-            raise FloatingPointError("boom")
-        return real(spec)
+def flaky_setup(N: int, seed: int) -> tuple:
+    """A user's setup that raises for one cell (while FAIL["on"])."""
+    if FAIL["on"] and N == 3 and seed == 1:
+        raise FloatingPointError("boom")
+    s = dlnsim.paper_setup(N, seed, **SMALL)
+    return s.problem, s.W0
 
+
+@pytest.mark.parametrize("executor", ["serial", "threads"])
+def test_failing_setup_is_recorded_and_the_others_finish(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          executor: str) -> None:
     d = tmp_path / "s"
-    monkeypatch.setattr(S, "run_cell", flaky)
-    with ThreadPoolExecutor(2) as pool:
-        ex = pool if executor == "pool" else "serial"
-        with pytest.raises(RuntimeError, match=r"cell cell_N3_eta0\.5_seed1\.nc failed with FloatingPointError: boom"):
-            _grid(d, N=[2, 3], eta=[0.5], seed=[0, 1], n_iter=20, executor=ex)
-    assert not (d / "cell_N3_eta0.5_seed1.nc").exists()
-    monkeypatch.undo()
-    ds = _grid(d, N=[2, 3], eta=[0.5], seed=[0, 1], n_iter=20)
-    assert ds.attrs["cells_done"] == 4
+    FAIL["on"] = True
+    try:
+        ds = S.sweep(d, setup=flaky_setup, N=[2, 3], eta=[0.5], seed=[0, 1], n_iter=20, eta_mode="bound",
+                     executor=executor, progress=False)
+    finally:
+        FAIL["on"] = False
+    assert ds.status.sel(N=3, seed=1, eta=0.5).item() == "error"
+    assert ds.error.sel(N=3, seed=1, eta=0.5).item() == "FloatingPointError: boom"
+    assert np.all(np.isnan(ds.loss.sel(N=3, seed=1)))
+    assert set(ds.status.values.ravel()) == {"max_iter", "error"}
+    assert ds.attrs["cells_failed"] == 1 and ds.attrs["cells_done"] == 4
+    assert "1 of 4 cell(s) failed" in capsys.readouterr().err
+    again = S.sweep(d, setup=flaky_setup, N=[2, 3], eta=[0.5], seed=[0, 1], n_iter=20, eta_mode="bound",
+                    executor=executor, progress=False)  # a rerun retries the failed cell only
+    assert again.attrs["cells_failed"] == 0
+    assert set(again.status.values.ravel()) == {"max_iter"}
+    xr.testing.assert_identical(again.loss.sel(N=2), ds.loss.sel(N=2))
 
 
 # --------------------------------------------------------------------------------------------------- bad input
 
 BAD = [
-    ({"N": []}, "N: the grid axis is empty"),
-    ({"eta": []}, "eta: the grid axis is empty"),
-    ({"seed": []}, "seed: the grid axis is empty"),
+    ({"N": []}, "axis 'N': the axis is empty"),
+    ({"eta": []}, "axis 'eta': the axis is empty"),
+    ({"seed": []}, "axis 'seed': the axis is empty"),
     ({"eta": [0.1, 0.0]}, "eta"),
     ({"eta": [-1.0]}, "eta"),
     ({"eta": [math.nan]}, "eta"),
-    ({"eta": [0.1, 0.1]}, "eta: the grid axis has duplicate"),
+    ({"eta": [0.1, 0.1]}, "axis 'eta': duplicate"),
     ({"N": [0, 2]}, "N: expected integers >= 1"),
     ({"N": [2.5]}, "N: expected integers"),
     ({"seed": [-1]}, "seed: expected integers >= 0"),
-    ({"temperature": [1.0]}, "unknown parameter"),
+    ({"temperature": [1.0]}, "unknown parameter or axis 'temperature'"),
     ({"seeds": [1]}, "did you mean 'seed'"),
     ({"n_iter": 0}, "n_iter"),
     ({"eta_mode": "relative"}, "eta_mode"),
@@ -309,28 +319,30 @@ def test_mismatched_directory_is_refused_untouched(tmp_path: Path) -> None:
     d = tmp_path / "s"
     _grid(d, N=[2], seed=[0], n_iter=20)
     before = _stamps(d)
-    with pytest.raises(ValueError, match=r"different sweep .*eta is \[0.5, 1.0\] there, \[0.5, 2.0\] here"):
+    with pytest.raises(ValueError, match=r"different grid .*eta is \[0.5, 1.0\] there, \[0.5, 2.0\] here"):
         _grid(d, N=[2], seed=[0], n_iter=20, eta=[0.5, 2.0])
     with pytest.raises(ValueError, match="n_iter is 20 there, 30 here"):
         _grid(d, N=[2], seed=[0], n_iter=30)
-    with pytest.raises(ValueError, match="kind is 'gd' there, 'critical' here"):
-        S.critical_stepsize(d, N=[2], seed=[0], n_iter=20, executor="serial", progress=False, **SMALL)
+    with pytest.raises(ValueError, match="cell is 'dlnsim.sweeps:gd_cell' there, 'dlnsim.sweeps:critical_cell' here"):
+        S.critical_sweep(d, N=[2], seed=[0], n_iter=20, executor="serial", progress=False, **SMALL)
     assert _stamps(d) == before
     # cell files without a manifest, a foreign manifest, and a missing sweep
-    (d / "sweep.json").rename(tmp_path / "moved.json")
+    (d / "grid.json").rename(tmp_path / "moved.json")
     with pytest.raises(ValueError, match="cell files but no manifest"):
         _grid(d, N=[2], seed=[0], n_iter=20)
-    (d / "sweep.json").write_text('{"hello": 1}')
-    with pytest.raises(ValueError, match="not a dlnsim sweep manifest"):
+    (d / "grid.json").write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="not a dlnsim grid manifest"):
         S.open_sweep(d)
-    with pytest.raises(ValueError, match="no sweep manifest"):
+    with pytest.raises(ValueError, match="no grid manifest"):
         S.open_sweep(tmp_path)
 
 
 def test_one_sweep_per_directory(tmp_path: Path) -> None:
     d = tmp_path / "s"
     d.mkdir()
-    with S._locked(d), pytest.raises(RuntimeError, match="another sweep is running"):
+    from dlnsim.grid.store import Store
+
+    with Store(d).locked(), pytest.raises(RuntimeError, match="another run is using"):
         _grid(d, N=[2], seed=[0], n_iter=5)
 
 
@@ -346,7 +358,7 @@ def test_critical_stepsize_finds_the_n1_threshold(tmp_path: Path) -> None:
     """
     rtol = 0.01
     d = tmp_path / "crit"
-    ds = S.critical_stepsize(d, N=[1, 2], seed=[0], n_iter=5000, rtol=rtol, loss_tol=1e-3, executor="serial",
+    ds = S.critical_sweep(d, N=[1, 2], seed=[0], n_iter=5000, rtol=rtol, loss_tol=1e-3, executor="serial",
                              progress=False, **SMALL)
     assert ds.eta_crit.dims == ("N", "seed")
     setup = dlnsim.paper_setup(1, 0, **SMALL)
@@ -368,8 +380,8 @@ def test_critical_stepsize_finds_the_n1_threshold(tmp_path: Path) -> None:
     assert ds.ratio.sel(N=2, seed=0).item() > 1.0  # the bound is conservative
     # rerun: nothing recomputed, same result
     before = _stamps(d)
-    again = S.critical_stepsize(d, N=[1, 2], seed=[0], n_iter=5000, rtol=rtol, loss_tol=1e-3,
-                                executor="serial", progress=False, **SMALL)
+    again = S.critical_sweep(d, N=[1, 2], seed=[0], n_iter=5000, rtol=rtol, loss_tol=1e-3,
+                             executor="serial", progress=False, **SMALL)
     assert _stamps(d) == before
     xr.testing.assert_identical(again, ds)
     dlnsim.save(ds, tmp_path / "crit.nc")
@@ -382,14 +394,14 @@ def test_critical_stepsize_finds_the_n1_threshold(tmp_path: Path) -> None:
     ({"rtol": 0.0}, "rtol"),
     ({"loss_tol": -1.0}, "loss_tol"),
     ({"factor": 1.0}, "factor"),
-    ({"N": []}, "N: the grid axis is empty"),
+    ({"N": []}, "axis 'N': the axis is empty"),
     ({"eta": [1.0]}, "unknown parameter"),
 ])
 def test_critical_bad_input(tmp_path: Path, bad: dict, match: str) -> None:
     args = {"N": [1], "seed": [0], "n_iter": 10, "executor": "serial", "progress": False, **SMALL}
     args.update(bad)
     with pytest.raises(ValueError, match=match):
-        S.critical_stepsize(tmp_path / "c", **args)
+        S.critical_sweep(tmp_path / "c", **args)
     assert not (tmp_path / "c").exists()
 
 
@@ -397,10 +409,12 @@ def test_critical_bad_input(tmp_path: Path, bad: dict, match: str) -> None:
 
 
 def test_cli_sweep_and_critical(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dlnsim._cli_sweep import add_sweep_cli
+
     ap = argparse.ArgumentParser(prog="dlnsim")
-    S.add_sweep_cli(ap.add_subparsers(dest="command", required=True))
+    add_sweep_cli(ap.add_subparsers(dest="command", required=True))
     args = ap.parse_args(["sweep", "--N", "2", "3", "--eta", "0.5", "1", "--eta-mode", "bound", "--seeds", "0",
-                          "--iters", "30", "--dir", str(tmp_path / "s"), "--executor", "serial", "--d", "8",
+                          "--iters", "3e1", "--dir", str(tmp_path / "s"), "--executor", "serial", "--d", "8",
                           "--m", "24", "--no-progress", "--out", str(tmp_path / "all.nc")])
     assert args.func(args) == 0
     assert "4 cells" in capsys.readouterr().out
@@ -425,8 +439,9 @@ def test_dask_local_and_serial_give_bitwise_equal_results(tmp_path: Path) -> Non
             "progress": False, **SMALL}
     serial = S.sweep(tmp_path / "serial", **grid, executor="serial")
     assert "diverged" in set(serial.status.values.ravel())
-    local = S.sweep(tmp_path / "local", **grid, executor="local", workers=2)
-    with S.local_executor(2) as pool:
+    threads = S.sweep(tmp_path / "threads", **grid, executor="threads", workers=2)
+    processes = S.sweep(tmp_path / "processes", **grid, executor="processes", workers=2)
+    with dlnsim.grid.process_pool(2) as pool:
         pooled = S.sweep(tmp_path / "pool", **grid, executor=pool)
     with warnings.catch_warnings():
         # dask may warn about its own setup (ports, versions); only its own warnings are tolerated here
@@ -436,7 +451,7 @@ def test_dask_local_and_serial_give_bitwise_equal_results(tmp_path: Path) -> Non
             on_dask = S.sweep(tmp_path / "dask", **grid, executor="dask", client=client)
             by_address = S.sweep(tmp_path / "dask2", **grid, executor="dask", scheduler=cluster.scheduler_address)
     ref = _no_created(serial)
-    for other in (local, pooled, on_dask, by_address):
+    for other in (threads, processes, pooled, on_dask, by_address):
         xr.testing.assert_identical(_no_created(other), ref)
     # and the cell files themselves are bitwise equal
     for f in (tmp_path / "serial").glob("cell_*.nc"):
