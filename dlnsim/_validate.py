@@ -9,8 +9,28 @@ from typing import Any
 import numpy as np
 
 
+def _refuse_complex(a: Any, name: str) -> None:
+    """ValueError naming ``name`` when ``a`` holds complex numbers (a float64 cast would drop the imaginary part)."""
+    if isinstance(a, complex | np.complexfloating):
+        raise ValueError(f"{name} must be real, got the complex number {a!r}")
+    dtype = getattr(a, "dtype", None)
+    if dtype is None and isinstance(a, list | tuple):
+        try:
+            dtype = np.asarray(a).dtype
+        except (TypeError, ValueError):  # ragged or otherwise not an array: the float64 cast reports it
+            return
+    if isinstance(dtype, np.dtype) and dtype.kind == "c":
+        raise ValueError(
+            f"{name} must be real, got a complex array (dtype {dtype}); pass the real part explicitly if intended"
+        )
+
+
 def as_matrix(a: Any, name: str, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A finite 2-D float64 C-contiguous copy of ``a``; ValueError naming ``name`` otherwise."""
+    """A finite 2-D float64 C-contiguous copy of ``a``; ValueError naming ``name`` otherwise.
+
+    Complex input is refused (it is never cast silently to its real part).
+    """
+    _refuse_complex(a, name)
     try:
         arr = np.array(a, dtype=np.float64, order="C", copy=True)
     except (TypeError, ValueError) as exc:
@@ -62,7 +82,7 @@ def as_weights(W: Any, name: str = "W0", widths: Sequence[int] | None = None) ->
 
 def positive_float(x: Any, name: str, *, allow_zero: bool = False) -> float:
     """A finite float > 0 (or >= 0); ValueError naming ``name`` otherwise."""
-    if isinstance(x, bool):
+    if isinstance(x, bool | np.bool_ | complex | np.complexfloating):
         raise ValueError(f"{name} must be a real number, got {x!r}")
     try:
         v = float(x)
@@ -79,3 +99,10 @@ def nonneg_int(x: Any, name: str, *, minimum: int = 0) -> int:
     if isinstance(x, bool) or not isinstance(x, int | np.integer) or x < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {x!r}")
     return int(x)
+
+
+def flag(value: Any, name: str) -> bool:
+    """``value`` as a Python bool; only True/False (or numpy bools) are accepted, never 0/1, "yes" or None."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")

@@ -1,27 +1,68 @@
-"""Results as self-describing xarray Datasets, and atomic NetCDF files (DESIGN §4).
+"""Results as self-describing xarray Datasets, and durable atomic NetCDF files.
 
 `SCHEMA` names every variable and coordinate dlnsim writes: its dims, ``units``, ``long_name`` and a short
-description.  `build` applies it, `save` writes through a temporary file in the target directory and
-renames it into place (a crash never leaves a half-written file under the final name), and `open` loads a
-file fully into memory and refuses files that are truncated or were not written by dlnsim.
+description.  `build` applies it, `save` writes through a temporary file in the target directory, flushes it
+to disk and renames it into place (a crash never leaves a half-written file under the final name), and `open`
+loads a file fully into memory and refuses files that are truncated or were not written by dlnsim.
+
+Attributes round-trip exactly.  NetCDF attributes hold only strings and 1-D numeric arrays, so `save` stores
+the other Python values in a NetCDF form and records their types in the companion global attribute
+``dlnsim_attr_types`` (a JSON map name -> type tag; a variable's attributes get their own companion), which
+`open` reads back and removes.  After `clean_attrs` (what `build` applies, and what `save` applies before
+writing), ``open(save(ds)).attrs == clean_attrs(ds.attrs)`` with the same types:
+
+* ``None``, ``bool``, ``int`` (any size), ``float`` (nan and +-inf included) and ``str`` (empty, any unicode,
+  NUL characters included) come back as themselves;
+* numpy scalars (``numpy.bool_``, every integer type, ``float16``/``float32``/``float64``) come back with their
+  numpy type (``numpy.longdouble`` becomes ``float``);
+* lists and tuples of ``None``/bool/int/float/str (numpy scalars inside become Python scalars) come back as
+  **lists** (a list, unlike a tuple, is compared element by element by `xarray.testing.assert_identical`,
+  so lists holding nan stay identical);
+* numpy arrays of bools, integers, floats or strings come back with their dtype and shape;
+* any other object (a Path, a dict, a complex number, ...) is stored as its ``str()`` (not reversible).
+
+Nothing read from a file is evaluated: type tags are plain JSON, decoded against a fixed list of types.
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as _dt
+import errno
+import hashlib
+import json
+import math
 import os
+import re
+import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["SCHEMA", "open", "save"]
+from ._validate import positive_float
+
+__all__ = [
+    "ATTR_TYPES",
+    "SCHEMA",
+    "clean_attrs",
+    "decode_attrs",
+    "encode_attrs",
+    "file_digest",
+    "open",
+    "save",
+    "write_json_atomic",
+]
 
 FORMAT_TAG = "dlnsim-results"
+#: name of the companion attribute that records the types of the other attributes (reserved)
+ATTR_TYPES = "dlnsim_attr_types"
 
 #: name -> (dims, units, long_name)
 SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -43,31 +84,233 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
     "final_weights": (("param",), "1", "final factors W_1..W_N flattened in C order (see attrs widths)"),
 }
 
+# ------------------------------------------------------------------------------------------------ attributes
 
-def _attr_value(v: Any) -> Any:
-    """A NetCDF-storable attribute: bools -> int, None -> 'none', sequences -> arrays, numpy scalars -> Python."""
-    if isinstance(v, bool | np.bool_):
-        return int(v)
-    if v is None:
-        return "none"
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.floating):
-        return float(v)
-    if isinstance(v, list | tuple | np.ndarray):
-        arr = np.asarray(v)
-        if arr.dtype.kind in "iub":
-            return arr.astype(np.int64)
-        if arr.dtype.kind == "f":
-            return arr.astype(np.float64)
-        return ", ".join(str(x) for x in v)
-    if isinstance(v, int | float | str):
+#: numpy scalar / array dtypes that round-trip (float16 is stored as float32, bool as int8)
+_NUMPY_TYPES = {
+    "bool": np.bool_, "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
+    "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
+    "float16": np.float16, "float32": np.float32, "float64": np.float64,
+}
+_STR_DTYPE = re.compile(r"<U[0-9]{1,7}")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _plain_scalar(v: Any) -> Any:
+    """A list element as a Python scalar (None, bool, int, float, str); TypeError for anything else."""
+    if v is None or isinstance(v, bool):
         return v
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, int | np.integer):
+        return int(v)
+    if isinstance(v, float | np.floating):
+        return float(v)
+    raise TypeError(type(v).__name__)
+
+
+def _canonical(v: Any) -> Any:
+    """The value an attribute has after a NetCDF round trip (see the module docstring)."""
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, np.generic):
+        name = v.dtype.name
+        if name in _NUMPY_TYPES:
+            return v
+        if v.dtype.kind == "f":  # longdouble
+            return float(v)
+        return str(v)  # numpy str_ (a str), bytes_, complex, datetime64, ...
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, np.ndarray):
+        if v.ndim == 0:
+            return _canonical(v[()])
+        if v.dtype.name in _NUMPY_TYPES:
+            return v.copy()
+        if v.dtype.kind == "U":
+            return v.copy()
+        if v.dtype.kind == "O" and all(isinstance(x, str) for x in v.flat):
+            return v.astype(str)
+        if v.dtype.kind == "f":  # longdouble
+            return v.astype(np.float64)
+        return str(v.tolist())
+    if isinstance(v, list | tuple):
+        try:
+            return [_plain_scalar(x) for x in v]
+        except TypeError:
+            return str(v)
     return str(v)
 
 
-def clean_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    return {str(k): _attr_value(v) for k, v in attrs.items()}
+def clean_attrs(attrs: Mapping[Any, Any]) -> dict[str, Any]:
+    """Attributes in the form `open` gives back after `save`: names as str, values as in the module docstring.
+
+    Lists and tuples become lists; objects of other types become their ``str()``.
+    """
+    return {str(k): _canonical(v) for k, v in attrs.items() if str(k) != ATTR_TYPES}
+
+
+def _encode(v: Any) -> tuple[Any, Any]:
+    """(value NetCDF can store, type tag or None) for a canonical attribute value."""
+    if v is None:
+        return "none", "none"
+    if isinstance(v, bool):
+        return np.int8(v), "bool"
+    if isinstance(v, np.generic):
+        name = v.dtype.name
+        if name == "bool":
+            return np.int8(v), "numpy.bool"
+        if name == "float16":
+            return np.float32(v), "numpy.float16"
+        return v, f"numpy.{name}"
+    if isinstance(v, int):
+        if _INT64_MIN <= v <= _INT64_MAX:
+            return np.int64(v), None
+        return str(v), "int"
+    if isinstance(v, float):
+        return np.float64(v), None
+    if isinstance(v, str):
+        if "\x00" in v:  # NetCDF strings end at a NUL
+            return json.dumps(v), "str"
+        return v, None
+    if isinstance(v, np.ndarray):
+        tag = ["ndarray", v.dtype.name if v.dtype.kind != "U" else v.dtype.str, list(v.shape)]
+        flat = v.ravel()
+        if v.dtype.kind == "U":
+            return json.dumps(flat.tolist(), ensure_ascii=False), tag
+        if v.dtype.kind == "b":
+            return flat.astype(np.int8), tag
+        if v.dtype.name == "float16":
+            return flat.astype(np.float32), tag
+        return flat.copy(), tag
+    if isinstance(v, list):
+        if v and all(isinstance(x, int) and not isinstance(x, bool) and _INT64_MIN <= x <= _INT64_MAX for x in v):
+            return np.array(v, dtype=np.int64), "list_int"
+        if v and all(isinstance(x, float) for x in v):
+            return np.array(v, dtype=np.float64), "list_float"
+        return json.dumps(v, ensure_ascii=False), "list_json"
+    raise TypeError(f"not a canonical attribute value: {type(v).__name__}")  # pragma: no cover
+
+
+def encode_attrs(attrs: Mapping[Any, Any]) -> dict[str, Any]:
+    """``clean_attrs(attrs)`` in a form NetCDF stores, with the companion `ATTR_TYPES` when a value needs it."""
+    out: dict[str, Any] = {}
+    tags: dict[str, Any] = {}
+    for name, value in clean_attrs(attrs).items():
+        stored, tag = _encode(value)
+        out[name] = stored
+        if tag is not None:
+            tags[name] = tag
+    if tags:
+        out[ATTR_TYPES] = json.dumps(tags, sort_keys=True)
+    return out
+
+
+def _decode(raw: Any, tag: Any, name: str) -> Any:
+    def bad(what: str) -> ValueError:
+        return ValueError(f"attribute {name!r} (type tag {tag!r}): {what}, got {raw!r}")
+
+    if tag is None:  # stored natively: a Python int or float, a string (or an older file's value as is)
+        if isinstance(raw, np.int64):
+            return int(raw)
+        if isinstance(raw, np.float64):
+            return float(raw)
+        if isinstance(raw, np.str_):
+            return str(raw)
+        return raw
+    if isinstance(tag, str):
+        if tag == "none":
+            return None
+        if tag == "str" or tag == "list_json":
+            if not isinstance(raw, str):
+                raise bad("expected JSON text")
+            try:
+                val = json.loads(raw)
+            except ValueError:
+                raise bad("not valid JSON") from None
+            if tag == "str":
+                if not isinstance(val, str):
+                    raise bad("expected a JSON string")
+                return val
+            if not isinstance(val, list) or not all(x is None or isinstance(x, bool | int | float | str)
+                                                    for x in val):
+                raise bad("expected a JSON list of scalars")
+            return val
+        if tag == "int":
+            if not isinstance(raw, str) or not re.fullmatch(r"-?[0-9]+", raw):
+                raise bad("expected a decimal integer")
+            return int(raw)
+        arr = np.atleast_1d(np.asarray(raw))
+        if arr.dtype.kind not in "iuf" or arr.ndim != 1:
+            raise bad("expected numbers")
+        if tag == "bool" or tag == "numpy.bool":
+            if arr.size != 1 or arr[0] not in (0, 1):
+                raise bad("expected 0 or 1")
+            return bool(arr[0]) if tag == "bool" else np.bool_(arr[0])
+        if tag.startswith("numpy."):
+            kind = _NUMPY_TYPES.get(tag[6:])
+            if kind is None or arr.size != 1:
+                raise bad("unknown numpy type or not a scalar")
+            return kind(arr[0])
+        if tag == "list_int":
+            if arr.dtype.kind not in "iu":
+                raise bad("expected integers")
+            return [int(x) for x in arr]
+        if tag == "list_float":
+            return [float(x) for x in arr]
+        raise bad("unknown type tag")
+    if (isinstance(tag, list) and len(tag) == 3 and tag[0] == "ndarray" and isinstance(tag[1], str)
+            and isinstance(tag[2], list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                 for n in tag[2])):
+        shape = tuple(tag[2])
+        size = math.prod(shape)
+        if _STR_DTYPE.fullmatch(tag[1]):
+            if not isinstance(raw, str):
+                raise bad("expected JSON text")
+            try:
+                items = json.loads(raw)
+            except ValueError:
+                raise bad("not valid JSON") from None
+            if not isinstance(items, list) or len(items) != size or not all(isinstance(x, str) for x in items):
+                raise bad(f"expected a JSON list of {size} strings")
+            return np.array(items, dtype=np.dtype(tag[1])).reshape(shape)
+        kind = _NUMPY_TYPES.get(tag[1])
+        arr = np.atleast_1d(np.asarray(raw))
+        if kind is None or arr.dtype.kind not in "iuf" or arr.size != size:
+            raise bad(f"expected {size} numbers of a known dtype")
+        return arr.astype(kind).reshape(shape)
+    raise bad("unknown type tag")
+
+
+def decode_attrs(attrs: Mapping[Any, Any]) -> dict[str, Any]:
+    """The inverse of `encode_attrs`: the values as they were before `save`, without the companion attribute.
+
+    Raises ``ValueError`` when the companion is not a JSON map of known type tags or a value does not fit its
+    tag (a damaged file).  Attributes without a tag are returned as stored (int64 / float64 scalars as Python
+    int / float).
+    """
+    raw_tags = attrs.get(ATTR_TYPES)
+    tags: dict[str, Any] = {}
+    if raw_tags is not None:
+        try:
+            tags = json.loads(raw_tags) if isinstance(raw_tags, str) else None  # type: ignore[assignment]
+        except ValueError:
+            tags = None  # type: ignore[assignment]
+        if not isinstance(tags, dict):
+            raise ValueError(f"attribute {ATTR_TYPES!r} is not a JSON map of type tags: {raw_tags!r}")
+        missing = sorted(set(tags) - {str(k) for k in attrs})
+        if missing:
+            raise ValueError(f"attribute {ATTR_TYPES!r} names attributes that are missing: {missing}")
+    return {str(k): _decode(v, tags.get(str(k)), str(k)) for k, v in attrs.items() if str(k) != ATTR_TYPES}
+
+
+# --------------------------------------------------------------------------------------------- the Datasets
 
 
 def provenance() -> dict[str, Any]:
@@ -93,38 +336,102 @@ def build(
     attrs: dict[str, Any],
     schema: dict[str, tuple[tuple[str, ...], str, str]] | None = None,
 ) -> xr.Dataset:
-    """A Dataset whose variables carry the schema's dims, units and long_name.
+    """A Dataset whose variables carry the schema's dims, ``long_name`` and ``units``.
 
-    ``schema`` adds entries (same form as `SCHEMA`) for variables that other modules define.
+    ``schema`` adds entries (same form as `SCHEMA`) for variables that other modules define.  String (and
+    other non-numeric) data variables get a ``long_name`` but no ``units``; coordinates always get both.
+    The global attributes pass through `clean_attrs`, so the Dataset equals what `open` returns after `save`.
     """
     table = SCHEMA if schema is None else {**SCHEMA, **schema}
 
-    def var(name: str, values: np.ndarray) -> xr.Variable:
+    def var(name: str, values: np.ndarray, coord: bool) -> xr.Variable:
         if name not in table:
             raise KeyError(f"{name!r} is not in the dataset schema")
         dims, units, long_name = table[name]
-        return xr.Variable(dims, values, attrs={"units": units, "long_name": long_name})
+        v = xr.Variable(dims, values)
+        numeric = v.dtype.kind in "biufcmM"
+        v.attrs = {"units": units, "long_name": long_name} if numeric or coord else {"long_name": long_name}
+        return v
 
     ds = xr.Dataset(
-        {name: var(name, v) for name, v in data.items()},
-        coords={name: var(name, v) for name, v in coords.items()},
+        {name: var(name, v, False) for name, v in data.items()},
+        coords={name: var(name, v, True) for name, v in coords.items()},
     )
     ds.attrs = {"Conventions": "CF-1.10", "format": FORMAT_TAG, **clean_attrs(attrs)}
     return ds
 
 
-def save(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
-    """Write ``ds`` to NetCDF-4 at ``path`` atomically (zlib-compressed floats, lossless)."""
+# -------------------------------------------------------------------------------------------- durable files
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where possible (Linux: /proc/self/status)."""
+    with contextlib.suppress(OSError, ValueError), builtins.open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    with _UMASK_LOCK:  # elsewhere: set and restore, with a restrictive mask in the short window
+        old = os.umask(0o077)
+        os.umask(old)
+    return old
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Flush a directory entry (a rename) to disk; a no-op where directories cannot be opened or synced."""
+    if os.name == "nt":  # pragma: no cover
+        return
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems refuse fsync on directories
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _target(path: str | os.PathLike[str], suffix: str | None) -> Path:
+    path = Path(path)
+    if suffix is not None and path.suffix != suffix:
+        raise ValueError(f"path must end in {suffix}, got {str(path)!r}")
+    if not path.parent.is_dir():
+        raise ValueError(f"path: directory {str(path.parent)!r} does not exist")
+    return path
+
+
+def _publish(tmp: str, path: Path, durable: bool) -> None:
+    """Give the finished temporary file the umask's mode, flush it, rename it to ``path``, flush the rename."""
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
+    if durable:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        _fsync_dir(path.parent)
+
+
+def save(ds: xr.Dataset, path: str | os.PathLike[str], *, durable: bool = True) -> Path:
+    """Write ``ds`` to NetCDF-4 at ``path`` atomically (zlib-compressed floats, lossless).
+
+    The file is written under a temporary name in the same directory, given the mode 0o666 & ~umask, flushed to
+    disk (fsync), renamed to ``path`` and the directory is flushed too, so that after a crash ``path`` holds
+    either the old file or the complete new one.  ``durable=False`` skips the two fsyncs (faster, still atomic
+    against a crash of the process, not of the machine).  Attributes are encoded as the module docstring says.
+    """
     if not isinstance(ds, xr.Dataset):
         raise ValueError(f"ds must be an xarray.Dataset, got {type(ds).__name__}")
-    path = Path(path)
-    if path.suffix != ".nc":
-        raise ValueError(f"path must end in .nc, got {str(path)!r}")
-    if not path.parent.exists():
-        raise ValueError(f"path: directory {str(path.parent)!r} does not exist")
+    path = _target(path, ".nc")
     out = ds.copy()
-    out.attrs = clean_attrs(dict(ds.attrs))
-    out.attrs.setdefault("format", FORMAT_TAG)
+    attrs = encode_attrs(ds.attrs)
+    attrs.setdefault("format", FORMAT_TAG)
+    out.attrs = attrs
+    for name, v in ds.variables.items():
+        out.variables[name].attrs = encode_attrs(v.attrs)
     encoding = {
         name: {"zlib": True, "complevel": 4}
         for name, v in out.variables.items()
@@ -142,18 +449,105 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     try:
         with sync:
             out.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
-        os.replace(tmp, path)
+        _publish(tmp, path, durable)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
-def open(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Read a file written by `save` fully into memory (the file is closed on return)."""
+def write_json_atomic(obj: Any, path: str | os.PathLike[str], *, indent: int | None = 1,
+                      durable: bool = True) -> Path:
+    """Write ``obj`` as JSON (plus a final newline) to ``path`` with the guarantees of `save`.
+
+    Temporary file in the same directory, mode 0o666 & ~umask, fsync of the file, rename, fsync of the
+    directory.  Raises ``ValueError`` naming ``path`` when its directory does not exist; ``TypeError`` from
+    `json.dump` for objects JSON cannot hold (nothing is written then).
+    """
+    path = _target(path, None)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=indent)
+            fh.write("\n")
+        _publish(tmp, path, durable)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of the file's bytes, as 64 lowercase hex digits."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path: no such file {str(path)!r}")
+    h = hashlib.sha256()
+    with builtins.open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+_VALIDATE_SCRIPT = """\
+import sys
+import netCDF4
+
+def walk(group):
+    for name in group.ncattrs():
+        group.getncattr(name)
+    for var in group.variables.values():
+        var.set_auto_maskandscale(False)
+        for name in var.ncattrs():
+            var.getncattr(name)
+        var[...]
+    for sub in group.groups.values():
+        walk(sub)
+
+with netCDF4.Dataset(sys.argv[1], "r") as nc:
+    walk(nc)
+"""
+
+
+def _validation_command(path: Path) -> list[str]:
+    """The command that reads every attribute and variable of ``path`` in a separate process."""
+    return [sys.executable, "-I", "-c", _VALIDATE_SCRIPT, str(path)]
+
+
+def _validate_in_subprocess(path: Path, timeout: float) -> None:
+    try:
+        res = subprocess.run(_validation_command(path), stdin=subprocess.DEVNULL, capture_output=True,
+                             timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:  # run() has killed the reader
+        raise ValueError(
+            f"path: {str(path)!r} did not open within {timeout:g} s: damaged? (a separate reader was stopped)"
+        ) from None
+    if res.returncode < 0:
+        raise ValueError(f"path: {str(path)!r} crashed a NetCDF reader (signal {-res.returncode}): damaged?")
+    if res.returncode != 0:
+        lines = res.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ValueError(
+            f"path: {str(path)!r} is not a readable NetCDF file (truncated or corrupt?): "
+            f"{lines[-1] if lines else 'reader exit status ' + str(res.returncode)}"
+        )
+
+
+def open(path: str | os.PathLike[str], timeout: float | None = None) -> xr.Dataset:
+    """Read a file written by `save` fully into memory (the file is closed on return).
+
+    ``timeout`` (seconds): a damaged file can make the NetCDF/HDF5 library spin forever, so with a timeout the
+    file is first read completely by a separate Python process, stopped after ``timeout`` seconds (its start
+    takes about half a second: allow for it).  A hang or crash there raises ``ValueError`` ("did not open
+    within N s: damaged?").  Raises ``ValueError`` naming ``path`` for a missing, truncated, corrupt or foreign
+    file, and for damaged attribute type tags.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path: no such file {str(path)!r}")
+    if timeout is not None:
+        _validate_in_subprocess(path, positive_float(timeout, "timeout (seconds)"))
     try:
         with xr.open_dataset(path, engine="netcdf4") as f:
             ds = f.load()
@@ -161,4 +555,10 @@ def open(path: str | os.PathLike[str]) -> xr.Dataset:
         raise ValueError(f"path: {str(path)!r} is not a readable NetCDF file (truncated or corrupt?): {exc}") from None
     if ds.attrs.get("format") != FORMAT_TAG:
         raise ValueError(f"path: {str(path)!r} is a NetCDF file but was not written by dlnsim (no format tag)")
+    try:
+        ds.attrs = decode_attrs(ds.attrs)
+        for v in ds.variables.values():
+            v.attrs = decode_attrs(v.attrs)
+    except ValueError as exc:
+        raise ValueError(f"path: {str(path)!r} has damaged attribute type tags: {exc}") from None
     return ds

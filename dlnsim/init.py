@@ -1,6 +1,6 @@
 """Initialisations W(0) = (W_1, ..., W_N), W_j of shape (d_j, d_{j-1}); all randomness from a passed Generator.
 
-Balanced (spec §7.3, (2.4)).  With Haar-orthogonal U_1 in O(d_0), V_j in O(d_j) and s = min_j d_j,
+Balanced ((2.4) and Section 5).  With Haar-orthogonal U_1 in O(d_0), V_j in O(d_j) and s = min_j d_j,
 
     W_1 = c V_1[:, :s] U_1[:, :s]^T,     W_j = c V_j[:, :s] V_{j-1}[:, :s]^T   (j = 2..N),
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
-from ._validate import as_widths, nonneg_int, positive_float
+from ._validate import as_weights, as_widths, nonneg_int, positive_float
 
 __all__ = ["balanced_init", "balancedness", "gaussian_init", "haar_orthogonal", "perturbed_init"]
 
@@ -76,10 +76,19 @@ def gaussian_init(
 
 
 def balancedness(W: Sequence[np.ndarray]) -> np.ndarray:
-    """||W_{j+1}^T W_{j+1} - W_j W_j^T|| (spectral) for j = 1..N-1 (Definition 2.3); empty for N = 1."""
-    out = np.empty(max(len(W) - 1, 0))
-    for j in range(len(W) - 1):
-        D = W[j + 1].T @ W[j + 1] - W[j] @ W[j].T
+    """||W_{j+1}^T W_{j+1} - W_j W_j^T|| (spectral) for j = 1..N-1 (Definition 2.3); empty for N = 1.
+
+    ``W`` is checked like an initialisation (real, finite, chained shapes; ValueError naming ``W``).  A pair
+    whose Gram matrices overflow float64 gives ``inf``.
+    """
+    mats = as_weights(W, "W")
+    out = np.empty(max(len(mats) - 1, 0))
+    for j in range(len(mats) - 1):
+        with np.errstate(over="ignore", invalid="ignore"):
+            D = mats[j + 1].T @ mats[j + 1] - mats[j] @ mats[j].T
+        if not np.all(np.isfinite(D)):
+            out[j] = np.inf
+            continue
         out[j] = np.abs(np.linalg.eigvalsh(0.5 * (D + D.T))).max()
     return out
 

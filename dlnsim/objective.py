@@ -1,4 +1,4 @@
-"""The objective L^N and its derivatives at one point, for checks and diagnostics (spec §1).
+"""The objective L^N and its derivatives at one point, for checks and diagnostics.
 
     L^N(W)      = 1/2 ||Y - W_N ... W_1 X||_F^2
     (3.2)       grad_j L^N = W_{N:j+1}^T (W X X^T - Y X^T) W_{j-1:1}^T
@@ -86,7 +86,7 @@ def gradient(problem: Problem, W: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def hessian_form(problem: Problem, W: Sequence[np.ndarray], V: Sequence[np.ndarray]) -> float:
-    """<V, Hess L^N(W) V> by the closed formula of the proof of Prop. 3.4 (spec §1)."""
+    """<V, Hess L^N(W) V> by the closed formula of the proof of Prop. 3.4."""
     mats = _checked(problem, W)
     dirs = as_weights(V, "V", widths=(mats[0].shape[1], *(M.shape[0] for M in mats)))
     n = len(mats)

@@ -1,8 +1,8 @@
 """The learning problem: data (X, Y) with samples as columns, and the paper's Section-5 instance.
 
-Loss (spec §1): L^N(W_1, ..., W_N) = 1/2 ||Y - W_N ... W_1 X||_F^2 = L^1(W_N ... W_1), no 1/m factor.
+Loss: L^N(W_1, ..., W_N) = 1/2 ||Y - W_N ... W_1 X||_F^2 = L^1(W_N ... W_1), no 1/m factor.
 
-Cached quantities (spec §2, §4):
+Cached quantities (formulas in docs/theory.md):
 
 * C = X X^T and E = Y X^T, so a GD step never touches the m samples;
 * ||X||, sigma_min(X) = lambda_min(X X^T)^{1/2}, ||X Y^T|| (spectral norms, used in (2.9), (2.11));
@@ -11,7 +11,7 @@ Cached quantities (spec §2, §4):
   over matrices of rank <= k:  L*_k = L* + 1/2 sum_{i > k} sigma_i(Q)^2;
 * the Cholesky factor X X^T = R^T R and F = E R^{-1} for the kernels' residual form of the loss.
 
-Section 5 (spec §7): d_x = d_y = d = 70, m = 3d, X_ij ~ N(0, 1/d), Y = W~_N ... W~_1 X with the W~_j drawn
+Section 5: d_x = d_y = d = 70, m = 3d, X_ij ~ N(0, 1/d), Y = W~_N ... W~_1 X with the W~_j drawn
 like the balanced initialisation, widths d_j = round(r + (d - r)(j - 1)/(N - 1)) so that d_1 = r = 2.
 """
 
@@ -27,11 +27,53 @@ from ._validate import as_matrix
 Array = np.ndarray
 
 
+_TINY = float(np.finfo(np.float64).tiny)  # smallest normal float64; below it products lose relative precision
+_SQRT_TINY = float(np.sqrt(_TINY))  # a value below it squares to a subnormal number or to 0
+
+
+def _checked_products(X: Array, Y: Array) -> tuple[Array, Array]:
+    """C = X X^T (symmetrised) and E = Y X^T, refusing data whose squares overflow or underflow float64."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        x_max = float(np.max(np.abs(X)))
+        y_max = float(np.max(np.abs(Y)))
+        C = X @ X.T
+        C = 0.5 * (C + C.T)
+        E = Y @ X.T
+        y_sq = float(np.sum(Y * Y))
+    if not np.all(np.isfinite(C)):
+        raise ValueError(
+            f"X: its values are too large to square in float64: X X^T overflows (largest |X_ij| = {x_max:.3e}); "
+            "rescale X (and Y) towards unit size"
+        )
+    if 0.0 < x_max < _SQRT_TINY:
+        raise ValueError(
+            f"X: its values are too small to square in float64: X X^T underflows (largest |X_ij| = {x_max:.3e}); "
+            "rescale X (and Y) towards unit size"
+        )
+    if not np.isfinite(y_sq):
+        raise ValueError(
+            f"Y: its values are too large to square in float64: ||Y||_F^2 overflows (largest |Y_ij| = {y_max:.3e}); "
+            "rescale Y (and X) towards unit size"
+        )
+    if 0.0 < y_max < _SQRT_TINY:
+        raise ValueError(
+            f"Y: its values are too small to square in float64: ||Y||_F^2 underflows (largest |Y_ij| = {y_max:.3e}); "
+            "rescale Y (and X) towards unit size"
+        )
+    if not np.all(np.isfinite(E)):
+        raise ValueError(
+            f"X, Y: Y X^T overflows float64 (largest |X_ij| = {x_max:.3e}, largest |Y_ij| = {y_max:.3e}); "
+            "rescale X and Y towards unit size"
+        )
+    return C, E
+
+
 class Problem:
     """Data of a deep-linear-network regression, samples as columns: X is (d_x, m), Y is (d_y, m).
 
-    Raises ``ValueError`` naming the parameter for wrong shapes, non-finite entries or a singular X X^T
-    (the message gives the smallest eigenvalue).  All cached arrays are read-only.
+    Raises ``ValueError`` naming the parameter for wrong shapes, complex or non-finite entries, values whose
+    squares overflow or underflow float64 (X X^T, Y X^T or ||Y||_F^2 not finite, or X X^T below the normal
+    range), or a singular X X^T (the message gives the smallest eigenvalue).  All cached arrays are read-only.
     """
 
     def __init__(self, X: Any, Y: Any, *, meta: dict[str, Any] | None = None) -> None:
@@ -47,14 +89,21 @@ class Problem:
             raise ValueError(
                 f"X X^T must have full rank, which needs at least d_x = {d_x} samples; X has m = {m} columns"
             )
-        C = X @ X.T
-        C = 0.5 * (C + C.T)
-        evals = np.linalg.eigvalsh(C)
+        C, YXt = _checked_products(X, Y)
+        try:
+            evals = np.linalg.eigvalsh(C)
+        except np.linalg.LinAlgError as exc:  # not expected once C is finite; name the parameter anyway
+            raise ValueError(f"X: the eigenvalues of X X^T could not be computed ({exc})") from None
         lam_min, lam_max = float(evals[0]), float(evals[-1])
         if not lam_max > 0.0 or lam_min <= max(d_x, m) * np.finfo(float).eps * lam_max:
             raise ValueError(
                 f"X: X X^T must have full rank; its smallest eigenvalue is {lam_min:.3e} "
                 f"(largest {lam_max:.3e}), numerically singular"
+            )
+        if lam_min < _TINY:
+            raise ValueError(
+                f"X: X X^T underflows float64: its smallest eigenvalue {lam_min:.3e} is below the smallest normal "
+                f"number {_TINY:.3e}; rescale X (and Y) towards unit size"
             )
         self.X = X
         self.Y = Y
@@ -62,7 +111,7 @@ class Problem:
         self.d_x, self.m = d_x, m
         self.d_y = Y.shape[0]
         self.XXt = C
-        self.YXt = Y @ X.T
+        self.YXt = YXt
         self.lambda_min = lam_min
         self.lambda_max = lam_max
         self.norm_X = float(np.sqrt(lam_max))
@@ -118,7 +167,7 @@ class Setup(NamedTuple):
 
 
 def paper_widths(N: int, d: int = 70, r: int = 2) -> tuple[int, ...]:
-    """Widths d_0..d_N of the Section-5 network: d_0 = d_N = d, d_1 = r, linear in between (spec §7.2)."""
+    """Widths d_0..d_N of the Section-5 network: d_0 = d_N = d, d_1 = r, linear in between."""
     if isinstance(N, bool) or not isinstance(N, int | np.integer) or N < 1:
         raise ValueError(f"N must be an integer >= 1, got {N!r}")
     if N == 1:
@@ -128,9 +177,9 @@ def paper_widths(N: int, d: int = 70, r: int = 2) -> tuple[int, ...]:
 
 
 def paper_setup(N: int, seed: int, d: int = 70, m: int | None = None, r: int = 2) -> Setup:
-    """The Section-5 instance of Nguegnang-Rauhut-Terstiege (spec §7), reproducible from ``seed``.
+    """The Section-5 instance of Nguegnang-Rauhut-Terstiege, reproducible from ``seed``.
 
-    Draw order from ``numpy.random.default_rng(seed)`` (spec §9): X, then the factors of W(0), then those of
+    Draw order from ``numpy.random.default_rng(seed)``: X, then the factors of W(0), then those of
     the target W~.  The same seed gives the same X for every N.
     """
     from .init import balanced_init  # local: init imports nothing from here, keep the graph acyclic

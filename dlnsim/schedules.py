@@ -2,7 +2,7 @@
 
 * `Constant(eta)`: eta_k = eta (Figure 1).
 * `PowerDecay(a1, a2, gamma)`: eta_k = max{a1 (k+1)^{-gamma}, a2/(k+1)} -- the (5.2) family of Figure 2.
-  **The exact form of (5.2) is a reconstruction** (spec §7.5, UNRESOLVED): the paper only says "for some
+  **The exact form of (5.2) is a reconstruction** (unresolved, see docs/theory.md): the paper only says "for some
   decay rate gamma >= 0 and constants a_1, a_2".  With a1 = a2 = eta* (panels 2a/2b) every candidate form
   gives eta* (k+1)^{-gamma}.  The max keeps eta_k >= a2/k, the condition of Theorem 2.6(2).
 * `Power(a, gamma)`: eta_k = a (k+1)^{-gamma} (Remark 2.5(c)).

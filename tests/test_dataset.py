@@ -1,4 +1,4 @@
-"""Dataset schema, NetCDF round trip, atomic writes, corrupt and foreign files (DESIGN §4)."""
+"""Dataset schema, NetCDF round trip, atomic writes, corrupt and foreign files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Gradient (3.2), Hessian form and HVP against finite differences and against each other (spec §1, §9.2)."""
+"""Gradient (3.2), Hessian form and HVP against finite differences and against each other."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_paper_gradient_and_loss(N: int) -> None:
 
 
 def test_one_step_balancedness_identity() -> None:
-    """D_j(k+1) - D_j(k) = eta^2 (G_{j+1}^T G_{j+1} - G_j G_j^T): first-order terms cancel (spec §4)."""
+    """D_j(k+1) - D_j(k) = eta^2 (G_{j+1}^T G_{j+1} - G_j G_j^T): first-order terms cancel."""
     rng = np.random.default_rng(7)
     widths = [6, 3, 4, 5, 2]
     problem = random_problem(6, 2, 11, seed=7)

@@ -1,4 +1,4 @@
-"""Problem validation and cached quantities; the paper's Section-5 instance (spec §2, §7, §9)."""
+"""Problem validation and cached quantities; the paper's Section-5 instance."""
 
 from __future__ import annotations
 
@@ -79,12 +79,12 @@ def test_paper_setup_is_the_section5_instance() -> None:
     assert (p.d_x, p.d_y, p.m) == (70, 70, 210)
     assert s.widths == (70, 2, 36, 70)
     assert [W.shape for W in s.W0] == [(2, 70), (36, 2), (70, 36)]
-    # rank Y = rank Q = 2 and the minimum of L^N is 0 (spec §7.1)
+    # rank Y = rank Q = 2 and the minimum of L^N is 0
     assert np.linalg.matrix_rank(p.Y) == 2 and p.q == 2
     assert p.optimal_loss() < 1e-20
     # X entries have variance 1/d: sample variance of 14 700 entries within 5 %
     assert np.var(p.X) == pytest.approx(1 / 70, rel=0.05)
-    # W(0) has two unit singular values (no scale factor, spec §7.3)
+    # W(0) has two unit singular values (no scale factor)
     sv = np.linalg.svd(dlnsim.product(s.W0), compute_uv=False)
     np.testing.assert_allclose(sv[:2], 1.0, rtol=1e-13)
     assert sv[2] < 1e-13
@@ -96,7 +96,7 @@ def test_paper_setup_is_the_section5_instance() -> None:
 
 @pytest.mark.parametrize(
     ("N", "L0", "M", "delta", "K", "B", "eta"),
-    [  # spec §9.1, seed 0, from an independent numpy implementation with the same draw order
+    [  # seed 0, from an independent numpy implementation with the same draw order
         (2, 5.890, 20.33, 2.541, 30.49, 2555.6, 7.80e-4),
         (3, 5.434, 19.15, 0.2651, 9.543, 11446, 1.73e-4),
         (5, 5.851, 20.39, 0.02672, 4.008, 54057, 3.64e-5),

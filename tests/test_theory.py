@@ -1,4 +1,4 @@
-"""Stepsize bounds of Theorem 2.4, Section 5, Remark 2.5(b), Theorem 2.6 (spec §4, §5, §7.4, §9.1)."""
+"""Stepsize bounds of Theorem 2.4, Section 5, Remark 2.5(b), Theorem 2.6."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import dlnsim
 
 @pytest.mark.parametrize(("N", "paper_eta"), [(2, 7.73e-4), (3, 1.29e-4), (5, 3.91e-5)])
 def test_bound_matches_paper_over_seeds(N: int, paper_eta: float) -> None:
-    """The paper reports one random instance; our mean over 24 instances lies within 25 % (spec §9.1)."""
+    """The paper reports one random instance; our mean over 24 instances lies within 25 %."""
     etas = [dlnsim.stepsize_bound(*dlnsim.paper_setup(N, 1000 + s)[::2]).eta for s in range(24)]
     assert np.mean(etas) == pytest.approx(paper_eta, rel=0.25)
 
@@ -25,7 +25,7 @@ def test_bound_identities(N: int) -> None:
     m2n = b.M ** (2 / N)
     assert b.delta == pytest.approx(m2n / N**3, rel=1e-14)
     assert pytest.approx((1 + 1 / N) * m2n, rel=1e-14) == b.K
-    # (5.1) written out (spec §7.4) equals the general (2.8) at alpha = 0
+    # (5.1) written out equals the general (2.8) at alpha = 0
     p = s.problem
     eta51 = 2 / (4 * N**3 * b.L0 * b.M ** (-2 / N)
                  + 2 * math.e * N * (1 + 1 / N) ** (N - 1) * b.M ** (2 - 2 / N) * p.norm_X**2
@@ -57,7 +57,7 @@ def test_delta_choices(N: int) -> None:
 
 
 def test_remark25_closed_form_seed0() -> None:
-    """Spec §9.1 quotes Remark 2.5(b)'s bound on seed 0: 6.09e-4, 1.27e-4, 2.29e-5 (3 digits)."""
+    """The reference table quotes Remark 2.5(b)'s bound on seed 0: 6.09e-4, 1.27e-4, 2.29e-5 (3 digits)."""
     for N, want in ((2, 6.09e-4), (3, 1.27e-4), (5, 2.29e-5)):
         s = paper(N)
         rem = dlnsim.stepsize_bound(s.problem, s.W0, delta="remark2.5")
