@@ -137,3 +137,40 @@ def test_a_script_without_main_guard_runs_a_sweep(tmp_path: Path) -> None:
                          cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['max_iter'] 4"
+
+
+@pytest.mark.slow  # 200 resumes, about 30 s
+def test_fault_injection_flipped_bytes_are_recomputed_never_combined(tmp_path: Path) -> None:
+    """Flip one byte at 200 offsets of a finished cell file: every resume recomputes the cell (the digest in the
+    log does not match) and returns the original values; nothing hangs (the file is never parsed)."""
+    d = tmp_path / "s"
+    args = {"N": [2], "eta": [1e-3], "seed": [0], "n_iter": 10, "record": "all", "executor": "serial",
+            "progress": False, **SMALL}
+    ref = dlnsim.sweep(d, **args).drop_attrs()
+    f = d / "cell_N2_eta0.001_seed0.nc"
+    good = f.read_bytes()
+    rng = np.random.default_rng(0)
+    for offset in rng.choice(len(good), size=200, replace=False):
+        b = bytearray(good)
+        b[int(offset)] ^= 0xFF
+        f.write_bytes(bytes(b))
+        again = dlnsim.sweep(d, **args)
+        xr.testing.assert_identical(again.drop_attrs(), ref)
+        good = f.read_bytes()  # the recomputed file (same values; its creation time may differ)
+
+
+def dies_once(marker: str, x: int) -> xr.Dataset:
+    """A cell whose worker process dies the first time it computes x = 1 (as a killed worker would)."""
+    m = Path(marker)
+    if x == 1 and not m.exists():
+        m.write_text("died")
+        os._exit(3)
+    return xr.Dataset({"y": ((), float(x))}, attrs={"status": "ok"})
+
+
+@pytest.mark.slow  # spawns worker processes
+def test_killed_worker_is_retried_once_and_the_grid_finishes(tmp_path: Path) -> None:
+    ds = dlnsim.run_grid(tmp_path / "g", dies_once, {"x": [0, 1, 2, 3]}, params={"marker": str(tmp_path / "m")},
+                         executor="processes", workers=2, progress=False)
+    assert list(ds.status.values) == ["ok"] * 4
+    np.testing.assert_array_equal(ds.y.values, [0.0, 1.0, 2.0, 3.0])
