@@ -290,7 +290,7 @@ def _tidy(ds: xr.Dataset, drop: Sequence[str] = ()) -> xr.Dataset:
     """Reduce the quantities of the start to the setup axes, and drop what the axes already say."""
     out = ds.drop_vars([v for v in ("setup_N", "bound_N", "N_layers", *drop) if v in ds.variables])
     step = [d for d in _STEP_AXES if d in ds.dims]
-    for name in list(out.data_vars):
+    for name in map(str, list(out.data_vars)):
         v = out[name]
         if not step or not (name.startswith("bound_") or name in _START):
             continue

@@ -85,8 +85,8 @@ def test_combined_layout_padding_and_values(tmp_path: Path) -> None:
     assert set(np.unique(ds.status.values)) <= {"converged", "max_iter"}
     # files: manifest + one per cell, no temporary leftovers; the combined file round-trips
     names = sorted(f.name for f in (tmp_path / "s").iterdir())
-    assert names == sorted(["grid.json", "cells.log", *(f"cell_N{n}_eta{e}_seed{s}.nc" for n in (1, 2, 3) for e in (0.5, 1.0)
-                                           for s in (0, 1))])
+    cells = [f"cell_N{n}_eta{e}_seed{s}.nc" for n in (1, 2, 3) for e in (0.5, 1.0) for s in (0, 1)]
+    assert names == sorted(["grid.json", "cells.log", *cells])
     xr.testing.assert_identical(S.open_sweep(tmp_path / "s"), ds)
     dlnsim.save(ds, tmp_path / "combined.nc")
     xr.testing.assert_identical(dlnsim.open(tmp_path / "combined.nc"), ds)
@@ -323,7 +323,7 @@ def test_mismatched_directory_is_refused_untouched(tmp_path: Path) -> None:
         _grid(d, N=[2], seed=[0], n_iter=20, eta=[0.5, 2.0])
     with pytest.raises(ValueError, match="n_iter is 20 there, 30 here"):
         _grid(d, N=[2], seed=[0], n_iter=30)
-    with pytest.raises(ValueError, match="cell is 'dlnsim.sweeps:gd_cell' there, 'dlnsim.sweeps:critical_cell' here"):
+    with pytest.raises(ValueError, match=r"'dlnsim\.sweeps:gd_cell' there, 'dlnsim\.sweeps:critical_cell' here"):
         S.critical_sweep(d, N=[2], seed=[0], n_iter=20, executor="serial", progress=False, **SMALL)
     assert _stamps(d) == before
     # cell files without a manifest, a foreign manifest, and a missing sweep

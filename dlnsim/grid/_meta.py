@@ -62,10 +62,3 @@ def attr_variable_meta(name: str) -> dict[str, Any]:
     long_name, label = RUN_ATTRS.get(name, (f"per-run attribute {name}", name))
     return {"long_name": long_name, "label": label}
 
-
-def decode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """Attributes as `dlnsim.open` returns them (the file's type tags decoded)."""
-    from .. import dataset
-
-    decode = getattr(dataset, "decode_attrs", None)
-    return dict(attrs) if decode is None else dict(decode(attrs))

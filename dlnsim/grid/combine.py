@@ -72,7 +72,7 @@ class Run:
 
         with netCDF4.Dataset(name, mode="r", memory=data) as nc:
             nc.set_auto_mask(False)
-            attrs = _meta.decode_attrs({k: nc.getncattr(k) for k in nc.ncattrs()})
+            attrs = dataset.decode_attrs({k: nc.getncattr(k) for k in nc.ncattrs()})
             vars_: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, Any]]] = {}
             coords: set[str] = set()
             for vname, var in nc.variables.items():
@@ -247,11 +247,11 @@ def combine(
                 continue
         elif k != "status" and not vals:
             continue  # an outcome no run has
-        values = [x for _, x in vals]
-        kind = _kind(values) if values else "O"
-        arrays = kind != "O" and any(np.ndim(x) > 0 for x in values)
+        avals = [x for _, x in vals]
+        kind = _kind(avals) if avals else "O"
+        arrays = kind != "O" and any(np.ndim(x) > 0 for x in avals)
         if arrays:
-            n = max(int(np.size(x)) for x in values)
+            n = max(int(np.size(x)) for x in avals)
             arr = _empty((*shape, n), kind)
             for idx, x in vals:
                 flat = np.ravel(x)

@@ -54,32 +54,6 @@ def _describe_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(out)
 
 
-def _write_json_atomic(obj: Any, target: Path) -> None:
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class Store:
     """The directory of one grid."""
 
@@ -134,7 +108,7 @@ class Store:
 
     def create(self, plan: Plan, version: str) -> dict[str, Any]:
         manifest = {**plan.manifest(), "created": _now(), "dlnsim_version": version}
-        _write_json_atomic(manifest, self.path / MANIFEST)
+        dataset.write_json_atomic(manifest, self.path / MANIFEST)
         return manifest
 
     @contextlib.contextmanager
