@@ -1,4 +1,5 @@
-"""How much parallel throughput this machine itself gives: k copies of one GD run at once against one alone.
+"""How much parallel throughput this machine itself gives: k copies of one GD run at once against one alone
+(in k processes: `ceiling`; on k threads of one process: `thread_ceiling`).
 
 On a VM the vCPUs may share physical cores, caches or memory bandwidth with each other or with other
 tenants, so "cores x the single-run throughput" (DESIGN §7, sweeps) can be out of reach for reasons that
@@ -45,6 +46,41 @@ def ceiling(procs: int, n_iter: int = 100_000, reps: int = 2) -> dict[str, float
     """Best-of-``reps`` time of one run alone and of ``procs`` copies at once, and their ratio."""
     alone = min(_together(1, n_iter) for _ in range(reps))
     together = min(_together(procs, n_iter) for _ in range(reps))
+    return {"alone_s": alone, "together_s": together, "ceiling": alone / together}
+
+
+def _gd_thread(barrier: Any, out: list[float], n_iter: int) -> None:
+    import dlnsim
+
+    s = dlnsim.paper_setup(3, 0)
+    barrier.wait()
+    t0 = time.perf_counter()
+    dlnsim.run_gd(s.problem, s.W0, "bound", n_iter, record=[n_iter], blas_threads=1)
+    out.append(time.perf_counter() - t0)
+
+
+def _threads_together(k: int, n_iter: int) -> float:
+    import threading
+
+    barrier = threading.Barrier(k)
+    out: list[float] = []
+    ts = [threading.Thread(target=_gd_thread, args=(barrier, out, n_iter)) for _ in range(k)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return max(out)
+
+
+def thread_ceiling(k: int, n_iter: int = 60_000, reps: int = 2) -> dict[str, float]:
+    """The same for threads of this process (what the threads executor can reach): best-of-``reps`` time of
+    one GD run alone and of ``k`` runs on ``k`` threads at once (the kernels release the GIL)."""
+    import dlnsim
+
+    s = dlnsim.paper_setup(3, 0)
+    dlnsim.run_gd(s.problem, s.W0, "bound", 10, blas_threads=1)  # load the kernels
+    alone = min(_threads_together(1, n_iter) for _ in range(reps))
+    together = min(_threads_together(k, n_iter) for _ in range(reps))
     return {"alone_s": alone, "together_s": together, "ceiling": alone / together}
 
 
