@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._cli_sweep import add_sweep_cli
 from ._validate import nonneg_int, positive_float
 from .compare import compare_flow
 from .dataset import open as open_results
@@ -34,7 +35,6 @@ from .init import balanced_init
 from .problem import Problem, Setup, paper_setup
 from .schedules import Constant, Power, PowerDecay, Schedule
 from .simulate import run_gd
-from ._cli_sweep import add_sweep_cli
 from .theory import stepsize_bound
 
 
@@ -228,16 +228,12 @@ def flow_cli(args: argparse.Namespace) -> int:
     setup = paper_setup(args.N, args.seed, d=args.d)
     T = positive_float(args.T, "T")
     n_t = nonneg_int(args.n_times, "n-times", minimum=2)
-    if args.spacing == "log":
-        t = np.concatenate([[0.0], np.geomspace(T * 1e-6, T, n_t - 1)])
-    else:
-        t = np.linspace(0.0, T, n_t)
-    ds = run_flow(setup.problem, setup.W0, t, rtol=args.rtol, atol=args.atol, kind=args.kind, eta=args.eta,
-                  max_steps=args.max_steps, diagnostics=not args.no_diagnostics)
+    ds = run_flow(setup.problem, setup.W0, T, rtol=args.rtol, atol=args.atol, kind=args.kind, eta=args.eta,
+                  max_steps=args.max_steps, record=f"{args.spacing}:{n_t}", diagnostics=not args.no_diagnostics)
     path = save(ds, args.out)
     print(f"{args.kind} flow, N={args.N}, seed={args.seed}: status {ds.attrs['status']}, "
           f"{ds.attrs['n_steps']} steps ({ds.attrs['n_rejected']} rejected), "
-          f"loss {float(ds['loss_t'][0]):.6g} -> {float(ds['loss_t'][-1]):.6g}; wrote {path}")
+          f"loss {float(ds['loss'][0]):.6g} -> {float(ds['loss'][-1]):.6g}; wrote {path}")
     return 0 if ds.attrs["status"] == "done" else 1
 
 

@@ -2,14 +2,15 @@
 
 `compare_flow` runs GD (`dlnsim.simulate.solve_gd`) and integrates the flows of `dlnsim.flow` to the GD
 times t_k = eta_0 + ... + eta_{k-1} of the record points (the continuous extension of the integrator
-evaluates the solution there, so no step is shortened to hit them), and puts next to GD's records the
-flow's loss and the distances ||W_GD(k) - W_flow(t_k)||_F (factor tuple) and
-||W_N...W_1 (GD) - W_N...W_1 (flow)||_F.
+evaluates the solution there, so no step is shortened to hit them).  The result is GD's Dataset over ``k``
+with the flows' quantities at t_k next to GD's.
 
-Naming: a flow quantity at t_k sits next to GD's under the flow's prefix, ``flow_`` for the factor flow,
-``modified_flow_`` for the modified flow and ``end_to_end_flow_`` for the end-to-end flow
-(``flow_loss``, ``modified_flow_distance``, ``end_to_end_flow_product_distance``, ...).  The attributes of
-each integration are ``flow_<kind>_status``, ``flow_<kind>_n_steps``, ...
+Naming: a flow quantity at t_k carries the prefix of its flow, ``flow_`` for the factor flow (2.2),
+``modified_flow_`` for the modified flow and ``end_to_end_flow_`` for the end-to-end flow (2.5) (see
+`PREFIX`): ``<prefix>_loss``, ``<prefix>_excess_loss``, ``<prefix>_distance`` = ||W_GD(k) - W(t_k)||_F
+over the factor tuple (not for the end-to-end flow, which has no factors) and ``<prefix>_product_distance``
+= ||W_N...W_1 (GD, k) - W_N...W_1 (t_k)||_F.  The attributes of each integration are
+``flow_<kind>_status``, ``flow_<kind>_n_steps``, ``flow_<kind>_n_rejected`` and ``flow_<kind>_t_reached``.
 
 This module imports both `dlnsim.simulate` and `dlnsim.flow`; neither of them imports it.
 """
@@ -26,22 +27,57 @@ from . import dataset
 from ._blas import blas_threads as _blas_threads
 from ._kernels import flow as _fk
 from ._validate import nonneg_int, positive_float
-from .flow import EXTRA_SCHEMA, INTEGRATOR, KINDS, STATUS, _check_balanced, _eta_for, _integrate, _kind
+from .flow import INTEGRATOR, KINDS, STATUS, _check_balanced, _eta_for, _integrate, _kind
 from .hessian import _sharpness_flat
 from .objective import _checked, _unflatten, product
 from .problem import Problem
 from .schedules import Constant
-from .simulate import gd_dataset, solve_gd
+from .simulate import _flag, gd_dataset, solve_gd
 from .theory import StepsizeBound
 
-__all__ = ["compare_flow"]
+__all__ = ["COMPARE_SCHEMA", "PREFIX", "compare_flow"]
 
 #: variable prefix of each flow kind
 PREFIX = {"factor": "flow", "modified": "modified_flow", "end_to_end": "end_to_end_flow"}
 
+_FLOW_NAME = {"factor": "the gradient flow (2.2)", "modified": "the modified flow -grad L - (eta/2) H grad L",
+              "end_to_end": "the end-to-end flow (2.5)"}
+
+
+def _compare_schema() -> dict[str, tuple[tuple[str, ...], str, str]]:
+    table: dict[str, tuple[tuple[str, ...], str, str]] = {}
+    for kind, p in PREFIX.items():
+        name = _FLOW_NAME[kind]
+        table[f"{p}_loss"] = (("k",), "1", f"loss of {name} at the GD time t_k")
+        table[f"{p}_excess_loss"] = (("k",), "1", f"loss minus the least-squares optimum, {name} at t_k")
+        if kind != "end_to_end":
+            table[f"{p}_distance"] = (("k",), "1",
+                                      f"||W_GD(k) - W(t_k)||_F over the factor tuple, W(t) of {name}")
+        table[f"{p}_product_distance"] = (("k",), "1",
+                                          f"||W_N...W_1 (GD, k) - W_N...W_1 (t_k)||_F, W(t) of {name}")
+    table["sharpness"] = (("k",), "1", "largest eigenvalue of the Hessian of L^N at W(k)")
+    table["sharpness_limit"] = (("k",), "1", "2 / eta_k, the sharpness where GD on a quadratic becomes unstable")
+    return table
+
+
+#: name -> (dims, units, long_name) of the variables `compare_flow` adds to GD's (passed to `dataset.build`)
+COMPARE_SCHEMA = _compare_schema()
+
 
 def _products(states: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
     return [product(_unflatten(s, dims)) for s in states]
+
+
+def _kinds_arg(kinds: Any) -> tuple[str, ...] | None:
+    if kinds is None:
+        return None
+    if isinstance(kinds, str) or not isinstance(kinds, Sequence) or len(kinds) == 0:
+        raise ValueError(f"kinds must be a non-empty sequence of flow kinds, got {kinds!r}")
+    for kd in kinds:
+        _kind(kd)
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"kinds must not repeat a kind, got {kinds!r}")
+    return tuple(kinds)
 
 
 def compare_flow(
@@ -58,8 +94,11 @@ def compare_flow(
     sharpness: bool = False,
     sharpness_iters: int = 100,
     balance_tol: float = 1e-8,
+    diagnostics: Any = True,
     gtol: float = 1e-10,
+    ltol: float | None = None,
     stop_early: bool = False,
+    record_stop: bool = True,
     blowup: float = 1e8,
     bound: StepsizeBound | None = None,
     keep_weights: bool = False,
@@ -72,46 +111,43 @@ def compare_flow(
 
     ``kinds`` (default: ``("factor", "modified")``, the modified flow only for a constant stepsize) may hold
     ``"factor"``, ``"modified"`` (needs a constant stepsize: its eta is GD's) and ``"end_to_end"`` (needs a
-    balanced W0).  Adds over ``k``: ``flow_loss``, ``flow_distance``, ``flow_product_distance`` (factor),
-    ``modified_flow_loss``, ``modified_flow_distance``, ``modified_flow_product_distance``,
-    ``end_to_end_flow_loss``, ``end_to_end_flow_product_distance``; with ``sharpness`` also the top Hessian
-    eigenvalue ``sharpness`` and ``sharpness_limit`` = 2/eta_k.  Attributes ``flow_rtol``, ``flow_atol``,
-    ``flow_kinds`` and per kind ``flow_<kind>_status``, ``flow_<kind>_n_steps``, ``flow_<kind>_n_rejected``,
-    ``flow_<kind>_t_reached``.  ``rtol``, ``atol`` and ``max_steps`` are the integrator's settings (see
-    `dlnsim.run_flow`), ``balance_tol`` the balancedness check of the end-to-end flow.  After a GD stop
-    (t_k NaN) the flow values are NaN; the flows are integrated up to the last finite t_k.  The other
-    keyword arguments are those of `dlnsim.run_gd`.
+    balanced W0).  Adds over ``k`` (prefix ``flow_`` for the factor flow, ``modified_flow_``,
+    ``end_to_end_flow_``): ``<prefix>_loss``, ``<prefix>_excess_loss``, ``<prefix>_distance`` (factor
+    tuples; not for the end-to-end flow) and ``<prefix>_product_distance``; with ``sharpness`` also the top
+    Hessian eigenvalue ``sharpness`` and ``sharpness_limit`` = 2/eta_k.  Attributes ``flow_rtol``,
+    ``flow_atol``, ``flow_kinds`` and per kind ``flow_<kind>_status``, ``flow_<kind>_n_steps``,
+    ``flow_<kind>_n_rejected``, ``flow_<kind>_t_reached``.  ``rtol``, ``atol`` and ``max_steps`` are the
+    integrator's settings (see `dlnsim.run_flow`), ``balance_tol`` the balancedness check of the end-to-end
+    flow.  Where GD has no record (t_k NaN, after a stop) the flow values are NaN; the flows are integrated
+    up to the last finite t_k.  The other keyword arguments (``record``, ``diagnostics``, ``gtol``,
+    ``ltol``, ``stop_early``, ``record_stop``, ...) are those of `dlnsim.run_gd`; an unknown one is a
+    ValueError.
     """
     if gd_kwargs:
         raise ValueError(f"compare_flow: unknown option(s) {sorted(gd_kwargs)}")
     rtol = positive_float(rtol, "rtol")
     atol = positive_float(atol, "atol")
     max_steps = nonneg_int(max_steps, "max_steps", minimum=1)
+    sharpness = _flag(sharpness, "sharpness")
     sharpness_iters = nonneg_int(sharpness_iters, "sharpness_iters", minimum=1)
-    if kinds is not None:
-        if isinstance(kinds, str) or not isinstance(kinds, Sequence) or len(kinds) == 0:
-            raise ValueError(f"kinds must be a non-empty sequence of flow kinds, got {kinds!r}")
-        for kd in kinds:
-            _kind(kd)
-        if len(set(kinds)) != len(kinds):
-            raise ValueError(f"kinds must not repeat a kind, got {kinds!r}")
+    kinds = _kinds_arg(kinds)
     mats = _checked(problem, W0, "W0")
     if kinds is not None and "end_to_end" in kinds:
         _check_balanced(mats, positive_float(balance_tol, "balance_tol", allow_zero=True))
 
-    gd = solve_gd(problem, mats, eta, n_iter, record, gtol=gtol, stop_early=stop_early, blowup=blowup,
-                  bound=bound, keep_weights=keep_weights, progress=progress, attrs=attrs, snapshots=True,
+    gd = solve_gd(problem, mats, eta, n_iter, record, diagnostics=diagnostics, gtol=gtol, ltol=ltol,
+                  stop_early=stop_early, record_stop=record_stop, blowup=blowup, bound=bound,
+                  keep_weights=keep_weights, progress=progress, attrs=attrs, snapshots=True,
                   blas_threads=blas_threads)
     snaps = gd.snapshots
     assert snaps is not None
-    constant = isinstance(gd.schedule, Constant)
+    eta_c = gd.schedule.eta if isinstance(gd.schedule, Constant) else None
     if kinds is None:
-        kinds = ("factor", "modified") if constant else ("factor",)
-    elif "modified" in kinds and not constant:
+        kinds = ("factor", "modified") if eta_c is not None else ("factor",)
+    elif "modified" in kinds and eta_c is None:
         raise ValueError(
             f"kinds: the modified flow needs a constant stepsize (its eta is GD's), got schedule {gd.schedule!r}"
         )
-    eta_c = gd.schedule.eta if isinstance(gd.schedule, Constant) else None
 
     t_k = gd.records["t"]
     n_rec = t_k.size
@@ -119,38 +155,41 @@ def compare_flow(
     n_fin = int(np.argmin(finite)) if not finite.all() else n_rec  # t_k is finite up to the GD stop
     times = np.array(t_k[:n_fin], dtype=np.float64, order="C", copy=True)  # writable: one kernel signature
     dims = gd.dims
-    gd_prod = _products(snaps[:n_fin], dims) if n_fin else []
+    with np.errstate(all="ignore"):
+        gd_prod = _products(snaps[:n_fin], dims) if n_fin else []
 
     new_vars: dict[str, np.ndarray] = {}
     new_attrs: dict[str, Any] = {"flow_rtol": rtol, "flow_atol": atol, "flow_max_steps": max_steps,
                                  "flow_kinds": ", ".join(kinds), "flow_integrator": INTEGRATOR}
     for kd in kinds:
         code = KINDS[kd]
-        e = eta_c if kd == "modified" else None
         f_loss = np.full(n_rec, np.nan)
+        f_excess = np.full(n_rec, np.nan)
         dist = np.full(n_rec, np.nan)
         pdist = np.full(n_rec, np.nan)
+        status, n_steps, n_rej, t_reached = "done", 0, 0, 0.0
         if n_fin:
-            with _blas_threads(blas_threads):
-                res = _integrate(problem, mats, times, code, _eta_for(kd, e), rtol, atol, max_steps, 0.0, 0.0,
+            e = _eta_for(kd, eta_c if kd == "modified" else None)
+            with _blas_threads(blas_threads), np.errstate(all="ignore"):
+                res = _integrate(problem, mats, times, code, e, rtol, atol, max_steps, 0.0, 0.0,
                                  np.ones(n_fin, dtype=bool), False)
-            f_loss[:n_fin] = res.loss
-            for r in range(n_fin):
-                if not np.all(np.isfinite(res.states[r])):
-                    continue
-                if code == _fk.END_TO_END:
-                    flow_prod = res.states[r].reshape(problem.d_y, problem.d_x)
-                else:
-                    dist[r] = np.linalg.norm(snaps[r] - res.states[r])
-                    flow_prod = product(_unflatten(res.states[r], dims))
-                pdist[r] = np.linalg.norm(gd_prod[r] - flow_prod)
+                f_loss[:n_fin] = res.loss
+                f_excess[:n_fin] = res.excess
+                for r in range(n_fin):
+                    if not (np.all(np.isfinite(res.states[r])) and np.all(np.isfinite(snaps[r]))):
+                        continue
+                    if code == _fk.END_TO_END:
+                        flow_prod = res.states[r].reshape(problem.d_y, problem.d_x)
+                    else:
+                        dist[r] = np.linalg.norm(snaps[r] - res.states[r])
+                        flow_prod = product(_unflatten(res.states[r], dims))
+                    pdist[r] = np.linalg.norm(gd_prod[r] - flow_prod)
             status = STATUS[res.status][0]
             n_steps, n_rej = int(res.istats[_fk.S_ACCEPTED]), int(res.istats[_fk.S_REJECTED])
             t_reached = float(res.fstats[_fk.F_T])
-        else:
-            status, n_steps, n_rej, t_reached = "done", 0, 0, 0.0
         p = PREFIX[kd]
         new_vars[f"{p}_loss"] = f_loss
+        new_vars[f"{p}_excess_loss"] = f_excess
         if code != _fk.END_TO_END:
             new_vars[f"{p}_distance"] = dist
         new_vars[f"{p}_product_distance"] = pdist
@@ -160,16 +199,16 @@ def compare_flow(
             new_attrs["flow_modified_eta"] = eta_c
     if sharpness:
         sh = np.full(n_rec, np.nan)
-        with _blas_threads(blas_threads):
+        with _blas_threads(blas_threads), np.errstate(all="ignore"):
             for r in range(n_fin):
-                if np.all(np.isfinite(snaps[r])):
+                # a state whose Hessian-vector products could overflow has no sharpness (NaN)
+                if np.all(np.isfinite(snaps[r])) and np.max(np.abs(snaps[r]), initial=0.0) < 1e50:
                     sh[r] = _sharpness_flat(problem, snaps[r], dims, sharpness_iters, 1e-10, 0)[0]
-        new_vars["sharpness"] = sh
-        with np.errstate(divide="ignore"):
             new_vars["sharpness_limit"] = 2.0 / gd.records["eta"]
+        new_vars["sharpness"] = sh
         new_attrs["sharpness_iters"] = sharpness_iters
     out = gd_dataset(gd)
-    extra = dataset.build(new_vars, {"k": gd.k}, {}, schema=EXTRA_SCHEMA)
+    extra = dataset.build(new_vars, {"k": gd.k}, {}, schema=COMPARE_SCHEMA)
     for name, var in extra.data_vars.items():
         out[name] = var.variable
     out.attrs.update(dataset.clean_attrs(new_attrs))

@@ -14,15 +14,31 @@
 GD next to the flows at equal times is `dlnsim.compare_flow` (module `dlnsim.compare`), the sharpness
 `dlnsim.sharpness` (module `dlnsim.hessian`).
 
-Stop reasons of the integrator are reported in the ``status`` attribute: ``done``, ``max_steps``,
-``nonfinite`` (the right-hand side is not finite: e.g. an overflowing start), ``step_underflow``.  Requested
-times after a stop stay NaN; the record up to the stop is kept.
+`solve_flow` integrates and returns a `FlowResult`; `flow_dataset` turns it into a Dataset over ``time``
+whose variables have the names of a GD Dataset (``loss``, ``excess_loss``, ``grad_norm_sq``,
+``balancedness``, ``balancedness_max``, ``layer_norm_sq``, ``product_sv``); `run_flow` does both.  The
+save policy (``record``, ``diagnostics``) is that of `dlnsim.record`.
+
+Status (attribute ``status``, with ``status_reason`` and ``t_reached``):
+
+``done``
+    all requested times reached.
+``max_steps``
+    the step budget ``max_steps`` (accepted + rejected steps) was used up.
+``nonfinite``
+    the right-hand side is not finite, or too large to take a step at all (an overflowing start, e.g. W0
+    with entries ~1e50), or a fixed step produced a non-finite state.
+``step_underflow``
+    the adaptive step fell below the resolution of t.
+
+Requested times after a stop stay NaN; the record up to the stop is kept.  Diagnostics of a state too large
+to evaluate without overflow are NaN.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,8 +51,9 @@ from ._validate import nonneg_int, positive_float
 from .init import balancedness
 from .objective import _checked, _layout, loss, product
 from .problem import Problem
+from .record import check_size, diagnostics_set, flow_times
 
-__all__ = ["EXTRA_SCHEMA", "run_flow"]
+__all__ = ["FLOW_SCHEMA", "STATUSES", "FlowResult", "flow_dataset", "run_flow", "solve_flow"]
 
 KINDS = {"factor": _fk.FACTOR, "end_to_end": _fk.END_TO_END, "modified": _fk.MODIFIED}
 STATUS = {
@@ -45,33 +62,25 @@ STATUS = {
     _fk.NONFINITE: ("nonfinite", "the right-hand side became non-finite (overflow)"),
     _fk.STEP_UNDERFLOW: ("step_underflow", "the step size fell below the resolution of t"),
 }
+#: the statuses of a flow run
+STATUSES = tuple(name for name, _ in STATUS.values())
 INTEGRATOR = "Dormand-Prince 5(4), PI step-size control, FSAL, continuous extension of order 4 (DOPRI5)"
 
-#: name -> (dims, units, long_name) of the variables this module writes (passed to `dataset.build`)
-EXTRA_SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "time": (("time",), "1", "gradient-flow time t"),
-    "loss_t": (("time",), "1", "loss L^N = 1/2 ||Y - W_N...W_1 X||_F^2 along the flow"),
-    "excess_loss_t": (("time",), "1", "loss minus the least-squares optimum along the flow"),
-    "grad_norm_sq_t": (("time",), "1", "squared gradient norm ||grad L^N||_F^2 along the flow"),
-    "balancedness_t": (("time", "pair"), "1",
-                       "balancedness ||W_{j+1}^T W_{j+1} - W_j W_j^T|| (spectral) along the flow"),
-    "balancedness_max_t": (("time",), "1", "max_j ||W_{j+1}^T W_{j+1} - W_j W_j^T|| along the flow"),
-    "product_sv_t": (("time", "sv"), "1", "singular values of the product W_N...W_1 along the flow"),
-    "flow_loss": (("k",), "1", "loss of the gradient flow (2.2) at the GD time t_k"),
-    "flow_distance": (("k",), "1", "||W_GD(k) - W_flow(t_k)||_F over the factor tuple (gradient flow 2.2)"),
-    "flow_product_distance": (("k",), "1",
-                              "||W_N...W_1 (GD, k) - W_N...W_1 (flow, t_k)||_F (gradient flow 2.2)"),
-    "modified_flow_loss": (("k",), "1", "loss of the modified flow -grad L - (eta/2) H grad L at t_k"),
-    "modified_flow_distance": (("k",), "1",
-                               "||W_GD(k) - W_mod(t_k)||_F over the factor tuple (modified flow)"),
-    "modified_flow_product_distance": (("k",), "1",
-                                       "||W_N...W_1 (GD, k) - W_N...W_1 (modified flow, t_k)||_F"),
-    "end_to_end_flow_loss": (("k",), "1", "loss of the end-to-end flow (2.5) at t_k"),
-    "end_to_end_flow_product_distance": (("k",), "1",
-                                         "||W_N...W_1 (GD, k) - W(t_k) of the end-to-end flow (2.5)||_F"),
-    "sharpness": (("k",), "1", "largest eigenvalue of the Hessian of L^N at W(k)"),
-    "sharpness_limit": (("k",), "1", "2 / eta_k, the sharpness where GD on a quadratic becomes unstable"),
-}
+#: the variables of a flow Dataset: the names of a GD Dataset, over ``time`` instead of ``k``
+_FLOW_VARS = ("loss", "excess_loss", "grad_norm_sq", "balancedness", "balancedness_max", "layer_norm_sq",
+              "product_sv")
+
+
+def _flow_schema() -> dict[str, tuple[tuple[str, ...], str, str]]:
+    table: dict[str, tuple[tuple[str, ...], str, str]] = {"time": (("time",), "1", "gradient-flow time t")}
+    for name in _FLOW_VARS:
+        dims, units, long_name = dataset.SCHEMA[name]
+        table[name] = (("time", *dims[1:]), units, long_name)
+    return table
+
+
+#: name -> (dims, units, long_name) of the variables of a flow Dataset (passed to `dataset.build`)
+FLOW_SCHEMA = _flow_schema()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -149,14 +158,19 @@ class _Flow:
     """Outputs of one call of the integrator kernel (arrays over the requested times)."""
 
     loss: np.ndarray
+    excess: np.ndarray
     gn2: np.ndarray
     bal: np.ndarray
+    ln: np.ndarray
     sv: np.ndarray
     states: np.ndarray
     istats: np.ndarray
     fstats: np.ndarray
     rank: int
     status: int = _fk.DONE
+
+
+_STATE_DIAGNOSTICS = ("balancedness", "layer_norm_sq", "product_sv")
 
 
 def _integrate(
@@ -171,24 +185,28 @@ def _integrate(
     first_step: float,
     fixed_step: float,
     save: np.ndarray | None,
-    diag: bool,
+    diag: bool | tuple[str, ...],
     with_grad: bool = False,
     with_loss: bool = True,
 ) -> _Flow:
     """Run the kernel; ``save`` (bool per time) selects the times whose state is kept; at the requested
     times ``with_loss`` records the loss, ``with_grad`` also the squared gradient norm, ``diag`` the
-    balancedness and singular values."""
+    state diagnostics (True: balancedness, ||W_j||^2 and singular values; or a tuple of their names)."""
+    names = (_STATE_DIAGNOSTICS if diag else ()) if isinstance(diag, bool) else diag
     w, dims, offs, pivot = _layout(mats)
     rank = 0
     if code == _fk.END_TO_END:
-        Wp = product(mats)
-        rank = _numerical_rank(Wp)
+        with np.errstate(all="ignore"):
+            Wp = product(mats)
+        rank = _numerical_rank(Wp) if np.all(np.isfinite(Wp)) else 0
         y = np.ascontiguousarray(Wp, dtype=np.float64).ravel().copy()
     else:
         y = w
     n_t = t.size
-    n_pairs = len(mats) - 1 if (diag and code != _fk.END_TO_END) else 0
-    n_sv = int(min(dims)) if diag else 0
+    factors = code != _fk.END_TO_END
+    n_pairs = len(mats) - 1 if ("balancedness" in names and factors) else 0
+    n_layers = len(mats) if ("layer_norm_sq" in names and factors) else 0
+    n_sv = int(min(dims)) if "product_sv" in names else 0
     if save is None:
         save_idx = np.full(n_t, -1, dtype=np.int64)
         n_save = 0
@@ -198,8 +216,10 @@ def _integrate(
     nan = np.nan
     out = _Flow(
         loss=np.full(n_t, nan),
+        excess=np.full(n_t, nan),
         gn2=np.full(n_t, nan),
         bal=np.full((n_t, n_pairs), nan),
+        ln=np.full((n_t, n_layers), nan),
         sv=np.full((n_t, n_sv), nan),
         states=np.full((n_save, y.size), nan),
         istats=np.zeros(_fk.N_ISTATS, dtype=np.int64),
@@ -208,13 +228,44 @@ def _integrate(
     )
     out.status = int(_fk._integrate(
         code, y, t, rtol, atol, max_steps, first_step, fixed_step, dims, offs, pivot, problem.Rt, problem.F,
-        problem.lstar, eta, rank, save_idx, out.states, out.loss, out.gn2, with_loss,
-        with_grad and code != _fk.END_TO_END, diag, out.bal, out.sv, out.istats, out.fstats,
+        eta, rank, save_idx, out.states, out.excess, out.gn2, with_loss, with_grad and factors,
+        bool(n_pairs or n_layers or n_sv), out.bal, out.sv, out.ln, out.istats, out.fstats,
     ))
+    out.loss = problem.lstar + out.excess
     return out
 
 
-def _run_flow(
+@dataclass
+class FlowResult:
+    """What one flow integration produced, before it becomes a Dataset (see `flow_dataset`).
+
+    ``records`` maps a variable name to its values over the requested times ``time`` (first axis):
+    ``loss``, ``excess_loss`` and the selected diagnostics (``grad_norm_sq``, ``balancedness``,
+    ``layer_norm_sq``, ``product_sv``; the end-to-end flow has no factors, so only ``product_sv``).
+    ``states`` holds the flat states at the times selected by ``save`` (factor layout for factor/modified
+    flows, the C-ordered product for end_to_end), ``status`` is one of `STATUSES`, ``attrs`` the run's
+    attributes.
+    """
+
+    time: np.ndarray
+    records: dict[str, np.ndarray]
+    kind: str
+    status: str
+    n_layers: int
+    attrs: dict[str, Any] = field(default_factory=dict)
+    states: np.ndarray | None = None
+
+
+def _times_arg(t: Any, record: Any) -> tuple[np.ndarray, str]:
+    if record is None:
+        return _times(t), "explicit"
+    if np.ndim(t) != 0:
+        raise ValueError(f"record: with an array of times t leave record unset (got record={record!r}); "
+                         "give a final time t with record='linear:N' or 'log:N'")
+    return _times(flow_times(t, record)), str(record)
+
+
+def solve_flow(
     problem: Problem,
     W0: Sequence[np.ndarray],
     t: Any,
@@ -225,25 +276,30 @@ def _run_flow(
     max_steps: int = 1_000_000,
     first_step: float = 0.0,
     *,
+    record: Any = None,
+    diagnostics: Any = True,
     fixed_step: float | None = None,
-    diagnostics: bool = True,
     balance_tol: float = 1e-8,
     save: Any = None,
     attrs: dict[str, Any] | None = None,
     blas_threads: int | None = 1,
-) -> tuple[xr.Dataset, np.ndarray]:
-    """`run_flow`, also returning the flat states at the times where ``save`` is true (all if ``save`` is
-    True, none if None): factor layout for factor/modified flows, the C-ordered product for end_to_end."""
+) -> FlowResult:
+    """`run_flow` without the Dataset: the `FlowResult`.  ``save`` (None, True or a bool per time) selects
+    the times whose state is kept in ``states``."""
     mats = _checked(problem, W0, "W0")
-    times = _times(t)
+    times, record_rule = _times_arg(t, record)
     code = _kind(kind)
     eta_v = _eta_for(kind, eta)
+    diag = diagnostics_set(diagnostics)
     rtol = positive_float(rtol, "rtol")
     atol = positive_float(atol, "atol")
     max_steps = nonneg_int(max_steps, "max_steps", minimum=1)
     first_step = positive_float(first_step, "first_step", allow_zero=True)
     h_fixed = 0.0 if fixed_step is None else positive_float(fixed_step, "fixed_step")
     balance_tol = positive_float(balance_tol, "balance_tol", allow_zero=True)
+    if attrs is not None and (not isinstance(attrs, dict) or not all(isinstance(k, str) for k in attrs)):
+        raise ValueError(f"attrs must be a dict with str keys (extra global attributes), got {attrs!r}")
+    blas = None if blas_threads is None else nonneg_int(blas_threads, "blas_threads", minimum=1)
     bal0 = _check_balanced(mats, balance_tol) if code == _fk.END_TO_END else None
     if save is None or save is False:
         save_mask = None
@@ -253,33 +309,36 @@ def _run_flow(
         save_mask = np.asarray(save, dtype=bool)
         if save_mask.shape != times.shape:
             raise ValueError(f"save must be a bool array shaped like t {times.shape}, got {save_mask.shape}")
-
-    with _blas_threads(blas_threads):
-        res = _integrate(problem, mats, times, code, eta_v, rtol, atol, max_steps, first_step, h_fixed,
-                         save_mask, bool(diagnostics), bool(diagnostics))
     n = len(mats)
     widths = np.array([mats[0].shape[1], *(M.shape[0] for M in mats)], dtype=np.int64)
+    n_params = int(np.sum(widths[1:] * widths[:-1]))
+    n_saved = 0 if save_mask is None else int(np.sum(save_mask))
+    check_size(times.size, 5 + 2 * n + int(min(widths)), "record (times t)")
+    check_size(n_saved, n_params, "save (states kept)")
+    state_diag = tuple(d for d in diag if d in _STATE_DIAGNOSTICS)
+    with _blas_threads(blas), np.errstate(all="ignore"):
+        res = _integrate(problem, mats, times, code, eta_v, rtol, atol, max_steps, first_step, h_fixed,
+                         save_mask, state_diag, "grad_norm_sq" in diag)
+        loss0 = loss(problem, mats)
     status, reason = STATUS[res.status]
-    data: dict[str, np.ndarray] = {
-        "loss_t": res.loss,
-        "excess_loss_t": res.loss - problem.lstar,
-    }
-    coords: dict[str, np.ndarray] = {"time": times}
-    if diagnostics:
-        if code != _fk.END_TO_END:
-            data["grad_norm_sq_t"] = res.gn2
-        if code != _fk.END_TO_END and n > 1:
-            data["balancedness_t"] = res.bal
-            data["balancedness_max_t"] = np.max(res.bal, axis=1)
-            coords["pair"] = np.arange(1, n, dtype=np.int64)
-        data["product_sv_t"] = res.sv
-        coords["sv"] = np.arange(1, res.sv.shape[1] + 1, dtype=np.int64)
+    records: dict[str, np.ndarray] = {"loss": res.loss, "excess_loss": res.excess}
+    factors = code != _fk.END_TO_END
+    if factors and "grad_norm_sq" in diag:
+        records["grad_norm_sq"] = res.gn2
+    if factors and "balancedness" in diag:
+        records["balancedness"] = res.bal
+    if factors and "layer_norm_sq" in diag:
+        records["layer_norm_sq"] = res.ln
+    if "product_sv" in diag:
+        records["product_sv"] = res.sv
     run_attrs: dict[str, Any] = {
         "title": f"{kind} gradient flow of a depth-{n} linear network",
         "kind": kind,
         "integrator": INTEGRATOR if h_fixed == 0.0 else INTEGRATOR + " with fixed steps (no error control)",
         "status": status,
         "status_reason": reason,
+        "record_rule": record_rule,
+        "diagnostics": ", ".join(records) if len(records) > 2 else "none",
         "n_steps": int(res.istats[_fk.S_ACCEPTED]),
         "n_rejected": int(res.istats[_fk.S_REJECTED]),
         "n_rhs": int(res.istats[_fk.S_RHS]),
@@ -298,7 +357,7 @@ def _run_flow(
         "d_x": problem.d_x,
         "d_y": problem.d_y,
         "m": problem.m,
-        "initial_loss": loss(problem, mats),
+        "initial_loss": loss0,
         "optimal_loss": problem.lstar,
         **problem.meta,
     }
@@ -307,7 +366,32 @@ def _run_flow(
         run_attrs["initial_balancedness_rel"] = bal0
     run_attrs.update(dataset.provenance())
     run_attrs.update(attrs or {})
-    return dataset.build(data, coords, run_attrs, schema=EXTRA_SCHEMA), res.states
+    return FlowResult(time=times, records=records, kind=kind, status=status, n_layers=n, attrs=run_attrs,
+                      states=res.states)
+
+
+def flow_dataset(res: FlowResult) -> xr.Dataset:
+    """The Dataset of a `FlowResult`: the records over ``time`` under the same names as a GD Dataset."""
+    data = dict(res.records)
+    n = res.n_layers
+    coords: dict[str, np.ndarray] = {"time": res.time}
+    if "balancedness" in data:
+        bal = data["balancedness"]
+        data["balancedness_max"] = np.max(bal, axis=1) if n > 1 else np.zeros(res.time.size) * data["loss"]
+        coords["pair"] = np.arange(1, n, dtype=np.int64)
+    if "layer_norm_sq" in data:
+        coords["layer"] = np.arange(1, n + 1, dtype=np.int64)
+    if "product_sv" in data:
+        coords["sv"] = np.arange(1, data["product_sv"].shape[1] + 1, dtype=np.int64)
+    return dataset.build(data, coords, res.attrs, schema=FLOW_SCHEMA)
+
+
+def _run_flow(problem: Problem, W0: Sequence[np.ndarray], t: Any, *args: Any,
+              **kwargs: Any) -> tuple[xr.Dataset, np.ndarray]:
+    """`run_flow` and the states kept by ``save`` (see `solve_flow`)."""
+    res = solve_flow(problem, W0, t, *args, **kwargs)
+    assert res.states is not None
+    return flow_dataset(res), res.states
 
 
 def run_flow(
@@ -321,29 +405,32 @@ def run_flow(
     max_steps: int = 1_000_000,
     first_step: float = 0.0,
     *,
+    record: Any = None,
+    diagnostics: Any = True,
     fixed_step: float | None = None,
-    diagnostics: bool = True,
     balance_tol: float = 1e-8,
     attrs: dict[str, Any] | None = None,
     blas_threads: int | None = 1,
 ) -> xr.Dataset:
     """Integrate a gradient flow from ``W0`` (at t = 0) and record it at the times ``t``.
 
-    ``t`` is 1-D, finite, non-decreasing and >= 0.  ``kind`` is ``"factor"`` (2.2), ``"end_to_end"`` (2.5;
-    needs W0 balanced to ``balance_tol`` relative to max_j ||W_j||^2) or ``"modified"`` (needs ``eta``).
+    ``t`` is 1-D, finite, non-decreasing and >= 0; or a final time T with ``record`` = ``"linear:N"`` or
+    ``"log:N"`` (see `dlnsim.record`).  ``kind`` is ``"factor"`` (2.2), ``"end_to_end"`` (2.5; needs W0
+    balanced to ``balance_tol`` relative to max_j ||W_j||^2) or ``"modified"`` (needs ``eta``).
     ``rtol``/``atol`` are the local error tolerances of the adaptive integrator, ``max_steps`` bounds the
     accepted + rejected steps, ``first_step`` = 0 selects the initial step automatically; ``fixed_step``
-    switches the error control off (equal steps <= fixed_step).  ``diagnostics`` adds ||grad L||^2, the
-    balancedness and the singular values of the product at every requested time (eigen/singular value
-    decompositions: turn it off for very many times on large networks; the loss alone is cheap).
-    BLAS runs on ``blas_threads`` threads (default 1, as in `run_gd`; None leaves it).
+    switches the error control off (equal steps <= fixed_step).  ``diagnostics`` (True, False or names, as
+    for `dlnsim.run_gd`) selects ||grad L||^2, the balancedness, ||W_j||^2 and the singular values of the
+    product at every requested time (eigen/singular value decompositions: turn them off for very many times
+    on large networks; the loss alone is cheap).  BLAS runs on ``blas_threads`` threads (default 1, as in
+    `run_gd`; None leaves it).  ``attrs`` adds global attributes.
 
-    Returns a Dataset over ``time`` with ``loss_t``, ``excess_loss_t``, and with ``diagnostics``
-    ``grad_norm_sq_t`` (factor and modified), ``balancedness_t``/``balancedness_max_t`` (factor and
-    modified, N >= 2) and ``product_sv_t``; the attributes ``status`` (done / max_steps / nonfinite /
-    step_underflow), ``n_steps``, ``n_rejected``, ``rtol``, ``atol``, ``kind``, ``eta`` and the provenance.
+    Returns a Dataset over ``time`` with the variable names of a GD Dataset: ``loss``, ``excess_loss`` and
+    the selected diagnostics ``grad_norm_sq``, ``balancedness`` / ``balancedness_max``, ``layer_norm_sq``
+    (factor and modified flows) and ``product_sv``; the attributes ``status`` (see `STATUSES`),
+    ``n_steps``, ``n_rejected``, ``t_reached``, ``rtol``, ``atol``, ``kind``, ``eta`` and the provenance.
+    `solve_flow` returns the `FlowResult` this Dataset is built from.
     """
-    ds, _ = _run_flow(problem, W0, t, rtol, atol, kind, eta, max_steps, first_step, fixed_step=fixed_step,
-                      diagnostics=diagnostics, balance_tol=balance_tol, attrs=attrs,
-                      blas_threads=blas_threads)
-    return ds
+    return flow_dataset(solve_flow(problem, W0, t, rtol, atol, kind, eta, max_steps, first_step, record=record,
+                                   diagnostics=diagnostics, fixed_step=fixed_step, balance_tol=balance_tol,
+                                   attrs=attrs, blas_threads=blas_threads))

@@ -1,21 +1,51 @@
 """Gradient descent runs: validate, call the Numba kernel in chunks, return a `GDResult`, build the Dataset.
 
 GD (2.1): W_j(k+1) = W_j(k) - eta_k grad_{W_j} L^N(W(k)).  The state W(k) is evaluated for k = 0..n_iter
-(n_iter steps).  At record points the Dataset stores the loss, ||grad||^2, the balancedness per pair and its
-max, ||W_j||^2 per layer, the singular values of the product, the descent ratio of Prop. 3.4(4), eta_k and
-t_k.  Over *all* steps the attributes keep max_k L(k+1) - L(k) and min_k of the descent ratio.
+(n_iter steps).  `solve_gd` runs it and returns a `GDResult`; `gd_dataset` turns that into a Dataset over
+``k`` (with the time t_k = eta_0 + ... + eta_{k-1} as a coordinate along ``k``); `run_gd` does both.
 
-A run stops early, with status ``diverged`` and the iteration in ``stop_iteration``, when the loss or the
-gradient becomes non-finite or the loss exceeds ``blowup`` x max(L(0), 1/2 ||Y||_F^2); record points after
-the stop stay NaN.  With ``stop_early=True`` it also stops when ||grad L||_F <= gtol.  Otherwise the status
-is ``converged`` when the final ||grad L||_F <= gtol, else ``max_iter``.
+Records (see `dlnsim.record` for ``record`` and ``diagnostics``): at record points the loss, the excess
+loss L - L*, eta_k, the descent ratio of Prop. 3.4(4) and the selected diagnostics (||grad||^2, the
+balancedness per pair and its max, ||W_j||^2 per layer, the singular values of the product).  Over *all*
+steps the attributes keep max_k L(k+1) - L(k) and min_k of the descent ratio.
+
+Convergence tests (evaluated at every iteration, at no extra cost):
+
+* the gradient test ||grad L^N(W(k))||_F <= gtol x g_scale, with the gradient scale of the problem
+  g_scale = ||Y X^T||_F ||W_ls||_F^((N-1)/N) (W_ls the least-squares solution).  It scales like the
+  gradient when X, Y are rescaled (and the factors with them), so the same gtol means the same thing for
+  data of any magnitude.  Attribute ``gtol_iteration``: the first k where it held (-1: never).
+* the loss test L(W(k)) - L* <= max(ltol x (L(W0) - L*), rounding level), relative to the initial excess
+  loss; the rounding level 1/2 (64 eps ||F||_F)^2 (F = Y X^T R^{-1}, X X^T = R^T R) is where the computed
+  excess loss of the optimum lies.  The default ltol = gtol^2 matches the default gtol (the excess loss is
+  quadratic in the distance to a minimum, the gradient linear).  Attribute ``ltol_iteration``.
+
+With ``stop_early=True`` the run stops at the first iteration where either test holds.
+
+Status (attribute ``status``, with ``status_reason`` and ``stop_iteration``, the iteration where the run
+ended: n_iter unless it stopped early):
+
+``converged``
+    a test held where the run ended (at the stop with ``stop_early``, else at k = n_iter).
+``diverged``
+    the loss or the gradient became non-finite, or the loss exceeded ``blowup`` x max(L(0), 1/2 ||Y||_F^2);
+    the run stopped there.
+``critical_start``
+    W0 is a critical point that is not a minimiser (e.g. all factors zero for N >= 2): the gradient test
+    held at k = 0 while the loss test did not, and the loss test still fails where the run ended.
+``max_iter``
+    n_iter steps were done and neither test holds at the end.
+
+When a run stops early (``stop_early`` or divergence) the stop iteration is a record point too (unless
+``record_stop=False``, which keeps exactly the planned record points): it holds the state where the run
+stopped (for ``diverged`` the offending loss, non-finite or above the threshold).  Record points after the
+stop stay NaN.  Diagnostics of a state too large to evaluate without overflow are NaN.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,86 +58,43 @@ from ._kernels.linalg import workspace_size
 from ._validate import nonneg_int, positive_float
 from .objective import _checked, _layout, _unflatten
 from .problem import Problem
-from .schedules import Schedule, as_schedule
+from .record import (
+    Every,
+    LogSpaced,
+    check_size,
+    checked_n_iter,
+    diagnostics_set,
+    record_points,
+    record_rule,
+)
+from .schedules import Constant, Schedule, as_schedule
 from .theory import StepsizeBound, stepsize_bound
 
-__all__ = ["Every", "GDResult", "LogSpaced", "gd_dataset", "record_points", "run_gd", "solve_gd", "weights_from"]
+__all__ = ["STATUSES", "Every", "GDResult", "LogSpaced", "gd_dataset", "record_points", "run_gd", "solve_gd",
+           "weights_from"]
+
+#: the statuses of a GD run
+STATUSES = ("converged", "diverged", "critical_start", "max_iter")
+
+_EPS = float(np.finfo(float).eps)
 
 
-@dataclass(frozen=True)
-class Every:
-    """Record every n-th iteration (and the last)."""
-
-    n: int
-
-    def __post_init__(self) -> None:
-        nonneg_int(self.n, "record (every n-th iteration)", minimum=1)
-
-    def points(self, n_iter: int) -> np.ndarray:
-        return np.union1d(np.arange(0, n_iter + 1, self.n, dtype=np.int64), [n_iter])
-
-    def describe(self) -> str:
-        return f"every {self.n}"
+def _flag(value: Any, name: str) -> bool:
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
-@dataclass(frozen=True)
-class LogSpaced:
-    """About n log-spaced iterations, plus the first (0) and the last."""
-
-    n: int = 200
-
-    def __post_init__(self) -> None:
-        nonneg_int(self.n, "record (number of log-spaced points)", minimum=2)
-
-    def points(self, n_iter: int) -> np.ndarray:
-        if n_iter == 0:
-            return np.zeros(1, dtype=np.int64)
-        pts = np.unique(np.round(np.logspace(0.0, math.log10(n_iter), self.n)).astype(np.int64))
-        return np.union1d(pts, [0, n_iter]).astype(np.int64)
-
-    def describe(self) -> str:
-        return f"log-spaced {self.n}"
+def _attrs_arg(attrs: Any) -> dict[str, Any]:
+    if attrs is None:
+        return {}
+    if not isinstance(attrs, dict) or not all(isinstance(k, str) for k in attrs):
+        raise ValueError(f"attrs must be a dict with str keys (extra global attributes), got {attrs!r}")
+    return dict(attrs)
 
 
-class _Points:
-    def __init__(self, pts: np.ndarray) -> None:
-        self.pts = pts
-
-    def points(self, n_iter: int) -> np.ndarray:
-        if self.pts.size and (self.pts[0] < 0 or self.pts[-1] > n_iter):
-            raise ValueError(f"record: iterations must lie in [0, n_iter = {n_iter}]")
-        return np.union1d(self.pts, [0, n_iter]).astype(np.int64)
-
-    def describe(self) -> str:
-        return f"explicit {self.pts.size}"
-
-
-def _record_rule(record: Any) -> Every | LogSpaced | _Points:
-    if isinstance(record, Every | LogSpaced):
-        return record
-    if isinstance(record, str):
-        if record == "log":
-            return LogSpaced()
-        if record == "all":
-            return Every(1)
-        if record.startswith("log:"):
-            return LogSpaced(int(record[4:]))
-        if record.startswith("every:"):
-            return Every(int(record[6:]))
-        raise ValueError(f"record must be 'log', 'log:N', 'all', 'every:N', an int or an array, got {record!r}")
-    if isinstance(record, int | np.integer) and not isinstance(record, bool):
-        return Every(int(record))
-    if isinstance(record, Sequence | np.ndarray):
-        arr = np.asarray(record)
-        if arr.dtype.kind not in "iu":
-            raise ValueError("record: an explicit list of iterations must hold integers")
-        return _Points(np.unique(arr.astype(np.int64)))
-    raise ValueError(f"record must be 'log', 'all', an int, a LogSpaced/Every rule or an array, got {record!r}")
-
-
-def record_points(n_iter: int, record: Any = "log") -> np.ndarray:
-    """The iterations (sorted, first and last included) at which `run_gd` records."""
-    return _record_rule(record).points(nonneg_int(n_iter, "n_iter"))
+def _blas_arg(n: Any) -> int | None:
+    return None if n is None else nonneg_int(n, "blas_threads", minimum=1)
 
 
 def _eta_from_bound(eta: str, problem: Problem, W: list[np.ndarray]) -> tuple[float, StepsizeBound]:
@@ -127,262 +114,48 @@ def _eta_from_bound(eta: str, problem: Problem, W: list[np.ndarray]) -> tuple[fl
     return factor * b.eta, b
 
 
-@dataclass
-class GDResult:
-    """What one gradient-descent run produced, before it becomes a Dataset (see `gd_dataset`).
-
-    ``records`` maps a variable name to its values over the record points ``k`` (first axis): ``loss``,
-    ``excess_loss``, ``grad_norm_sq``, ``balancedness`` (k, pair), ``layer_norm_sq`` (k, layer),
-    ``product_sv`` (k, sv), ``descent_ratio``, ``eta`` and ``t``.  ``w`` is the final flat state (factor
-    layout of ``dims``), ``snapshots`` the flat state at every record point when asked for (NaN after a
-    stop).  ``attrs`` holds the run's attributes (settings, status, theory constants, provenance).
-    """
-
-    k: np.ndarray
-    records: dict[str, np.ndarray]
-    w: np.ndarray
-    dims: np.ndarray
-    schedule: Schedule
-    status: str
-    stop_iteration: int
-    attrs: dict[str, Any]
-    snapshots: np.ndarray | None = None
-    keep_weights: bool = False
+def _quiet_bound(problem: Problem, W: list[np.ndarray]) -> StepsizeBound | None:
+    """The section-5 bound of a balanced start, None when it does not apply or cannot be evaluated."""
+    try:
+        with np.errstate(all="ignore"):
+            return stepsize_bound(problem, W)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+        return None  # an unbalanced start (Theorem 2.4 with alpha = 0 does not apply), or overflow
 
 
-def run_gd(
-    problem: Problem,
-    W0: Sequence[np.ndarray],
-    eta: float | str | Schedule | np.ndarray,
-    n_iter: int,
-    record: Any = "log",
-    *,
-    gtol: float = 1e-10,
-    stop_early: bool = False,
-    blowup: float = 1e8,
-    bound: StepsizeBound | None = None,
-    keep_weights: bool = False,
-    progress: bool = False,
-    attrs: dict[str, Any] | None = None,
-    blas_threads: int | None = 1,
-) -> xr.Dataset:
-    """Run ``n_iter`` steps of gradient descent from ``W0`` and return the records as a Dataset.
-
-    ``eta`` is a positive number, a `Schedule`, an array of n_iter stepsizes, or ``"bound"`` /
-    ``"<c>xbound"`` (c times eta* of (5.1) for this start).  ``record`` is ``"log"`` (200 log-spaced points,
-    the default), ``"log:N"``, ``"all"``, an int n (every n-th), `Every`/`LogSpaced`, or an array of
-    iterations.  ``bound`` (default: the section-5 bound when W0 is balanced) puts the theory constants
-    in the attributes.  ``keep_weights`` stores the final factors (see `weights_from`).  BLAS runs on
-    ``blas_threads`` threads during the run (default 1: faster for these matrix sizes; None leaves it).
-
-    `solve_gd` takes the same arguments and returns the `GDResult` this Dataset is built from; GD next to
-    the gradient flows is `dlnsim.compare_flow`.
-    """
-    return gd_dataset(solve_gd(problem, W0, eta, n_iter, record, gtol=gtol, stop_early=stop_early,
-                               blowup=blowup, bound=bound, keep_weights=keep_weights, progress=progress,
-                               attrs=attrs, blas_threads=blas_threads))
-
-
-def solve_gd(
-    problem: Problem,
-    W0: Sequence[np.ndarray],
-    eta: float | str | Schedule | np.ndarray,
-    n_iter: int,
-    record: Any = "log",
-    *,
-    gtol: float = 1e-10,
-    stop_early: bool = False,
-    blowup: float = 1e8,
-    bound: StepsizeBound | None = None,
-    keep_weights: bool = False,
-    progress: bool = False,
-    attrs: dict[str, Any] | None = None,
-    snapshots: bool = False,
-    blas_threads: int | None = 1,
-) -> GDResult:
-    """`run_gd` without the Dataset: the `GDResult`.  With ``snapshots`` it also keeps the flat state W(k)
-    at every record point, shape (n_rec, n_params) (NaN after a stop), for comparisons with the gradient
-    flow at the same times."""
-    W = _checked(problem, W0, "W0")
-    n_iter = nonneg_int(n_iter, "n_iter")
-    gtol = positive_float(gtol, "gtol", allow_zero=True)
-    blowup = positive_float(blowup, "blowup")
-    if bound is not None and not isinstance(bound, StepsizeBound):
-        raise ValueError(f"bound must be a StepsizeBound (from dlnsim.stepsize_bound), got {type(bound).__name__}")
-    if isinstance(eta, str):
-        eta_value, bound_used = _eta_from_bound(eta, problem, W)
-        bound = bound or bound_used
-        schedule: Schedule = as_schedule(eta_value)
-        eta_label = eta
-    else:
-        schedule = as_schedule(eta)
-        eta_label = "schedule"
-    etas = np.ascontiguousarray(schedule.values(n_iter), dtype=np.float64)
-    if bound is None:
-        try:
-            bound = stepsize_bound(problem, W)
-        except ValueError:
-            bound = None  # an unbalanced start: Theorem 2.4 with alpha = 0 does not apply
-    rule = _record_rule(record)
-    rec_k = rule.points(n_iter)
-
-    w, dims, offs, pivot = _layout(W)
-    n = len(W)
-    n_rec = rec_k.size
-    n_sv = int(min(dims))
-    nan = np.nan
-    rec = {
-        "loss": np.full(n_rec, nan),
-        "excess_loss": np.full(n_rec, nan),
-        "grad_norm_sq": np.full(n_rec, nan),
-        "balancedness": np.full((n_rec, n - 1), nan),
-        "layer_norm_sq": np.full((n_rec, n), nan),
-        "product_sv": np.full((n_rec, n_sv), nan),
-        "descent_ratio": np.full(n_rec, nan),
-        "eta": np.full(n_rec, nan),
-        "t": np.full(n_rec, nan),
-    }
-    # numpy here, not the kernel: a second compiled caller of the gradient kernel would double the compile time
-    P = W[0]
-    for Wj in W[1:]:
-        P = Wj @ P
-    loss0 = problem.loss_of_product(P)
-    threshold = blowup * max(loss0, 0.5 * problem.norm_Y_F**2, np.finfo(float).tiny)
-    acc = np.zeros(_gd.N_ACC)
-    acc[_gd.A_MIN_RATIO] = np.inf
-    acc[_gd.A_MAX_INCREASE] = -np.inf
-    iacc = np.zeros(_gd.N_IACC, dtype=np.int64)
-    iacc[_gd.I_PENDING] = -1
-    iacc[_gd.I_STOP] = -1
-
-    total = n_iter + 1
-    chunk = total if not progress else max(1000, total // 200)
-    snaps = np.full((n_rec, w.size), nan) if snapshots else None
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_iter, unit="it", desc=f"GD N={n}", dynamic_ncols=True, leave=False)
-    g = np.empty_like(w)
-    ws = np.empty(workspace_size(dims, pivot))
-    status = _gd.RUNNING
-    k = 0
-    r = 0  # next record point whose state-based diagnostics are pending
-    with _blas_threads(blas_threads):
-        try:
-            while k < total:
-                # chunks end at record points, so W(rec_k[r]) is in w here: eigenvalues and SVDs in numpy
-                if r < n_rec and rec_k[r] == k:
-                    if np.all(np.isfinite(w)):
-                        _diagnostics(w, dims, offs, rec["balancedness"][r], rec["layer_norm_sq"][r],
-                                     rec["product_sv"][r])
-                        if snaps is not None:
-                            snaps[r] = w
-                    r += 1
-                k_stop = min(k + chunk, total, int(rec_k[r]) if r < n_rec else total)
-                status = _gd._gd_chunk(
-                    w, g, ws, dims, offs, pivot, problem.Rt, problem.F, problem.lstar, etas, n_iter, k, k_stop,
-                    threshold, gtol * gtol, stop_early, rec_k, rec["loss"], rec["excess_loss"],
-                    rec["grad_norm_sq"], rec["descent_ratio"], rec["eta"], rec["t"], acc, iacc,
-                )
-                if bar is not None:
-                    bar.update(min(k_stop, n_iter) - min(k, n_iter))
-                    bar.set_postfix(loss=f"{acc[_gd.A_LAST_LOSS]:.3e}", refresh=False)
-                if status != _gd.RUNNING:
-                    break
-                k = k_stop
-        finally:
-            if bar is not None:
-                bar.close()
-    if status in (_gd.DIVERGED_NONFINITE, _gd.DIVERGED_BLOWUP):
-        # a blown-up (finite) state may have been diagnosed before the kernel flagged it: records from the
-        # stop on stay NaN
-        after = rec_k >= iacc[_gd.I_STOP]
-        for key in ("balancedness", "layer_norm_sq", "product_sv"):
-            rec[key][after] = nan
-        if snaps is not None:
-            snaps[after] = nan
-
-    stop_k = int(iacc[_gd.I_STOP])
-    final_gn2 = float(acc[_gd.A_LAST_GN2])
-    if status in (_gd.DIVERGED_NONFINITE, _gd.DIVERGED_BLOWUP):
-        status_name = "diverged"
-        reason = "non-finite loss or gradient" if status == _gd.DIVERGED_NONFINITE else "loss blow-up"
-    elif status == _gd.CONVERGED or final_gn2 <= gtol * gtol:
-        status_name, reason = "converged", f"||grad L||_F <= gtol = {gtol:g}"
-    else:
-        status_name, reason = "max_iter", f"n_iter = {n_iter} steps done, ||grad L||_F > gtol = {gtol:g}"
-
-    run_attrs: dict[str, Any] = {
-        "title": f"gradient descent on a depth-{n} linear network",
-        "N": n,
-        "widths": dims,
-        "d_x": problem.d_x,
-        "d_y": problem.d_y,
-        "m": problem.m,
-        "pivot_layer": pivot,
-        "n_iter": n_iter,
-        "eta_spec": eta_label,
-        **schedule.attrs(),
-        "record_rule": rule.describe(),
-        "gtol": gtol,
-        "stop_early": stop_early,
-        "blowup": blowup,
-        "divergence_threshold": threshold,
-        "status": status_name,
-        "status_reason": reason,
-        "stop_iteration": stop_k,
-        "final_loss": float(acc[_gd.A_LAST_LOSS]),
-        "final_grad_norm_sq": final_gn2,
-        "min_descent_ratio": float(acc[_gd.A_MIN_RATIO]) if np.isfinite(acc[_gd.A_MIN_RATIO]) else nan,
-        "max_loss_increase": float(acc[_gd.A_MAX_INCREASE]) if np.isfinite(acc[_gd.A_MAX_INCREASE]) else nan,
-        "initial_loss": loss0,
-        "optimal_loss": problem.lstar,
-        "q": problem.q,
-        **problem.meta,
-    }
-    if bound is not None:
-        run_attrs.update(bound.attrs())
-    run_attrs.update(dataset.provenance())
-    run_attrs.update(attrs or {})
-    return GDResult(k=rec_k, records=rec, w=w, dims=dims, schedule=schedule, status=status_name,
-                    stop_iteration=stop_k, attrs=run_attrs, snapshots=snaps, keep_weights=keep_weights)
-
-
-def gd_dataset(res: GDResult) -> xr.Dataset:
-    """The Dataset of a `GDResult`: the records over ``k`` with the schema's units and long names."""
-    rec = res.records
-    n = len(res.dims) - 1
-    n_rec = res.k.size
-    data = dict(rec)
-    data["balancedness_max"] = (
-        np.max(rec["balancedness"], axis=1) if n > 1 else np.zeros(n_rec) * rec["loss"]
-    )
-    if res.keep_weights:
-        data["final_weights"] = res.w
-    coords = {
-        "k": res.k,
-        "layer": np.arange(1, n + 1, dtype=np.int64),
-        "pair": np.arange(1, n, dtype=np.int64),
-        "sv": np.arange(1, rec["product_sv"].shape[1] + 1, dtype=np.int64),
-    }
-    return dataset.build(data, coords, res.attrs)
+def _diag_safe(w: np.ndarray, dims: np.ndarray, offs: np.ndarray) -> bool:
+    """True when the diagnostics of ``w`` cannot overflow (all finite, and sum_j log10(d_max max|W_j|) over
+    the layers where it is positive below 150: Gram matrices and products of layers stay below 1e150)."""
+    if not np.all(np.isfinite(w)):
+        return False
+    dmax = float(max(dims))
+    total = 0.0
+    for j in range(len(dims) - 1):
+        m = float(np.max(np.abs(w[offs[j]:offs[j + 1]]), initial=0.0)) * dmax
+        if m > 1.0:
+            total += float(np.log10(m))
+    return total < 150.0
 
 
 def _diagnostics(w: np.ndarray, dims: np.ndarray, offs: np.ndarray, bal: np.ndarray, lnorm: np.ndarray,
                  sv: np.ndarray) -> None:
-    """Balancedness per pair, ||W_j||^2 per layer and the top singular values of the product, at one state."""
+    """Balancedness per pair, ||W_j||^2 per layer and the top singular values of the product, at one state,
+    into the outputs that have entries (left as they are when the state could overflow)."""
+    if not _diag_safe(w, dims, offs):
+        return
     n = len(dims) - 1
     W = [w[offs[j]:offs[j + 1]].reshape(int(dims[j + 1]), int(dims[j])) for j in range(n)]
-    grams = []
-    for j in range(n):
-        gram = W[j] @ W[j].T if dims[j + 1] <= dims[j] else W[j].T @ W[j]
-        lnorm[j] = np.linalg.eigvalsh(gram)[-1]
-        grams.append(gram)
-    for j in range(n - 1):
-        D = W[j + 1].T @ W[j + 1] - W[j] @ W[j].T
-        ev = np.linalg.eigvalsh(0.5 * (D + D.T))
-        bal[j] = max(abs(ev[0]), abs(ev[-1]))
+    if lnorm.size:
+        for j in range(n):
+            gram = W[j] @ W[j].T if dims[j + 1] <= dims[j] else W[j].T @ W[j]
+            lnorm[j] = np.linalg.eigvalsh(gram)[-1]
+    if bal.size:
+        for j in range(n - 1):
+            D = W[j + 1].T @ W[j + 1] - W[j] @ W[j].T
+            ev = np.linalg.eigvalsh(0.5 * (D + D.T))
+            bal[j] = max(abs(ev[0]), abs(ev[-1]))
+    if not sv.size:
+        return
     # product through the narrowest layer b: W = up @ low with up (d_N, d_b), low (d_b, d_0); the nonzero
     # singular values are those of R_up R_low^T (QR factors), which keeps small singular values accurate
     b = int(np.argmin(dims))
@@ -401,6 +174,357 @@ def _diagnostics(w: np.ndarray, dims: np.ndarray, offs: np.ndarray, bal: np.ndar
     s = np.linalg.svd(small, compute_uv=False)
     sv[:] = 0.0
     sv[: min(sv.size, s.size)] = s[: sv.size]
+
+
+@dataclass
+class GDResult:
+    """What one gradient-descent run produced, before it becomes a Dataset (see `gd_dataset`).
+
+    ``records`` maps a variable name to its values over the record points ``k`` (first axis): ``loss``,
+    ``excess_loss``, ``descent_ratio``, ``eta``, ``t`` and the selected ``diagnostics`` (``grad_norm_sq``,
+    ``balancedness`` (k, pair), ``layer_norm_sq`` (k, layer), ``product_sv`` (k, sv)).  ``w`` is the final
+    flat state (factor layout of ``dims``), ``snapshots`` the flat state at every record point when asked
+    for (NaN where not reached).  ``schedule`` is the stepsize schedule used, ``status`` one of `STATUSES`,
+    ``stop_iteration`` the iteration where the run ended, ``attrs`` the run's attributes (settings, status,
+    theory constants, provenance).
+    """
+
+    k: np.ndarray
+    records: dict[str, np.ndarray]
+    w: np.ndarray
+    dims: np.ndarray
+    schedule: Schedule
+    status: str
+    stop_iteration: int
+    diagnostics: tuple[str, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    snapshots: np.ndarray | None = None
+    keep_weights: bool = False
+
+
+def run_gd(
+    problem: Problem,
+    W0: Sequence[np.ndarray],
+    eta: float | str | Schedule | np.ndarray,
+    n_iter: int,
+    record: Any = "log",
+    *,
+    diagnostics: Any = True,
+    gtol: float = 1e-10,
+    ltol: float | None = None,
+    stop_early: bool = False,
+    record_stop: bool = True,
+    blowup: float = 1e8,
+    bound: StepsizeBound | None = None,
+    keep_weights: bool = False,
+    progress: bool = False,
+    attrs: dict[str, Any] | None = None,
+    blas_threads: int | None = 1,
+) -> xr.Dataset:
+    """Run ``n_iter`` steps of gradient descent from ``W0`` and return the records as a Dataset over ``k``.
+
+    ``eta`` is a positive number, a `Schedule`, an array of n_iter stepsizes, or ``"bound"`` /
+    ``"<c>xbound"`` (c times eta* of (5.1) for this start).  ``record`` (which iterations) and
+    ``diagnostics`` (which state diagnostics) are the save policy of `dlnsim.record`.  ``gtol`` (relative to
+    the gradient scale of the problem) and ``ltol`` (relative to the initial excess loss; default gtol^2, 0
+    turns the loss test off) are the convergence tests, ``stop_early`` stops at the first iteration that
+    passes one, ``record_stop`` makes an early stop a record point, ``blowup`` sets the divergence threshold
+    (see the module docstring for all of these and the statuses).  ``bound`` (default: the section-5 bound
+    when W0 is balanced) puts the theory constants in the attributes.  ``keep_weights`` stores the final
+    factors (see `weights_from`).  BLAS runs on ``blas_threads`` threads during the run (default 1: faster
+    for these matrix sizes; None leaves it).  ``attrs`` adds global attributes.
+
+    `solve_gd` takes the same arguments and returns the `GDResult` this Dataset is built from; GD next to
+    the gradient flows is `dlnsim.compare_flow`.
+    """
+    return gd_dataset(solve_gd(problem, W0, eta, n_iter, record, diagnostics=diagnostics, gtol=gtol, ltol=ltol,
+                               stop_early=stop_early, record_stop=record_stop, blowup=blowup, bound=bound,
+                               keep_weights=keep_weights, progress=progress, attrs=attrs,
+                               blas_threads=blas_threads))
+
+
+def solve_gd(
+    problem: Problem,
+    W0: Sequence[np.ndarray],
+    eta: float | str | Schedule | np.ndarray,
+    n_iter: int,
+    record: Any = "log",
+    *,
+    diagnostics: Any = True,
+    gtol: float = 1e-10,
+    ltol: float | None = None,
+    stop_early: bool = False,
+    record_stop: bool = True,
+    blowup: float = 1e8,
+    bound: StepsizeBound | None = None,
+    keep_weights: bool = False,
+    progress: bool = False,
+    attrs: dict[str, Any] | None = None,
+    snapshots: bool = False,
+    blas_threads: int | None = 1,
+) -> GDResult:
+    """`run_gd` without the Dataset: the `GDResult`.  With ``snapshots`` it also keeps the flat state W(k)
+    at every record point, shape (n_rec, n_params) (NaN where not reached), for comparisons with the
+    gradient flow at the same times."""
+    W = _checked(problem, W0, "W0")
+    n_iter = checked_n_iter(n_iter)
+    diag = diagnostics_set(diagnostics)
+    gtol = positive_float(gtol, "gtol", allow_zero=True)
+    ltol = gtol * gtol if ltol is None else positive_float(ltol, "ltol", allow_zero=True)
+    if ltol >= 1.0:
+        raise ValueError(f"ltol must be < 1 (a fraction of the initial excess loss), got {ltol!r}")
+    stop_early = _flag(stop_early, "stop_early")
+    record_stop = _flag(record_stop, "record_stop")
+    keep_weights = _flag(keep_weights, "keep_weights")
+    progress = _flag(progress, "progress")
+    snapshots = _flag(snapshots, "snapshots")
+    blowup = positive_float(blowup, "blowup")
+    user_attrs = _attrs_arg(attrs)
+    blas = _blas_arg(blas_threads)
+    if bound is not None and not isinstance(bound, StepsizeBound):
+        raise ValueError(f"bound must be a StepsizeBound (from dlnsim.stepsize_bound), got {type(bound).__name__}")
+    rule = record_rule(record)
+    w, dims, offs, pivot = _layout(W)
+    n = len(W)
+    n_sv = int(min(dims))
+    row = 6 + (n - 1) + n + n_sv + (w.size if snapshots else 0)
+    check_size(rule.count(n_iter) + 1, row, "record")  # + 1: the stop iteration
+    if isinstance(eta, str):
+        eta_value, bound_used = _eta_from_bound(eta, problem, W)
+        bound = bound or bound_used
+        schedule: Schedule = as_schedule(eta_value)
+        eta_label = eta
+    else:
+        schedule = as_schedule(eta)
+        eta_label = "schedule"
+    if not isinstance(schedule, Constant):
+        check_size(n_iter, 1, "n_iter (a non-constant schedule stores one stepsize per step)")
+    etas = np.ascontiguousarray(schedule.values(n_iter), dtype=np.float64)
+    rec_k = rule.points(n_iter)
+
+    # the initial excess loss in numpy, in the residual form of the kernel (a second compiled caller of
+    # the gradient kernel would double the compile time); an overflowing start gives inf here and
+    # "diverged" at k = 0
+    with np.errstate(all="ignore"):
+        P = W[0]
+        for Wj in W[1:]:
+            P = Wj @ P
+        Z = P @ problem.Rt - problem.F
+        excess0 = 0.5 * float(np.sum(Z * Z))
+        g_scale = float(np.linalg.norm(problem.YXt)) * float(np.linalg.norm(problem.W_ls)) ** ((n - 1) / n)
+        floor = 0.5 * (64.0 * _EPS * float(np.linalg.norm(problem.F))) ** 2
+    loss0 = problem.lstar + excess0
+    if bound is None and np.isfinite(excess0):
+        bound = _quiet_bound(problem, W)
+    gtol_abs = gtol * g_scale
+    ltol_abs = -1.0 if ltol == 0.0 or not np.isfinite(excess0) else max(ltol * excess0, floor)
+    threshold = blowup * max(loss0, 0.5 * problem.norm_Y_F**2, np.finfo(float).tiny)
+
+    n_rec = rec_k.size
+    nan = np.nan
+    rec = {
+        "loss": np.full(n_rec, nan),
+        "excess_loss": np.full(n_rec, nan),
+        "grad_norm_sq": np.full(n_rec, nan),
+        "balancedness": np.full((n_rec, n - 1 if "balancedness" in diag else 0), nan),
+        "layer_norm_sq": np.full((n_rec, n if "layer_norm_sq" in diag else 0), nan),
+        "product_sv": np.full((n_rec, n_sv if "product_sv" in diag else 0), nan),
+        "descent_ratio": np.full(n_rec, nan),
+        "eta": np.full(n_rec, nan),
+        "t": np.full(n_rec, nan),
+    }
+    acc = np.zeros(_gd.N_ACC)
+    acc[_gd.A_MIN_RATIO] = np.inf
+    acc[_gd.A_MAX_INCREASE] = -np.inf
+    acc[_gd.A_LTOL] = ltol_abs
+    iacc = np.zeros(_gd.N_IACC, dtype=np.int64)
+    iacc[_gd.I_PENDING] = -1
+    iacc[_gd.I_STOP] = -1
+    iacc[_gd.I_GTOL_K] = -1
+    iacc[_gd.I_LTOL_K] = -1
+    snaps = np.full((n_rec, w.size), nan) if snapshots else None
+    state_diag = bool(rec["balancedness"].size or rec["layer_norm_sq"].size or rec["product_sv"].size)
+
+    total = n_iter + 1
+    chunk = total if not progress else max(1000, total // 200)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_iter, unit="it", desc=f"GD N={n}", dynamic_ncols=True, leave=False)
+    g = np.empty_like(w)
+    ws = np.empty(workspace_size(dims, pivot))
+    status = _gd.RUNNING
+    k = 0
+    r = 0  # next record point whose state-based diagnostics are pending
+    with _blas_threads(blas), np.errstate(all="ignore"):
+        try:
+            while k < total:
+                # chunks end at record points, so W(rec_k[r]) is in w here: eigenvalues and SVDs in numpy
+                if r < n_rec and rec_k[r] == k:
+                    if state_diag:
+                        _diagnostics(w, dims, offs, rec["balancedness"][r], rec["layer_norm_sq"][r],
+                                     rec["product_sv"][r])
+                    if snaps is not None:
+                        snaps[r] = w
+                    r += 1
+                k_stop = min(k + chunk, total, int(rec_k[r]) if r < n_rec else total)
+                status = _gd._gd_chunk(
+                    w, g, ws, dims, offs, pivot, problem.Rt, problem.F, problem.lstar, etas, n_iter, k, k_stop,
+                    threshold, gtol_abs * gtol_abs, stop_early, rec_k, rec["loss"], rec["excess_loss"],
+                    rec["grad_norm_sq"], rec["descent_ratio"], rec["eta"], rec["t"], acc, iacc,
+                )
+                if bar is not None:
+                    bar.update(min(k_stop, n_iter) - min(k, n_iter))
+                    bar.set_postfix(loss=f"{acc[_gd.A_LAST_LOSS]:.3e}", refresh=False)
+                if status != _gd.RUNNING:
+                    break
+                k = k_stop
+        finally:
+            if bar is not None:
+                bar.close()
+
+        stop_k = int(iacc[_gd.I_STOP])
+        if status != _gd.RUNNING:  # stopped early or diverged: the state W(stop_k) is in w
+            eta_stop = float(etas[0] if etas.size == 1 else etas[stop_k]) if stop_k < n_iter else nan
+            rec_k, rec, snaps = _stop_record(rec_k, rec, snaps, stop_k, record_stop, w, dims, offs, eta_stop, acc,
+                                             problem.lstar, state_diag)
+
+    gtol_k, ltol_k = int(iacc[_gd.I_GTOL_K]), int(iacc[_gd.I_LTOL_K])
+    last_ex, last_gn2 = float(acc[_gd.A_LAST_EXCESS]), float(acc[_gd.A_LAST_GN2])
+    g_end = last_gn2 <= gtol_abs * gtol_abs
+    l_end = last_ex <= ltol_abs
+    tests = (f"gradient test ||grad L||_F <= gtol x g_scale = {gtol_abs:.3g}, "
+             f"loss test L - L* <= {max(ltol_abs, 0.0):.3g}")
+    if status in (_gd.DIVERGED_NONFINITE, _gd.DIVERGED_BLOWUP):
+        status_name = "diverged"
+        reason = (f"non-finite loss or gradient at k = {stop_k}" if status == _gd.DIVERGED_NONFINITE
+                  else f"loss {acc[_gd.A_LAST_LOSS]:.3g} above the threshold {threshold:.3g} at k = {stop_k}")
+    elif gtol_k == 0 and ltol_k != 0 and not l_end:
+        status_name = "critical_start"
+        reason = (f"W0 is a critical point that is not a minimiser: ||grad L(W0)||_F <= {gtol_abs:.3g} "
+                  f"(gtol x g_scale) while L - L* = {excess0:.3g}")
+    elif g_end or l_end:
+        status_name = "converged"
+        which = "gradient" if g_end else "loss"
+        reason = f"the {which} test holds at k = {stop_k} ({tests})"
+    else:
+        status_name = "max_iter"
+        reason = f"n_iter = {n_iter} steps done, neither test holds ({tests})"
+
+    run_attrs: dict[str, Any] = {
+        "title": f"gradient descent on a depth-{n} linear network",
+        "N": n,
+        "widths": dims,
+        "d_x": problem.d_x,
+        "d_y": problem.d_y,
+        "m": problem.m,
+        "pivot_layer": pivot,
+        "n_iter": n_iter,
+        "eta_spec": eta_label,
+        **schedule.attrs(),
+        "record_rule": rule.describe(),
+        "record_stop": record_stop,
+        "diagnostics": ", ".join(diag) if diag else "none",
+        "gtol": gtol,
+        "ltol": ltol,
+        "gradient_scale": g_scale,
+        "gtol_abs": gtol_abs,
+        "ltol_abs": ltol_abs,
+        "stop_early": stop_early,
+        "blowup": blowup,
+        "divergence_threshold": threshold,
+        "status": status_name,
+        "status_reason": reason,
+        "stop_iteration": stop_k,
+        "gtol_iteration": gtol_k,
+        "ltol_iteration": ltol_k,
+        "final_loss": float(acc[_gd.A_LAST_LOSS]),
+        "final_excess_loss": last_ex,
+        "final_grad_norm_sq": last_gn2,
+        "min_descent_ratio": float(acc[_gd.A_MIN_RATIO]) if np.isfinite(acc[_gd.A_MIN_RATIO]) else nan,
+        "max_loss_increase": float(acc[_gd.A_MAX_INCREASE]) if np.isfinite(acc[_gd.A_MAX_INCREASE]) else nan,
+        "initial_loss": loss0,
+        "initial_excess_loss": excess0,
+        "optimal_loss": problem.lstar,
+        "q": problem.q,
+        **problem.meta,
+    }
+    if bound is not None:
+        run_attrs.update(bound.attrs())
+    run_attrs.update(dataset.provenance())
+    run_attrs.update(user_attrs)
+    if "grad_norm_sq" not in diag:
+        del rec["grad_norm_sq"]
+    return GDResult(k=rec_k, records=rec, w=w, dims=dims, schedule=schedule, status=status_name,
+                    stop_iteration=stop_k, diagnostics=diag, attrs=run_attrs, snapshots=snaps,
+                    keep_weights=keep_weights)
+
+
+def _stop_record(
+    rec_k: np.ndarray, rec: dict[str, np.ndarray], snaps: np.ndarray | None, stop_k: int, record_stop: bool,
+    w: np.ndarray, dims: np.ndarray, offs: np.ndarray, eta_stop: float, acc: np.ndarray, lstar: float,
+    state_diag: bool,
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+    """After an early stop at ``stop_k``: records after it NaN, and (with ``record_stop``) the state where
+    the run stopped as a record point, inserted when it is not one already."""
+    after = rec_k > stop_k if record_stop else rec_k >= stop_k
+    for key in ("balancedness", "layer_norm_sq", "product_sv"):
+        rec[key][after] = np.nan  # a state diagnosed before the kernel found it blown up
+    if snaps is not None:
+        snaps[after] = np.nan
+    if not record_stop:
+        return rec_k, rec, snaps
+    r = int(np.searchsorted(rec_k, stop_k))
+    if r == rec_k.size or rec_k[r] != stop_k:
+        rec_k = np.insert(rec_k, r, stop_k)
+        rec = {key: np.insert(v, r, np.nan, axis=0) for key, v in rec.items()}
+        if snaps is not None:
+            snaps = np.insert(snaps, r, np.nan, axis=0)
+    ex = float(acc[_gd.A_LAST_EXCESS])
+    rec["loss"][r] = lstar + ex
+    rec["excess_loss"][r] = ex
+    rec["grad_norm_sq"][r] = acc[_gd.A_LAST_GN2]
+    rec["eta"][r] = eta_stop
+    rec["t"][r] = acc[_gd.A_T]
+    rec["descent_ratio"][r] = np.nan  # no step is taken from the stop
+    if state_diag:
+        for key in ("balancedness", "layer_norm_sq", "product_sv"):
+            rec[key][r] = np.nan
+        _diagnostics(w, dims, offs, rec["balancedness"][r], rec["layer_norm_sq"][r], rec["product_sv"][r])
+    if snaps is not None:
+        snaps[r] = w if np.all(np.isfinite(w)) else np.nan
+    return rec_k, rec, snaps
+
+
+def gd_dataset(res: GDResult) -> xr.Dataset:
+    """The Dataset of a `GDResult`: the records over ``k``, t_k as a coordinate along ``k``, the schema's
+    units and long names, and the run's attributes.
+
+    To put a GD run and a flow run (over ``time``) on one time axis:
+    ``xr.concat([gd.swap_dims(k="t").rename(t="time"), flow], dim="time")``.
+    """
+    rec = res.records
+    n = len(res.dims) - 1
+    data = {name: v for name, v in rec.items() if name != "t"}
+    coords: dict[str, np.ndarray] = {"k": res.k, "t": rec["t"]}
+    if "balancedness" in res.diagnostics:
+        data["balancedness_max"] = (np.max(rec["balancedness"], axis=1) if n > 1
+                                    else np.zeros(res.k.size) * rec["loss"])
+        coords["pair"] = np.arange(1, n, dtype=np.int64)
+    else:
+        del data["balancedness"]
+    if "layer_norm_sq" in res.diagnostics:
+        coords["layer"] = np.arange(1, n + 1, dtype=np.int64)
+    else:
+        del data["layer_norm_sq"]
+    if "product_sv" in res.diagnostics:
+        coords["sv"] = np.arange(1, rec["product_sv"].shape[1] + 1, dtype=np.int64)
+    else:
+        del data["product_sv"]
+    if res.keep_weights:
+        data["final_weights"] = res.w
+    return dataset.build(data, coords, res.attrs)
 
 
 def weights_from(ds: xr.Dataset) -> list[np.ndarray]:

@@ -14,8 +14,8 @@ from scipy.integrate import solve_ivp
 import dlnsim
 from dlnsim import dataset
 from dlnsim._kernels import flow as fk
-from dlnsim.compare import compare_flow
-from dlnsim.flow import EXTRA_SCHEMA, _run_flow, run_flow
+from dlnsim.compare import COMPARE_SCHEMA, compare_flow
+from dlnsim.flow import FLOW_SCHEMA, _run_flow, run_flow
 from dlnsim.hessian import sharpness
 from dlnsim.objective import _layout, _unflatten
 
@@ -126,7 +126,7 @@ def test_factor_flow_matches_scipy_dop853(widths, seed):
     assert _rel_rows(states, ref.y.T).max() <= 1e-8
     # the recorded loss is the loss of the recorded state
     losses = [dlnsim.loss(problem, _unflatten(s, dims)) for s in states]
-    np.testing.assert_allclose(ds["loss_t"].values, losses, rtol=1e-12)  # same formula, rounding
+    np.testing.assert_allclose(ds["loss"].values, losses, rtol=1e-12)  # same formula, rounding
 
 
 def _linear_regression():
@@ -186,7 +186,7 @@ def test_factor_flow_conserves_balancedness():
             # (2.3): D_j is constant; within 100 rtol relative to the initial norms
             assert np.linalg.norm(D - D0[j]) <= 100 * rtol * scale
     # the recorded balancedness (spectral) is constant too (1e-8 absolute: 100 rtol times norms ~ 10)
-    bal = ds["balancedness_t"].values
+    bal = ds["balancedness"].values
     np.testing.assert_allclose(bal, np.broadcast_to(bal[0], bal.shape), rtol=0, atol=1e-8)
     assert np.all(bal[0] > 0.1)
 
@@ -204,9 +204,9 @@ def test_end_to_end_flow_equals_product_of_factor_flow(widths, rank):
     prods = np.array([dlnsim.product(_unflatten(s, np.array(widths))).ravel() for s in sf])
     # two integrations at rtol = 1e-11: agreement to 1e-8 (measured 1.5e-12 .. 2.8e-12)
     assert _rel_rows(se, prods).max() <= 1e-8
-    np.testing.assert_allclose(dse["loss_t"].values, dsf["loss_t"].values, rtol=1e-8)
-    np.testing.assert_allclose(dse["product_sv_t"].values, dsf["product_sv_t"].values, rtol=0, atol=1e-8)
-    assert "balancedness_t" not in dse and "grad_norm_sq_t" not in dse
+    np.testing.assert_allclose(dse["loss"].values, dsf["loss"].values, rtol=1e-8)
+    np.testing.assert_allclose(dse["product_sv"].values, dsf["product_sv"].values, rtol=0, atol=1e-8)
+    assert "balancedness" not in dse and "grad_norm_sq" not in dse
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -280,9 +280,15 @@ def test_compare_flow_after_gd_divergence_keeps_the_record_up_to_the_stop():
     stop = ds.attrs["stop_iteration"]
     assert stop > 3
     ok = ds["k"].values < stop
+    after = ds["k"].values > stop
     assert np.all(np.isfinite(ds["flow_distance"].values[ok]))
-    assert np.all(np.isnan(ds["flow_distance"].values[~ok]))
-    assert np.all(np.isnan(ds["modified_flow_loss"].values[~ok]))
+    assert np.all(np.isnan(ds["flow_distance"].values[after]))
+    assert np.all(np.isnan(ds["modified_flow_loss"].values[after]))
+    # the stop is a record point: the blown-up GD state, far from the flow
+    at = int(np.flatnonzero(ds["k"].values == stop)[0])
+    assert float(ds["loss"][at]) > ds.attrs["divergence_threshold"]
+    assert float(ds["flow_distance"][at]) > 100 * float(ds["flow_distance"][at - 1])
+    ok = ds["k"].values <= stop
     assert ds.attrs["flow_factor_status"] == "done"
     # the flow ends exactly at the last finite t_k (the last step is clipped to it): equal up to 1 ulp
     assert ds.attrs["flow_factor_t_reached"] == pytest.approx(float(ds["t"].values[ok][-1]), rel=1e-15)
@@ -302,10 +308,10 @@ def test_flow_from_a_diverging_start_reports_max_steps_and_keeps_the_record():
     assert ds.attrs["n_steps"] + ds.attrs["n_rejected"] == 300
     reached = t <= ds.attrs["t_reached"]
     assert 1 < reached.sum() < t.size
-    assert np.all(np.isfinite(ds["loss_t"].values[reached]))
-    assert np.all(np.isnan(ds["loss_t"].values[~reached]))
-    assert np.all(np.isnan(ds["balancedness_t"].values[~reached]))
-    assert np.all(np.diff(ds["loss_t"].values[reached]) <= 0)  # a gradient flow descends
+    assert np.all(np.isfinite(ds["loss"].values[reached]))
+    assert np.all(np.isnan(ds["loss"].values[~reached]))
+    assert np.all(np.isnan(ds["balancedness"].values[~reached]))
+    assert np.all(np.diff(ds["loss"].values[reached]) <= 0)  # a gradient flow descends
 
 
 def test_flow_from_an_overflowing_start_reports_nonfinite():
@@ -315,8 +321,8 @@ def test_flow_from_an_overflowing_start_reports_nonfinite():
     ds = run_flow(problem, W0, t)
     assert ds.attrs["status"] == "nonfinite"
     assert ds.attrs["n_steps"] == 0
-    assert not np.isfinite(ds["loss_t"].values[0])  # recorded at t = 0: the loss overflows
-    assert np.all(np.isnan(ds["loss_t"].values[1:]))
+    assert not np.isfinite(ds["loss"].values[0])  # recorded at t = 0: the loss overflows
+    assert np.all(np.isnan(ds["loss"].values[1:]))
 
 
 def test_run_flow_dataset_and_netcdf_roundtrip(tmp_path):
@@ -324,21 +330,21 @@ def test_run_flow_dataset_and_netcdf_roundtrip(tmp_path):
     W0 = dlnsim.gaussian_init((3, 4, 2), np.random.default_rng(46), 0.5)
     t = np.linspace(0.0, 2.0, 11)
     ds = run_flow(problem, W0, t, kind="modified", eta=0.01, attrs={"note": "test"})
-    assert ds["loss_t"].dims == ("time",) and ds["balancedness_t"].dims == ("time", "pair")
-    assert ds["product_sv_t"].dims == ("time", "sv")
+    assert ds["loss"].dims == ("time",) and ds["balancedness"].dims == ("time", "pair")
+    assert ds["product_sv"].dims == ("time", "sv")
     np.testing.assert_array_equal(ds["time"].values, t)
     for key in ("status", "n_steps", "n_rejected", "rtol", "atol", "kind", "eta", "dlnsim_version", "note"):
         assert key in ds.attrs
     assert ds.attrs["kind"] == "modified" and ds.attrs["eta"] == 0.01 and ds.attrs["status"] == "done"
     # L(W0) by the kernel's loss-and-gradient vs dlnsim.loss (same kernel): rounding only
-    assert float(ds["loss_t"][0]) == pytest.approx(dlnsim.loss(problem, W0), rel=1e-14)
+    assert float(ds["loss"][0]) == pytest.approx(dlnsim.loss(problem, W0), rel=1e-14)
     path = dataset.save(ds, tmp_path / "flow.nc")
     xr.testing.assert_identical(dataset.open(path), ds)
-    for name, (dims, units, long_name) in EXTRA_SCHEMA.items():
+    for name, (dims, units, long_name) in {**FLOW_SCHEMA, **COMPARE_SCHEMA}.items():
         assert units and long_name and dims, name
     plain = run_flow(problem, W0, t, diagnostics=False)
-    assert set(plain.data_vars) == {"loss_t", "excess_loss_t"}
-    assert plain.attrs["eta"] == "none"
+    assert set(plain.data_vars) == {"loss", "excess_loss"}
+    assert plain.attrs["eta"] in (None, "none")  # no stepsize for the factor flow
 
 
 def test_a_first_step_below_the_time_resolution_reports_step_underflow():
@@ -346,7 +352,7 @@ def test_a_first_step_below_the_time_resolution_reports_step_underflow():
     W0 = dlnsim.gaussian_init((3, 4, 2), np.random.default_rng(47), 0.5)
     ds = run_flow(problem, W0, [0.0, 1.0], first_step=1e-320)
     assert ds.attrs["status"] == "step_underflow" and ds.attrs["n_steps"] == 0
-    assert np.isfinite(ds["loss_t"].values[0]) and np.isnan(ds["loss_t"].values[1])
+    assert np.isfinite(ds["loss"].values[0]) and np.isnan(ds["loss"].values[1])
 
 
 def test_requested_times_may_repeat_and_start_after_zero():
@@ -354,9 +360,9 @@ def test_requested_times_may_repeat_and_start_after_zero():
     W0 = dlnsim.gaussian_init((3, 4, 2), np.random.default_rng(47), 0.5)
     ds = run_flow(problem, W0, [0.5, 0.5, 1.0], diagnostics=False)
     full = run_flow(problem, W0, [0.0, 0.5, 1.0], diagnostics=False)
-    assert float(ds["loss_t"][0]) == float(ds["loss_t"][1])
+    assert float(ds["loss"][0]) == float(ds["loss"][1])
     # different step sequences, both at rtol 1e-10: losses agree to 1e-8
-    np.testing.assert_allclose(ds["loss_t"].values[1:], full["loss_t"].values[1:], rtol=1e-8)
+    np.testing.assert_allclose(ds["loss"].values[1:], full["loss"].values[1:], rtol=1e-8)
     only0 = run_flow(problem, W0, [0.0])
     assert only0.attrs["status"] == "done" and only0.attrs["n_steps"] == 0
 
@@ -436,7 +442,7 @@ def test_paper_setup_end_to_end_flow_with_rank_two_product():
     assert dse.attrs["end_to_end_rank"] == 2
     prods = np.array([dlnsim.product(_unflatten(s, np.array(setup.widths))).ravel() for s in sf])
     assert _rel_rows(se[1:], prods[1:]).max() <= 1e-8  # rtol 1e-10 runs; measured ~1e-10
-    np.testing.assert_allclose(dse["loss_t"].values, dsf["loss_t"].values, rtol=1e-8)
+    np.testing.assert_allclose(dse["loss"].values, dsf["loss"].values, rtol=1e-8)
 
 
 @pytest.mark.slow

@@ -48,7 +48,7 @@ import numpy as np
 from numba import njit
 
 from .blas import _matmul, _matmul_add
-from .linalg import _balancedness, _layer, _loss_grad, _product_singular_values, _workspace_size
+from .linalg import _balancedness, _layer, _layer_norms_sq, _loss_grad, _product_singular_values, _workspace_size
 
 FACTOR = 0
 END_TO_END = 1
@@ -330,18 +330,44 @@ def _excess_loss(w, dims, offs, pivot, Rt, F):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _emit(kind, y, i, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss, out_gn2, with_loss,
-          with_grad, diag, out_bal, out_sv):
-    """Record the state ``y`` as the value at requested time number ``i``."""
+def _diag_safe(y, dims, offs):
+    """True when the diagnostics of the factors ``y`` cannot overflow: every entry is finite and
+    sum_j log10(d_max max|W_j|) (over the layers where it is positive) stays below 150, which bounds the
+    entries of every Gram matrix and every product of layers by 1e150."""
+    n = dims.shape[0] - 1
+    dmax = 1.0
+    for j in range(n + 1):
+        if dims[j] > dmax:
+            dmax = float(dims[j])
+    total = 0.0
+    for j in range(1, n + 1):
+        m = 0.0
+        for q in range(offs[j - 1], offs[j]):
+            a = abs(y[q])
+            if not a <= 1e300:  # also NaN
+                return False
+            if a > m:
+                m = a
+        if dmax * m > 1.0:
+            total += np.log10(dmax * m)
+    return total < 150.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _emit(kind, y, i, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, out_ex, out_gn2, with_loss,
+          with_grad, diag, out_bal, out_sv, out_ln):
+    """Record the state ``y`` as the value at requested time number ``i``: the excess loss into ``out_ex``,
+    and the diagnostics whose output has columns (skipped, NaN, where they could overflow)."""
     if save_idx[i] >= 0:
         # a loop, not out_y[row, :] = y: that slice assignment compiles a shape-error path (several s)
         row = save_idx[i]
         for q in range(y.shape[0]):
             out_y[row, q] = y[q]
     if kind == END_TO_END:
+        ex = _product_loss(y, dims, Rt, F)
         if with_loss:
-            out_loss[i] = lstar + _product_loss(y, dims, Rt, F)
-        if diag and out_sv.shape[1] > 0:
+            out_ex[i] = ex
+        if diag and out_sv.shape[1] > 0 and np.isfinite(ex):
             n = dims.shape[0] - 1
             s = np.linalg.svd(np.ascontiguousarray(y.reshape((dims[n], dims[0]))))[1]
             for q in range(out_sv.shape[1]):
@@ -353,12 +379,14 @@ def _emit(kind, y, i, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, o
         for q in range(g.shape[0]):
             gn2 += g[q] * g[q]
         out_gn2[i] = gn2
-        out_loss[i] = lstar + ex
+        out_ex[i] = ex
     elif with_loss:
-        out_loss[i] = lstar + _excess_loss(y, dims, offs, pivot, Rt, F)
-    if diag:
+        out_ex[i] = _excess_loss(y, dims, offs, pivot, Rt, F)
+    if diag and _diag_safe(y, dims, offs):
         if out_bal.shape[1] > 0:
             _balancedness(y, dims, offs, out_bal[i])
+        if out_ln.shape[1] > 0:
+            _layer_norms_sq(y, dims, offs, out_ln[i])
         if out_sv.shape[1] > 0:
             _product_singular_values(y, dims, offs, out_sv[i])
 
@@ -375,11 +403,15 @@ def _initial_step(kind, y0, f0, t_span, rtol, atol, dims, offs, pivot, Rt, F, et
         dny += (y0[i] / sk) ** 2
     dnf /= max(n, 1)
     dny /= max(n, 1)
+    if not (np.isfinite(dnf) and np.isfinite(dny)):
+        return 0.0  # the scaled right-hand side overflows: the caller reports NONFINITE
     if dnf <= 1e-10 or dny <= 1e-10:
         h = 1.0e-6
     else:
         h = 0.01 * np.sqrt(dny / dnf)
     h = min(h, t_span)
+    if not h > 0.0:
+        return 0.0
     for i in range(n):
         y1[i] = y0[i] + h * f0[i]
     _rhs(kind, y1, f1, dims, offs, pivot, Rt, F, eta, rank, ws, g)
@@ -418,27 +450,28 @@ def _integrate(
     pivot,
     Rt,
     F,
-    lstar,
     eta,
     rank,
     save_idx,
     out_y,
-    out_loss,
+    out_ex,
     out_gn2,
     with_loss,
     with_grad,
     diag,
     out_bal,
     out_sv,
+    out_ln,
     istats,
     fstats,
 ):
     """Integrate flow ``kind`` from t = 0 (state ``y``, overwritten with the final state) through the
     requested times ``t_eval`` (non-decreasing, >= 0).
 
-    At requested time i: with ``with_loss`` ``out_loss[i]`` (loss), with ``with_grad`` also ``out_gn2[i]``
-    (||grad L^N||_F^2; factor and modified flows), with ``diag`` ``out_bal[i]`` (balancedness per pair)
-    and ``out_sv[i]`` (top singular values of the product), and the state into ``out_y[save_idx[i]]`` when
+    At requested time i: with ``with_loss`` ``out_ex[i]`` (excess loss L - L*), with ``with_grad`` also
+    ``out_gn2[i]`` (||grad L^N||_F^2; factor and modified flows), with ``diag`` ``out_bal[i]`` (balancedness
+    per pair), ``out_ln[i]`` (||W_j||^2 per layer) and ``out_sv[i]`` (top singular values of the product)
+    for those of the three with columns, and the state into ``out_y[save_idx[i]]`` when
     ``save_idx[i] >= 0``.  Entries of times not reached stay as the caller initialised them (NaN).
     ``istats``/``fstats`` receive the counters.
     Returns DONE, MAX_STEPS, NONFINITE or STEP_UNDERFLOW.
@@ -462,8 +495,8 @@ def _integrate(
     idx = 0
     # requested times at t = 0
     while idx < n_t and t_eval[idx] <= 0.0:
-        _emit(kind, y, idx, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss, out_gn2,
-              with_loss, with_grad, diag, out_bal, out_sv)
+        _emit(kind, y, idx, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, out_ex, out_gn2,
+              with_loss, with_grad, diag, out_bal, out_sv, out_ln)
         idx += 1
     istats[S_DONE_TIMES] = idx
     if idx >= n_t:
@@ -488,6 +521,10 @@ def _integrate(
                           ks[1])
         istats[S_RHS] += 1
     fstats[F_H0] = h
+    if not (h > 0.0 and np.isfinite(h)):
+        # no representable first step: the right-hand side is too large for the error norm (an overflowing
+        # start); a requested first_step is > 0, a fixed step > 0 by the callers' checks
+        return NONFINITE
 
     facold = 1.0e-4
     last_rejected = False
@@ -594,8 +631,8 @@ def _integrate(
                     r3 = rc[3]
                     for i in range(n):
                         ytmp[i] = y[i] + th * (r0[i] + th1 * (r1[i] + th * (r2[i] + th1 * r3[i])))
-                _emit(kind, ytmp, idx, dims, offs, pivot, Rt, F, lstar, ws, g, save_idx, out_y, out_loss,
-                      out_gn2, with_loss, with_grad, diag, out_bal, out_sv)
+                _emit(kind, ytmp, idx, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, out_ex,
+                      out_gn2, with_loss, with_grad, diag, out_bal, out_sv, out_ln)
                 idx += 1
             istats[S_DONE_TIMES] = idx
         # FSAL

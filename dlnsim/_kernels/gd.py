@@ -11,6 +11,10 @@ Prop. 3.4 (2) and (4) hold for the whole trajectory:
 * the largest one-step loss increase max_k L(k+1) - L(k)      (Prop. 3.4(2) needs <= 0),
 * the smallest descent ratio (L(k) - L(k+1)) / (eta_k ||grad L(k)||_F^2)   (Prop. 3.4(4) needs >= sigma).
 
+Two convergence tests run every step (one comparison each): the gradient test ||grad L||_F^2 <= ``gtol_sq``
+and the loss test L - L* <= ``acc[A_LTOL]``.  The first iteration where each held is kept in ``iacc``; with
+``stop_early`` the run stops (CONVERGED) at the first iteration where either holds.
+
 Stop reasons are returned as status codes; nothing is raised from inside the kernel.
 """
 
@@ -35,14 +39,18 @@ A_MIN_RATIO = 3
 A_MAX_INCREASE = 4
 A_LAST_LOSS = 5  # loss at the last evaluated state
 A_LAST_GN2 = 6  # ||grad||^2 at the last evaluated state
-N_ACC = 7
+A_LTOL = 7  # input: the loss test is excess loss <= this (< 0: no loss test)
+A_LAST_EXCESS = 8  # excess loss at the last evaluated state
+N_ACC = 9
 # slots of the integer accumulator
 I_NEXT_REC = 0  # index of the next record point
 I_PENDING = 1  # record slot waiting for its descent ratio (-1: none)
 I_STOP = 2  # iteration where the run stopped (-1: still running)
 I_STATUS = 3
 I_LAST_K = 4  # last evaluated iteration
-N_IACC = 5
+I_GTOL_K = 5  # first iteration where ||grad||^2 <= gtol_sq (-1: none yet)
+I_LTOL_K = 6  # first iteration where the excess loss <= acc[A_LTOL] (-1: none yet)
+N_IACC = 7
 
 
 @njit(cache=True, nogil=True)
@@ -79,6 +87,7 @@ def _gd_chunk(
     """
     constant = etas.shape[0] == 1
     n_rec = rec_k.shape[0]
+    ltol_ex = acc[A_LTOL]
     for k in range(k_start, k_stop):
         ex = _loss_grad(w, dims, offs, pivot, Rt, F, g, ws)
         loss = lstar + ex
@@ -86,6 +95,7 @@ def _gd_chunk(
         iacc[I_LAST_K] = k
         acc[A_LAST_LOSS] = loss
         acc[A_LAST_GN2] = gn2
+        acc[A_LAST_EXCESS] = ex
         # statistics of the step k-1 -> k
         if k > 0 and np.isfinite(ex):
             dec = acc[A_PREV_EXCESS] - ex
@@ -119,10 +129,17 @@ def _gd_chunk(
             rec_t[r] = acc[A_T]
             iacc[I_PENDING] = r
             iacc[I_NEXT_REC] = r + 1
-        if stop_early and gn2 <= gtol_sq:
-            iacc[I_STATUS] = CONVERGED
-            iacc[I_STOP] = k
-            return CONVERGED
+        g_met = gn2 <= gtol_sq
+        l_met = ex <= ltol_ex
+        if g_met or l_met:
+            if g_met and iacc[I_GTOL_K] < 0:
+                iacc[I_GTOL_K] = k
+            if l_met and iacc[I_LTOL_K] < 0:
+                iacc[I_LTOL_K] = k
+            if stop_early:
+                iacc[I_STATUS] = CONVERGED
+                iacc[I_STOP] = k
+                return CONVERGED
         if k == n_iter:
             iacc[I_STOP] = k
             return RUNNING

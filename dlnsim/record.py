@@ -1,0 +1,208 @@
+"""What a run records: the save policy shared by `run_gd`, `run_flow` and `compare_flow`.
+
+Two keywords, accepted by all three:
+
+``record``
+    *Which iterations* (GD, and GD in `compare_flow`): ``"log"`` (about 200 log-spaced iterations, the
+    default), ``"log:N"``, ``"all"``, ``"every:N"`` or an int N (every N-th), `Every` / `LogSpaced`, or an
+    array of iterations.  The first (0) and the last (n_iter) iteration are always included, and so is the
+    iteration where a run stopped early (see ``record_stop`` of `dlnsim.run_gd`).
+    *Which times* (`run_flow`): an array of times, or with a final time T: ``"linear"`` / ``"linear:N"``
+    (N equally spaced times in [0, T], default 200) or ``"log"`` / ``"log:N"`` (0 and N - 1 log-spaced
+    times in [1e-6 T, T]).
+
+``diagnostics``
+    *Which state diagnostics*: True (all, the default), False (none) or a collection of names from
+    `DIAGNOSTICS`: ``grad_norm_sq`` (||grad L^N||_F^2), ``balancedness`` (per pair, with its max
+    ``balancedness_max``), ``layer_norm_sq`` (||W_j||^2 per layer) and ``product_sv`` (singular values of
+    the product).  The loss and the excess loss are always recorded (and for GD the stepsize, the descent
+    ratio and the time t_k).
+
+Records are refused before anything is allocated when they would not fit in memory: more than
+`MAX_RECORD_BYTES` of records, or more than `MAX_N_ITER` iterations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._validate import nonneg_int, positive_float
+
+__all__ = ["DIAGNOSTICS", "MAX_N_ITER", "MAX_RECORD_BYTES", "Every", "LogSpaced", "diagnostics_set",
+           "flow_times", "record_points"]
+
+#: the optional state diagnostics, in the order they are stored
+DIAGNOSTICS = ("grad_norm_sq", "balancedness", "layer_norm_sq", "product_sv")
+#: largest total size of the records of one run (bytes)
+MAX_RECORD_BYTES = 2**30
+#: largest number of iterations of one run
+MAX_N_ITER = 2**62
+
+
+def _size(n_bytes: float) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.3g} {unit}"
+    return f"{n_bytes:.0f} B"
+
+
+def check_size(n_rows: int, row_floats: int, name: str) -> None:
+    """ValueError naming ``name`` when n_rows x row_floats float64 values exceed `MAX_RECORD_BYTES`."""
+    n_bytes = float(n_rows) * float(max(row_floats, 1)) * 8.0
+    if n_bytes > MAX_RECORD_BYTES:
+        raise ValueError(
+            f"{name}: {n_rows} record points x {row_floats} values would take {_size(n_bytes)}, more than "
+            f"{_size(MAX_RECORD_BYTES)}; record fewer points (e.g. 'log')"
+        )
+
+
+@dataclass(frozen=True)
+class Every:
+    """Record every n-th iteration (and the last)."""
+
+    n: int
+
+    def __post_init__(self) -> None:
+        nonneg_int(self.n, "record (every n-th iteration)", minimum=1)
+
+    def count(self, n_iter: int) -> int:
+        return n_iter // self.n + 2
+
+    def points(self, n_iter: int) -> np.ndarray:
+        return np.union1d(np.arange(0, n_iter + 1, self.n, dtype=np.int64), [n_iter])
+
+    def describe(self) -> str:
+        return f"every {self.n}"
+
+
+@dataclass(frozen=True)
+class LogSpaced:
+    """About n log-spaced iterations, plus the first (0) and the last; all iterations when n > n_iter."""
+
+    n: int = 200
+
+    def __post_init__(self) -> None:
+        nonneg_int(self.n, "record (number of log-spaced points)", minimum=2)
+
+    def count(self, n_iter: int) -> int:
+        return min(self.n, n_iter + 1) + 2
+
+    def points(self, n_iter: int) -> np.ndarray:
+        if n_iter == 0:
+            return np.zeros(1, dtype=np.int64)
+        if self.n >= n_iter + 1:
+            return np.arange(n_iter + 1, dtype=np.int64)
+        pts = np.unique(np.round(np.logspace(0.0, math.log10(n_iter), self.n)).astype(np.int64))
+        return np.union1d(pts, [0, n_iter]).astype(np.int64)
+
+    def describe(self) -> str:
+        return f"log-spaced {self.n}"
+
+
+class _Points:
+    def __init__(self, pts: np.ndarray) -> None:
+        self.pts = pts
+
+    def count(self, n_iter: int) -> int:
+        return int(self.pts.size) + 2
+
+    def points(self, n_iter: int) -> np.ndarray:
+        if self.pts.size and (self.pts[0] < 0 or self.pts[-1] > n_iter):
+            raise ValueError(f"record: iterations must lie in [0, n_iter = {n_iter}]")
+        return np.union1d(self.pts, [0, n_iter]).astype(np.int64)
+
+    def describe(self) -> str:
+        return f"explicit {self.pts.size}"
+
+
+Rule = Every | LogSpaced | _Points
+
+_RECORD_FORMS = "'log', 'log:N', 'all', 'every:N', an int N, Every(N), LogSpaced(N) or an array of iterations"
+
+
+def _count(text: str, record: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"record must be {_RECORD_FORMS}; N in {record!r} is not an integer") from None
+
+
+def record_rule(record: Any) -> Rule:
+    """The record rule of a ``record`` argument of `run_gd`; ValueError naming ``record`` otherwise."""
+    if isinstance(record, Every | LogSpaced):
+        return record
+    if isinstance(record, str):
+        if record == "log":
+            return LogSpaced()
+        if record == "all":
+            return Every(1)
+        if record.startswith("log:"):
+            return LogSpaced(_count(record[4:], record))
+        if record.startswith("every:"):
+            return Every(_count(record[6:], record))
+        raise ValueError(f"record must be {_RECORD_FORMS}, got {record!r}")
+    if isinstance(record, int | np.integer) and not isinstance(record, bool | np.bool_):
+        return Every(int(record))
+    if isinstance(record, Sequence | np.ndarray) and not isinstance(record, bytes):
+        arr = np.asarray(record)
+        if arr.dtype.kind not in "iu" or arr.ndim != 1:
+            raise ValueError("record: an explicit list of iterations must be a 1-D sequence of integers")
+        return _Points(np.unique(arr.astype(np.int64)))
+    raise ValueError(f"record must be {_RECORD_FORMS}, got {record!r}")
+
+
+def checked_n_iter(n_iter: Any) -> int:
+    """n_iter as an int in [0, MAX_N_ITER]; ValueError naming n_iter otherwise."""
+    n = nonneg_int(n_iter, "n_iter")
+    if n > MAX_N_ITER:
+        raise ValueError(f"n_iter must be at most 2**62 = {MAX_N_ITER}, got {n}")
+    return n
+
+
+def record_points(n_iter: int, record: Any = "log") -> np.ndarray:
+    """The iterations (sorted, first and last included) at which `run_gd` records (a run that stops early
+    also records the iteration where it stopped)."""
+    n = checked_n_iter(n_iter)
+    rule = record_rule(record)
+    check_size(rule.count(n), 1, "record")
+    return rule.points(n)
+
+
+def diagnostics_set(diagnostics: Any) -> tuple[str, ...]:
+    """The diagnostics selected by ``diagnostics`` (True, False or names from `DIAGNOSTICS`), in the
+    order of `DIAGNOSTICS`."""
+    if isinstance(diagnostics, bool | np.bool_):
+        return DIAGNOSTICS if diagnostics else ()
+    if isinstance(diagnostics, str):
+        diagnostics = (diagnostics,)
+    if not isinstance(diagnostics, Collection):
+        raise ValueError(f"diagnostics must be True, False or a list of names from {list(DIAGNOSTICS)}, "
+                         f"got {diagnostics!r}")
+    names = list(diagnostics)
+    bad = [d for d in names if not isinstance(d, str) or d not in DIAGNOSTICS]
+    if bad:
+        raise ValueError(f"diagnostics: unknown name(s) {bad}; choose from {list(DIAGNOSTICS)}")
+    return tuple(d for d in DIAGNOSTICS if d in names)
+
+
+def flow_times(T: Any, record: Any = "linear") -> np.ndarray:
+    """The times at which `run_flow` records for a final time ``T``: ``"linear"`` / ``"linear:N"`` (N equally
+    spaced times in [0, T], default 200) or ``"log"`` / ``"log:N"`` (0 and N - 1 log-spaced times in
+    [1e-6 T, T], default 200)."""
+    T = positive_float(T, "t (final time)")
+    if not isinstance(record, str):
+        raise ValueError(f"record must be 'linear', 'linear:N', 'log' or 'log:N' with a final time t, got {record!r}")
+    kind, _, num = record.partition(":")
+    if kind not in ("linear", "log"):
+        raise ValueError(f"record must be 'linear', 'linear:N', 'log' or 'log:N' with a final time t, got {record!r}")
+    n = _count(num, record) if num else 200
+    n = nonneg_int(n, "record (number of times)", minimum=2)
+    check_size(n, 1, "record")
+    if kind == "log":
+        return np.concatenate([[0.0], np.geomspace(T * 1e-6, T, n - 1)])
+    return np.linspace(0.0, T, n)
