@@ -6,10 +6,13 @@ resumable, on threads by default (or processes, dask, any Executor; the numbers 
 The setup.  A cell builds ``(problem, W0)`` from its grid point: by default the paper's Section-5 instance
 ``paper_setup(N, seed, d=70, m=None, r=2)``; with ``setup=f`` any module-level function ``f`` called with the
 grid point's non-stepsize axes as keywords, ``f(N=3, seed=0)``, or ``f(N=3, seed=0, scale=0.1)`` when the
-grid has a ``scale`` axis.  It returns ``(problem, W0)`` (or a `Setup`).  Every keyword of `sweep` that is not
-one of its own parameters is a parameter of the setup: a list of values makes it a grid axis, a single value
-a fixed parameter (for the paper setup: ``d``, ``m`` and ``r``).  A setup that raises for one cell records
-that cell with status ``error`` and the message; the other cells go on.
+grid has a ``scale`` axis.  It returns ``(problem, W0)`` (or a `Setup`).  With ``problem=p`` (and
+``init="balanced"`` or ``"gaussian"``), the cells run your data with a start drawn for each ``seed``, of
+widths ``widths=(d_0, ..., d_N)`` or axes ``N`` and ``width`` (see `dlnsim.setups.on_problem`).
+
+Every keyword of `sweep` that is not one of its own parameters is a parameter of the setup: a list of values
+makes it a grid axis, a single value a fixed parameter (for the paper setup: ``d``, ``m`` and ``r``).  A setup
+that raises for one cell records that cell with status ``error`` and the message; the other cells go on.
 
 The stepsize.  ``eta`` values are stepsizes, or with ``eta_mode="bound"`` multiples of the bound eta* (5.1)
 of that cell's start (see `dlnsim.stepsize_bound`).  ``schedule="power_decay"`` runs
@@ -37,10 +40,10 @@ import xarray as xr
 from . import dataset
 from ._validate import nonneg_int, positive_float
 from .grid import open_grid, run_grid
-from .grid.store import suggest
-from .problem import Problem, paper_setup
+from .problem import Problem
 from .schedules import Constant, PowerDecay, Schedule
 from .search import critical_stepsize
+from .setups import resolve, start_of
 from .simulate import Every, LogSpaced, record_points, run_gd
 from .theory import StepsizeBound, stepsize_bound
 
@@ -52,21 +55,6 @@ SCHEDULES = ("constant", "power_decay")
 _STEP_AXES = ("eta", "gamma")
 #: attributes of a run that describe its start (reduced to the setup axes in the combined result)
 _START = ("widths", "initial_loss", "optimal_loss", "q", "pivot_layer", "lambda_max_XXt", "eta_star")
-
-
-def paper(N: int, seed: int, d: int = 70, m: int | None = None, r: int = 2) -> tuple[Problem, list[np.ndarray]]:
-    """The default setup: the paper's Section-5 instance ``paper_setup(N, seed, d, m, r)``."""
-    s = paper_setup(N, seed, d=d, m=m, r=r)
-    return s.problem, s.W0
-
-
-def _start(setup: Callable[..., Any], point: dict[str, Any]) -> tuple[Problem, list[np.ndarray]]:
-    out = setup(**point)
-    if hasattr(out, "problem") and hasattr(out, "W0"):
-        return out.problem, list(out.W0)
-    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Problem):
-        return out[0], list(out[1])
-    raise TypeError(f"the setup returned {type(out).__name__}; expected (problem, W0) or a dlnsim.Setup")
 
 
 def _bound(problem: Problem, W0: list[np.ndarray]) -> StepsizeBound | None:
@@ -91,7 +79,7 @@ def gd_cell(*, setup: Callable[..., Any], eta: float, n_iter: int, record: Any, 
             gtol: float, blowup: float, stop_early: bool, flow: Any, gamma: float | None = None,
             **point: Any) -> xr.Dataset:
     """One GD run of a sweep: the setup at ``point``, then `run_gd` (or `compare_flow` with ``flow``)."""
-    problem, W0 = _start(setup, point)
+    problem, W0 = start_of(setup, point)
     bound = _bound(problem, W0)
     value = float(eta) * _scale(eta_mode, bound)
     sched: Schedule = Constant(value) if schedule == "constant" else PowerDecay(value, value, float(gamma or 0.0))
@@ -111,7 +99,7 @@ def critical_cell(*, setup: Callable[..., Any], n_iter: int, rtol: float, loss_t
                   eta_mode: str, factor: float, max_expand: int, gtol: float, blowup: float,
                   **point: Any) -> xr.Dataset:
     """One critical-stepsize search of `critical_sweep`: the setup at ``point``, then `critical_stepsize`."""
-    problem, W0 = _start(setup, point)
+    problem, W0 = start_of(setup, point)
     bound = _bound(problem, W0)
     scale = _scale(eta_mode, bound)
     res = critical_stepsize(problem, W0, n_iter=n_iter, bracket=(bracket[0] * scale, bracket[1] * scale),
@@ -207,71 +195,6 @@ def _flow_option(flow: Any) -> Any:
         raise ValueError(f"flow: options must be plain numbers, strings and lists, got {flow!r}") from None
 
 
-def _setup_axes(setup: Any, given: dict[str, Any], func: str, own: Sequence[str]) -> tuple[Callable[..., Any], str,
-                                                                                          dict[str, Any],
-                                                                                          dict[str, Any]]:
-    """The setup function, its name, its grid axes and its fixed parameters, from the keywords ``given``
-    (N, seed and every keyword `func` does not know)."""
-    from .grid.plan import cell_id_of
-
-    fn: Callable[..., Any] = paper if setup is None else setup
-    if not callable(fn):
-        raise ValueError(f"setup must be a module-level function (grid point -> (problem, W0)), got {setup!r}")
-    name = "paper" if setup is None else cell_id_of(fn)
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        sig = None
-    accepts_any = sig is None or any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-    known = [] if sig is None else [p for p in sig.parameters if sig.parameters[p].kind is not
-                                    inspect.Parameter.VAR_KEYWORD]
-    axes: dict[str, Any] = {}
-    fixed: dict[str, Any] = {}
-    for key, value in given.items():
-        if value is None and key in ("N", "seed"):
-            continue
-        if not accepts_any and key not in known:
-            raise ValueError(f"{func}: unknown parameter or axis {key!r}{suggest(key, [*own, *known])}; the setup "
-                             f"{name} takes {', '.join(known) or 'no keywords'}")
-        if key in ("N", "seed") or isinstance(value, list | tuple | np.ndarray):
-            axes[key] = value
-        else:
-            fixed[key] = value
-    if setup is None:
-        for key in ("N", "seed"):
-            if key not in axes:
-                raise ValueError(f"{func}: the paper setup needs the axis {key} (a number or a list)")
-        _check_paper(axes, fixed)
-    return fn, name, axes, fixed
-
-
-def _check_paper(axes: dict[str, Any], fixed: dict[str, Any]) -> None:
-    from .problem import paper_widths
-
-    def values(key: str, default: Any) -> list[Any]:
-        v = axes.get(key, fixed.get(key, default))
-        return list(v) if isinstance(v, list | tuple | np.ndarray) else [v]
-
-    ns = values("N", None)
-    for n in ns:
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-            raise ValueError(f"N: expected integers >= 1, got {n!r}")
-    for s in values("seed", None):
-        if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0:
-            raise ValueError(f"seed: expected integers >= 0, got {s!r}")
-    for d in values("d", 70):
-        d = nonneg_int(d, "d (input/output width of paper_setup)", minimum=1)
-        for r in values("r", 2):
-            r = nonneg_int(r, "r (narrowest width d_1 of paper_setup)", minimum=1)
-            if r > d:
-                raise ValueError(f"r must be <= d = {d}, got r = {r}")
-            for n in ns:
-                paper_widths(int(n), d, r)
-        for m in values("m", None):
-            if m is not None:
-                nonneg_int(m, f"m (number of samples, >= d = {d} so that X X^T has full rank)", minimum=d)
-
-
 def _as_axis(values: Any, name: str) -> list[Any]:
     if isinstance(values, str | bytes) or values is None:
         raise ValueError(f"{name}: expected a number or a list of numbers for the grid axis, got {values!r}")
@@ -314,8 +237,8 @@ def _equal(a: xr.DataArray, b: xr.DataArray) -> bool:
 
 # ------------------------------------------------------------------------------------------------- public API
 
-_SWEEP_OWN = ("directory", "setup", "eta", "n_iter", "record", "eta_mode", "schedule", "gamma", "gtol", "blowup",
-              "stop_early", "flow", "executor", "workers", "client", "scheduler", "progress")
+_SWEEP_OWN = ("directory", "setup", "problem", "init", "eta", "n_iter", "record", "eta_mode", "schedule", "gamma",
+              "gtol", "blowup", "stop_early", "flow", "executor", "workers", "client", "scheduler", "progress")
 
 
 def sweep(
@@ -326,6 +249,8 @@ def sweep(
     N: Any = None,
     seed: Any = None,
     setup: Callable[..., Any] | None = None,
+    problem: Problem | None = None,
+    init: Any = "balanced",
     record: Any = "log",
     eta_mode: str = "absolute",
     schedule: str = "constant",
@@ -355,6 +280,10 @@ def sweep(
         Depths and seeds (axes; required by the paper setup, optional for your own).
     setup : callable, optional
         Module-level ``f(**point) -> (problem, W0)``; default the paper's Section-5 instance.
+    problem, init : Problem and {"balanced", "gaussian"} or callable, optional
+        Instead of ``setup``: your data, with a start drawn by ``init`` for each ``seed`` (see
+        `dlnsim.setups.on_problem`; fixed ``widths=(d_0, ..., d_N)``, or axes ``N`` and ``width``, and
+        ``scale``).
     record : str, int or list
         Record rule of `run_gd`.
     eta_mode : {"absolute", "bound"}
@@ -377,7 +306,7 @@ def sweep(
         Over (setup axes, eta[, gamma], k); see the module docstring.
     """
     given = {"N": N, "seed": seed, **setup_args}
-    fn, setup_name, axes_setup, fixed = _setup_axes(setup, given, "sweep", _SWEEP_OWN)
+    fn, setup_name, axes_setup, fixed = resolve(setup, problem, init, given, "sweep", _SWEEP_OWN)
     n_iter = nonneg_int(n_iter, "n_iter", minimum=1)
     eta_mode = _choice(eta_mode, "eta_mode", ETA_MODES)
     schedule = _choice(schedule, "schedule", SCHEDULES)
@@ -424,8 +353,8 @@ def _critical_entry(setup: Callable[..., Any], **kw: Any) -> xr.Dataset:
     return critical_cell(setup=setup, **split, **kw)
 
 
-_CRIT_OWN = ("directory", "setup", "n_iter", "rtol", "loss_tol", "bracket", "eta_mode", "factor", "max_expand",
-             "gtol", "blowup", "executor", "workers", "client", "scheduler", "progress")
+_CRIT_OWN = ("directory", "setup", "problem", "init", "n_iter", "rtol", "loss_tol", "bracket", "eta_mode", "factor",
+             "max_expand", "gtol", "blowup", "executor", "workers", "client", "scheduler", "progress")
 
 
 def critical_sweep(
@@ -435,6 +364,8 @@ def critical_sweep(
     N: Any = None,
     seed: Any = None,
     setup: Callable[..., Any] | None = None,
+    problem: Problem | None = None,
+    init: Any = "balanced",
     rtol: float = 0.01,
     loss_tol: float = 1e-3,
     bracket: Sequence[float] = (1.0, 4.0),
@@ -467,7 +398,7 @@ def critical_sweep(
     from .search import _bracket
 
     given = {"N": N, "seed": seed, **setup_args}
-    fn, setup_name, axes, fixed = _setup_axes(setup, given, "critical_sweep", _CRIT_OWN)
+    fn, setup_name, axes, fixed = resolve(setup, problem, init, given, "critical_sweep", _CRIT_OWN)
     lo, hi = _bracket(bracket)
     factor = positive_float(factor, "factor (bracket expansion factor)")
     if factor <= 1.0:

@@ -174,3 +174,26 @@ def test_killed_worker_is_retried_once_and_the_grid_finishes(tmp_path: Path) -> 
                          executor="processes", workers=2, progress=False)
     assert list(ds.status.values) == ["ok"] * 4
     np.testing.assert_array_equal(ds.y.values, [0.0, 1.0, 2.0, 3.0])
+
+
+def test_sweep_on_a_problem_with_widths_and_init_equals_direct_runs() -> None:
+    problem, _ = my_setup(2, 7, 1.0)
+    ds = dlnsim.sweep(None, problem=problem, N=[2, 3], width=[2, 3], seed=[0, 1], scale=[0.3], eta=[2e-3],
+                      n_iter=100, record="log:20", init="balanced", executor="serial", progress=False)
+    assert ds.loss.dims == ("N", "eta", "seed", "width", "scale", "k")
+    for N in (2, 3):
+        for width in (2, 3):
+            widths = (6, *([width] * (N - 1)), 4)
+            W0 = dlnsim.balanced_init(widths, np.random.default_rng(1), scale=0.3)
+            ref = dlnsim.run_gd(problem, W0, 2e-3, 100, "log:20")
+            cell = ds.sel(N=N, width=width, seed=1, scale=0.3, eta=2e-3)
+            np.testing.assert_array_equal(cell.loss.values, ref.loss.values)
+    fixed = dlnsim.sweep(None, problem=problem, widths=(6, 2, 4), seed=[0], eta=[2e-3], n_iter=10, init="gaussian",
+                         scale=0.1, executor="serial", progress=False)
+    W0 = dlnsim.gaussian_init((6, 2, 4), np.random.default_rng(0), std=0.1)
+    np.testing.assert_array_equal(fixed.loss.isel(eta=0, seed=0).values, dlnsim.run_gd(problem, W0, 2e-3, 10).loss)
+    bad = dlnsim.sweep(None, problem=problem, widths=(5, 2, 4), seed=[0], eta=[1e-3], n_iter=5, executor="serial",
+                       progress=False)  # the setup raises in the cell: recorded, not raised
+    assert bad.status.item() == "error" and "widths must start with d_x = 6" in bad.error.item()
+    with pytest.raises(ValueError, match=r"either setup= .* or problem="):
+        dlnsim.sweep(None, problem=problem, setup=my_setup, seed=[0], eta=[1e-3], n_iter=5)
