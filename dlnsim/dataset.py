@@ -156,6 +156,20 @@ def clean_attrs(attrs: Mapping[Any, Any]) -> dict[str, Any]:
     return {str(k): _canonical(v) for k, v in attrs.items() if str(k) != ATTR_TYPES}
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True
+
+
+def _json(v: Any) -> str:
+    """JSON text NetCDF can store: unicode kept readable unless it holds lone surrogates (then escaped)."""
+    text = json.dumps(v, ensure_ascii=False)
+    return text if _utf8(text) else json.dumps(v)
+
+
 def _encode(v: Any) -> tuple[Any, Any]:
     """(value NetCDF can store, type tag or None) for a canonical attribute value."""
     if v is None:
@@ -176,14 +190,14 @@ def _encode(v: Any) -> tuple[Any, Any]:
     if isinstance(v, float):
         return np.float64(v), None
     if isinstance(v, str):
-        if "\x00" in v:  # NetCDF strings end at a NUL
+        if "\x00" in v or not _utf8(v):  # NetCDF strings end at a NUL and must be UTF-8
             return json.dumps(v), "str"
         return v, None
     if isinstance(v, np.ndarray):
         tag = ["ndarray", v.dtype.name if v.dtype.kind != "U" else v.dtype.str, list(v.shape)]
         flat = v.ravel()
         if v.dtype.kind == "U":
-            return json.dumps(flat.tolist(), ensure_ascii=False), tag
+            return _json(flat.tolist()), tag
         if v.dtype.kind == "b":
             return flat.astype(np.int8), tag
         if v.dtype.name == "float16":
@@ -194,7 +208,7 @@ def _encode(v: Any) -> tuple[Any, Any]:
             return np.array(v, dtype=np.int64), "list_int"
         if v and all(isinstance(x, float) for x in v):
             return np.array(v, dtype=np.float64), "list_float"
-        return json.dumps(v, ensure_ascii=False), "list_json"
+        return _json(v), "list_json"
     raise TypeError(f"not a canonical attribute value: {type(v).__name__}")  # pragma: no cover
 
 
@@ -246,6 +260,8 @@ def _decode(raw: Any, tag: Any, name: str) -> Any:
             if not isinstance(raw, str) or not re.fullmatch(r"-?[0-9]+", raw):
                 raise bad("expected a decimal integer")
             return int(raw)
+        if tag not in ("bool", "numpy.bool", "list_int", "list_float") and not tag.startswith("numpy."):
+            raise bad("unknown type tag")
         arr = np.atleast_1d(np.asarray(raw))
         if arr.dtype.kind not in "iuf" or arr.ndim != 1:
             raise bad("expected numbers")
@@ -262,9 +278,7 @@ def _decode(raw: Any, tag: Any, name: str) -> Any:
             if arr.dtype.kind not in "iu":
                 raise bad("expected integers")
             return [int(x) for x in arr]
-        if tag == "list_float":
-            return [float(x) for x in arr]
-        raise bad("unknown type tag")
+        return [float(x) for x in arr]  # list_float
     if (isinstance(tag, list) and len(tag) == 3 and tag[0] == "ndarray" and isinstance(tag[1], str)
             and isinstance(tag[2], list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                                                  for n in tag[2])):
@@ -432,11 +446,14 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str], *, durable: bool = True) 
     out.attrs = attrs
     for name, v in ds.variables.items():
         out.variables[name].attrs = encode_attrs(v.attrs)
-    encoding = {
-        name: {"zlib": True, "complevel": 4}
-        for name, v in out.variables.items()
-        if v.dtype.kind == "f" and v.ndim > 0
-    }
+    # compress floats; checksum every numeric array (HDF5 Fletcher-32 per chunk), so that damaged data is
+    # refused on reading instead of being returned silently
+    encoding: dict[str, dict[str, Any]] = {}
+    for name, v in out.variables.items():
+        if v.ndim > 0 and v.dtype.kind in "biuf":
+            encoding[name] = {"fletcher32": True}
+            if v.dtype.kind == "f":
+                encoding[name].update(zlib=True, complevel=4)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     # with a dask.distributed Client active xarray routes the write lock through the scheduler, which makes
@@ -547,6 +564,8 @@ def open(path: str | os.PathLike[str], timeout: float | None = None) -> xr.Datas
     if not path.is_file():
         raise ValueError(f"path: no such file {str(path)!r}")
     if timeout is not None:
+        if isinstance(timeout, str | bytes):
+            raise ValueError(f"timeout must be a number of seconds or None, got {timeout!r}")
         _validate_in_subprocess(path, positive_float(timeout, "timeout (seconds)"))
     try:
         with xr.open_dataset(path, engine="netcdf4") as f:
