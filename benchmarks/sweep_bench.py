@@ -39,7 +39,6 @@ from typing import Any
 import dlnsim
 from dlnsim.grid import process_pool
 from dlnsim.grid.executors import n_cores
-from dlnsim.sweeps import paper
 
 from .ceiling import thread_ceiling
 
@@ -52,7 +51,8 @@ def timed_paper(N: int, seed: int, starts: str = "") -> Any:
     if starts:
         with open(starts, "a") as f:
             f.write(f"{time.perf_counter()!r}\n")
-    return paper(N, seed)
+    s = dlnsim.paper_setup(N, seed)
+    return s.problem, s.W0
 
 
 def timed_sweep(n_iter: int, executor: Any, workers: int | None = None) -> dict[str, Any]:

@@ -1,0 +1,212 @@
+"""Many runs of one shape: a dlnsim sweep over 16 seeds against JAX ``jit`` + ``vmap`` of a ``lax.scan`` GD loop.
+
+The grid: the paper setup ``dlnsim.paper_setup(5, seed)`` (d = 70, m = 210, widths 70-2-19-36-53-70) for
+seeds 0..15, each with the constant stepsize 4 eta* of its own start (`dlnsim.stepsize_bound`), 20 000 GD
+steps (2000 with ``--quick``).  Both sides compute the same 16 trajectories in float64:
+
+* dlnsim: ``dlnsim.sweep(None, N=5, seed=range(16), eta=4, eta_mode="bound", ...)`` with its default records
+  (loss, gradient norm, stepsize every step; balancedness, layer norms, singular values at log-spaced
+  iterations), one NetCDF file per cell, combined: on one core (``executor="serial"``) and on all cores
+  (``executor="threads"``);
+* JAX (``pip install 'dlnsim[bench]'``; ``jax_enable_x64``, CPU): one ``jax.jit(jax.vmap(run))`` over the 16
+  seeds, where ``run`` is a ``lax.scan`` of the GD step that keeps only the weights (no per-step loss, no
+  records: less work than dlnsim does), then the final loss.  Three ways to write the gradient:
+
+  - ``jax_user``: as a user would, product first: P = W_N ... W_1, R = P X - Y,
+    grad_j = (W_N ... W_{j+1})^T (R X^T) (W_{j-1} ... W_1)^T;
+  - ``jax_strong``: through the narrowest layer (d_1 = 2) with C = X X^T and E = Y X^T precomputed:
+    L = W_1, U = W_N ... W_2, G = U (L C) - E, grad_1 = U^T G, and grad_j = B_j (W_{j-1} ... W_2)^T for
+    j >= 2 with B_N = G L^T, B_{j-1} = W_j^T B_j (every product has a side of size 2);
+  - ``jax_grad``: ``jax.grad`` of the loss written through the narrowest layer without any d x d matrix,
+    1/2 tr(U^T U (L C L^T)) - tr(U^T (E L^T)) + 1/2 ||Y||^2 (cheaper than both, but it cancels as the loss
+    goes to zero, which dlnsim's residual form does not).
+
+The final losses of every JAX variant are checked against dlnsim's (relative difference, ``TOL``) before any
+time is reported.  JAX's compile time is excluded (one warm-up call with the same shapes); each side is timed
+``reps`` times, alternating, and the median is reported with the process CPU time (JAX may use every core).
+
+Without jax installed the JAX rows are skipped with a note.
+Run: ``python -m benchmarks.jax_bench [--quick] [--reps R]``; `run()` returns the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import dlnsim
+from dlnsim.grid.executors import n_cores
+
+N_LAYERS = 5
+SEEDS = 16
+ETA_MULTIPLE = 4.0
+#: final losses of the two sides agree to this relative difference
+TOL = 1e-8
+
+
+def _setups(seeds: int) -> tuple[list[Any], np.ndarray]:
+    setups = [dlnsim.paper_setup(N_LAYERS, s) for s in range(seeds)]
+    etas = np.array([ETA_MULTIPLE * dlnsim.stepsize_bound(s.problem, s.W0).eta for s in setups])
+    return setups, etas
+
+
+def _dlnsim_sweep(n_iter: int, seeds: int, executor: str) -> tuple[float, float, np.ndarray]:
+    c0, t0 = time.process_time(), time.perf_counter()
+    ds = dlnsim.sweep(None, N=N_LAYERS, seed=list(range(seeds)), eta=ETA_MULTIPLE, eta_mode="bound", n_iter=n_iter,
+                      executor=executor, progress=False)
+    t = time.perf_counter() - t0
+    return t, time.process_time() - c0, np.asarray(ds.final_loss.values, dtype=float).ravel()
+
+
+def _jax_variants(jax: Any, jnp: Any, n_layers: int) -> dict[str, Callable[..., Any]]:
+    """``name -> run(W0 tuple, X, Y, C, E, yy, eta, n_iter) -> final loss`` (unbatched; vmapped by the caller)."""
+    lax = jax.lax
+
+    def final_loss(W: tuple[Any, ...], X: Any, Y: Any) -> Any:
+        P = W[0]
+        for Wj in W[1:]:
+            P = Wj @ P
+        R = P @ X - Y
+        return 0.5 * jnp.sum(R * R)
+
+    def grads_user(W: tuple[Any, ...], X: Any, Y: Any, C: Any, E: Any) -> tuple[Any, ...]:
+        pre = [W[0]]  # pre[j] = W_{j+1} ... W_1 (0-based j)
+        for Wj in W[1:]:
+            pre.append(Wj @ pre[-1])
+        RXt = (pre[-1] @ X - Y) @ X.T
+        g: list[Any] = [None] * n_layers
+        S = None  # W_N ... W_{j+2}
+        for j in range(n_layers - 1, -1, -1):
+            A = RXt if S is None else S.T @ RXt
+            g[j] = A if j == 0 else A @ pre[j - 1].T
+            S = W[j] if S is None else S @ W[j]
+        return tuple(g)
+
+    def grads_strong(W: tuple[Any, ...], X: Any, Y: Any, C: Any, E: Any) -> tuple[Any, ...]:
+        L = W[0]  # d_1 x d_0, d_1 = 2: the narrowest layer
+        U = [W[1]]  # U[i] = W_{i+2} ... W_2 (d_{i+2} x d_1)
+        for Wj in W[2:]:
+            U.append(Wj @ U[-1])
+        G = U[-1] @ (L @ C) - E
+        g: list[Any] = [None] * n_layers
+        g[0] = U[-1].T @ G
+        B = G @ L.T  # d_N x d_1
+        for j in range(n_layers - 1, 0, -1):  # 0-based layer j, grad = B (W_j ... W_2)^T
+            g[j] = B if j == 1 else B @ U[j - 2].T
+            if j > 1:
+                B = W[j].T @ B
+        return tuple(g)
+
+    def loss_factored(W: tuple[Any, ...], C: Any, E: Any, yy: Any) -> Any:
+        L = W[0]
+        U = W[1]
+        for Wj in W[2:]:
+            U = Wj @ U
+        LCLt = L @ C @ L.T
+        return 0.5 * jnp.sum((U.T @ U) * LCLt) - jnp.sum(U * (E @ L.T)) + 0.5 * yy
+
+    grad_factored = jax.grad(loss_factored)
+
+    def make(grads: Callable[..., tuple[Any, ...]] | None) -> Callable[..., Any]:
+        def run(W0: tuple[Any, ...], X: Any, Y: Any, C: Any, E: Any, yy: Any, eta: Any, n_iter: int) -> Any:
+            def body(W: tuple[Any, ...], _: Any) -> tuple[tuple[Any, ...], None]:
+                g = grad_factored(W, C, E, yy) if grads is None else grads(W, X, Y, C, E)
+                return tuple(w - eta * gj for w, gj in zip(W, g, strict=True)), None
+
+            W, _ = lax.scan(body, W0, None, length=n_iter)
+            return final_loss(W, X, Y)
+
+        return run
+
+    return {"jax_user": make(grads_user), "jax_strong": make(grads_strong), "jax_grad": make(None)}
+
+
+def run(quick: bool = False, reps: int | None = None, seeds: int = SEEDS) -> list[dict[str, Any]]:
+    n_iter = 2000 if quick else 20_000
+    reps = reps if reps is not None else (2 if quick else 3)
+    cores = n_cores()
+    rows: list[dict[str, Any]] = []
+    setups, etas = _setups(seeds)
+    _dlnsim_sweep(2, seeds, "serial")  # load the kernels
+    _dlnsim_sweep(2, seeds, "threads")
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        print("note: jax is not installed: no JAX rows (pip install 'dlnsim[bench]' for jax and jaxlib)")
+        jax = None
+    variants: dict[str, Any] = {}
+    if jax is not None:
+        jax.config.update("jax_enable_x64", True)
+        cpu = jax.devices("cpu")[0]
+        W0 = tuple(jax.device_put(np.stack([s.W0[j] for s in setups]), cpu) for j in range(N_LAYERS))
+        X = np.stack([s.problem.X for s in setups])
+        Y = np.stack([s.problem.Y for s in setups])
+        args = (W0, *(jax.device_put(a, cpu) for a in (X, Y, X @ X.transpose(0, 2, 1), Y @ X.transpose(0, 2, 1),
+                                                           np.einsum("sij,sij->s", Y, Y), etas)))
+        for name, fn in _jax_variants(jax, jnp, N_LAYERS).items():
+            f = jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, 0, 0, None)), static_argnums=7)
+            t0 = time.perf_counter()
+            f(*args, n_iter).block_until_ready()  # compile (and a first run)
+            variants[name] = {"f": f, "compile_s": time.perf_counter() - t0, "t": [], "cpu": []}
+    t_ser: list[float] = []
+    t_thr: list[float] = []
+    c_ser: list[float] = []
+    c_thr: list[float] = []
+    losses = None
+    for _ in range(reps):
+        t, c, losses = _dlnsim_sweep(n_iter, seeds, "serial")
+        t_ser.append(t)
+        c_ser.append(c)
+        t, c, _ = _dlnsim_sweep(n_iter, seeds, "threads")
+        t_thr.append(t)
+        c_thr.append(c)
+        for v in variants.values():
+            c0, t0 = time.process_time(), time.perf_counter()
+            v["loss"] = np.asarray(v["f"](*args, n_iter).block_until_ready())
+            v["t"].append(time.perf_counter() - t0)
+            v["cpu"].append(time.process_time() - c0)
+    assert losses is not None
+    ts, tt = statistics.median(t_ser), statistics.median(t_thr)
+    rows.append({"case": f"dlnsim sweep, serial (1 core), N=5 paper, {seeds} seeds x {n_iter} steps, eta = 4 eta*",
+                 "cells_per_s": seeds / ts, "seconds": ts, "cpu_per_wall": statistics.median(c_ser) / ts,
+                 "min_max_s": f"{min(t_ser):.2f}-{max(t_ser):.2f}", "reps": reps, "ratio_vs_dlnsim_serial": 1.0})
+    rows.append({"case": f"dlnsim sweep, threads ({cores} cores)", "cells_per_s": seeds / tt, "seconds": tt,
+                 "cpu_per_wall": statistics.median(c_thr) / tt, "min_max_s": f"{min(t_thr):.2f}-{max(t_thr):.2f}",
+                 "reps": reps, "ratio_vs_dlnsim_serial": ts / tt})
+    for name, v in variants.items():
+        err = float(np.max(np.abs(v["loss"] - losses) / np.abs(losses)))
+        if not err <= TOL:
+            raise AssertionError(f"{name}: final losses differ from dlnsim's by {err:.2e} (relative) > {TOL:g}")
+        tj = statistics.median(v["t"])
+        rows.append({"case": f"{name}: jit(vmap(lax.scan)) over the {seeds} seeds", "cells_per_s": seeds / tj,
+                     "seconds": tj, "cpu_per_wall": statistics.median(v["cpu"]) / tj,
+                     "min_max_s": f"{min(v['t']):.2f}-{max(v['t']):.2f}", "reps": reps,
+                     "compile_s": v["compile_s"], "final_loss_max_rel_diff": err,
+                     # how many times faster dlnsim is than this variant (> 1: dlnsim faster)
+                     "dlnsim_serial_x": tj / ts, "dlnsim_threads_x": tj / tt})
+    if variants:
+        best = min(variants, key=lambda k: statistics.median(variants[k]["t"]))
+        tb = statistics.median(variants[best]["t"])
+        rows.append({"case": f"target: dlnsim on one core vs the fastest JAX variant ({best})",
+                     "dlnsim_serial_x": tb / ts, "dlnsim_threads_x": tb / tt, "tolerance": f"rtol {TOL:g}",
+                     "reps": reps})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.jax_bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="2000 steps, 2 repetitions")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3)")
+    args = ap.parse_args(argv)
+    for r in run(args.quick, args.reps):
+        print(r)
+
+
+if __name__ == "__main__":
+    main()
