@@ -94,6 +94,11 @@ def positive_float(x: Any, name: str, *, allow_zero: bool = False) -> float:
     return v
 
 
+def is_int(x: Any) -> bool:
+    """Whether ``x`` is a Python or numpy integer (bools excluded)."""
+    return isinstance(x, int | np.integer) and not isinstance(x, bool | np.bool_)
+
+
 def nonneg_int(x: Any, name: str, *, minimum: int = 0) -> int:
     """An int >= minimum; ValueError naming ``name`` otherwise."""
     if isinstance(x, bool) or not isinstance(x, int | np.integer) or x < minimum:

@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -448,7 +448,7 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str], *, durable: bool = True) 
         out.variables[name].attrs = encode_attrs(v.attrs)
     # compress floats; checksum every numeric array (HDF5 Fletcher-32 per chunk), so that damaged data is
     # refused on reading instead of being returned silently
-    encoding: dict[str, dict[str, Any]] = {}
+    encoding: dict[Hashable, dict[str, Any]] = {}
     for name, v in out.variables.items():
         if v.ndim > 0 and v.dtype.kind in "biuf":
             encoding[name] = {"fletcher32": True}
@@ -563,10 +563,11 @@ def open(path: str | os.PathLike[str], timeout: float | None = None) -> xr.Datas
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path: no such file {str(path)!r}")
-    if timeout is not None:
-        if isinstance(timeout, str | bytes):
-            raise ValueError(f"timeout must be a number of seconds or None, got {timeout!r}")
-        _validate_in_subprocess(path, positive_float(timeout, "timeout (seconds)"))
+    t: Any = timeout
+    if t is not None:
+        if isinstance(t, str | bytes):
+            raise ValueError(f"timeout must be a number of seconds or None, got {t!r}")
+        _validate_in_subprocess(path, positive_float(t, "timeout (seconds)"))
     try:
         with xr.open_dataset(path, engine="netcdf4") as f:
             ds = f.load()

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.linalg
 
-from ._validate import as_matrix
+from ._validate import as_matrix, is_int
 
 Array = np.ndarray
 
@@ -144,7 +144,7 @@ class Problem:
         """min L^1 over matrices of rank <= ``rank`` (all matrices when None)."""
         if rank is None:
             return self.lstar
-        if isinstance(rank, bool) or not isinstance(rank, int | np.integer) or rank < 0:
+        if not is_int(rank) or rank < 0:
             raise ValueError(f"rank must be a non-negative integer, got {rank!r}")
         k = min(int(rank), len(self.optimal_loss_by_rank) - 1)
         return float(self.optimal_loss_by_rank[k])
@@ -168,8 +168,13 @@ class Setup(NamedTuple):
 
 def paper_widths(N: int, d: int = 70, r: int = 2) -> tuple[int, ...]:
     """Widths d_0..d_N of the Section-5 network: d_0 = d_N = d, d_1 = r, linear in between."""
-    if isinstance(N, bool) or not isinstance(N, int | np.integer) or N < 1:
+    if not is_int(N) or N < 1:
         raise ValueError(f"N must be an integer >= 1, got {N!r}")
+    for name, v in (("d", d), ("r", r)):
+        if not is_int(v):
+            raise ValueError(f"{name} must be an integer, got {v!r}")
+    if d < 1 or r < 1 or r > d:
+        raise ValueError(f"need 1 <= r <= d, got d={d}, r={r}")
     if N == 1:
         return (d, d)
     hidden = [int(np.floor(r + (d - r) * (j - 1) / (N - 1) + 0.5)) for j in range(1, N + 1)]
@@ -185,13 +190,10 @@ def paper_setup(N: int, seed: int, d: int = 70, m: int | None = None, r: int = 2
     from .init import balanced_init  # local: init imports nothing from here, keep the graph acyclic
 
     widths = paper_widths(N, d, r)
-    for name, v in (("seed", seed), ("d", d), ("r", r)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer):
-            raise ValueError(f"{name} must be an integer, got {v!r}")
-    if d < 1 or r < 1 or r > d:
-        raise ValueError(f"need 1 <= r <= d, got d={d}, r={r}")
+    if not is_int(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
     m = 3 * d if m is None else m
-    if isinstance(m, bool) or not isinstance(m, int | np.integer) or m < d:
+    if not is_int(m) or m < d:
         raise ValueError(f"m must be an integer >= d = {d} (X X^T must have full rank), got {m!r}")
     rng = np.random.default_rng(seed)
     X = rng.normal(0.0, np.sqrt(1.0 / d), size=(d, m))

@@ -104,6 +104,8 @@ class Explicit(Schedule):
     kind = "explicit"
 
     def __init__(self, values: Any) -> None:
+        if np.iscomplexobj(values):
+            raise ValueError("eta: an explicit schedule must be real, got complex values")
         try:
             v = np.array(values, dtype=np.float64, copy=True).ravel()
         except (TypeError, ValueError):

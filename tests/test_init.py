@@ -60,3 +60,23 @@ def test_init_errors(rng: np.random.Generator) -> None:
         dlnsim.gaussian_init([3, 2, 2], rng, [1.0])
     with pytest.raises(ValueError, match="scale must be finite"):
         dlnsim.balanced_init([3, 2], rng, scale=float("nan"))
+
+
+def test_balancedness_checks_its_input(rng: np.random.Generator) -> None:
+    W = dlnsim.balanced_init([4, 3, 5], rng)
+    with pytest.raises(ValueError, match=r"W\[1\] must be real"):
+        dlnsim.balancedness([W[0], W[1] * (1 + 0j)])
+    with pytest.raises(ValueError, match="shapes do not chain"):
+        dlnsim.balancedness([W[0], W[1].T])
+    assert dlnsim.balancedness([W[0]]).shape == (0,)
+    # Gram matrices that overflow float64 give inf (no warning), which stepsize_bound then refuses by name
+    assert dlnsim.balancedness([W[0] * 1e200, W[1]])[0] == np.inf
+
+
+def test_init_refuses_complex_parameters(rng: np.random.Generator) -> None:
+    with pytest.raises(ValueError, match="std must be a real number"):
+        dlnsim.gaussian_init([3, 2], rng, 1j)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"scale must be a real number"):
+        dlnsim.balanced_init([3, 2], rng, scale=np.complex128(1.0))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="balancedness_constant must be a real number"):
+        dlnsim.perturbed_init([3, 2, 2], rng, True)  # type: ignore[arg-type]

@@ -108,3 +108,58 @@ def test_seed0_matches_spec_table(N: int, L0: float, M: float, delta: float, K: 
     # the table prints 3-5 significant digits: compare to that precision
     for got, want in ((b.L0, L0), (b.M, M), (b.delta, delta), (b.K, K), (b.B, B), (b.eta, eta)):
         assert got == pytest.approx(want, rel=3e-3)
+
+
+def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((5, 12)), rng.standard_normal((3, 12))
+
+
+@pytest.mark.parametrize(
+    ("xs", "ys", "match"),
+    [
+        (1e160, 1.0, r"X: its values are too large to square in float64: X X\^T overflows"),
+        (1e-160, 1.0, r"X: its values are too small to square in float64: X X\^T underflows"),
+        (1e-300, 1.0, r"X: its values are too small"),
+        (1.0, 1e160, r"Y: its values are too large to square in float64"),
+        (1.0, 1e-170, r"Y: its values are too small to square in float64"),
+    ],
+)
+def test_problem_refuses_values_that_overflow_or_underflow(xs: float, ys: float, match: str) -> None:
+    """Scales whose squares leave the float64 range are refused by name, not met by LinAlgError later."""
+    X, Y = _data()
+    with pytest.raises(ValueError, match=match):
+        dlnsim.Problem(X * xs, Y * ys)
+
+
+def test_problem_accepts_extreme_but_representable_scales() -> None:
+    X, Y = _data()
+    ref = dlnsim.Problem(X, Y)
+    for s in (1e150, 1e-150):  # X X^T ~ 1e+-300: still normal float64 numbers
+        p = dlnsim.Problem(X * s, Y)
+        assert p.lambda_min == pytest.approx(ref.lambda_min * s**2, rel=1e-10)
+        assert p.lstar == pytest.approx(ref.lstar, rel=1e-8)  # the fit does not depend on the scale of X
+    assert dlnsim.Problem(X, np.zeros_like(Y)).lstar == 0.0  # Y = 0 is a (trivial) problem, not an underflow
+
+
+def test_problem_refuses_complex_data() -> None:
+    X, Y = _data()
+    with pytest.raises(ValueError, match=r"X must be real, got a complex array \(dtype complex128\)"):
+        dlnsim.Problem(X + 0j, Y)
+    with pytest.raises(ValueError, match="Y must be real, got a complex array"):
+        dlnsim.Problem(X, Y.astype(np.complex64))
+    with pytest.raises(ValueError, match="Y must be real"):
+        dlnsim.Problem(X, [[complex(v) for v in row] for row in Y])
+
+
+def test_paper_setup_argument_checks() -> None:
+    with pytest.raises(ValueError, match="d must be an integer"):
+        dlnsim.paper_setup(2, 0, d=7.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        dlnsim.paper_setup(2, 0.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"need 1 <= r <= d"):
+        dlnsim.paper_setup(2, 0, d=3, r=4)
+    with pytest.raises(ValueError, match="m must be an integer >= d"):
+        dlnsim.paper_setup(2, 0, d=5, m=4)
+    with pytest.raises(ValueError, match="rank must be a non-negative integer"):
+        paper(2).problem.optimal_loss(True)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ import pytest
 from conftest import paper, random_problem
 
 import dlnsim
+from dlnsim.theory import admissible_alpha
 
 
 @pytest.mark.parametrize(("N", "paper_eta"), [(2, 7.73e-4), (3, 1.29e-4), (5, 3.91e-5)])
@@ -94,3 +95,142 @@ def test_set_bound_reduces_to_theorem24() -> None:
     assert sb2.delta >= 0.02
     with pytest.raises(ValueError, match="alpha must be > 0 when delta_B > 0"):
         dlnsim.set_stepsize_bound(s.problem, 3, delta_B=0.01, L_B=1.0, alpha=0.0)
+
+
+# ------------------------------------------------------------------------------------------ unbalanced starts
+
+
+@pytest.fixture(scope="module")
+def gaussian_start() -> tuple[dlnsim.Problem, list[np.ndarray], float]:
+    s = paper(3)
+    W = dlnsim.gaussian_init(s.widths, np.random.default_rng(1), 0.1)
+    return s.problem, W, float(dlnsim.balancedness(W).max())
+
+
+def _eta28(b: dlnsim.StepsizeBound) -> float:
+    """(2.8) written as in the paper."""
+    return 2 * (1 - b.alpha) * b.delta / (4 * b.L0 + (1 - b.alpha) * b.delta * b.B)
+
+
+def test_gaussian_start_needs_a_delta_above_its_balancedness(gaussian_start: tuple) -> None:
+    p, W, bal = gaussian_start
+    assert bal > 1.0  # above the section-5 delta M^{2/3}/27 of this start (about 0.23)
+    with pytest.raises(ValueError, match=r"balancedness constant .* > alpha\*delta .* no alpha in \[0, 1\) admits"):
+        dlnsim.stepsize_bound(p, W, alpha=0.5)
+    with pytest.raises(ValueError, match=r"no alpha in \[0, 1\) admits .*rule 'section5'"):
+        admissible_alpha(p, W)
+    with pytest.raises(ValueError, match=r"with alpha = 0 \(only balanced starts\)"):
+        dlnsim.stepsize_bound(p, W, delta="optimal")
+
+
+def test_optimal_delta_over_the_admissible_deltas(gaussian_start: tuple) -> None:
+    p, W, bal = gaussian_start
+    b = dlnsim.stepsize_bound(p, W, delta="optimal", alpha=0.5)
+    assert b.balancedness0 == pytest.approx(bal, rel=1e-12) and b.alpha == 0.5
+    assert b.delta >= 2 * bal * (1 - 1e-12)  # delta >= balancedness / alpha
+    assert b.eta == pytest.approx(_eta28(b), rel=1e-12)
+    # the largest bound among admissible deltas (1e-9 relative slack for the numerical search)
+    for d in 2 * bal * np.geomspace(1, 100, 25):
+        assert dlnsim.stepsize_bound(p, W, delta=float(d), alpha=0.5).eta <= b.eta * (1 + 1e-9)
+
+
+def test_best_pair_alpha_min(gaussian_start: tuple) -> None:
+    p, W, bal = gaussian_start
+    best = dlnsim.stepsize_bound(p, W, delta="optimal", alpha="min")
+    assert best.alpha * best.delta == pytest.approx(bal, rel=1e-12)  # the start sits on the boundary
+    assert best.eta == pytest.approx(_eta28(best), rel=1e-12)
+    assert best.eta >= dlnsim.stepsize_bound(p, W, delta="optimal", alpha=0.5).eta
+    for d in bal * np.geomspace(1.001, 100, 30):  # every admissible pair, at its best alpha = bal/delta
+        assert dlnsim.stepsize_bound(p, W, delta=float(d), alpha=bal / d).eta <= best.eta * (1 + 1e-9)
+    adm = admissible_alpha(p, W, delta="optimal")
+    assert adm.delta == pytest.approx(best.delta, rel=1e-12) and adm.alpha_min == pytest.approx(best.alpha, rel=1e-12)
+    assert adm.bound.eta == pytest.approx(best.eta, rel=1e-12)
+    assert adm.delta_min == pytest.approx(bal, rel=1e-12)
+
+
+def test_admissible_alpha_for_a_fixed_delta(gaussian_start: tuple) -> None:
+    p, W, bal = gaussian_start
+    adm = admissible_alpha(p, W, delta=4 * bal)
+    assert adm.alpha_min == pytest.approx(0.25, rel=1e-12) and adm.rule == "value"
+    assert adm.delta_range(0.5) == (pytest.approx(2 * bal, rel=1e-12), math.inf)
+    with pytest.raises(ValueError, match="alpha = 0 admits only balanced starts"):
+        adm.delta_range(0.0)
+    with pytest.raises(ValueError, match=r"alpha must lie in \[0, 1\)"):
+        adm.delta_range(1.0)
+    # alpha_min is admitted, anything noticeably smaller is not
+    at = dlnsim.stepsize_bound(p, W, delta=4 * bal, alpha=adm.alpha_min)
+    assert at.eta == pytest.approx(adm.bound.eta, rel=1e-14)
+    assert dlnsim.stepsize_bound(p, W, delta=4 * bal, alpha="min").eta == pytest.approx(at.eta, rel=1e-14)
+    with pytest.raises(ValueError, match=r"smallest admissible alpha there is b/delta = 0\.25"):
+        dlnsim.stepsize_bound(p, W, delta=4 * bal, alpha=0.24)
+    # (2.8) decreases in alpha: the smallest admissible alpha is the best one
+    assert dlnsim.stepsize_bound(p, W, delta=4 * bal, alpha=0.5).eta < at.eta
+
+
+def test_balanced_start_is_admitted_with_alpha_zero() -> None:
+    s = paper(2)
+    adm = admissible_alpha(s.problem, s.W0)
+    assert adm.alpha_min == 0.0 and adm.balancedness0 == 0.0  # rounding-level balancedness counts as 0
+    assert adm.bound.eta == dlnsim.stepsize_bound(s.problem, s.W0).eta
+    assert adm.delta_range(0.0) == (0.0, math.inf)
+    assert dlnsim.stepsize_bound(s.problem, s.W0, alpha="min") == dlnsim.stepsize_bound(s.problem, s.W0)
+
+
+def test_perturbed_start_on_the_boundary() -> None:
+    """A start built with balancedness alpha*delta is admitted at exactly (alpha, delta)."""
+    p = random_problem(6, 4, 15, seed=3)
+    W = dlnsim.perturbed_init([6, 3, 4, 4], np.random.default_rng(0), 0.02)
+    b = dlnsim.stepsize_bound(p, W, delta=0.08, alpha=0.25)
+    assert b.balancedness0 == pytest.approx(0.02, rel=1e-9)
+    assert admissible_alpha(p, W, delta=0.08).alpha_min == pytest.approx(0.25, rel=1e-9)
+
+
+# ------------------------------------------------------------------------------------------- large deltas
+
+
+def test_huge_delta() -> None:
+    """delta = 1e300: a finite (tiny) bound while B_delta is a float64 number, else ValueError naming delta."""
+    b1 = dlnsim.stepsize_bound(dlnsim.paper_setup(1, 0).problem, dlnsim.paper_setup(1, 0).W0, delta=1e300)
+    assert 0 < b1.eta < 1 and math.isfinite(b1.eta)  # N = 1: B_delta decreases in delta
+    s2 = paper(2)
+    b2 = dlnsim.stepsize_bound(s2.problem, s2.W0, delta=1e300)
+    # (2.8) = 2/(4 L0/delta + B_delta) with 4 L0/delta negligible; delta*B_delta itself overflows
+    assert b2.eta == pytest.approx(2 / b2.B, rel=1e-12) and b2.eta > 0
+    assert b2.eta_descent == pytest.approx(b2.eta, rel=1e-12) and b2.eta_balance == pytest.approx(b2.eta, rel=1e-12)
+    s3 = paper(3)
+    with pytest.raises(ValueError, match=r"delta = 1e\+300 is too large: B_delta .* overflows float64"):
+        dlnsim.stepsize_bound(s3.problem, s3.W0, delta=1e300)
+    with pytest.raises(ValueError, match="delta = 1e\\+300 is too large"):
+        dlnsim.set_stepsize_bound(s3.problem, 3, delta_B=0.0, L_B=1.0, alpha=0.0, delta=1e300)
+
+
+def test_stable_forms_equal_the_paper_formulas() -> None:
+    s = paper(5)
+    for delta in ("section5", "remark2.5", "optimal", 0.01, 3.0):
+        b = dlnsim.stepsize_bound(s.problem, s.W0, delta=delta)
+        assert b.eta == pytest.approx(_eta28(b), rel=1e-14)
+        assert b.sigma == pytest.approx(4 * b.L0 / (4 * b.L0 + b.delta * b.B), rel=1e-14)
+
+
+def test_bad_arguments_name_the_parameter() -> None:
+    s = paper(2)
+    with pytest.raises(ValueError, match=r"problem must be a dlnsim\.Problem, got str"):
+        dlnsim.set_stepsize_bound("p", 2, 0.0, 1.0, 0.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"problem must be a dlnsim\.Problem"):
+        admissible_alpha(None, s.W0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="N must be an integer >= 1"):
+        dlnsim.set_stepsize_bound(s.problem, 0, 0.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="N must be an integer >= 1"):
+        dlnsim.set_stepsize_bound(s.problem, True, 0.0, 1.0, 0.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="delta must be 'optimal' or a positive number"):
+        dlnsim.set_stepsize_bound(s.problem, 2, 0.0, 1.0, 0.0, delta="section5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="alpha must be a number in \\[0, 1\\) or 'min'"):
+        dlnsim.stepsize_bound(s.problem, s.W0, alpha="max")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="delta must be 'section5'"):
+        dlnsim.stepsize_bound(s.problem, s.W0, delta=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="alpha must be a real number"):
+        dlnsim.stepsize_bound(s.problem, s.W0, alpha=0.5j)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"W0\[0\] must be real"):
+        dlnsim.stepsize_bound(s.problem, [s.W0[0] + 0j, s.W0[1]])
+    with pytest.raises(ValueError, match="W0: the loss L\\^N\\(W0\\) overflows float64"):
+        dlnsim.stepsize_bound(s.problem, [s.W0[0] * 1e200, s.W0[1] * 1e200])
