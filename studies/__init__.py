@@ -1,25 +1,24 @@
-"""Studies of dlnsim: the paper's Figures 1 and 2 and four studies the paper could not do (DESIGN §6).
+"""Studies of dlnsim: the paper's Figures 1 and 2 and four studies the paper could not do.
 
-Run them with ``python -m studies [--quick] [NAME ...]`` (``nox -s studies`` does this).  Each study is one
-module with a function ``run(quick: bool, outdir: Path) -> xarray.Dataset`` that computes with dlnsim's
-public API, writes ``<outdir>/<name>.nc`` (atomically, with `dlnsim.save`) and the figure
-``<outdir>/figures/<name>.png`` and ``.pdf``.
+Run them with ``python -m studies [--quick] [NAME ...]`` (``nox -s studies`` does this).  A study is one module:
+module-level grid axes, a module-level cell function (one point of the grid -> an `xarray.Dataset`) and a
+plot.  Its ``compute(quick, *, directory=None, executor="threads", workers=None, scheduler=None)`` runs the
+cells on dlnsim's grid engine (`dlnsim.run_grid`, or `dlnsim.critical_sweep`) and shapes the combined grid
+into the study's Dataset; ``run(quick, outdir, cells=None, **engine)`` also writes ``<outdir>/<name>.nc``
+(atomically, with `dlnsim.save`) and the figure ``<outdir>/figures/<name>.png`` and ``.pdf``;
+``summary(ds)`` gives its headline numbers.
 
 Output directories: the full-size results are archived in ``data/`` (committed); the ``--quick`` variants go
 to ``data/quick/`` (git-ignored), so quick runs and tests never overwrite the archive.  ``--outdir`` picks
-another directory.
+another directory.  While a study runs, its cells live in ``<outdir>/cells/<name>/`` (git-ignored), one
+NetCDF file per cell: an interrupted ``python -m studies`` resumes where it stopped.
 
-Independent runs are spread over a pool of worker processes (two by default, `_common.workers`), started
-with one BLAS/OpenMP thread each.  The variables are set here too, before numpy is imported by the studies,
-so the parent process does not oversubscribe the cores either.
+The cells run on threads by default (the kernels release the GIL and the engine gives each cell one BLAS
+thread, so nothing here sets the BLAS environment), on processes with ``--executor processes``, or on a dask
+cluster with ``--scheduler ADDRESS``.  The numbers are the same on every executor.
 """
 
 from __future__ import annotations
-
-import os
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
 
 #: study names in the order `python -m studies` runs them (each is a module of this package)
 STUDIES = (

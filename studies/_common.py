@@ -1,15 +1,17 @@
-"""Shared helpers of the studies: output paths, the worker pool, assembling runs into one Dataset, figures."""
+"""Shared helpers of the studies: output paths, running a study's grid on the engine, the archived layout of a
+study's Dataset, figures.
+
+A study is axes, a cell and a plot: `grid` runs the cell on every point of the axes with `dlnsim.run_grid` (one
+NetCDF file per cell in a directory, so an interrupted run resumes; threads by default, or processes, or a dask
+scheduler), and `archive_layout` turns the combined grid into the layout of the study's file in ``data/``.
+"""
 
 from __future__ import annotations
 
-import atexit
-import datetime as _dt
 import math
-import multiprocessing
 import os
 import sys
-from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,9 @@ import numpy as np
 import xarray as xr
 
 import dlnsim
+from dlnsim import dataset
+from dlnsim.grid import run_grid
+from dlnsim.grid.combine import ALWAYS_VARIABLES
 
 #: the repository root (studies/ lives in it)
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,10 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 #: results of the --quick variants (git-ignored; never the archive)
 QUICK = DATA / "quick"
+#: subdirectory of an output directory that holds the cells of each study while it runs (git-ignored)
+CELLS = "cells"
 
-BLAS_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-#: the paper's reported bound (5.1) values (spec §7.4, VERIFIED-TEXT) for its own random instance
+#: the bound (5.1) the paper reports for its own random instance of Section 5 (Figure 1 of the paper)
 PAPER_ETA = {2: 7.73e-4, 3: 1.29e-4, 5: 3.91e-5}
 
 
@@ -44,88 +49,130 @@ def prepare_outdir(outdir: Path | str) -> Path:
     return out
 
 
-# ------------------------------------------------------------------------------------------------ worker pool
-
-_POOL: ProcessPoolExecutor | None = None
-_N_WORKERS = 2
-
-
-def set_workers(n: int) -> None:
-    """Number of worker processes of the shared pool (takes effect when the pool is next created)."""
-    global _N_WORKERS
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"workers must be an integer >= 1, got {n!r}")
-    if _POOL is not None and n != _N_WORKERS:
-        shutdown_pool()
-    _N_WORKERS = n
+def cells_dir(outdir: Path | str, name: str) -> Path:
+    """Where the cells of study ``name`` live while it runs: ``<outdir>/cells/<name>``."""
+    return Path(outdir) / CELLS / name
 
 
-def workers() -> int:
-    return _N_WORKERS
+def subdir(directory: Path | str | None, name: str) -> Path | None:
+    """``directory/name`` for a study with several grids (``directory`` is created; None stays None: a temporary
+    directory for each grid)."""
+    if directory is None:
+        return None
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return Path(directory) / name
 
 
-def _init_worker() -> None:
-    os.environ.update(BLAS_ENV)
+# -------------------------------------------------------------------------------------------------- the engine
 
 
-def pool() -> Executor:
-    """The shared process pool ("spawn" processes with one BLAS thread each), created on first use."""
-    global _POOL
-    if _POOL is None:
-        old = {k: os.environ.get(k) for k in BLAS_ENV}
-        os.environ.update(BLAS_ENV)  # spawned processes inherit the environment at start
-        try:
-            _POOL = ProcessPoolExecutor(max_workers=_N_WORKERS, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker)
-            # with "spawn" a process starts at each submit while none is idle: start all of them now
-            for f in [_POOL.submit(os.getpid) for _ in range(_N_WORKERS)]:
-                f.result()
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    return _POOL
+def grid(cell: Callable[..., xr.Dataset], axes: Mapping[str, Sequence[Any]], params: Mapping[str, Any], *,
+         directory: Path | str | None, label: str, cost: Callable[[dict[str, Any]], float] | None = None,
+         **engine: Any) -> xr.Dataset:
+    """`dlnsim.run_grid` of ``cell`` over ``axes``; RuntimeError when a cell failed.
 
-
-def shutdown_pool() -> None:
-    global _POOL
-    if _POOL is not None:
-        _POOL.shutdown(wait=True, cancel_futures=True)
-        _POOL = None
-
-
-atexit.register(shutdown_pool)
-
-
-def map_tasks(fn: Callable[..., Any], tasks: Sequence[dict[str, Any]],
-              cost: Sequence[float] | None = None) -> list[Any]:
-    """``[fn(**t) for t in tasks]`` computed on the pool; the most expensive tasks (by ``cost``) start first.
-
-    ``fn`` must be a module-level function (it is pickled by reference).
+    ``engine``: ``executor``, ``workers``, ``scheduler`` (or ``client``) of `dlnsim.run_grid`.
     """
-    if not tasks:
-        return []
-    order = np.argsort(-np.asarray(cost, dtype=float), kind="stable") if cost is not None else range(len(tasks))
-    ex = pool()
-    futs = {int(i): ex.submit(fn, **tasks[int(i)]) for i in order}
-    try:
-        return [futs[i].result() for i in range(len(tasks))]
-    except BaseException:
-        for f in futs.values():
-            f.cancel()
-        raise
+    if directory is not None:
+        Path(directory).parent.mkdir(parents=True, exist_ok=True)
+    ds = run_grid(directory, cell, axes, params=params, cost=cost, label=label,
+                         progress=sys.stderr.isatty(), **engine)
+    check_cells(ds, label)
+    return ds
 
 
-# ------------------------------------------------------------------------------------------- datasets / attrs
+def check_cells(ds: xr.Dataset, label: str) -> None:
+    """RuntimeError naming the first failed cell when a grid has cells with status ``error`` or ``not_run``."""
+    status = np.asarray(ds["status"].values if "status" in ds else ds["search_status"].values)
+    bad = np.isin(status, ["error", "not_run"])
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        point = {d: ds[d].values[i].item() for d, i in zip(ds["status" if "status" in ds else "search_status"].dims,
+                                                           where, strict=True)}
+        message = str(ds["error"].values[where]) if "error" in ds else str(status[where])
+        raise RuntimeError(f"{label}: {int(bad.sum())} cell(s) failed; the first, at {point}: {message}")
 
 
-def base_attrs(study: str, quick: bool, description: str) -> dict[str, Any]:
-    """Global attributes every study file carries: what it is and how to regenerate it."""
-    import numba
-    import scipy
+#: global attributes of a combined grid that describe the engine's run of it, not the study's results
+GRID_ATTRS = ("title", "grid_cell", "grid_dims", "grid_manifest", "cells_total", "cells_done", "cells_failed",
+              "created")
 
+
+def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f" and b.dtype.kind == "f"))
+
+
+def _filled(values: np.ndarray) -> bool:
+    """Whether ``values`` hold the engine's fill for a cell without the attribute (NaN, -1 or "")."""
+    kind = values.dtype.kind
+    if kind == "f":
+        return bool(np.isnan(values).any())
+    if kind in "iu":
+        return bool((values == -1).any())
+    return bool(np.any(values.astype(str) == ""))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def archive_layout(
+    ds: xr.Dataset,
+    series: Sequence[str],
+    scalars: Mapping[str, Sequence[str] | None],
+    long_names: Mapping[str, str] | None = None,
+) -> xr.Dataset:
+    """A combined grid in the layout of the studies' files.
+
+    ``series``: variables of the runs (over ``k`` and their own dims) kept over the grid axes, as floats,
+    without the coordinates of the inner dims (``k`` keeps its own).
+    ``scalars``: run attributes kept as variables, over the given subset of the grid axes (None = all; they
+    must not vary along the others), with units "1" and the long name from ``long_names``.
+    The other run attributes and outcomes that are the same in every cell are global attributes; those that
+    differ are dropped.  The engine's own attributes (``grid_*``, ``cells_*``) are dropped too.
+    """
+    axes = tuple(d.strip() for d in str(ds.attrs["grid_dims"]).split(","))
+    shape = tuple(ds.sizes[a] for a in axes)
+    names = dict(long_names or {})
+    data: dict[str, xr.Variable] = {}
+    for name in series:
+        v = ds[name].variable
+        data[name] = xr.Variable(v.dims, np.asarray(v.values, dtype=float), attrs=dict(v.attrs))
+    common = {k: v for k, v in ds.attrs.items() if k not in GRID_ATTRS and k not in scalars}
+    for name, keep in scalars.items():
+        dims = axes if keep is None else tuple(keep)
+        if name in ds.data_vars:
+            da = ds[name]
+            first = da.isel({a: 0 for a in axes if a not in dims})
+            if not _equal(da.values, first.broadcast_like(da).transpose(*da.dims).values):
+                raise ValueError(f"{name} varies along {[a for a in axes if a not in dims]}")
+            values = first.transpose(*dims).values
+        else:  # the same in every cell: a global attribute of the grid
+            values = np.full(tuple(shape[axes.index(d)] for d in dims), ds.attrs[name],
+                             dtype=object if isinstance(ds.attrs[name], str) else float)
+        values = values.astype(object) if values.dtype.kind in "OUS" else values.astype(float)
+        data[name] = xr.Variable(dims, values, attrs={"units": "1",
+                                                      "long_name": names.get(name, f"run attribute {name}")})
+    # run outcomes are variables of the grid even when they are the same in every cell (the other attributes
+    # that are variables differ, or some cells lack them); a value that is also the engine's fill for a cell
+    # without it (NaN, "", -1) is not taken as common
+    for name in ALWAYS_VARIABLES:
+        if name in data or name not in ds.data_vars or ds[name].dims not in (axes, (*axes, f"{name}_index")):
+            continue
+        values = ds[name].values.reshape(int(np.prod(shape)), -1)
+        first = values[0] if ds[name].ndim > len(axes) else values[0, 0]
+        if not _filled(values) and _equal(values, np.broadcast_to(values[0], values.shape)):
+            common[name] = _plain(first) if np.ndim(first) == 0 else np.asarray(first)
+    coords: dict[str, Any] = {a: (a, np.asarray(ds[a].values.tolist())) for a in axes}
+    if any("k" in v.dims for v in data.values()):
+        coords["k"] = ("k", ds["k"].values, {"units": "1", "long_name": "iteration number"})
+    out = xr.Dataset(data, coords=coords)
+    out.attrs = common
+    return out
+
+
+def study_attrs(study: str, quick: bool, description: str) -> dict[str, Any]:
+    """Global attributes every study file carries: what it is, how to regenerate it, the versions."""
     return {
         "title": f"dlnsim study {study}" + (" (quick variant)" if quick else ""),
         "study": study,
@@ -133,92 +180,20 @@ def base_attrs(study: str, quick: bool, description: str) -> dict[str, Any]:
         "quick": int(quick),
         "command": f"python -m studies {'--quick ' if quick else ''}{study}",
         "source": f"studies/{study}.py",
-        "dlnsim_version": dlnsim.__version__,
-        "numpy_version": np.__version__,
-        "numba_version": numba.__version__,
-        "scipy_version": scipy.__version__,
-        "xarray_version": xr.__version__,
+        **dataset.provenance(),
         "python_version": sys.version.split()[0],
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return np.shape(a) == np.shape(b) and bool(np.array_equal(a, b))
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return type(a) is type(b) and a == b
-
-
-def assemble(
-    runs: dict[tuple[Any, ...], xr.Dataset],
-    dims: dict[str, Sequence[Any]],
-    series: Sequence[str],
-    scalars: dict[str, tuple[str, ...] | None] | None = None,
-    *,
-    long_names: dict[str, str] | None = None,
-) -> xr.Dataset:
-    """One Dataset over ``dims`` (+ ``k`` and the inner dims) from run Datasets keyed by their grid values.
-
-    ``series``: variables of the runs, usually over ``k`` (and possibly an inner dim such as ``sv``); the
-    record points are united and a run that was not recorded at some ``k`` has NaN there, inner dims are
-    padded with NaN.
-    ``scalars``: run attributes to store as variables over the given subset of ``dims`` (None = all dims).
-    Run attributes equal in every run become global attributes (``created`` is dropped).  Units and long
-    names of the series come from the runs.
-    """
-    names = list(dims)
-    index = {n: {v: i for i, v in enumerate(dims[n])} for n in names}
-    shape = tuple(len(dims[n]) for n in names)
-    items = []
-    for key, ds in runs.items():
-        if len(key) != len(names):
-            raise ValueError(f"runs: key {key!r} does not match dims {names}")
-        items.append((tuple(index[n][v] for n, v in zip(names, key, strict=True)), ds))
-    k_all = np.unique(np.concatenate([ds["k"].values for _, ds in items]))
-    data: dict[str, xr.Variable] = {}
-    for var in series:
-        first = next(ds[var] for _, ds in items if var in ds)
-        inner = [d for d in first.dims if d != "k"]
-        sizes = [max(ds.sizes[d] for _, ds in items if var in ds) for d in inner]
-        over_k = "k" in first.dims
-        arr = np.full((*shape, *([k_all.size] if over_k else []), *sizes), np.nan)
-        for idx, ds in items:
-            if var not in ds:
-                continue
-            if over_k:
-                v = ds[var].transpose("k", *inner).values.astype(float)
-                pos = np.searchsorted(k_all, ds["k"].values)
-                arr[(*idx, pos, *(slice(0, n) for n in v.shape[1:]))] = v
-            else:
-                v = ds[var].transpose(*inner).values.astype(float)
-                arr[(*idx, *(slice(0, n) for n in v.shape))] = v
-        data[var] = xr.Variable((*names, *(["k"] if over_k else []), *inner), arr, attrs=dict(first.attrs))
-    for name, keep in (scalars or {}).items():
-        keep_dims = tuple(names) if keep is None else keep
-        pos = [names.index(d) for d in keep_dims]
-        values = [ds.attrs.get(name) for _, ds in items]
-        is_str = any(isinstance(v, str) for v in values)
-        sub_shape = tuple(shape[i] for i in pos)
-        arr = np.full(sub_shape, "", dtype=object) if is_str else np.full(sub_shape, np.nan)
-        for (idx, _), v in zip(items, values, strict=True):
-            if v is not None:
-                arr[tuple(idx[i] for i in pos)] = v
-        attrs = {"units": "1", "long_name": (long_names or {}).get(name, f"run attribute {name}")}
-        data[name] = xr.Variable(keep_dims, arr, attrs=attrs)
-    coords: dict[str, Any] = {n: (n, np.asarray(list(dims[n]))) for n in names}
-    coords["k"] = ("k", k_all, {"units": "1", "long_name": "iteration number"})
-    out = xr.Dataset(data, coords=coords)
-    common: dict[str, Any] = {}
-    first_attrs = items[0][1].attrs
-    for key, value in first_attrs.items():
-        if key == "created" or key in (scalars or {}):
-            continue
-        if all(key in ds.attrs and _same(value, ds.attrs[key]) for _, ds in items[1:]):
-            common[key] = value
-    out.attrs = common
-    return out
+def run_study(name: str, compute: Callable[..., xr.Dataset], plot: Callable[[xr.Dataset, Path], Any], quick: bool,
+              outdir: Path | str, cells: Path | str | None = None, **engine: Any) -> xr.Dataset:
+    """Compute a study (its cells in ``cells``; None: a temporary directory), write ``<outdir>/<name>.nc`` and
+    its figure."""
+    out = prepare_outdir(outdir)
+    ds = compute(quick, directory=cells, **engine)
+    save_dataset(ds, out, name)
+    plot(ds, out)
+    return ds
 
 
 def fit_loglog(x: Any, y: Any) -> tuple[float, float]:

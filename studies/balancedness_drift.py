@@ -2,7 +2,7 @@
 
 For the Section-5 instance (``dlnsim.paper_setup(N, seed=0)``, balanced W(0)) and N = 2, 3, 5 we run GD with
 constant stepsizes from eta* (the bound (5.1)) up to 0.9 eta_crit, where eta_crit is the critical stepsize of
-this instance (largest eta that still converges, found first by ``dlnsim.sweep.critical_stepsize``), and
+this instance (largest eta that still converges, found first by ``dlnsim.critical_sweep``), and
 record the balancedness constant  max_j ||W_{j+1}^T W_{j+1} - W_j W_j^T||  along the run.  Theorem 2.4 (alpha = 0)
 keeps it <= delta = M^{2/N}/N^3 for eta <= eta*.
 
@@ -10,17 +10,20 @@ Horizon: every run covers the same flow time T_N = n_ref eta*(N) (n_ref = 10^6, 
 n_iter = n_ref eta*/eta steps, so runs with different eta are compared at equal times.  Since
 D_j(k+1) - D_j(k) = eta^2 (G_{j+1}^T G_{j+1} - G_j G_j^T), the drift after time T is about eta times an
 eta-independent integral: we fit log(final drift) against log(eta) and expect slope 1.
+
+Two grids: the critical search over N, then the GD runs over (N, eta_index); a cell is one search or one run.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 import dlnsim
-from dlnsim.sweep import critical_stepsize
 
 from . import _common as C
 
@@ -31,11 +34,20 @@ GTOL = 1e-10
 TOP = 0.9  # largest eta of the grid, as a fraction of eta_crit
 
 
-def _run_one(N: int, seed: int, eta: float, n_iter: int, record: list[int], index: int) -> xr.Dataset:
-    """One run (executed in a worker process)."""
+def cell(N: int, eta_index: int, seed: int, n_ref: int, n_eta: int, crit: dict[str, list[float]]) -> xr.Dataset:
+    """One GD run: the ``eta_index``-th stepsize of the grid of this N, for the flow time n_ref eta*.
+
+    ``crit[str(N)]`` is ``[eta*, eta_crit]`` of the instance (from the critical search).
+    """
+    eta_star, eta_crit = crit[str(N)]
+    top = max(TOP * eta_crit / eta_star, 1.0)
+    eta = float(np.geomspace(1.0, top, n_eta)[eta_index] * eta_star)
+    n_iter = int(np.ceil(n_ref * eta_star / eta))
+    grid_k = dlnsim.record_points(n_ref, "log:200")
+    record = [int(k) for k in grid_k[grid_k <= n_iter]]
     setup = dlnsim.paper_setup(N, seed)
     bound = dlnsim.stepsize_bound(setup.problem, setup.W0)
-    attrs = {"eta_value": eta, "eta_over_bound": eta / bound.eta, "eta_index": index, "run_n_iter": n_iter}
+    attrs = {"eta_value": eta, "eta_over_bound": eta / bound.eta, "eta_index": eta_index, "run_n_iter": n_iter}
     ds = dlnsim.run_gd(setup.problem, setup.W0, eta, n_iter, record, gtol=GTOL, stop_early=True, bound=bound,
                        keep_weights=True, attrs=attrs)
     # the balancedness where GD ended (an early stop usually falls between two record points)
@@ -45,39 +57,41 @@ def _run_one(N: int, seed: int, eta: float, n_iter: int, record: list[int], inde
     return ds.drop_vars("final_weights")
 
 
-def compute(quick: bool) -> xr.Dataset:
+def _cost(point: dict[str, Any]) -> float:
+    return (1 + point["N"]) / (1 + point["eta_index"])
+
+
+LONG_NAMES = {
+    "eta_value": "constant stepsize eta", "eta_over_bound": "eta / eta* (eta* = bound (5.1))",
+    "run_n_iter": "number of GD steps of the run (n_ref eta*/eta)",
+    "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
+    "stop_iteration": "iteration where the run stopped", "final_loss": "loss at the last evaluated iteration",
+    "bound_eta": "eta* = bound (5.1)", "bound_delta": "delta = M^(2/N)/N^3 that Theorem 2.4 allows (alpha = 0)",
+    "bound_K": "K_delta", "bound_sigma": "sigma of Prop. 3.4(4)",
+}
+
+
+def compute(quick: bool, *, directory: Path | None = None, executor: Any = "threads", workers: int | None = None,
+            scheduler: str | None = None) -> xr.Dataset:
+    """The study's Dataset; the cells of its two grids live in ``directory/critical`` and ``directory/runs``
+    (None: temporary directories), see `dlnsim.run_grid`."""
     n_ref = 20_000 if quick else 1_000_000
     n_eta = 4 if quick else 9
     crit_iter, crit_rtol = (2000, 0.05) if quick else (5000, 0.02)
-    crit = critical_stepsize(None, N=list(DEPTHS), seed=[SEED], n_iter=crit_iter, rtol=crit_rtol,
-                             bracket=(0.05, 0.3), eta_mode="absolute", executor=C.pool(), progress=False)
-    grid_k = dlnsim.record_points(n_ref, "log:200")
-    tasks, cost = [], []
-    for N in DEPTHS:
-        eta_star = float(crit["eta_star"].sel(N=N, seed=SEED))
-        eta_crit = float(crit["eta_crit"].sel(N=N, seed=SEED))
-        top = max(TOP * eta_crit / eta_star, 1.0)
-        for i, mult in enumerate(np.geomspace(1.0, top, n_eta)):
-            eta = float(mult * eta_star)
-            n_iter = int(np.ceil(n_ref * eta_star / eta))
-            rec = [int(k) for k in grid_k[grid_k <= n_iter]]
-            tasks.append({"N": N, "seed": SEED, "eta": eta, "n_iter": n_iter, "record": rec, "index": i})
-            cost.append(n_iter * (1 + N))
-    results = C.map_tasks(_run_one, tasks, cost)
-    runs = {(t["N"], t["index"]): ds for t, ds in zip(tasks, results, strict=True)}
-    long_names = {
-        "eta_value": "constant stepsize eta", "eta_over_bound": "eta / eta* (eta* = bound (5.1))",
-        "run_n_iter": "number of GD steps of the run (n_ref eta*/eta)",
-        "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
-        "stop_iteration": "iteration where the run stopped", "final_loss": "loss at the last evaluated iteration",
-        "bound_eta": "eta* = bound (5.1)", "bound_delta": "delta = M^(2/N)/N^3 that Theorem 2.4 allows (alpha = 0)",
-        "bound_K": "K_delta", "bound_sigma": "sigma of Prop. 3.4(4)",
-    }
+    engine = {"executor": executor, "workers": workers, "scheduler": scheduler}
+    crit = dlnsim.critical_sweep(C.subdir(directory, "critical"), N=list(DEPTHS), seed=[SEED], n_iter=crit_iter,
+                                 rtol=crit_rtol, bracket=(0.05, 0.3), eta_mode="absolute",
+                                 progress=sys.stderr.isatty(), **engine)
+    C.check_cells(crit, f"{NAME} critical")
+    per_N = {str(N): [float(crit["eta_star"].sel(N=N, seed=SEED)), float(crit["eta_crit"].sel(N=N, seed=SEED))]
+             for N in DEPTHS}
+    grid = C.grid(cell, {"N": list(DEPTHS), "eta_index": list(range(n_eta))},
+                  {"seed": SEED, "n_ref": n_ref, "n_eta": n_eta, "crit": per_N}, directory=C.subdir(directory, "runs"),
+                  label=NAME, cost=_cost, **engine)
     scalars: dict[str, tuple[str, ...] | None] = {k: None for k in (
         "eta_value", "eta_over_bound", "run_n_iter", "status", "stop_iteration", "final_loss", "final_drift")}
     scalars.update({k: ("N",) for k in ("bound_eta", "bound_delta", "bound_K", "bound_sigma")})
-    ds = C.assemble(runs, {"N": list(DEPTHS), "eta_index": list(range(n_eta))},
-                    ["balancedness_max", "loss", "t", "layer_norm_sq"], scalars, long_names=long_names)
+    ds = C.archive_layout(grid, ["balancedness_max", "loss", "t", "layer_norm_sq"], scalars, LONG_NAMES)
     ds["N"].attrs = {"units": "1", "long_name": "depth N (number of layers)"}
     ds["eta_index"].attrs = {"units": "1", "long_name": "index of the stepsize on the grid of this N"}
     ds["final_drift"].attrs["long_name"] = ("balancedness constant max_j ||W_{j+1}^T W_{j+1} - W_j W_j^T|| where "
@@ -97,18 +111,18 @@ def compute(quick: bool) -> xr.Dataset:
     ds["drift_intercept"] = xr.DataArray(inters, dims="N", attrs={
         "units": "1", "long_name": "intercept of that fit (log10 drift at eta = 1)"})
     ds["eta_crit"] = xr.DataArray(crit["eta_crit"].sel(seed=SEED).values, dims="N", attrs={
-        "units": "1", "long_name": "critical constant stepsize of the instance (dlnsim.sweep.critical_stepsize)"})
+        "units": "1", "long_name": "critical constant stepsize of the instance (dlnsim.critical_sweep)"})
     ds["flow_time"] = xr.DataArray(n_ref * ds["bound_eta"].values, dims="N", attrs={
         "units": "1", "long_name": "flow time T = n_ref eta* covered by every run of this N"})
-    ds.attrs.update(C.base_attrs(NAME, quick, "balancedness drift of GD from a balanced start against the delta "
-                                              "of Theorem 2.4, Section-5 instance, N = 2, 3, 5"))
+    ds.attrs.update(C.study_attrs(NAME, quick, "balancedness drift of GD from a balanced start against the delta "
+                                               "of Theorem 2.4, Section-5 instance, N = 2, 3, 5"))
     ds.attrs.update({
         "seed": SEED,
         "setup_call": f"dlnsim.paper_setup(N, seed={SEED})",
         "n_ref": n_ref,
         "horizon": "n_iter = ceil(n_ref eta*/eta): equal flow time T = n_ref eta* for every eta of one N",
         "eta_grid": f"eta* x geomspace(1, {TOP} eta_crit/eta*, {n_eta})",
-        "critical_search": f"dlnsim.sweep.critical_stepsize(N, seed={SEED}, n_iter={crit_iter}, rtol={crit_rtol}, "
+        "critical_search": f"dlnsim.critical_sweep(N, seed={SEED}, n_iter={crit_iter}, rtol={crit_rtol}, "
                            "bracket=(0.05, 0.3), eta_mode='absolute'); " + str(crit.attrs.get("criterion", "")),
         "record": "the log-spaced points of record_points(n_ref, 'log:200') up to n_iter, and n_iter",
         "gtol": GTOL,
@@ -163,12 +177,9 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     return C.save_figure(fig, outdir, NAME)
 
 
-def run(quick: bool, outdir: Path) -> xr.Dataset:
-    outdir = C.prepare_outdir(outdir)
-    ds = compute(quick)
-    C.save_dataset(ds, outdir, NAME)
-    plot(ds, outdir)
-    return ds
+def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
+    """Compute, write ``<outdir>/balancedness_drift.nc`` and the figure; ``engine``: see `compute`."""
+    return C.run_study(NAME, compute, plot, quick, outdir, cells, **engine)
 
 
 def summary(ds: xr.Dataset) -> list[str]:
@@ -185,4 +196,4 @@ def summary(ds: xr.Dataset) -> list[str]:
     return lines
 
 
-__all__ = ["DEPTHS", "NAME", "compute", "plot", "run", "summary"]
+__all__ = ["DEPTHS", "NAME", "cell", "compute", "plot", "run", "summary"]

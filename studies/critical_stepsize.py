@@ -1,21 +1,24 @@
 """Critical stepsize against the theorem: how conservative is the bound (5.1), and how does that grow with N?
 
 For N = 2..6 and 12 seeds of the Section-5 instance (``dlnsim.paper_setup(N, seed)``), find the critical constant
-stepsize eta_crit, the largest eta for which GD converges, by bisection (``dlnsim.sweep.critical_stepsize``):
+stepsize eta_crit, the largest eta for which GD converges, by bisection (``dlnsim.critical_sweep``):
 a run *converges* when it does not diverge and its final excess loss is <= 1e-3 x the initial one within
 n_iter = 5000 steps.  Compare with eta* of (5.1) on the same instance: the ratio eta_crit/eta* measures how
 conservative the theorem is.  The paper's construction gives eta* ~ N^-3 (delta = M^{2/N}/N^3); we fit power
-laws in N to eta*, eta_crit and their ratio.
+laws in N to eta*, eta_crit and their ratio.  The grid is (N, seed); a cell is one search, the sweep's own
+cell (``dlnsim.critical_sweep``).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from dlnsim.sweep import critical_stepsize
+import dlnsim
 
 from . import _common as C
 
@@ -24,19 +27,30 @@ BRACKET = (0.05, 0.3)
 LOSS_TOL = 1e-3
 
 
-def compute(quick: bool) -> xr.Dataset:
+def compute(quick: bool, *, directory: Path | None = None, executor: Any = "threads", workers: int | None = None,
+            scheduler: str | None = None) -> xr.Dataset:
+    """The study's Dataset; the cells live in ``directory`` (None: a temporary one), see `dlnsim.critical_sweep`."""
     if quick:
         depths, seeds, n_iter, rtol = [2, 3, 4], [0, 1], 2000, 0.05
     else:
         depths, seeds, n_iter, rtol = [2, 3, 4, 5, 6], list(range(12)), 5000, 0.02
-    ds = critical_stepsize(None, N=depths, seed=seeds, n_iter=n_iter, rtol=rtol, loss_tol=LOSS_TOL,
-                           bracket=BRACKET, eta_mode="absolute", executor=C.pool(), progress=False)
+    if directory is not None:
+        Path(directory).parent.mkdir(parents=True, exist_ok=True)
+    ds = dlnsim.critical_sweep(directory, N=depths, seed=seeds, n_iter=n_iter, rtol=rtol, loss_tol=LOSS_TOL,
+                               bracket=BRACKET, eta_mode="absolute", executor=executor, workers=workers,
+                               scheduler=scheduler, progress=sys.stderr.isatty())
+    C.check_cells(ds, NAME)
+    # the names of this study's file: bound_eta as the other bound constants; the sweep's bookkeeping of a
+    # finished cell (status) and the widths (those of paper_setup(N)) are not kept
+    ds = ds.rename({"eta_bound": "bound_eta"}).drop_vars(["status", "widths"], errors="ignore")
+    ds.attrs = {k: v for k, v in ds.attrs.items() if k != "title"}
+    for v in ds.variables.values():
+        v.attrs.setdefault("units", "1")
     fits = {}
     for name in ("eta_star", "eta_crit", "ratio"):
-        med = ds[name].median("seed")
-        ds[f"{name}_median"] = med.assign_attrs(units="1", long_name=f"median over seeds of {name}")
-        ds[f"{name}_min"] = ds[name].min("seed").assign_attrs(units="1", long_name=f"min over seeds of {name}")
-        ds[f"{name}_max"] = ds[name].max("seed").assign_attrs(units="1", long_name=f"max over seeds of {name}")
+        for stat in ("median", "min", "max"):
+            ds[f"{name}_{stat}"] = xr.DataArray(getattr(ds[name], stat)("seed").values, dims="N",
+                                                attrs={"units": "1", "long_name": f"{stat} over seeds of {name}"})
         x = np.broadcast_to(ds["N"].values[:, None], ds[name].shape)
         fits[name] = C.fit_loglog(x, ds[name].values)
     ds = ds.assign_coords(quantity=("quantity", list(fits)))
@@ -45,21 +59,18 @@ def compute(quick: bool) -> xr.Dataset:
         "units": "1", "long_name": "p of the least-squares power law quantity ~ c N^p over all (N, seed)"})
     ds["fit_log10_prefactor"] = xr.DataArray([fits[q][1] for q in fits], dims="quantity", attrs={
         "units": "1", "long_name": "log10 c of that power law"})
-    attrs = C.base_attrs(NAME, quick, "critical constant stepsize of GD (bisection) against the bound (5.1), "
-                                      "Section-5 instances, by depth N and seed")
-    attrs.update({
+    ds.attrs.update(C.study_attrs(NAME, quick, "critical constant stepsize of GD (bisection) against the bound (5.1), "
+                                               "Section-5 instances, by depth N and seed"))
+    ds.attrs.update({
         "seeds": seeds,
         "depths": depths,
         "setup_call": "dlnsim.paper_setup(N, seed)",
-        "search_call": f"dlnsim.sweep.critical_stepsize(N={depths}, seed={seeds}, n_iter={n_iter}, rtol={rtol}, "
+        "search_call": f"dlnsim.critical_sweep(N={depths}, seed={seeds}, n_iter={n_iter}, rtol={rtol}, "
                        f"loss_tol={LOSS_TOL}, bracket={BRACKET}, eta_mode='absolute')",
         "n_iter": n_iter,
         "rtol": rtol,
         "loss_tol": LOSS_TOL,
     })
-    title = attrs.pop("title")
-    ds.attrs.update(attrs)
-    ds.attrs["title"] = title
     return ds
 
 
@@ -105,12 +116,9 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     return C.save_figure(fig, outdir, NAME)
 
 
-def run(quick: bool, outdir: Path) -> xr.Dataset:
-    outdir = C.prepare_outdir(outdir)
-    ds = compute(quick)
-    C.save_dataset(ds, outdir, NAME)
-    plot(ds, outdir)
-    return ds
+def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
+    """Compute, write ``<outdir>/critical_stepsize.nc`` and the figure; ``engine``: see `compute`."""
+    return C.run_study(NAME, compute, plot, quick, outdir, cells, **engine)
 
 
 def summary(ds: xr.Dataset) -> list[str]:

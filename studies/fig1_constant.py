@@ -1,4 +1,4 @@
-"""Figure 1 of the paper: GD with constant stepsizes on the Section-5 instance, N = 2, 3, 5 (spec §7.4, §7.6).
+"""Figure 1 of the paper: GD with constant stepsizes on the Section-5 instance, N = 2, 3, 5.
 
 Panels (one curve per depth, log-log loss against iteration):
 
@@ -9,12 +9,14 @@ Panels (one curve per depth, log-log loss against iteration):
 (d) eta = 0.5 (absolute), above the empirical stability threshold (about 0.1-0.25): divergence.
 
 The instance is ``dlnsim.paper_setup(N, seed=0)`` (d = 70, m = 210, d_1 = 2, balanced W(0)).  Runs stop
-early once ||grad L||_F <= 1e-10 (status ``converged``) or when they diverge; the curves end there.
+early once the gradient test of `dlnsim.run_gd` holds with gtol = 1e-10 (status ``converged``) or when they
+diverge; the curves end there.  The grid is (case, N); a cell is one GD run.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import xarray as xr
 
@@ -47,8 +49,8 @@ def _eta(case: str, N: int, eta_star: float) -> float:
     }[case]
 
 
-def _run_case(case: str, N: int, seed: int, n_iter: int, record: str) -> xr.Dataset:
-    """One run (executed in a worker process)."""
+def cell(case: str, N: int, seed: int, n_iter: int, record: str) -> xr.Dataset:
+    """One GD run: the stepsize of ``case`` on ``paper_setup(N, seed)``."""
     setup = dlnsim.paper_setup(N, seed)
     bound = dlnsim.stepsize_bound(setup.problem, setup.W0)
     eta = _eta(case, N, bound.eta)
@@ -57,49 +59,52 @@ def _run_case(case: str, N: int, seed: int, n_iter: int, record: str) -> xr.Data
                          attrs=attrs)
 
 
-def compute(quick: bool) -> xr.Dataset:
+def _cost(point: dict[str, Any]) -> float:
+    return {"c_above": 0.01, "d_diverging": 1e-4}.get(point["case"], 1.0) * (1 + point["N"])
+
+
+LONG_NAMES = {
+    "eta_value": "constant stepsize eta of the run",
+    "eta_over_bound": "eta / eta* (eta* = bound (5.1) of this instance)",
+    "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
+    "status_reason": "why the run ended",
+    "stop_iteration": "iteration where the run stopped (n_iter when it ran all steps)",
+    "final_loss": "loss at the last evaluated iteration",
+    "initial_loss": "loss L^N(W(0))",
+    "min_descent_ratio": "min over all steps of (L(k)-L(k+1))/(eta ||grad L||_F^2) (Prop. 3.4(4): >= sigma)",
+    "max_loss_increase": "max over all steps of L(k+1) - L(k)",
+    "paper_eta": "eta* reported in the paper for its own instance (Figure 1 of the paper)",
+    "bound_eta": "eta* = bound (5.1) on our instance",
+    "bound_M": "M of (2.11)",
+    "bound_delta": "delta = M^(2/N)/N^3 (Section 5)",
+    "bound_K": "K_delta = M^(2/N) + N^2 delta",
+    "bound_B": "B_delta of (2.9)",
+    "bound_sigma": "sigma of Prop. 3.4(4)",
+    "bound_L0": "initial loss used in the bound",
+}
+PER_RUN = ("eta_value", "eta_over_bound", "status", "status_reason", "stop_iteration", "final_loss", "initial_loss",
+           "min_descent_ratio", "max_loss_increase")
+PER_N = ("paper_eta", "bound_eta", "bound_M", "bound_delta", "bound_K", "bound_B", "bound_sigma", "bound_L0")
+
+
+def compute(quick: bool, *, directory: Path | None = None, executor: Any = "threads", workers: int | None = None,
+            scheduler: str | None = None) -> xr.Dataset:
+    """The study's Dataset; the cells live in ``directory`` (None: a temporary one), see `dlnsim.run_grid`."""
     n_iter = 20_000 if quick else 1_000_000
     record = "log:300"
-    tasks, cost = [], []
-    for case, _, _ in CASES:
-        for N in DEPTHS:
-            tasks.append({"case": case, "N": N, "seed": SEED, "n_iter": n_iter, "record": record})
-            cost.append({"c_above": 0.01, "d_diverging": 1e-4}.get(case, 1.0) * n_iter * (1 + N))
-    results = C.map_tasks(_run_case, tasks, cost)
-    runs = {(t["case"], t["N"]): ds for t, ds in zip(tasks, results, strict=True)}
-    per_run = ("eta_value", "eta_over_bound", "status", "status_reason", "stop_iteration", "final_loss",
-               "initial_loss", "min_descent_ratio", "max_loss_increase")
-    per_N = ("paper_eta", "bound_eta", "bound_M", "bound_delta", "bound_K", "bound_B", "bound_sigma", "bound_L0")
-    long_names = {
-        "eta_value": "constant stepsize eta of the run",
-        "eta_over_bound": "eta / eta* (eta* = bound (5.1) of this instance)",
-        "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
-        "status_reason": "why the run ended",
-        "stop_iteration": "iteration where the run stopped (-1: ran all n_iter steps)",
-        "final_loss": "loss at the last evaluated iteration",
-        "initial_loss": "loss L^N(W(0))",
-        "min_descent_ratio": "min over all steps of (L(k)-L(k+1))/(eta ||grad L||_F^2) (Prop. 3.4(4): >= sigma)",
-        "max_loss_increase": "max over all steps of L(k+1) - L(k)",
-        "paper_eta": "eta* reported in the paper for its own instance (spec §7.4)",
-        "bound_eta": "eta* = bound (5.1) on our instance",
-        "bound_M": "M of (2.11)",
-        "bound_delta": "delta = M^(2/N)/N^3 (Section 5)",
-        "bound_K": "K_delta = M^(2/N) + N^2 delta",
-        "bound_B": "B_delta of (2.9)",
-        "bound_sigma": "sigma of Prop. 3.4(4)",
-        "bound_L0": "initial loss used in the bound",
-    }
-    scalars: dict[str, tuple[str, ...] | None] = {k: None for k in per_run}
-    scalars.update({k: ("N",) for k in per_N})
-    ds = C.assemble(runs, {"case": [c for c, _, _ in CASES], "N": list(DEPTHS)},
-                    ["loss", "excess_loss", "grad_norm_sq", "balancedness_max", "t"], scalars,
-                    long_names=long_names)
+    axes = {"case": [c for c, _, _ in CASES], "N": list(DEPTHS)}
+    grid = C.grid(cell, axes, {"seed": SEED, "n_iter": n_iter, "record": record}, directory=directory, label=NAME,
+                  cost=_cost, executor=executor, workers=workers, scheduler=scheduler)
+    scalars: dict[str, tuple[str, ...] | None] = {k: None for k in PER_RUN}
+    scalars.update({k: ("N",) for k in PER_N})
+    ds = C.archive_layout(grid, ["loss", "excess_loss", "grad_norm_sq", "balancedness_max", "t"], scalars,
+                          LONG_NAMES)
     ds = ds.assign_coords(panel=("case", [p for _, p, _ in CASES]))
     ds["panel"].attrs = {"units": "1", "long_name": "panel of Figure 1"}
     ds["case"].attrs = {"units": "1", "long_name": "stepsize case: " + "; ".join(f"{c}: {d}" for c, _, d in CASES)}
     ds["N"].attrs = {"units": "1", "long_name": "depth N (number of layers)"}
-    ds.attrs.update(C.base_attrs(NAME, quick, "Figure 1 of the paper: GD with constant stepsizes on the "
-                                              "Section-5 instance for N = 2, 3, 5"))
+    ds.attrs.update(C.study_attrs(NAME, quick, "Figure 1 of the paper: GD with constant stepsizes on the "
+                                               "Section-5 instance for N = 2, 3, 5"))
     ds.attrs.update({
         "seed": SEED,
         "setup_call": f"dlnsim.paper_setup(N, seed={SEED})",
@@ -137,12 +142,9 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     return C.save_figure(fig, outdir, NAME)
 
 
-def run(quick: bool, outdir: Path) -> xr.Dataset:
-    outdir = C.prepare_outdir(outdir)
-    ds = compute(quick)
-    C.save_dataset(ds, outdir, NAME)
-    plot(ds, outdir)
-    return ds
+def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
+    """Compute, write ``<outdir>/fig1_constant.nc`` and the figure; ``engine``: see `compute`."""
+    return C.run_study(NAME, compute, plot, quick, outdir, cells, **engine)
 
 
 def summary(ds: xr.Dataset) -> list[str]:
@@ -162,4 +164,4 @@ def summary(ds: xr.Dataset) -> list[str]:
     return lines
 
 
-__all__ = ["CASES", "DEPTHS", "NAME", "compute", "plot", "run", "summary"]
+__all__ = ["CASES", "DEPTHS", "NAME", "cell", "compute", "plot", "run", "summary"]

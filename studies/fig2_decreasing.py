@@ -1,21 +1,22 @@
-"""Figure 2 of the paper: GD with decreasing stepsizes on the Section-5 instance, N = 2, 3, 5 (spec §7.5, §7.6).
+"""Figure 2 of the paper: GD with decreasing stepsizes on the Section-5 instance, N = 2, 3, 5.
 
 The schedule is ``dlnsim.PowerDecay(a1, a2, gamma)``:  eta_k = max{a1 (k+1)^-gamma, a2/(k+1)}.
-**This form of (5.2) is a reconstruction** (spec §7.5, UNRESOLVED): the paper only says "for some decay rate
-gamma >= 0 and constants a1, a2".  Panels (a) and (b) use a1 = a2 = eta*, where every candidate form gives
-eta_k = eta* (k+1)^-gamma; panels (c) and (d) depend on the reconstructed form and on constants the paper does
-not report (ours are below).
+**This form of (5.2) is a reconstruction** (an open question, see docs/theory.md): the paper only says "for
+some decay rate gamma >= 0 and constants a1, a2".  Panels (a) and (b) use a1 = a2 = eta*, where every
+candidate form gives eta_k = eta* (k+1)^-gamma; panels (c) and (d) depend on the reconstructed form and on
+constants the paper does not report (ours are below).
 
 (a) gamma = 0.2, a1 = a2 = eta*;            (b) gamma = 0.4, a1 = a2 = eta*;
 (c) gamma = 0.2, a1 = 10 eta*, a2 = 100 eta*: the bound is violated for the first ~10^5 steps, GD converges;
 (d) gamma = 0.2, a1 = 10 eta*, a2 = 1 (absolute): eta_0 = 1, far above the stability threshold: divergence.
 
-eta* is the bound (5.1) of ``dlnsim.paper_setup(N, seed=0)``.
+eta* is the bound (5.1) of ``dlnsim.paper_setup(N, seed=0)``.  The grid is (case, N); a cell is one GD run.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import xarray as xr
 
@@ -34,7 +35,8 @@ CASES: dict[str, tuple[str, float, float, float | None, float | None]] = {
     "c_above": ("c", 0.2, 10.0, 100.0, None),
     "d_diverging": ("d", 0.2, 10.0, None, 1.0),
 }
-RECONSTRUCTION = "eta_k = max{a1 (k+1)^-gamma, a2/(k+1)} is a reconstruction of (5.2) (spec §7.5)"
+RECONSTRUCTION = ("eta_k = max{a1 (k+1)^-gamma, a2/(k+1)} is a reconstruction of (5.2) (the paper gives no "
+                  "formula; see docs/theory.md)")
 
 
 def _schedule(case: str, eta_star: float) -> dlnsim.PowerDecay:
@@ -44,8 +46,8 @@ def _schedule(case: str, eta_star: float) -> dlnsim.PowerDecay:
     return dlnsim.PowerDecay(a1 * eta_star, a2, gamma)
 
 
-def _run_case(case: str, N: int, seed: int, n_iter: int, record: str) -> xr.Dataset:
-    """One run (executed in a worker process)."""
+def cell(case: str, N: int, seed: int, n_iter: int, record: str) -> xr.Dataset:
+    """One GD run: the schedule of ``case`` on ``paper_setup(N, seed)``."""
     setup = dlnsim.paper_setup(N, seed)
     bound = dlnsim.stepsize_bound(setup.problem, setup.W0)
     sched = _schedule(case, bound.eta)
@@ -56,39 +58,42 @@ def _run_case(case: str, N: int, seed: int, n_iter: int, record: str) -> xr.Data
                          attrs=attrs)
 
 
-def compute(quick: bool) -> xr.Dataset:
+def _cost(point: dict[str, Any]) -> float:
+    return (1e-4 if point["case"].startswith("d") else 1.0) * (1 + point["N"])
+
+
+LONG_NAMES = {
+    "a1": "a1 of the schedule", "a2": "a2 of the schedule", "gamma": "decay rate gamma",
+    "a1_over_bound": "a1 / eta*", "a2_over_bound": "a2 / eta*",
+    "eta0_over_bound": "first stepsize eta_0 = max(a1, a2) over eta*",
+    "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
+    "status_reason": "why the run ended",
+    "stop_iteration": "iteration where the run stopped (n_iter when it ran all steps)",
+    "final_loss": "loss at the last evaluated iteration", "initial_loss": "loss L^N(W(0))",
+    "bound_eta": "eta* = bound (5.1) on our instance", "bound_delta": "delta = M^(2/N)/N^3 (Section 5)",
+    "bound_sigma": "sigma of Prop. 3.4(4)",
+}
+PER_RUN = ("a1", "a2", "gamma", "a1_over_bound", "a2_over_bound", "eta0_over_bound", "status", "status_reason",
+           "stop_iteration", "final_loss", "initial_loss")
+PER_N = ("bound_eta", "bound_delta", "bound_sigma")
+
+
+def compute(quick: bool, *, directory: Path | None = None, executor: Any = "threads", workers: int | None = None,
+            scheduler: str | None = None) -> xr.Dataset:
+    """The study's Dataset; the cells live in ``directory`` (None: a temporary one), see `dlnsim.run_grid`."""
     n_iter = 20_000 if quick else 1_000_000
     record = "log:300"
-    tasks, cost = [], []
-    for case in CASES:
-        for N in DEPTHS:
-            tasks.append({"case": case, "N": N, "seed": SEED, "n_iter": n_iter, "record": record})
-            cost.append((1e-4 if case.startswith("d") else 1.0) * n_iter * (1 + N))
-    results = C.map_tasks(_run_case, tasks, cost)
-    runs = {(t["case"], t["N"]): ds for t, ds in zip(tasks, results, strict=True)}
-    long_names = {
-        "a1": "a1 of the schedule", "a2": "a2 of the schedule", "gamma": "decay rate gamma",
-        "a1_over_bound": "a1 / eta*", "a2_over_bound": "a2 / eta*",
-        "eta0_over_bound": "first stepsize eta_0 = max(a1, a2) over eta*",
-        "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
-        "status_reason": "why the run ended",
-        "stop_iteration": "iteration where the run stopped (n_iter when it ran all steps)",
-        "final_loss": "loss at the last evaluated iteration", "initial_loss": "loss L^N(W(0))",
-        "bound_eta": "eta* = bound (5.1) on our instance", "bound_delta": "delta = M^(2/N)/N^3 (Section 5)",
-        "bound_sigma": "sigma of Prop. 3.4(4)",
-    }
-    scalars: dict[str, tuple[str, ...] | None] = {k: None for k in (
-        "a1", "a2", "gamma", "a1_over_bound", "a2_over_bound", "eta0_over_bound", "status", "status_reason",
-        "stop_iteration", "final_loss", "initial_loss")}
-    scalars.update({k: ("N",) for k in ("bound_eta", "bound_delta", "bound_sigma")})
-    ds = C.assemble(runs, {"case": list(CASES), "N": list(DEPTHS)},
-                    ["loss", "excess_loss", "eta", "t", "balancedness_max"], scalars, long_names=long_names)
+    grid = C.grid(cell, {"case": list(CASES), "N": list(DEPTHS)}, {"seed": SEED, "n_iter": n_iter, "record": record},
+                  directory=directory, label=NAME, cost=_cost, executor=executor, workers=workers, scheduler=scheduler)
+    scalars: dict[str, tuple[str, ...] | None] = {k: None for k in PER_RUN}
+    scalars.update({k: ("N",) for k in PER_N})
+    ds = C.archive_layout(grid, ["loss", "excess_loss", "eta", "t", "balancedness_max"], scalars, LONG_NAMES)
     ds = ds.assign_coords(panel=("case", [v[0] for v in CASES.values()]))
     ds["panel"].attrs = {"units": "1", "long_name": "panel of Figure 2"}
     ds["case"].attrs = {"units": "1", "long_name": "schedule case (see attribute cases)"}
     ds["N"].attrs = {"units": "1", "long_name": "depth N (number of layers)"}
-    ds.attrs.update(C.base_attrs(NAME, quick, "Figure 2 of the paper: GD with decreasing stepsizes "
-                                              "eta_k = max{a1 (k+1)^-gamma, a2/(k+1)} on the Section-5 instance"))
+    ds.attrs.update(C.study_attrs(NAME, quick, "Figure 2 of the paper: GD with decreasing stepsizes "
+                                               "eta_k = max{a1 (k+1)^-gamma, a2/(k+1)} on the Section-5 instance"))
     ds.attrs.update({
         "seed": SEED,
         "setup_call": f"dlnsim.paper_setup(N, seed={SEED})",
@@ -126,12 +131,9 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     return C.save_figure(fig, outdir, NAME)
 
 
-def run(quick: bool, outdir: Path) -> xr.Dataset:
-    outdir = C.prepare_outdir(outdir)
-    ds = compute(quick)
-    C.save_dataset(ds, outdir, NAME)
-    plot(ds, outdir)
-    return ds
+def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
+    """Compute, write ``<outdir>/fig2_decreasing.nc`` and the figure; ``engine``: see `compute`."""
+    return C.run_study(NAME, compute, plot, quick, outdir, cells, **engine)
 
 
 def summary(ds: xr.Dataset) -> list[str]:
@@ -147,4 +149,4 @@ def summary(ds: xr.Dataset) -> list[str]:
     return lines
 
 
-__all__ = ["CASES", "DEPTHS", "NAME", "compute", "plot", "run", "summary"]
+__all__ = ["CASES", "DEPTHS", "NAME", "cell", "compute", "plot", "run", "summary"]

@@ -8,15 +8,16 @@ compare with
 * the modified flow dW/dt = -grad L - (eta/2) Hess L grad L (first-order backward error analysis),
 
 both integrated by dlnsim's DOPRI5 (rtol 1e-11, atol 1e-13) and evaluated at the GD times t_k = k eta
-(``dlnsim.compare_flow``, defined in ``dlnsim.flow``).  The distance is ||W_GD(k) - W_flow(t_k)||_F over
+(``dlnsim.compare_flow``).  The distance is ||W_GD(k) - W_flow(t_k)||_F over
 the factor tuple; we take its maximum over the records in [0, T] and fit log(distance) against log(eta): the
 theory of one-step methods predicts slope 1 for the plain flow (GD is forward Euler) and slope 2 for the
-modified flow.
+modified flow.  The grid is (N, multiple); a cell is one GD run with its flows.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -32,37 +33,46 @@ RTOL, ATOL = 1e-11, 1e-13
 FLOWS = ("factor", "modified")
 
 
-def _run_one(N: int, seed: int, multiple: float, T: float, record: str) -> xr.Dataset:
-    """One GD run with its flows (executed in a worker process)."""
+def cell(N: int, multiple: float, seed: int, T: float, record: str) -> xr.Dataset:
+    """One GD run with stepsize ``multiple`` eta* for the flow time T, and the flows at its times."""
     setup = dlnsim.paper_setup(N, seed)
     bound = dlnsim.stepsize_bound(setup.problem, setup.W0)
     eta = multiple * bound.eta
     n_iter = round(T / eta)
-    return dlnsim.compare_flow(setup.problem, setup.W0, eta, n_iter, record=record, rtol=RTOL, atol=ATOL, kinds=FLOWS,
-                        bound=bound, attrs={"eta_value": eta, "eta_over_bound": multiple, "run_n_iter": n_iter})
+    return dlnsim.compare_flow(setup.problem, setup.W0, eta, n_iter, record=record, rtol=RTOL, atol=ATOL,
+                               kinds=FLOWS, bound=bound,
+                               attrs={"eta_value": eta, "eta_over_bound": multiple, "run_n_iter": n_iter})
 
 
-def compute(quick: bool) -> xr.Dataset:
+def _cost(point: dict[str, Any]) -> float:
+    return 1.0 / point["multiple"] * (point["N"] + 1) * 1e4 + 2e4
+
+
+LONG_NAMES = {
+    "eta_value": "constant stepsize eta = multiple x eta*", "run_n_iter": "GD steps (T/eta)",
+    "status": "GD run status", "final_loss": "GD loss at the end", "bound_eta": "eta* = bound (5.1)",
+    "flow_factor_n_steps": "accepted DOPRI5 steps of the factor flow",
+    "flow_modified_n_steps": "accepted DOPRI5 steps of the modified flow",
+    "flow_factor_status": "integrator status of the factor flow",
+    "flow_modified_status": "integrator status of the modified flow",
+}
+SERIES = ("loss", "t", "flow_distance", "modified_flow_distance", "flow_product_distance",
+          "modified_flow_product_distance", "flow_loss")
+
+
+def compute(quick: bool, *, directory: Path | None = None, executor: Any = "threads", workers: int | None = None,
+            scheduler: str | None = None) -> xr.Dataset:
+    """The study's Dataset; the cells live in ``directory`` (None: a temporary one), see `dlnsim.run_grid`."""
     multiples = [32.0, 16.0, 8.0] if quick else [32.0, 16.0, 8.0, 4.0, 2.0, 1.0]
     T = 2.0 if quick else 5.0
     record = "log:100"
-    tasks = [{"N": N, "seed": SEED, "multiple": m, "T": T, "record": record} for N in DEPTHS for m in multiples]
-    cost = [T / m * (N + 1) * 1e4 + 2e4 for N in DEPTHS for m in multiples]
-    results = C.map_tasks(_run_one, tasks, cost)
-    runs = {(t["N"], t["multiple"]): ds for t, ds in zip(tasks, results, strict=True)}
-    long_names = {"eta_value": "constant stepsize eta = multiple x eta*", "run_n_iter": "GD steps (T/eta)",
-                  "status": "GD run status", "final_loss": "GD loss at the end", "bound_eta": "eta* = bound (5.1)",
-                  "flow_factor_n_steps": "accepted DOPRI5 steps of the factor flow",
-                  "flow_modified_n_steps": "accepted DOPRI5 steps of the modified flow",
-                  "flow_factor_status": "integrator status of the factor flow",
-                  "flow_modified_status": "integrator status of the modified flow"}
+    grid = C.grid(cell, {"N": list(DEPTHS), "multiple": multiples}, {"seed": SEED, "T": T, "record": record},
+                  directory=directory, label=NAME, cost=_cost, executor=executor, workers=workers, scheduler=scheduler)
     scalars: dict[str, tuple[str, ...] | None] = {k: None for k in (
         "eta_value", "run_n_iter", "status", "final_loss", "flow_factor_n_steps", "flow_modified_n_steps",
         "flow_factor_status", "flow_modified_status")}
     scalars["bound_eta"] = ("N",)
-    series = ["loss", "t", "flow_distance", "modified_flow_distance", "flow_product_distance",
-              "modified_flow_product_distance", "flow_loss"]
-    ds = C.assemble(runs, {"N": list(DEPTHS), "multiple": multiples}, series, scalars, long_names=long_names)
+    ds = C.archive_layout(grid, SERIES, scalars, LONG_NAMES)
     ds["N"].attrs = {"units": "1", "long_name": "depth N (number of layers)"}
     ds["multiple"].attrs = {"units": "1", "long_name": "stepsize as a multiple of eta* (5.1)"}
     ds = ds.assign_coords(flow=("flow", list(FLOWS)))
@@ -80,12 +90,12 @@ def compute(quick: bool) -> xr.Dataset:
                                    "(expected: 1 factor flow, 2 modified flow)"})
     ds["intercept"] = xr.DataArray(inters, dims=("N", "flow"), attrs={
         "units": "1", "long_name": "intercept of that fit (log10 distance at eta = 1)"})
-    ds.attrs.update(C.base_attrs(NAME, quick, "distance at equal times between GD and the factor gradient flow / "
-                                              "the modified flow as eta -> 0, Section-5 instance, N = 2, 3, 5"))
+    ds.attrs.update(C.study_attrs(NAME, quick, "distance at equal times between GD and the factor gradient flow / "
+                                               "the modified flow as eta -> 0, Section-5 instance, N = 2, 3, 5"))
     ds.attrs.update({
         "seed": SEED, "setup_call": f"dlnsim.paper_setup(N, seed={SEED})", "flow_time": T,
         "multiples": multiples, "record": record, "flow_rtol": RTOL, "flow_atol": ATOL,
-        "compare_call": "dlnsim.flow.compare_flow(problem, W0, eta, round(T/eta), record, rtol, atol, "
+        "compare_call": "dlnsim.compare_flow(problem, W0, eta, round(T/eta), record, rtol, atol, "
                         "kinds=('factor', 'modified'))",
     })
     return ds
@@ -131,12 +141,9 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     return C.save_figure(fig, outdir, NAME)
 
 
-def run(quick: bool, outdir: Path) -> xr.Dataset:
-    outdir = C.prepare_outdir(outdir)
-    ds = compute(quick)
-    C.save_dataset(ds, outdir, NAME)
-    plot(ds, outdir)
-    return ds
+def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
+    """Compute, write ``<outdir>/gd_vs_flow.nc`` and the figure; ``engine``: see `compute`."""
+    return C.run_study(NAME, compute, plot, quick, outdir, cells, **engine)
 
 
 def summary(ds: xr.Dataset) -> list[str]:
@@ -150,4 +157,4 @@ def summary(ds: xr.Dataset) -> list[str]:
     return lines
 
 
-__all__ = ["DEPTHS", "NAME", "compute", "plot", "run", "summary"]
+__all__ = ["DEPTHS", "NAME", "cell", "compute", "plot", "run", "summary"]

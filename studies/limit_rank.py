@@ -19,11 +19,14 @@ steps.  The end point is classified twice:
 * ``loss_rank``: the smallest k with L*_k <= L(final) + 1e-3 (L(0) - L*_{r̄}), the least rank a product needs
   to reach the final loss (a critical point that is the best rank-k fit has loss L*_k); it equals r̄ exactly
   when GD reached the global minimum min L^N = L*_{r̄} (to that tolerance).
+
+The grid is (case, N, init, scale_index, seed); a cell is one GD run with its end point classified.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -74,8 +77,8 @@ def initial_weights(case: str, N: int, init: str, scale: float, seed: int) -> li
     return dlnsim.gaussian_init(widths, rng, [scale / np.sqrt(w) for w in widths[:-1]])
 
 
-def _run_one(case: str, N: int, init: str, scale_index: int, seed: int, n_iter: int, record: str) -> xr.Dataset:
-    """One run (executed in a worker process)."""
+def cell(case: str, N: int, init: str, scale_index: int, seed: int, n_iter: int, record: str) -> xr.Dataset:
+    """One GD run from a random start, and the rank of its end point."""
     problem = make_problem(case)
     scale = SCALES[N][scale_index]
     W0 = initial_weights(case, N, init, scale, seed)
@@ -103,38 +106,34 @@ def _run_one(case: str, N: int, init: str, scale_index: int, seed: int, n_iter: 
     return ds
 
 
-def compute(quick: bool) -> xr.Dataset:
+def _cost(point: dict[str, Any]) -> float:
+    return point["N"] * (1.0 if point["case"] == "A" else 0.2)
+
+
+LONG_NAMES = {
+    "sv_rank": f"number of singular values of the final product above {TAU:g} x the largest",
+    "loss_rank": f"smallest k with L*_k <= final loss + {LOSS_TOL:g} (L(0) - L*_rbar) (-1: none)",
+    "excess_over_global_min": "final loss minus min L^N = L*_rbar",
+    "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
+    "stop_iteration": "iteration where the run stopped", "final_loss": "loss at the last evaluated iteration",
+    "initial_loss": "loss at W(0)",
+}
+
+
+def compute(quick: bool, *, directory: Path | None = None, executor: Any = "threads", workers: int | None = None,
+            scheduler: str | None = None) -> xr.Dataset:
+    """The study's Dataset; the cells live in ``directory`` (None: a temporary one), see `dlnsim.run_grid`."""
     depths = [3] if quick else [3, 4]
     seeds = list(range(2 if quick else 8))
     n_iter = 20_000 if quick else 100_000
     record = "log:150"
-    n_scales = len(SCALES[3])
-    tasks, cost = [], []
-    for case in CASES:
-        for N in depths:
-            for init in INITS:
-                for si in range(n_scales):
-                    for seed in seeds:
-                        tasks.append({"case": case, "N": N, "init": init, "scale_index": si, "seed": seed,
-                                      "n_iter": n_iter, "record": record})
-                        cost.append(N * (1.0 if case == "A" else 0.2))
-    results = C.map_tasks(_run_one, tasks, cost)
-    runs = {(t["case"], t["N"], t["init"], t["scale_index"], t["seed"]): ds
-            for t, ds in zip(tasks, results, strict=True)}
-    long_names = {
-        "sv_rank": f"number of singular values of the final product above {TAU:g} x the largest",
-        "loss_rank": f"smallest k with L*_k <= final loss + {LOSS_TOL:g} (L(0) - L*_rbar) (-1: none)",
-        "excess_over_global_min": "final loss minus min L^N = L*_rbar",
-        "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
-        "stop_iteration": "iteration where the run stopped", "final_loss": "loss at the last evaluated iteration",
-        "initial_loss": "loss at W(0)",
-    }
-    dims = {"case": list(CASES), "N": depths, "init": list(INITS), "scale_index": list(range(n_scales)),
+    axes = {"case": list(CASES), "N": depths, "init": list(INITS), "scale_index": list(range(len(SCALES[3]))),
             "seed": seeds}
-    ds = C.assemble(runs, dims, ["loss", "final_sv"],
-                    {k: None for k in ("sv_rank", "loss_rank", "excess_over_global_min", "status",
-                                       "stop_iteration", "final_loss", "initial_loss")},
-                    long_names=long_names)
+    grid = C.grid(cell, axes, {"n_iter": n_iter, "record": record}, directory=directory, label=NAME, cost=_cost,
+                  executor=executor, workers=workers, scheduler=scheduler)
+    ds = C.archive_layout(grid, ["loss", "final_sv"],
+                          {k: None for k in ("sv_rank", "loss_rank", "excess_over_global_min", "status",
+                                             "stop_iteration", "final_loss", "initial_loss")}, LONG_NAMES)
     for v in ("sv_rank", "loss_rank", "stop_iteration"):
         ds[v] = ds[v].astype(np.int64)
     ds["init_scale"] = xr.DataArray([list(SCALES[N]) for N in depths], dims=("N", "scale_index"), attrs={
@@ -154,8 +153,8 @@ def compute(quick: bool) -> xr.Dataset:
                                 attrs={"units": "1", "long_name": "widths d_0..d_N (0 beyond N)"})
     ds["reached_global_min"] = (ds["loss_rank"] == ds["r_bar"]).astype(np.int64).assign_attrs(
         units="1", long_name="1 if the final loss is within the tolerance of min L^N = L*_rbar")
-    ds.attrs.update(C.base_attrs(NAME, quick, "rank of the product where GD ends, over random initialisations, "
-                                              "small problems with r_bar = 3 (case A) and 4 (case B), N >= 3"))
+    ds.attrs.update(C.study_attrs(NAME, quick, "rank of the product where GD ends, over random initialisations, "
+                                               "small problems with r_bar = 3 (case A) and 4 (case B), N >= 3"))
     ds.attrs.update({
         "d": D, "m": M_SAMPLES,
         "cases": "; ".join(f"{c}: data seed {s}, target singular values {list(v)}, hidden widths {h}"
@@ -249,12 +248,9 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     return C.save_figure(fig, outdir, NAME)
 
 
-def run(quick: bool, outdir: Path) -> xr.Dataset:
-    outdir = C.prepare_outdir(outdir)
-    ds = compute(quick)
-    C.save_dataset(ds, outdir, NAME)
-    plot(ds, outdir)
-    return ds
+def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
+    """Compute, write ``<outdir>/limit_rank.nc`` and the figure; ``engine``: see `compute`."""
+    return C.run_study(NAME, compute, plot, quick, outdir, cells, **engine)
 
 
 def summary(ds: xr.Dataset) -> list[str]:
@@ -272,4 +268,4 @@ def summary(ds: xr.Dataset) -> list[str]:
     return lines
 
 
-__all__ = ["CASES", "NAME", "compute", "make_problem", "plot", "run", "summary", "widths_of"]
+__all__ = ["CASES", "NAME", "cell", "compute", "make_problem", "plot", "run", "summary", "widths_of"]
