@@ -31,8 +31,9 @@ from .flow import INTEGRATOR, KINDS, STATUS, _check_balanced, _eta_for, _integra
 from .hessian import _sharpness_flat
 from .objective import _checked, _unflatten, product
 from .problem import Problem
+from .record import flag
 from .schedules import Constant
-from .simulate import _flag, gd_dataset, solve_gd
+from .simulate import gd_dataset, solve_gd
 from .theory import StepsizeBound
 
 __all__ = ["COMPARE_SCHEMA", "PREFIX", "compare_flow"]
@@ -128,7 +129,7 @@ def compare_flow(
     rtol = positive_float(rtol, "rtol")
     atol = positive_float(atol, "atol")
     max_steps = nonneg_int(max_steps, "max_steps", minimum=1)
-    sharpness = _flag(sharpness, "sharpness")
+    sharpness = flag(sharpness, "sharpness")
     sharpness_iters = nonneg_int(sharpness_iters, "sharpness_iters", minimum=1)
     kinds = _kinds_arg(kinds)
     mats = _checked(problem, W0, "W0")

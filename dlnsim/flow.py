@@ -51,7 +51,7 @@ from ._validate import nonneg_int, positive_float
 from .init import balancedness
 from .objective import _checked, _layout, loss, product
 from .problem import Problem
-from .record import check_size, diagnostics_set, flow_times
+from .record import attrs_arg, blas_arg, check_size, diagnostics_set, flow_times
 
 __all__ = ["FLOW_SCHEMA", "STATUSES", "FlowResult", "flow_dataset", "run_flow", "solve_flow"]
 
@@ -256,13 +256,13 @@ class FlowResult:
     states: np.ndarray | None = None
 
 
-def _times_arg(t: Any, record: Any) -> tuple[np.ndarray, str]:
+def _times_arg(t: Any, record: Any, row_floats: int) -> tuple[np.ndarray, str]:
     if record is None:
         return _times(t), "explicit"
     if np.ndim(t) != 0:
         raise ValueError(f"record: with an array of times t leave record unset (got record={record!r}); "
                          "give a final time t with record='linear:N' or 'log:N'")
-    return _times(flow_times(t, record)), str(record)
+    return _times(flow_times(t, record, row_floats)), str(record)
 
 
 def solve_flow(
@@ -287,7 +287,8 @@ def solve_flow(
     """`run_flow` without the Dataset: the `FlowResult`.  ``save`` (None, True or a bool per time) selects
     the times whose state is kept in ``states``."""
     mats = _checked(problem, W0, "W0")
-    times, record_rule = _times_arg(t, record)
+    row = 5 + 2 * len(mats) + min(mats[0].shape[1], *(M.shape[0] for M in mats))  # values per time
+    times, record_rule = _times_arg(t, record, row)
     code = _kind(kind)
     eta_v = _eta_for(kind, eta)
     diag = diagnostics_set(diagnostics)
@@ -297,9 +298,8 @@ def solve_flow(
     first_step = positive_float(first_step, "first_step", allow_zero=True)
     h_fixed = 0.0 if fixed_step is None else positive_float(fixed_step, "fixed_step")
     balance_tol = positive_float(balance_tol, "balance_tol", allow_zero=True)
-    if attrs is not None and (not isinstance(attrs, dict) or not all(isinstance(k, str) for k in attrs)):
-        raise ValueError(f"attrs must be a dict with str keys (extra global attributes), got {attrs!r}")
-    blas = None if blas_threads is None else nonneg_int(blas_threads, "blas_threads", minimum=1)
+    user_attrs = attrs_arg(attrs)
+    blas = blas_arg(blas_threads)
     bal0 = _check_balanced(mats, balance_tol) if code == _fk.END_TO_END else None
     if save is None or save is False:
         save_mask = None
@@ -313,7 +313,7 @@ def solve_flow(
     widths = np.array([mats[0].shape[1], *(M.shape[0] for M in mats)], dtype=np.int64)
     n_params = int(np.sum(widths[1:] * widths[:-1]))
     n_saved = 0 if save_mask is None else int(np.sum(save_mask))
-    check_size(times.size, 5 + 2 * n + int(min(widths)), "record (times t)")
+    check_size(times.size, row, "record (times t)")
     check_size(n_saved, n_params, "save (states kept)")
     state_diag = tuple(d for d in diag if d in _STATE_DIAGNOSTICS)
     with _blas_threads(blas), np.errstate(all="ignore"):
@@ -365,7 +365,7 @@ def solve_flow(
         run_attrs["end_to_end_rank"] = res.rank
         run_attrs["initial_balancedness_rel"] = bal0
     run_attrs.update(dataset.provenance())
-    run_attrs.update(attrs or {})
+    run_attrs.update(user_attrs)
     return FlowResult(time=times, records=records, kind=kind, status=status, n_layers=n, attrs=run_attrs,
                       states=res.states)
 

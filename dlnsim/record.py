@@ -97,8 +97,9 @@ class LogSpaced:
             return np.zeros(1, dtype=np.int64)
         if self.n >= n_iter + 1:
             return np.arange(n_iter + 1, dtype=np.int64)
-        pts = np.unique(np.round(np.logspace(0.0, math.log10(n_iter), self.n)).astype(np.int64))
-        return np.union1d(pts, [0, n_iter]).astype(np.int64)
+        pts = np.round(np.logspace(0.0, math.log10(n_iter), self.n))
+        pts = np.unique(np.clip(pts, 1.0, float(n_iter)).astype(np.int64))  # rounding may pass n_iter
+        return np.union1d(pts[pts < n_iter], [0, n_iter]).astype(np.int64)
 
     def describe(self) -> str:
         return f"log-spaced {self.n}"
@@ -190,10 +191,10 @@ def diagnostics_set(diagnostics: Any) -> tuple[str, ...]:
     return tuple(d for d in DIAGNOSTICS if d in names)
 
 
-def flow_times(T: Any, record: Any = "linear") -> np.ndarray:
+def flow_times(T: Any, record: Any = "linear", row_floats: int = 1) -> np.ndarray:
     """The times at which `run_flow` records for a final time ``T``: ``"linear"`` / ``"linear:N"`` (N equally
     spaced times in [0, T], default 200) or ``"log"`` / ``"log:N"`` (0 and N - 1 log-spaced times in
-    [1e-6 T, T], default 200)."""
+    [1e-6 T, T], default 200).  ``row_floats``: the values recorded per time, for the size check."""
     T = positive_float(T, "t (final time)")
     if not isinstance(record, str):
         raise ValueError(f"record must be 'linear', 'linear:N', 'log' or 'log:N' with a final time t, got {record!r}")
@@ -202,7 +203,87 @@ def flow_times(T: Any, record: Any = "linear") -> np.ndarray:
         raise ValueError(f"record must be 'linear', 'linear:N', 'log' or 'log:N' with a final time t, got {record!r}")
     n = _count(num, record) if num else 200
     n = nonneg_int(n, "record (number of times)", minimum=2)
-    check_size(n, 1, "record")
+    check_size(n, row_floats, "record")
     if kind == "log":
         return np.concatenate([[0.0], np.geomspace(T * 1e-6, T, n - 1)])
     return np.linspace(0.0, T, n)
+
+
+# ---------------------------------------------------------------------------------------------- arguments
+
+
+def flag(value: Any, name: str) -> bool:
+    """``value`` as a bool; only True/False are accepted (ValueError naming ``name``)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def attrs_arg(attrs: Any) -> dict[str, Any]:
+    """The extra global attributes ``attrs`` of a run (None or a dict with str keys) as a new dict."""
+    if attrs is None:
+        return {}
+    if not isinstance(attrs, dict) or not all(isinstance(k, str) for k in attrs):
+        raise ValueError(f"attrs must be a dict with str keys (extra global attributes), got {attrs!r}")
+    return dict(attrs)
+
+
+def blas_arg(n: Any) -> int | None:
+    """The ``blas_threads`` argument: None or an int >= 1."""
+    return None if n is None else nonneg_int(n, "blas_threads", minimum=1)
+
+
+# ------------------------------------------------------------------------------ state diagnostics (numpy)
+
+
+def _diag_safe(w: np.ndarray, dims: np.ndarray, offs: np.ndarray) -> bool:
+    """True when the diagnostics of ``w`` cannot overflow (all finite, and sum_j log10(d_max max|W_j|) over
+    the layers where it is positive below 150: Gram matrices and products of layers stay below 1e150)."""
+    if not np.all(np.isfinite(w)):
+        return False
+    dmax = float(max(dims))
+    total = 0.0
+    for j in range(len(dims) - 1):
+        m = float(np.max(np.abs(w[offs[j]:offs[j + 1]]), initial=0.0)) * dmax
+        if m > 1.0:
+            total += float(np.log10(m))
+    return total < 150.0
+
+
+def state_diagnostics(w: np.ndarray, dims: np.ndarray, offs: np.ndarray, bal: np.ndarray, lnorm: np.ndarray,
+                 sv: np.ndarray) -> None:
+    """Balancedness per pair, ||W_j||^2 per layer and the top singular values of the product, at one state,
+    into the outputs that have entries (left as they are when the state could overflow)."""
+    if not _diag_safe(w, dims, offs):
+        return
+    n = len(dims) - 1
+    W = [w[offs[j]:offs[j + 1]].reshape(int(dims[j + 1]), int(dims[j])) for j in range(n)]
+    if lnorm.size:
+        for j in range(n):
+            gram = W[j] @ W[j].T if dims[j + 1] <= dims[j] else W[j].T @ W[j]
+            lnorm[j] = np.linalg.eigvalsh(gram)[-1]
+    if bal.size:
+        for j in range(n - 1):
+            D = W[j + 1].T @ W[j + 1] - W[j] @ W[j].T
+            ev = np.linalg.eigvalsh(0.5 * (D + D.T))
+            bal[j] = max(abs(ev[0]), abs(ev[-1]))
+    if not sv.size:
+        return
+    # product through the narrowest layer b: W = up @ low with up (d_N, d_b), low (d_b, d_0); the nonzero
+    # singular values are those of R_up R_low^T (QR factors), which keeps small singular values accurate
+    b = int(np.argmin(dims))
+    low = np.eye(int(dims[0]))
+    for j in range(b):
+        low = W[j] @ low
+    up = np.eye(int(dims[b]))
+    for j in range(b, n):
+        up = W[j] @ up
+    if 0 < b < n:
+        r_up = np.asarray(np.linalg.qr(up, mode="r"))
+        r_low = np.asarray(np.linalg.qr(low.T, mode="r"))
+        small = r_up @ r_low.T
+    else:
+        small = up @ low
+    s = np.linalg.svd(small, compute_uv=False)
+    sv[:] = 0.0
+    sv[: min(sv.size, s.size)] = s[: sv.size]

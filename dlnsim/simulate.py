@@ -55,17 +55,21 @@ from . import dataset
 from ._blas import blas_threads as _blas_threads
 from ._kernels import gd as _gd
 from ._kernels.linalg import workspace_size
-from ._validate import nonneg_int, positive_float
+from ._validate import positive_float
 from .objective import _checked, _layout, _unflatten
 from .problem import Problem
 from .record import (
     Every,
     LogSpaced,
+    attrs_arg,
+    blas_arg,
     check_size,
     checked_n_iter,
     diagnostics_set,
+    flag,
     record_points,
     record_rule,
+    state_diagnostics,
 )
 from .schedules import Constant, Schedule, as_schedule
 from .theory import StepsizeBound, stepsize_bound
@@ -77,24 +81,6 @@ __all__ = ["STATUSES", "Every", "GDResult", "LogSpaced", "gd_dataset", "record_p
 STATUSES = ("converged", "diverged", "critical_start", "max_iter")
 
 _EPS = float(np.finfo(float).eps)
-
-
-def _flag(value: Any, name: str) -> bool:
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    raise ValueError(f"{name} must be True or False, got {value!r}")
-
-
-def _attrs_arg(attrs: Any) -> dict[str, Any]:
-    if attrs is None:
-        return {}
-    if not isinstance(attrs, dict) or not all(isinstance(k, str) for k in attrs):
-        raise ValueError(f"attrs must be a dict with str keys (extra global attributes), got {attrs!r}")
-    return dict(attrs)
-
-
-def _blas_arg(n: Any) -> int | None:
-    return None if n is None else nonneg_int(n, "blas_threads", minimum=1)
 
 
 def _eta_from_bound(eta: str, problem: Problem, W: list[np.ndarray]) -> tuple[float, StepsizeBound]:
@@ -121,59 +107,6 @@ def _quiet_bound(problem: Problem, W: list[np.ndarray]) -> StepsizeBound | None:
             return stepsize_bound(problem, W)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
         return None  # an unbalanced start (Theorem 2.4 with alpha = 0 does not apply), or overflow
-
-
-def _diag_safe(w: np.ndarray, dims: np.ndarray, offs: np.ndarray) -> bool:
-    """True when the diagnostics of ``w`` cannot overflow (all finite, and sum_j log10(d_max max|W_j|) over
-    the layers where it is positive below 150: Gram matrices and products of layers stay below 1e150)."""
-    if not np.all(np.isfinite(w)):
-        return False
-    dmax = float(max(dims))
-    total = 0.0
-    for j in range(len(dims) - 1):
-        m = float(np.max(np.abs(w[offs[j]:offs[j + 1]]), initial=0.0)) * dmax
-        if m > 1.0:
-            total += float(np.log10(m))
-    return total < 150.0
-
-
-def _diagnostics(w: np.ndarray, dims: np.ndarray, offs: np.ndarray, bal: np.ndarray, lnorm: np.ndarray,
-                 sv: np.ndarray) -> None:
-    """Balancedness per pair, ||W_j||^2 per layer and the top singular values of the product, at one state,
-    into the outputs that have entries (left as they are when the state could overflow)."""
-    if not _diag_safe(w, dims, offs):
-        return
-    n = len(dims) - 1
-    W = [w[offs[j]:offs[j + 1]].reshape(int(dims[j + 1]), int(dims[j])) for j in range(n)]
-    if lnorm.size:
-        for j in range(n):
-            gram = W[j] @ W[j].T if dims[j + 1] <= dims[j] else W[j].T @ W[j]
-            lnorm[j] = np.linalg.eigvalsh(gram)[-1]
-    if bal.size:
-        for j in range(n - 1):
-            D = W[j + 1].T @ W[j + 1] - W[j] @ W[j].T
-            ev = np.linalg.eigvalsh(0.5 * (D + D.T))
-            bal[j] = max(abs(ev[0]), abs(ev[-1]))
-    if not sv.size:
-        return
-    # product through the narrowest layer b: W = up @ low with up (d_N, d_b), low (d_b, d_0); the nonzero
-    # singular values are those of R_up R_low^T (QR factors), which keeps small singular values accurate
-    b = int(np.argmin(dims))
-    low = np.eye(int(dims[0]))
-    for j in range(b):
-        low = W[j] @ low
-    up = np.eye(int(dims[b]))
-    for j in range(b, n):
-        up = W[j] @ up
-    if 0 < b < n:
-        r_up = np.asarray(np.linalg.qr(up, mode="r"))
-        r_low = np.asarray(np.linalg.qr(low.T, mode="r"))
-        small = r_up @ r_low.T
-    else:
-        small = up @ low
-    s = np.linalg.svd(small, compute_uv=False)
-    sv[:] = 0.0
-    sv[: min(sv.size, s.size)] = s[: sv.size]
 
 
 @dataclass
@@ -273,14 +206,14 @@ def solve_gd(
     ltol = gtol * gtol if ltol is None else positive_float(ltol, "ltol", allow_zero=True)
     if ltol >= 1.0:
         raise ValueError(f"ltol must be < 1 (a fraction of the initial excess loss), got {ltol!r}")
-    stop_early = _flag(stop_early, "stop_early")
-    record_stop = _flag(record_stop, "record_stop")
-    keep_weights = _flag(keep_weights, "keep_weights")
-    progress = _flag(progress, "progress")
-    snapshots = _flag(snapshots, "snapshots")
+    stop_early = flag(stop_early, "stop_early")
+    record_stop = flag(record_stop, "record_stop")
+    keep_weights = flag(keep_weights, "keep_weights")
+    progress = flag(progress, "progress")
+    snapshots = flag(snapshots, "snapshots")
     blowup = positive_float(blowup, "blowup")
-    user_attrs = _attrs_arg(attrs)
-    blas = _blas_arg(blas_threads)
+    user_attrs = attrs_arg(attrs)
+    blas = blas_arg(blas_threads)
     if bound is not None and not isinstance(bound, StepsizeBound):
         raise ValueError(f"bound must be a StepsizeBound (from dlnsim.stepsize_bound), got {type(bound).__name__}")
     rule = record_rule(record)
@@ -363,7 +296,7 @@ def solve_gd(
                 # chunks end at record points, so W(rec_k[r]) is in w here: eigenvalues and SVDs in numpy
                 if r < n_rec and rec_k[r] == k:
                     if state_diag:
-                        _diagnostics(w, dims, offs, rec["balancedness"][r], rec["layer_norm_sq"][r],
+                        state_diagnostics(w, dims, offs, rec["balancedness"][r], rec["layer_norm_sq"][r],
                                      rec["product_sv"][r])
                     if snaps is not None:
                         snaps[r] = w
@@ -491,7 +424,7 @@ def _stop_record(
     if state_diag:
         for key in ("balancedness", "layer_norm_sq", "product_sv"):
             rec[key][r] = np.nan
-        _diagnostics(w, dims, offs, rec["balancedness"][r], rec["layer_norm_sq"][r], rec["product_sv"][r])
+        state_diagnostics(w, dims, offs, rec["balancedness"][r], rec["layer_norm_sq"][r], rec["product_sv"][r])
     if snaps is not None:
         snaps[r] = w if np.all(np.isfinite(w)) else np.nan
     return rec_k, rec, snaps
