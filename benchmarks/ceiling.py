@@ -2,7 +2,7 @@
 (in k processes: `ceiling`; on k threads of one process: `thread_ceiling`).
 
 On a VM the vCPUs may share physical cores, caches or memory bandwidth with each other or with other
-tenants, so "cores x the single-run throughput" (DESIGN §7, sweeps) can be out of reach for reasons that
+tenants, so "cores x the single-run throughput" can be out of reach for reasons that
 have nothing to do with the sweep.  Here ``k`` spawned processes load the kernels, wait at a barrier, and
 then each time the same GD run (no sweep machinery, no files).  ``ceiling = t_alone / max(t_each)`` is the
 parallel efficiency the hardware allows: 1.0 means the cores do not slow each other down.

@@ -1,6 +1,6 @@
 """Gradient flow: dlnsim's Numba DOPRI5 vs scipy ``solve_ivp(method="DOP853", dense_output=True)``.
 
-Case (DESIGN §7): the N = 5 paper setup (``paper_setup(5, 0)``, d = 70, d_1 = 2), factor flow (2.2) from the
+Case: the N = 5 paper setup (``paper_setup(5, 0)``, d = 70, d_1 = 2), factor flow (2.2) from the
 balanced start to T = 20, evaluated at the 20 000 GD times t_k = eta k (eta = T / 20 000, k = 1..20 000),
 both at rtol = 1e-8, atol = 1e-10, in the same process, BLAS on one thread for both (dlnsim's default).
 
@@ -10,7 +10,7 @@ Rows, each timed from the initial state to the last output (best of 3 runs per s
 * ``states``: integrate and evaluate the solution at all 20 000 times, keeping every 100th state (the whole
   record would be 1 GB).  dlnsim: the kernel behind `run_flow` / `compare_flow` (`dlnsim.flow._integrate`)
   with the loss switched off; reference: ``solve_ivp(..., dense_output=True)``, then ``sol.sol(t)`` at the
-  20 000 times in chunks of 500.  This is the DESIGN §7 target.
+  20 000 times in chunks of 500.  This is the benchmark target.
 * ``states+loss``: the same plus the loss L^N at all 20 000 times, with the same Numba loss function
   (`dlnsim._kernels.flow._excess_loss`) on both sides: inside the kernel for dlnsim, in a jitted loop over
   the columns of each ``sol.sol`` chunk for the reference.
@@ -20,8 +20,8 @@ Python (what `dlnsim.gradient` computes without its input checks: the strongest 
 measures the integrators and their dense output); ``reference_numpy_s`` uses a numpy gradient (X X^T and
 Y X^T precomputed, prefix/suffix products: what a scipy user would write).
 
-Accuracy: ``max_rel_diff`` is the largest ||y_dlnsim - y_ref||_2 / ||y_ref||_2 over the kept times (DESIGN
-target <= 10 rtol); ``dlnsim_err`` and ``reference_err`` are each side's error against a tight DOP853 run
+Accuracy: ``max_rel_diff`` is the largest ||y_dlnsim - y_ref||_2 / ||y_ref||_2 over the kept times
+(target <= 10 rtol); ``dlnsim_err`` and ``reference_err`` are each side's error against a tight DOP853 run
 (rtol = 1e-13, atol = 1e-15, untimed) at the same times, which says which side a difference comes from.
 Compilation is excluded (warm-up calls first).
 """

@@ -25,7 +25,7 @@ The final losses of every JAX variant are checked against dlnsim's (relative dif
 time is reported.  JAX's compile time is excluded (one warm-up call with the same shapes); each side is timed
 ``reps`` times, alternating, and the median is reported with the process CPU time (JAX may use every core).
 
-Without jax installed the JAX rows are skipped with a note.
+Without jax installed the group prints a note and returns only a note row.
 Run: ``python -m benchmarks.jax_bench [--quick] [--reps R]``; `run()` returns the rows.
 """
 
@@ -131,17 +131,18 @@ def run(quick: bool = False, reps: int | None = None, seeds: int = SEEDS) -> lis
     reps = reps if reps is not None else (2 if quick else 3)
     cores = n_cores()
     rows: list[dict[str, Any]] = []
-    setups, etas = _setups(seeds)
-    _dlnsim_sweep(2, seeds, "serial")  # load the kernels
-    _dlnsim_sweep(2, seeds, "threads")
     try:
         import jax
         import jax.numpy as jnp
     except ImportError:
-        print("note: jax is not installed: no JAX rows (pip install 'dlnsim[bench]' for jax and jaxlib)")
-        jax = None
+        note = "note: jax is not installed: no JAX rows (pip install 'dlnsim[bench]' for jax and jaxlib)"
+        print(note)
+        return [{"case": note}]
+    setups, etas = _setups(seeds)
+    _dlnsim_sweep(2, seeds, "serial")  # load the kernels
+    _dlnsim_sweep(2, seeds, "threads")
     variants: dict[str, Any] = {}
-    if jax is not None:
+    if True:
         jax.config.update("jax_enable_x64", True)
         cpu = jax.devices("cpu")[0]
         W0 = tuple(jax.device_put(np.stack([s.W0[j] for s in setups]), cpu) for j in range(N_LAYERS))

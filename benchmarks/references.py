@@ -1,10 +1,10 @@
-"""Reference GD implementations that a researcher would write instead of using dlnsim (issue 6).
+"""Reference GD implementations that a researcher would write instead of using dlnsim.
 
 Both compute exactly the trajectory of (2.1) with the loss 1/2 ||Y - W_N ... W_1 X||_F^2:
 
 * `numpy_plain`: products with X and Y every step (the notebook formulation);
 * `numpy_strong`: X X^T and Y X^T precomputed, prefix/suffix products with a fixed left-to-right association
-  (the strong baseline of DESIGN §7).
+  (the strong baseline of the GD benchmark).
 """
 
 from __future__ import annotations
