@@ -53,8 +53,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the reference implementations; prints a table of ratios."""
-    session.install("-e", ".[test,dask]")
+    """Benchmarks against the reference implementations (numpy, scipy, JAX); prints a table of ratios.
+
+    ``nox -s bench -- --quick`` for a short run, ``-- --only jax,limit`` for some groups, ``-- --full`` for the
+    10^4-cell scale group.
+    """
+    session.install("-e", ".[test,dask,bench]")
     session.run("python", "-m", "benchmarks", *session.posargs, env=_numba_cache(session))
 
 
