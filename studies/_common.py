@@ -83,13 +83,12 @@ def grid(cell: Callable[..., xr.Dataset], axes: Mapping[str, Sequence[Any]], par
 
 def check_cells(ds: xr.Dataset, label: str) -> None:
     """RuntimeError naming the first failed cell when a grid has cells with status ``error`` or ``not_run``."""
-    status = np.asarray(ds["status"].values if "status" in ds else ds["search_status"].values)
-    bad = np.isin(status, ["error", "not_run"])
+    status = ds["status"] if "status" in ds else ds["search_status"]
+    bad = np.isin(status.values, ["error", "not_run"])
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
-        point = {d: ds[d].values[i].item() for d, i in zip(ds["status" if "status" in ds else "search_status"].dims,
-                                                           where, strict=True)}
-        message = str(ds["error"].values[where]) if "error" in ds else str(status[where])
+        point = {str(d): _plain(ds[d].values[i]) for d, i in zip(status.dims, where, strict=True)}
+        message = str(ds["error"].values[where]) if "error" in ds else str(status.values[where])
         raise RuntimeError(f"{label}: {int(bad.sum())} cell(s) failed; the first, at {point}: {message}")
 
 

@@ -1,7 +1,9 @@
-"""The studies' quick variants (``python -m studies --quick``) and the analysis notebook (slow: ``nox -s slow``).
+"""The studies' quick variants (``python -m studies --quick``) and the analysis notebook (slow: ``nox -s slow``),
+the layout helper and the command line (fast).
 
-Each study runs once per session into a temporary directory (never into data/), then the tests check the
-Dataset (dims, variables, what the theory says about the numbers) and the files it wrote.
+Each study runs once per session into a temporary directory (never into data/), with its cells kept in
+``<outdir>/cells/<name>/``; then the tests check the Dataset (dims, variables, what the theory says about the
+numbers), the files it wrote, and that a rerun resumes from the cells.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import pytest
 import xarray as xr
 
 import dlnsim
-
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDIES_DIR = ROOT / "studies"
@@ -49,21 +49,33 @@ def quick_outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def quick_run(quick_outdir: Path):
-    """``quick_run(name)``: the Dataset of the study's quick variant (computed once per session)."""
+    """``quick_run(name)``: the Dataset of the study's quick variant (computed once per session; its cells stay
+    in ``quick_outdir/cells/<name>``)."""
+    from studies import _common
+
     cache: dict[str, xr.Dataset] = {}
 
     def get(name: str) -> xr.Dataset:
         if name not in cache:
             mod = importlib.import_module(f"studies.{name}")
-            cache[name] = mod.run(quick=True, outdir=quick_outdir)
+            cache[name] = mod.run(True, quick_outdir, _common.cells_dir(quick_outdir, name))
         return cache[name]
 
-    yield get
-    from studies import _common
-
-    _common.shutdown_pool()
+    return get
 
 
+def _without_created(ds: xr.Dataset) -> xr.Dataset:
+    out = ds.copy()
+    out.attrs = {k: v for k, v in ds.attrs.items() if k != "created"}
+    return out
+
+
+def _cell_files(directory: Path) -> dict[str, int]:
+    """File name -> mtime in ns of every file below ``directory``."""
+    return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_quick_variant_writes_dataset_and_figures(name: str, quick_run, quick_outdir: Path) -> None:
     if name == "gd_vs_flow" and not _has_flow():
@@ -94,6 +106,7 @@ def test_quick_outputs_never_go_to_the_archive() -> None:
     assert _common.default_outdir(True).is_relative_to(ROOT / "data" / "quick")
 
 
+@pytest.mark.slow
 def test_fig1_a_to_c_decrease_and_d_diverges(quick_run) -> None:
     ds = quick_run("fig1_constant")
     for case in ("a_bound", "a_paper", "b_below", "c_above"):
@@ -111,6 +124,7 @@ def test_fig1_a_to_c_decrease_and_d_diverges(quick_run) -> None:
     np.testing.assert_allclose(ds["eta_value"].sel(case="a_bound").values, ds["bound_eta"].values, rtol=1e-15)
 
 
+@pytest.mark.slow
 def test_fig2_schedule_is_the_reconstructed_power_decay(quick_run) -> None:
     ds = quick_run("fig2_decreasing")
     assert "reconstruction" in ds.attrs["schedule_formula"]
@@ -125,6 +139,7 @@ def test_fig2_schedule_is_the_reconstructed_power_decay(quick_run) -> None:
     assert not np.any(ds["status"].sel(case=["a_gamma0.2", "b_gamma0.4", "c_above"]).values == "diverged")
 
 
+@pytest.mark.slow
 def test_balancedness_drift_stays_below_delta_at_the_bound(quick_run) -> None:
     ds = quick_run("balancedness_drift")
     # Theorem 2.4 (alpha = 0): for eta <= eta* the balancedness constant stays <= delta along the whole run
@@ -133,6 +148,7 @@ def test_balancedness_drift_stays_below_delta_at_the_bound(quick_run) -> None:
     assert np.all(ds["drift_slope"].values > 0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _has_flow(), reason="dlnsim.flow (compare_flow) is not available")
 def test_gd_vs_flow_slopes(quick_run) -> None:
     ds = quick_run("gd_vs_flow")
@@ -141,6 +157,7 @@ def test_gd_vs_flow_slopes(quick_run) -> None:
     np.testing.assert_allclose(ds["slope"].sel(flow="modified").values, 2.0, atol=0.2)
 
 
+@pytest.mark.slow
 def test_critical_stepsize_exceeds_the_bound(quick_run) -> None:
     ds = quick_run("critical_stepsize")
     assert np.all(ds["search_status"].values == "ok")
@@ -148,6 +165,7 @@ def test_critical_stepsize_exceeds_the_bound(quick_run) -> None:
     assert float(ds["fit_exponent"].sel(quantity="ratio")) > 0  # the bound gets more conservative with N
 
 
+@pytest.mark.slow
 def test_limit_rank_counts_are_consistent(quick_run) -> None:
     ds = quick_run("limit_rank")
     np.testing.assert_array_equal(ds["r_bar"].values, [[3], [4]])
@@ -167,6 +185,7 @@ def test_cli_rejects_unknown_study() -> None:
     assert exc.value.code == 2
 
 
+@pytest.mark.slow
 def test_notebook_executes_on_the_archive(monkeypatch: pytest.MonkeyPatch) -> None:
     data = ROOT / "data"
     if not (data / "fig1_constant.nc").is_file():
@@ -182,3 +201,125 @@ def test_notebook_executes_on_the_archive(monkeypatch: pytest.MonkeyPatch) -> No
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
+
+
+# ------------------------------------------------------------------------------------ resume and the engine
+
+
+@pytest.mark.slow
+def test_a_study_resumes_from_its_cells_without_recomputing(quick_run, quick_outdir: Path) -> None:
+    from studies import _common
+
+    name = "fig2_decreasing"
+    first = quick_run(name)
+    mod = importlib.import_module(f"studies.{name}")
+    cells = _common.cells_dir(quick_outdir, name)
+    before = _cell_files(cells)
+    assert sum(f.startswith("cell_") for f in before) == first.sizes["case"] * first.sizes["N"]
+    again = mod.compute(True, directory=cells)
+    assert _cell_files(cells) == before  # nothing recomputed, nothing rewritten (not even the log)
+    xr.testing.assert_identical(_without_created(again), _without_created(first))
+    # an interrupted run: one cell is missing; only that one is computed again
+    lost = sorted(f for f in before if f.startswith("cell_"))[0]
+    (cells / lost).unlink()
+    resumed = mod.compute(True, directory=cells)
+    after = _cell_files(cells)
+    assert lost in after
+    assert {f: t for f, t in after.items() if f.startswith("cell_") and f != lost} == {
+        f: t for f, t in before.items() if f.startswith("cell_") and f != lost}
+    xr.testing.assert_identical(_without_created(resumed), _without_created(first))
+
+
+@pytest.mark.slow
+def test_cli_runs_a_study_on_a_dask_scheduler(quick_run, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    distributed = pytest.importorskip("distributed")
+    from studies.__main__ import main
+
+    name = "fig2_decreasing"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cl:
+        assert main(["--quick", "--outdir", str(tmp_path), "--scheduler", cl.scheduler_address, name]) == 0
+    out = capsys.readouterr().out
+    assert f"cells on {cl.scheduler_address}" in out and "wall" in out and "CPU" in out
+    assert not (tmp_path / "cells").exists()  # removed after a complete run
+    # the same numbers as on threads
+    xr.testing.assert_identical(_without_created(dlnsim.open(tmp_path / f"{name}.nc")),
+                                _without_created(quick_run(name)))
+
+
+def test_cli_engine_options() -> None:
+    from studies.__main__ import parse_args
+
+    assert parse_args([]).executor == "threads"
+    args = parse_args(["--scheduler", "tcp://127.0.0.1:8786", "fig1_constant"])
+    assert (args.executor, args.scheduler, args.names) == ("dask", "tcp://127.0.0.1:8786", ["fig1_constant"])
+    assert parse_args(["--executor", "processes", "--workers", "3"]).workers == 3
+    for bad in (["--executor", "dask"], ["--scheduler", "tcp://127.0.0.1:8786", "--executor", "threads"],
+                ["--workers", "0"], ["--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"], ["--executor", "mpi"]):
+        with pytest.raises(SystemExit) as exc:
+            parse_args(bad)
+        assert exc.value.code == 2, bad
+
+
+def test_cells_live_below_the_output_directory() -> None:
+    from studies import _common
+
+    assert _common.cells_dir(ROOT / "data", "fig1_constant") == ROOT / "data" / "cells" / "fig1_constant"
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert "data/cells/" in ignored and "data/quick/" in ignored
+
+
+# ----------------------------------------------------------------------------------------- archive_layout
+
+
+def toy_cell(case: str, N: int, fail: bool = False) -> xr.Dataset:
+    """A small run over k (and an inner dim ``layer`` with a coordinate) with attributes of every kind."""
+    if fail and (case, N) == ("b", 3):
+        raise RuntimeError("toy failure")
+    k = np.arange(N + 2)
+    ds = xr.Dataset({"loss": ("k", (1.0 if case == "a" else 2.0) * N / (k + 1.0), {"units": "1", "long_name": "L"}),
+                     "layer_norm_sq": (("k", "layer"), np.ones((k.size, N)))},
+                    coords={"k": k, "t": ("k", 0.5 * k), "layer": np.arange(1, N + 1)})
+    ds.attrs = {"case_label": case, "shared": "x", "q": 2, "status": "converged", "status_reason": "same",
+                "bound_eta": 0.1 * N, "final_loss": float(N) + (case == "b"), "pivot_layer": N}
+    if case == "a":
+        ds.attrs["bound_B"] = 3.0  # missing in the other cells: never a global attribute
+        ds.attrs["bound_eta_closed_form"] = float("nan")
+    return ds
+
+
+def _toy_grid(fail: bool = False) -> xr.Dataset:
+    from studies import _common
+
+    return _common.grid(toy_cell, {"case": ["a", "b"], "N": [2, 3]}, {"fail": fail}, directory=None, label="toy",
+                        executor="serial")
+
+
+def test_archive_layout_of_a_grid() -> None:
+    from studies import _common
+
+    ds = _common.archive_layout(_toy_grid(), ["loss", "t", "layer_norm_sq"],
+                                {"status": None, "bound_eta": ("N",)}, {"bound_eta": "eta*"})
+    assert set(ds.data_vars) == {"loss", "t", "layer_norm_sq", "status", "bound_eta"}
+    assert set(ds.coords) == {"case", "N", "k"}  # inner coordinates other than k are dropped, t is a variable
+    assert ds["k"].attrs == {"units": "1", "long_name": "iteration number"}
+    assert ds["loss"].dims == ("case", "N", "k") and ds["loss"].attrs == {"units": "1", "long_name": "L"}
+    np.testing.assert_array_equal(ds["loss"].sel(case="b", N=2).values, [4.0, 2.0, 4 / 3, 1.0, np.nan])
+    assert ds["layer_norm_sq"].dims == ("case", "N", "k", "layer")
+    assert np.isnan(ds["layer_norm_sq"].sel(N=2).values[..., 2]).all()  # padded to the widest run
+    assert ds["bound_eta"].dims == ("N",) and ds["bound_eta"].attrs == {"units": "1", "long_name": "eta*"}
+    np.testing.assert_array_equal(ds["bound_eta"].values, [0.2, 0.1 * 3])
+    assert ds["status"].dims == ("case", "N") and (ds["status"].values == "converged").all()
+    # the same in every cell: global (outcomes too); differing or missing in some cells: dropped
+    assert {k: ds.attrs.get(k) for k in ("shared", "q", "status_reason")} == {"shared": "x", "q": 2,
+                                                                             "status_reason": "same"}
+    for name in ("case_label", "final_loss", "pivot_layer", "bound_B", "bound_eta_closed_form", "grid_manifest",
+                 "grid_dims", "cells_total", "created", "title"):
+        assert name not in ds.attrs and name not in ds.variables, name
+    with pytest.raises(ValueError, match="final_loss varies along"):
+        _common.archive_layout(_toy_grid(), ["loss"], {"final_loss": ("N",)})
+
+
+def test_a_failed_cell_stops_the_study() -> None:
+    with pytest.raises(RuntimeError, match=r"toy: 1 cell\(s\) failed; the first, at \{'case': 'b', 'N': 3\}.*toy "
+                                           "failure"):
+        _toy_grid(fail=True)
