@@ -27,8 +27,10 @@ print("balancedness of W(0) per pair:", dlnsim.balancedness(W0))  # rounding lev
 
 # --- the theorem's constants for this start: (5.1), i.e. (2.8) with delta = M^{2/N}/N^3 ---------------------
 bound = dlnsim.stepsize_bound(problem, W0)
-print(f"eta* = {bound.eta:.3e}  M = {bound.M:.3f}  delta = {bound.delta:.4f}  K = {bound.K:.3f}  "
-      f"B = {bound.B:.1f}  sigma = {bound.sigma:.4f}")
+print(
+    f"eta* = {bound.eta:.3e}  M = {bound.M:.3f}  delta = {bound.delta:.4f}  K = {bound.K:.3f}  "
+    f"B = {bound.B:.1f}  sigma = {bound.sigma:.4f}"
+)
 best = dlnsim.stepsize_bound(problem, W0, delta="optimal")  # (2.8) maximised over delta
 print(f"with the best delta ({best.delta:.4f}): eta = {best.eta:.3e}")
 
@@ -41,14 +43,15 @@ assert float(ds.balancedness_max.max()) <= bound.delta  # (1) balancedness const
 assert ds.attrs["max_loss_increase"] <= 0.0  # (2) the loss never increases
 assert float(ds.layer_norm_sq.max()) <= bound.K  # (3) ||W_j||^2 <= K_delta
 assert ds.attrs["min_descent_ratio"] >= bound.sigma  # (4) descent ratio >= sigma at every step
-print(f"Prop. 3.4 holds: max balancedness {float(ds.balancedness_max.max()):.2e} <= delta, "
-      f"max ||W_j||^2 {float(ds.layer_norm_sq.max()):.3f} <= K, min descent ratio "
-      f"{ds.attrs['min_descent_ratio']:.3f} >= sigma")
+print(
+    f"Prop. 3.4 holds: max balancedness {float(ds.balancedness_max.max()):.2e} <= delta, "
+    f"max ||W_j||^2 {float(ds.layer_norm_sq.max()):.3f} <= K, min descent ratio "
+    f"{ds.attrs['min_descent_ratio']:.3f} >= sigma"
+)
 
 # the bound is far from sharp: 100 times larger still converges, much faster
 fast = dlnsim.run_gd(problem, W0, "100xbound", 5_000)
-print(f"100 x eta*: status {fast.attrs['status']}, excess loss {float(fast.excess_loss[-1]):.2e} "
-      f"after 5000 steps")
+print(f"100 x eta*: status {fast.attrs['status']}, excess loss {float(fast.excess_loss[-1]):.2e} after 5000 steps")
 
 # --- save and reopen: one self-describing NetCDF file ---------------------------------------------------------
 path = dlnsim.save(ds, "own_data.nc")

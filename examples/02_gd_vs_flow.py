@@ -10,14 +10,10 @@ The first flow run in a fresh environment compiles the integrator (about a minut
 from Numba's cache.
 """
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")  # write files only, no window
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-import dlnsim  # noqa: E402
+import dlnsim
 
 # a small instance of the paper's Section-5 setup: d = 10, m = 30, widths (10, 2, 6, 10), balanced W(0)
 problem, widths, W0 = dlnsim.paper_setup(3, seed=0, d=10, m=30)
@@ -34,8 +30,10 @@ for multiple in (64, 32, 16, 8):
     etas.append(eta)
     to_flow.append(float(ds.flow_distance.max()))  # max_k ||W_GD(k) - W_flow(t_k)||_F
     to_modified.append(float(ds.modified_flow_distance.max()))
-    print(f"eta = {eta:.2e} ({n_iter:5d} steps): distance to the flow {to_flow[-1]:.2e}, "
-          f"to the modified flow {to_modified[-1]:.2e}")
+    print(
+        f"eta = {eta:.2e} ({n_iter:5d} steps): distance to the flow {to_flow[-1]:.2e}, "
+        f"to the modified flow {to_modified[-1]:.2e}"
+    )
 
 p_flow = np.polyfit(np.log(etas), np.log(to_flow), 1)[0]
 p_modified = np.polyfit(np.log(etas), np.log(to_modified), 1)[0]

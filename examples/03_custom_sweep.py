@@ -77,12 +77,13 @@ assert again.sizes == ds.sizes
 # --- any experiment: run_grid with a cell function of your own -------------------------------------------------
 def depth_cell(N, seed, n_iter):
     """One grid point -> a Dataset: GD at 10 eta* on the paper's setup in small (d = 8, m = 24)."""
-    problem, widths, W0 = dlnsim.paper_setup(N, seed, d=8, m=24)
-    return dlnsim.run_gd(problem, W0, "10xbound", n_iter, record="log:30")
+    setup = dlnsim.paper_setup(N, seed, d=8, m=24)  # a Setup: (problem, widths, W0)
+    return dlnsim.run_gd(setup.problem, setup.W0, "10xbound", n_iter, record="log:30")
 
 
-grid = dlnsim.run_grid("grid_own", depth_cell, {"N": [2, 3, 4], "seed": [0, 1]}, params={"n_iter": 2000},
-                       progress=False)
+grid = dlnsim.run_grid(
+    "grid_own", depth_cell, {"N": [2, 3, 4], "seed": [0, 1]}, params={"n_iter": 2000}, progress=False
+)
 print("grid final loss:")
 print(grid.loss.isel(k=-1).to_pandas())
 

@@ -28,8 +28,10 @@ except ValueError as err:
 
 # which alpha admit it at the Section-5 delta = M^{2/N}/N^3, and which deltas for a chosen alpha
 adm = admissible_alpha(problem, W0)
-print(f"at delta = {adm.delta:.4f} the smallest admissible alpha is b/delta = {adm.alpha_min:.3f}; "
-      f"for alpha = 0.9 every delta >= {adm.delta_range(0.9)[0]:.4f} admits the start")
+print(
+    f"at delta = {adm.delta:.4f} the smallest admissible alpha is b/delta = {adm.alpha_min:.3f}; "
+    f"for alpha = 0.9 every delta >= {adm.delta_range(0.9)[0]:.4f} admits the start"
+)
 
 # --- the bound for an unbalanced start ---------------------------------------------------------------------------
 at_min = dlnsim.stepsize_bound(problem, W0, alpha="min")  # Section-5 delta, alpha = b/delta
@@ -44,8 +46,10 @@ ds = dlnsim.run_gd(problem, W0, best.eta, 20_000)
 assert float(ds.balancedness_max.max()) <= best.delta  # (1): the balancedness stays below delta
 assert ds.attrs["max_loss_increase"] <= 0.0  # (2): the loss never increases
 assert ds.attrs["min_descent_ratio"] >= best.sigma  # (4): sufficient decrease at every step
-print(f"GD at eta = {best.eta:.3e}: loss {float(ds.loss[0]):.3f} -> {float(ds.loss[-1]):.3f}, "
-      f"balancedness {b:.4f} -> {float(ds.balancedness_max[-1]):.4f} (delta = {best.delta:.4f})")
+print(
+    f"GD at eta = {best.eta:.3e}: loss {float(ds.loss[0]):.3f} -> {float(ds.loss[-1]):.3f}, "
+    f"balancedness {b:.4f} -> {float(ds.balancedness_max[-1]):.4f} (delta = {best.delta:.4f})"
+)
 
 # --- prescribed balancedness: perturbed_init reaches b = alpha*delta exactly -------------------------------------
 delta = dlnsim.stepsize_bound(problem, W_balanced).delta  # the Section-5 delta of the balanced start
@@ -53,5 +57,7 @@ print(f"starts with balancedness alpha*delta, delta = {delta:.4f}:")
 for alpha in (0.0, 0.25, 0.5, 0.75, 0.9):
     Wp = dlnsim.perturbed_init(widths, np.random.default_rng(0), balancedness_constant=alpha * delta)
     bd = dlnsim.stepsize_bound(problem, Wp, delta=delta, alpha=alpha)
-    print(f"  alpha = {alpha:4.2f}: balancedness {float(dlnsim.balancedness(Wp).max()):.4f}, "
-          f"L(0) = {bd.L0:.3f}, eta = {bd.eta:.3e}")
+    print(
+        f"  alpha = {alpha:4.2f}: balancedness {float(dlnsim.balancedness(Wp).max()):.4f}, "
+        f"L(0) = {bd.L0:.3f}, eta = {bd.eta:.3e}"
+    )
