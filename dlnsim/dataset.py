@@ -131,10 +131,8 @@ def _canonical(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         if v.ndim == 0:
             return _canonical(v[()])
-        if v.dtype.name in _NUMPY_TYPES:
-            return v.copy()
-        if v.dtype.kind == "U":
-            return v.copy()
+        if v.dtype.name in _NUMPY_TYPES or v.dtype.kind == "U":
+            return np.array(v, dtype=v.dtype.newbyteorder("="), order="C")  # native byte order, as read back
         if v.dtype.kind == "O" and all(isinstance(x, str) for x in v.flat):
             return v.astype(str)
         if v.dtype.kind == "f":  # longdouble
@@ -363,7 +361,7 @@ def build(
             raise KeyError(f"{name!r} is not in the dataset schema")
         dims, units, long_name = table[name]
         v = xr.Variable(dims, values)
-        numeric = v.dtype.kind in "biufcmM"
+        numeric = v.dtype.kind in "biufc"  # (datetimes get their units from xarray's CF encoding)
         v.attrs = {"units": units, "long_name": long_name} if numeric or coord else {"long_name": long_name}
         return v
 

@@ -424,3 +424,14 @@ def test_files_without_type_tags_still_open(tmp_path: Path) -> None:
     assert back.attrs["n"] == 3 and type(back.attrs["n"]) is int and type(back.attrs["f"]) is float
     np.testing.assert_array_equal(back.attrs["w"], [1, 2])
     assert back.attrs["s"] == "none"
+
+
+def test_big_endian_and_object_arrays(tmp_path: Path) -> None:
+    attrs = {"be": np.arange(3, dtype=">i4"), "obj": np.array(["a", "bc"], dtype=object),
+             "f": np.arange(2, dtype=">f8")}
+    want = dataset.clean_attrs(attrs)
+    assert want["be"].dtype == np.dtype("int32") and want["obj"].dtype == np.dtype("<U2")
+    ds = xr.Dataset(attrs={"format": dataset.FORMAT_TAG, **attrs})
+    back = dataset.open(dataset.save(ds, tmp_path / "a.nc"))
+    for k, v in want.items():
+        assert _same(back.attrs[k], v), k
