@@ -272,7 +272,8 @@ def _check_problem(problem: Any) -> Problem:
 
 
 def _start(problem: Problem, W0: Sequence[np.ndarray]) -> tuple[int, float, float, float, float]:
-    """(N, L0, M, balancedness, b) of a start, with b = the balancedness or 0 when the balancedness is at rounding level (balanced starts)."""
+    """(N, L0, M, balancedness, b) of a start; b is the balancedness, or 0 when that is at rounding level
+    (balanced starts)."""
     W = as_weights(W0, "W0")
     if W[0].shape[1] != problem.d_x or W[-1].shape[0] != problem.d_y:
         raise ValueError(
