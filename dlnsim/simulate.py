@@ -9,7 +9,8 @@ loss L - L*, eta_k, the descent ratio of Prop. 3.4(4) and the selected diagnosti
 balancedness per pair and its max, ||W_j||^2 per layer, the singular values of the product).  Over *all*
 steps the attributes keep max_k L(k+1) - L(k) and min_k of the descent ratio.
 
-Convergence tests (evaluated at every iteration, at no extra cost):
+Convergence tests (evaluated at every iteration: two comparisons per step; thresholds in the attributes
+``gtol_abs`` and ``ltol_abs``):
 
 * the gradient test ||grad L^N(W(k))||_F <= gtol x g_scale, with the gradient scale of the problem
   g_scale = ||Y X^T||_F ||W_ls||_F^((N-1)/N) (W_ls the least-squares solution).  It scales like the
@@ -31,15 +32,18 @@ ended: n_iter unless it stopped early):
     the loss or the gradient became non-finite, or the loss exceeded ``blowup`` x max(L(0), 1/2 ||Y||_F^2);
     the run stopped there.
 ``critical_start``
-    W0 is a critical point that is not a minimiser (e.g. all factors zero for N >= 2): the gradient test
-    held at k = 0 while the loss test did not, and the loss test still fails where the run ended.
+    W0 is (within gtol) a critical point that is not a minimiser, e.g. all factors zero for N >= 2: the
+    gradient test held at k = 0 while the loss test did not, and the loss test still fails where the run
+    ended.
 ``max_iter``
     n_iter steps were done and neither test holds at the end.
 
 When a run stops early (``stop_early`` or divergence) the stop iteration is a record point too (unless
 ``record_stop=False``, which keeps exactly the planned record points): it holds the state where the run
 stopped (for ``diverged`` the offending loss, non-finite or above the threshold).  Record points after the
-stop stay NaN.  Diagnostics of a state too large to evaluate without overflow are NaN.
+stop stay NaN.  Diagnostics of a state too large to evaluate without overflow are NaN.  The tests compare
+squared norms, so they lose their meaning where those leave the floating-point range (gradients beyond
+about 1e154 count as non-finite, below about 1e-154 as zero).
 """
 
 from __future__ import annotations
@@ -434,8 +438,10 @@ def gd_dataset(res: GDResult) -> xr.Dataset:
     """The Dataset of a `GDResult`: the records over ``k``, t_k as a coordinate along ``k``, the schema's
     units and long names, and the run's attributes.
 
-    To put a GD run and a flow run (over ``time``) on one time axis:
-    ``xr.concat([gd.swap_dims(k="t").rename(t="time"), flow], dim="time")``.
+    To put a GD run and a flow run (over ``time``, same variable names) on one time axis, make t the
+    dimension and keep k as a variable (the flow has no iterations):
+    ``xr.concat([gd.swap_dims(k="t").rename(t="time").reset_coords("k"), flow], dim="time")``; side by side
+    on the union of the times: the same with ``dim=pandas.Index(["gd", "flow"], name="run"), join="outer"``.
     """
     rec = res.records
     n = len(res.dims) - 1
