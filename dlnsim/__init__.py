@@ -1,6 +1,6 @@
 """dlnsim: gradient descent on deep linear networks, next to the theory of Nguegnang-Rauhut-Terstiege (2024).
 
-Public API (DESIGN §2); everything is re-exported here and nothing else lives in this module.
+Public API; everything is re-exported here and nothing else lives in this module.
 """
 
 __version__ = "0.1.0"
@@ -8,18 +8,21 @@ __version__ = "0.1.0"
 from .compare import compare_flow
 from .dataset import open, save
 from .flow import run_flow
+from .grid import combine_runs, open_grid, run_grid
 from .hessian import sharpness
 from .init import balanced_init, balancedness, gaussian_init, haar_orthogonal, perturbed_init
 from .objective import gradient, hessian_form, hessian_vector_product, loss, product
 from .problem import Problem, Setup, paper_setup, paper_widths
 from .schedules import Constant, Explicit, Power, PowerDecay, Schedule
-from .simulate import Every, LogSpaced, record_points, run_gd, weights_from
 from .search import CriticalStepsize, critical_stepsize
+from .simulate import Every, LogSpaced, record_points, run_gd, weights_from
 from .sweeps import critical_sweep, open_sweep, sweep
-from .theory import StepsizeBound, set_stepsize_bound, stepsize_bound
+from .theory import Admissibility, StepsizeBound, admissible_alpha, set_stepsize_bound, stepsize_bound
 
 __all__ = [
+    "Admissibility",
     "Constant",
+    "CriticalStepsize",
     "Every",
     "Explicit",
     "LogSpaced",
@@ -30,11 +33,11 @@ __all__ = [
     "Setup",
     "StepsizeBound",
     "__version__",
+    "admissible_alpha",
     "balanced_init",
     "balancedness",
-    "compare_flow",
-    "CriticalStepsize",
     "combine_runs",
+    "compare_flow",
     "critical_stepsize",
     "critical_sweep",
     "gaussian_init",
