@@ -8,10 +8,11 @@ scheduler), and `archive_layout` turns the combined grid into the layout of the 
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +171,9 @@ def archive_layout(
     return out
 
 
-def study_attrs(study: str, quick: bool, description: str) -> dict[str, Any]:
-    """Global attributes every study file carries: what it is, how to regenerate it, the versions."""
+def study_attrs(study: str, quick: bool, description: str, **attrs: Any) -> dict[str, Any]:
+    """Global attributes every study file carries (what it is, how to regenerate it, the versions), and
+    ``attrs``: the study's parameters."""
     return {
         "title": f"dlnsim study {study}" + (" (quick variant)" if quick else ""),
         "study": study,
@@ -181,17 +183,36 @@ def study_attrs(study: str, quick: bool, description: str) -> dict[str, Any]:
         "source": f"studies/{study}.py",
         **dataset.provenance(),
         "python_version": sys.version.split()[0],
+        **attrs,
     }
 
 
-def run_study(name: str, compute: Callable[..., xr.Dataset], plot: Callable[[xr.Dataset, Path], Any], quick: bool,
-              outdir: Path | str, cells: Path | str | None = None, **engine: Any) -> xr.Dataset:
-    """Compute a study (its cells in ``cells``; None: a temporary directory), write ``<outdir>/<name>.nc`` and
-    its figure."""
+def paper_gd_attrs(seed: int, n_iter: int, record: str, gtol: float) -> dict[str, Any]:
+    """The parameters of a study of GD runs on ``paper_setup(N, seed)`` that stop early at ``gtol``."""
+    return {"seed": seed, "setup_call": f"dlnsim.paper_setup(N, seed={seed})", "n_iter": n_iter, "record": record,
+            "gtol": gtol, "stop_early": 1}
+
+
+#: long name of the depth axis
+DEPTH = "depth N (number of layers)"
+
+
+def describe(ds: xr.Dataset, long_names: Mapping[str, str]) -> xr.Dataset:
+    """Give the named variables or coordinates of ``ds`` units "1" and a long name (in place); return ``ds``."""
+    for name, long_name in long_names.items():
+        ds[name].attrs = {"units": "1", "long_name": long_name}
+    return ds
+
+
+def run_study(name: str, quick: bool, outdir: Path | str, cells: Path | str | None = None,
+              **engine: Any) -> xr.Dataset:
+    """Compute study ``name`` (its cells in ``cells``; None: a temporary directory; ``engine``: executor,
+    workers, scheduler), write ``<outdir>/<name>.nc`` and its figure; return the Dataset."""
+    module = importlib.import_module(f"studies.{name}")
     out = prepare_outdir(outdir)
-    ds = compute(quick, directory=cells, **engine)
+    ds = module.compute(quick, directory=cells, **engine)
     save_dataset(ds, out, name)
-    plot(ds, out)
+    module.plot(ds, out)
     return ds
 
 
@@ -204,6 +225,19 @@ def fit_loglog(x: Any, y: Any) -> tuple[float, float]:
         return math.nan, math.nan
     slope, intercept = np.polyfit(np.log10(x[ok]), np.log10(y[ok]), 1)
     return float(slope), float(intercept)
+
+
+def by_depth(ds: xr.Dataset) -> Iterator[tuple[int, xr.Dataset]]:
+    """``(N, ds.sel(N=N))`` for every depth N of ``ds`` (for the summaries)."""
+    for N in ds["N"].values:
+        yield int(N), ds.sel(N=N)
+
+
+def outcome(run: xr.Dataset) -> str:
+    """How a run ended, for a summary: 'converged at k=414, final loss 7.53e-21'."""
+    status = str(run["status"].values)
+    where = f" at k={int(run['stop_iteration'])}" if status != "max_iter" else ""
+    return f"{status}{where}, final loss {float(run['final_loss']):.2e}"
 
 
 def save_dataset(ds: xr.Dataset, outdir: Path, name: str) -> Path:

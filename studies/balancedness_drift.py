@@ -16,6 +16,7 @@ Two grids: the critical search over N, then the GD runs over (N, eta_index); a c
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,11 @@ import dlnsim
 
 from . import _common as C
 
+__all__ = ["DEPTHS", "NAME", "cell", "compute", "plot", "run", "summary"]
+
 NAME = "balancedness_drift"
+#: ``run(quick, outdir, cells=None, **engine)``: compute, write ``<outdir>/<NAME>.nc`` and the figure
+run = functools.partial(C.run_study, NAME)
 DEPTHS = (2, 3, 5)
 SEED = 0
 GTOL = 1e-10
@@ -92,8 +97,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         "eta_value", "eta_over_bound", "run_n_iter", "status", "stop_iteration", "final_loss", "final_drift")}
     scalars.update({k: ("N",) for k in ("bound_eta", "bound_delta", "bound_K", "bound_sigma")})
     ds = C.archive_layout(grid, ["balancedness_max", "loss", "t", "layer_norm_sq"], scalars, LONG_NAMES)
-    ds["N"].attrs = {"units": "1", "long_name": "depth N (number of layers)"}
-    ds["eta_index"].attrs = {"units": "1", "long_name": "index of the stepsize on the grid of this N"}
+    C.describe(ds, {"N": C.DEPTH, "eta_index": "index of the stepsize on the grid of this N"})
     ds["final_drift"].attrs["long_name"] = ("balancedness constant max_j ||W_{j+1}^T W_{j+1} - W_j W_j^T|| where "
                                             "GD ended (n_iter or the early stop)")
     ds["final_drift_over_delta"] = (ds["final_drift"] / ds["bound_delta"]).assign_attrs(
@@ -129,6 +133,19 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         "stop_early": 1,
     })
     return ds
+
+
+def summary(ds: xr.Dataset) -> list[str]:
+    """Headline numbers: per depth the drift at the ends of the stepsize grid against delta, and the slope."""
+    lines = []
+    for N, s in C.by_depth(ds):
+        d0, d1 = (float(s["final_drift"].isel(eta_index=i)) for i in (0, -1))
+        lines.append(
+            f"N={N}: delta={float(s.bound_delta):.3g}; final drift {d0:.2e} at eta* ({d0 / float(s.bound_delta):.1e} "
+            f"delta) to {d1:.2e} at {float(s.eta_over_bound.isel(eta_index=-1)):.0f} eta* "
+            f"({d1 / float(s.bound_delta):.1e} delta); slope {float(s.drift_slope):.2f}; "
+            f"eta_crit/eta* = {float(s.eta_crit / s.bound_eta):.0f}")
+    return lines
 
 
 def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
@@ -175,25 +192,3 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
                  r"$\eta$ from $\eta^*$ to $0.9\,\eta_{\rm crit}$ (colour); all runs of one N cover the same "
                  "flow time T", fontsize=9)
     return C.save_figure(fig, outdir, NAME)
-
-
-def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
-    """Compute, write ``<outdir>/balancedness_drift.nc`` and the figure; ``engine``: see `compute`."""
-    return C.run_study(NAME, compute, plot, quick, outdir, cells, **engine)
-
-
-def summary(ds: xr.Dataset) -> list[str]:
-    lines = []
-    for N in ds["N"].values:
-        s = ds.sel(N=N)
-        d0 = float(s["final_drift"].isel(eta_index=0))
-        d1 = float(s["final_drift"].isel(eta_index=-1))
-        lines.append(
-            f"N={N}: delta={float(s.bound_delta):.3g}; final drift {d0:.2e} at eta* ({d0 / float(s.bound_delta):.1e} "
-            f"delta) to {d1:.2e} at {float(s.eta_over_bound.isel(eta_index=-1)):.0f} eta* "
-            f"({d1 / float(s.bound_delta):.1e} delta); slope {float(s.drift_slope):.2f}; "
-            f"eta_crit/eta* = {float(s.eta_crit / s.bound_eta):.0f}")
-    return lines
-
-
-__all__ = ["DEPTHS", "NAME", "cell", "compute", "plot", "run", "summary"]

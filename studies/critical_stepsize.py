@@ -11,6 +11,7 @@ cell (``dlnsim.critical_sweep``).
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,11 @@ import dlnsim
 
 from . import _common as C
 
+__all__ = ["NAME", "compute", "plot", "run", "summary"]
+
 NAME = "critical_stepsize"
+#: ``run(quick, outdir, cells=None, **engine)``: compute, write ``<outdir>/<NAME>.nc`` and the figure
+run = functools.partial(C.run_study, NAME)
 BRACKET = (0.05, 0.3)
 LOSS_TOL = 1e-3
 
@@ -54,7 +59,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         x = np.broadcast_to(ds["N"].values[:, None], ds[name].shape)
         fits[name] = C.fit_loglog(x, ds[name].values)
     ds = ds.assign_coords(quantity=("quantity", list(fits)))
-    ds["quantity"].attrs = {"units": "1", "long_name": "fitted quantity"}
+    C.describe(ds, {"quantity": "fitted quantity"})
     ds["fit_exponent"] = xr.DataArray([fits[q][0] for q in fits], dims="quantity", attrs={
         "units": "1", "long_name": "p of the least-squares power law quantity ~ c N^p over all (N, seed)"})
     ds["fit_log10_prefactor"] = xr.DataArray([fits[q][1] for q in fits], dims="quantity", attrs={
@@ -72,6 +77,15 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         "loss_tol": LOSS_TOL,
     })
     return ds
+
+
+def summary(ds: xr.Dataset) -> list[str]:
+    """Headline numbers: per depth eta*, eta_crit and their ratio over the seeds; the power laws."""
+    fit = ", ".join(f"{q} ~ N^{float(ds.fit_exponent.sel(quantity=q)):.2f}" for q in ds["quantity"].values)
+    return [f"N={N}: eta* median {float(s.eta_star_median):.3g}, eta_crit median {float(s.eta_crit_median):.3g}, "
+            f"eta_crit/eta* median {float(s.ratio_median):.0f} (range {float(s.ratio_min):.0f}-"
+            f"{float(s.ratio_max):.0f}); searches ok: {int(np.sum(s.search_status.values == 'ok'))}/{s.sizes['seed']}"
+            for N, s in C.by_depth(ds)] + [f"power laws: {fit}"]
 
 
 def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
@@ -114,25 +128,3 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     fig.suptitle(f"Critical constant stepsize vs the bound (5.1), Section-5 instances\nconverged = final excess "
                  f"loss $\\leq 10^{{-3}}\\times$ initial within {int(ds.attrs['n_iter'])} steps", fontsize=9)
     return C.save_figure(fig, outdir, NAME)
-
-
-def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
-    """Compute, write ``<outdir>/critical_stepsize.nc`` and the figure; ``engine``: see `compute`."""
-    return C.run_study(NAME, compute, plot, quick, outdir, cells, **engine)
-
-
-def summary(ds: xr.Dataset) -> list[str]:
-    lines = []
-    for N in ds["N"].values:
-        s = ds.sel(N=N)
-        ok = int(np.sum(s.search_status.values == "ok"))
-        lines.append(f"N={N}: eta* median {float(s.eta_star_median):.3g}, "
-                     f"eta_crit median {float(s.eta_crit_median):.3g}, "
-                     f"eta_crit/eta* median {float(s.ratio_median):.0f} "
-                     f"(range {float(s.ratio_min):.0f}-{float(s.ratio_max):.0f}); searches ok: {ok}/{s.sizes['seed']}")
-    fit = ", ".join(f"{q} ~ N^{float(ds.fit_exponent.sel(quantity=q)):.2f}" for q in ds["quantity"].values)
-    lines.append(f"power laws: {fit}")
-    return lines
-
-
-__all__ = ["NAME", "compute", "plot", "run", "summary"]

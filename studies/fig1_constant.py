@@ -15,6 +15,7 @@ diverge; the curves end there.  The grid is (case, N); a cell is one GD run.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,11 @@ import dlnsim
 
 from . import _common as C
 
+__all__ = ["CASES", "DEPTHS", "NAME", "cell", "compute", "plot", "run", "summary"]
+
 NAME = "fig1_constant"
+#: ``run(quick, outdir, cells=None, **engine)``: compute, write ``<outdir>/<NAME>.nc`` and the figure
+run = functools.partial(C.run_study, NAME)
 DEPTHS = (2, 3, 5)
 SEED = 0
 #: (case label, panel, description); the stepsize of each case is set in `_eta`
@@ -100,23 +105,23 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     ds = C.archive_layout(grid, ["loss", "excess_loss", "grad_norm_sq", "balancedness_max", "t"], scalars,
                           LONG_NAMES)
     ds = ds.assign_coords(panel=("case", [p for _, p, _ in CASES]))
-    ds["panel"].attrs = {"units": "1", "long_name": "panel of Figure 1"}
-    ds["case"].attrs = {"units": "1", "long_name": "stepsize case: " + "; ".join(f"{c}: {d}" for c, _, d in CASES)}
-    ds["N"].attrs = {"units": "1", "long_name": "depth N (number of layers)"}
-    ds.attrs.update(C.study_attrs(NAME, quick, "Figure 1 of the paper: GD with constant stepsizes on the "
-                                               "Section-5 instance for N = 2, 3, 5"))
-    ds.attrs.update({
-        "seed": SEED,
-        "setup_call": f"dlnsim.paper_setup(N, seed={SEED})",
-        "n_iter": n_iter,
-        "record": record,
-        "gtol": GTOL,
-        "stop_early": 1,
-        "factor_below": BELOW,
-        "factor_above": ABOVE,
-        "eta_diverging": DIVERGING,
-    })
+    C.describe(ds, {"panel": "panel of Figure 1", "N": C.DEPTH,
+                    "case": "stepsize case: " + "; ".join(f"{c}: {d}" for c, _, d in CASES)})
+    ds.attrs.update(C.study_attrs(NAME, quick, "Figure 1 of the paper: GD with constant stepsizes on the Section-5 "
+                                               "instance for N = 2, 3, 5",
+                                  **C.paper_gd_attrs(SEED, n_iter, record, GTOL), factor_below=BELOW,
+                                  factor_above=ABOVE, eta_diverging=DIVERGING))
     return ds
+
+
+def summary(ds: xr.Dataset) -> list[str]:
+    """Headline numbers: per depth the bound against the paper's, and how each case ended."""
+    lines = []
+    for N, s in C.by_depth(ds):
+        lines.append(f"N={N}: eta* ours {C.fmt_e(float(s.bound_eta), 3)} vs paper {C.fmt_e(float(s.paper_eta), 3)} "
+                     f"(ratio {float(s.bound_eta / s.paper_eta):.2f})")
+        lines.append("    " + "; ".join(f"{case}: {C.outcome(s.sel(case=case))}" for case in ds["case"].values))
+    return lines
 
 
 def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
@@ -140,28 +145,3 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
                 r"$L^N=\frac{1}{2}\|Y-W_N\cdots W_1X\|_F^2$; curves end where $\|\nabla L\|_F\leq10^{-10}$")
     fig = C.loss_panels(ds, titles, label, suptitle)
     return C.save_figure(fig, outdir, NAME)
-
-
-def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
-    """Compute, write ``<outdir>/fig1_constant.nc`` and the figure; ``engine``: see `compute`."""
-    return C.run_study(NAME, compute, plot, quick, outdir, cells, **engine)
-
-
-def summary(ds: xr.Dataset) -> list[str]:
-    """Headline numbers, one line each."""
-    lines = []
-    for N in ds["N"].values:
-        s = ds.sel(N=N)
-        lines.append(f"N={N}: eta* ours {C.fmt_e(float(s.bound_eta), 3)} vs paper {C.fmt_e(float(s.paper_eta), 3)} "
-                     f"(ratio {float(s.bound_eta / s.paper_eta):.2f})")
-        parts = []
-        for case in ds["case"].values:
-            c = s.sel(case=case)
-            st = str(c.status.values)
-            where = f" at k={int(c.stop_iteration)}" if st != "max_iter" else ""
-            parts.append(f"{case}: {st}{where}, final loss {float(c.final_loss):.2e}")
-        lines.append("    " + "; ".join(parts))
-    return lines
-
-
-__all__ = ["CASES", "DEPTHS", "NAME", "cell", "compute", "plot", "run", "summary"]

@@ -15,6 +15,7 @@ eta* is the bound (5.1) of ``dlnsim.paper_setup(N, seed=0)``.  The grid is (case
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,11 @@ import dlnsim
 
 from . import _common as C
 
+__all__ = ["CASES", "DEPTHS", "NAME", "cell", "compute", "plot", "run", "summary"]
+
 NAME = "fig2_decreasing"
+#: ``run(quick, outdir, cells=None, **engine)``: compute, write ``<outdir>/<NAME>.nc`` and the figure
+run = functools.partial(C.run_study, NAME)
 DEPTHS = (2, 3, 5)
 SEED = 0
 GTOL = 1e-10
@@ -89,23 +94,21 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     scalars.update({k: ("N",) for k in PER_N})
     ds = C.archive_layout(grid, ["loss", "excess_loss", "eta", "t", "balancedness_max"], scalars, LONG_NAMES)
     ds = ds.assign_coords(panel=("case", [v[0] for v in CASES.values()]))
-    ds["panel"].attrs = {"units": "1", "long_name": "panel of Figure 2"}
-    ds["case"].attrs = {"units": "1", "long_name": "schedule case (see attribute cases)"}
-    ds["N"].attrs = {"units": "1", "long_name": "depth N (number of layers)"}
-    ds.attrs.update(C.study_attrs(NAME, quick, "Figure 2 of the paper: GD with decreasing stepsizes "
-                                               "eta_k = max{a1 (k+1)^-gamma, a2/(k+1)} on the Section-5 instance"))
-    ds.attrs.update({
-        "seed": SEED,
-        "setup_call": f"dlnsim.paper_setup(N, seed={SEED})",
-        "n_iter": n_iter,
-        "record": record,
-        "gtol": GTOL,
-        "stop_early": 1,
-        "schedule_formula": RECONSTRUCTION,
-        "cases": "; ".join(f"{c}: gamma={g}, a1={a1}*eta*, a2=" + (f"{a2r}*eta*" if a2r is not None else f"{a2a}")
-                           for c, (_, g, a1, a2r, a2a) in CASES.items()),
-    })
+    C.describe(ds, {"panel": "panel of Figure 2", "case": "schedule case (see attribute cases)", "N": C.DEPTH})
+    cases = "; ".join(f"{c}: gamma={g}, a1={a1}*eta*, a2=" + (f"{a2r}*eta*" if a2r is not None else f"{a2a}")
+                      for c, (_, g, a1, a2r, a2a) in CASES.items())
+    ds.attrs.update(C.study_attrs(NAME, quick, "Figure 2 of the paper: GD with decreasing stepsizes eta_k = max{a1 "
+                                               "(k+1)^-gamma, a2/(k+1)} on the Section-5 instance",
+                                  **C.paper_gd_attrs(SEED, n_iter, record, GTOL), schedule_formula=RECONSTRUCTION,
+                                  cases=cases))
     return ds
+
+
+def summary(ds: xr.Dataset) -> list[str]:
+    """Headline numbers: how each case ended at each depth."""
+    return [RECONSTRUCTION] + [
+        f"{case}: " + "; ".join(f"N={N}: {C.outcome(s.sel(case=case))}" for N, s in C.by_depth(ds))
+        for case in ds["case"].values]
 
 
 def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
@@ -129,24 +132,3 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
                 f"{int(ds.attrs['seed'])}), {C.fmt_pow10(int(ds.attrs['n_iter']))} iterations")
     fig = C.loss_panels(ds, titles, label, suptitle)
     return C.save_figure(fig, outdir, NAME)
-
-
-def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
-    """Compute, write ``<outdir>/fig2_decreasing.nc`` and the figure; ``engine``: see `compute`."""
-    return C.run_study(NAME, compute, plot, quick, outdir, cells, **engine)
-
-
-def summary(ds: xr.Dataset) -> list[str]:
-    lines = [RECONSTRUCTION]
-    for case in ds["case"].values:
-        parts = []
-        for N in ds["N"].values:
-            c = ds.sel(case=case, N=N)
-            st = str(c.status.values)
-            where = f" at k={int(c.stop_iteration)}" if st != "max_iter" else ""
-            parts.append(f"N={N}: {st}{where}, final loss {float(c.final_loss):.2e}")
-        lines.append(f"{case}: " + "; ".join(parts))
-    return lines
-
-
-__all__ = ["CASES", "DEPTHS", "NAME", "cell", "compute", "plot", "run", "summary"]

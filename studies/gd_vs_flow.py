@@ -16,6 +16,7 @@ modified flow.  The grid is (N, multiple); a cell is one GD run with its flows.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,11 @@ import dlnsim
 
 from . import _common as C
 
+__all__ = ["DEPTHS", "NAME", "cell", "compute", "plot", "run", "summary"]
+
 NAME = "gd_vs_flow"
+#: ``run(quick, outdir, cells=None, **engine)``: compute, write ``<outdir>/<NAME>.nc`` and the figure
+run = functools.partial(C.run_study, NAME)
 DEPTHS = (2, 3, 5)
 SEED = 0
 RTOL, ATOL = 1e-11, 1e-13
@@ -73,10 +78,9 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         "flow_factor_status", "flow_modified_status")}
     scalars["bound_eta"] = ("N",)
     ds = C.archive_layout(grid, SERIES, scalars, LONG_NAMES)
-    ds["N"].attrs = {"units": "1", "long_name": "depth N (number of layers)"}
-    ds["multiple"].attrs = {"units": "1", "long_name": "stepsize as a multiple of eta* (5.1)"}
     ds = ds.assign_coords(flow=("flow", list(FLOWS)))
-    ds["flow"].attrs = {"units": "1", "long_name": "compared flow: factor (2.2) or modified (O(eta^2))"}
+    C.describe(ds, {"N": C.DEPTH, "multiple": "stepsize as a multiple of eta* (5.1)",
+                    "flow": "compared flow: factor (2.2) or modified (O(eta^2))"})
     sup = xr.concat([ds["flow_distance"].max("k"), ds["modified_flow_distance"].max("k")], dim="flow")
     ds["sup_distance"] = sup.transpose("N", "multiple", "flow").assign_attrs(
         units="1", long_name="max over the records in [0, T] of ||W_GD(k) - W_flow(t_k)||_F")
@@ -99,6 +103,15 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
                         "kinds=('factor', 'modified'))",
     })
     return ds
+
+
+def summary(ds: xr.Dataset) -> list[str]:
+    """Headline numbers: per depth the fitted slopes and the distances at the smallest stepsize."""
+    return [f"N={N}: slope factor flow {float(s.slope.sel(flow='factor')):.3f}, modified flow "
+            f"{float(s.slope.sel(flow='modified')):.3f}; sup distance at eta* x {float(s.multiple[-1]):g}: "
+            f"{float(s.sup_distance.isel(multiple=-1).sel(flow='factor')):.2e} (factor), "
+            f"{float(s.sup_distance.isel(multiple=-1).sel(flow='modified')):.2e} (modified)"
+            for N, s in C.by_depth(ds)]
 
 
 def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
@@ -139,22 +152,3 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
                  f"{{{', '.join(f'{m:g}' for m in ds['multiple'].values)}}}; "
                  "in (b) and (c) the curves of all $\\eta$ (faint) collapse onto the smallest (solid)", fontsize=9)
     return C.save_figure(fig, outdir, NAME)
-
-
-def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
-    """Compute, write ``<outdir>/gd_vs_flow.nc`` and the figure; ``engine``: see `compute`."""
-    return C.run_study(NAME, compute, plot, quick, outdir, cells, **engine)
-
-
-def summary(ds: xr.Dataset) -> list[str]:
-    lines = []
-    for N in ds["N"].values:
-        s = ds.sel(N=N)
-        lines.append(f"N={N}: slope factor flow {float(s.slope.sel(flow='factor')):.3f}, modified flow "
-                     f"{float(s.slope.sel(flow='modified')):.3f}; sup distance at eta* x {float(s.multiple[-1]):g}: "
-                     f"{float(s.sup_distance.isel(multiple=-1).sel(flow='factor')):.2e} (factor), "
-                     f"{float(s.sup_distance.isel(multiple=-1).sel(flow='modified')):.2e} (modified)")
-    return lines
-
-
-__all__ = ["DEPTHS", "NAME", "cell", "compute", "plot", "run", "summary"]

@@ -25,6 +25,7 @@ The grid is (case, N, init, scale_index, seed); a cell is one GD run with its en
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,11 @@ import dlnsim
 
 from . import _common as C
 
+__all__ = ["CASES", "NAME", "cell", "compute", "make_problem", "plot", "run", "summary", "widths_of"]
+
 NAME = "limit_rank"
+#: ``run(quick, outdir, cells=None, **engine)``: compute, write ``<outdir>/<NAME>.nc`` and the figure
+run = functools.partial(C.run_study, NAME)
 D, M_SAMPLES = 12, 36
 ETA = 0.01
 GTOL = 1e-9
@@ -171,6 +176,21 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     return ds
 
 
+def summary(ds: xr.Dataset) -> list[str]:
+    lines = []
+    for case in ds["case"].values:
+        for N in ds["N"].values:
+            s = ds.sel(case=case, N=N)
+            rb = int(s["r_bar"])
+            ranks, counts = np.unique(s["sv_rank"].values, return_counts=True)
+            hist = ", ".join(f"rank {int(r)}: {int(c)}" for r, c in zip(ranks, counts, strict=True))
+            div = int((s["status"] == "diverged").sum())
+            lines.append(f"case {case}, N={N}, r_bar={rb}: sv_rank counts {{{hist}}} of {s['sv_rank'].size}; "
+                         f"reached global min {int(s['reached_global_min'].sum())}/{s['sv_rank'].size}; "
+                         f"diverged {div}")
+    return lines
+
+
 def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     plt = C.pyplot()
     from matplotlib.lines import Line2D
@@ -246,26 +266,3 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
                  r"top: loss for one seed with plateaus at the rank-$k$ optima $L^*_k$; "
                  r"bottom: $\sigma_i/\sigma_1$ of the final product", fontsize=9)
     return C.save_figure(fig, outdir, NAME)
-
-
-def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
-    """Compute, write ``<outdir>/limit_rank.nc`` and the figure; ``engine``: see `compute`."""
-    return C.run_study(NAME, compute, plot, quick, outdir, cells, **engine)
-
-
-def summary(ds: xr.Dataset) -> list[str]:
-    lines = []
-    for case in ds["case"].values:
-        for N in ds["N"].values:
-            s = ds.sel(case=case, N=N)
-            rb = int(s["r_bar"])
-            ranks, counts = np.unique(s["sv_rank"].values, return_counts=True)
-            hist = ", ".join(f"rank {int(r)}: {int(c)}" for r, c in zip(ranks, counts, strict=True))
-            div = int((s["status"] == "diverged").sum())
-            lines.append(f"case {case}, N={N}, r_bar={rb}: sv_rank counts {{{hist}}} of {s['sv_rank'].size}; "
-                         f"reached global min {int(s['reached_global_min'].sum())}/{s['sv_rank'].size}; "
-                         f"diverged {div}")
-    return lines
-
-
-__all__ = ["CASES", "NAME", "cell", "compute", "make_problem", "plot", "run", "summary", "widths_of"]
