@@ -118,16 +118,9 @@ def critical_cell(*, setup: Callable[..., Any], n_iter: int, rtol: float, loss_t
         **dataset.provenance(),
     }
     coords = {"trial": np.arange(1, len(res.trials) + 1, dtype=np.int64)}
-    return dataset.build(res.trial_arrays(), coords, attrs, schema=_TRIAL_SCHEMA)
+    return dataset.build(res.trial_arrays(), coords, attrs)
 
 
-_TRIAL_SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "trial": (("trial",), "1", "number of the GD run in the search (1 = first)"),
-    "trial_eta": (("trial",), "1", "constant stepsize of the run"),
-    "trial_outcome": (("trial",), "1", "converged, not_converged or diverged (see attribute criterion)"),
-    "trial_final_loss": (("trial",), "1", "loss at the end of the run"),
-    "trial_stop_iteration": (("trial",), "1", "iteration where the run ended (n_iter unless it stopped early)"),
-}
 
 # -------------------------------------------------------------------------------------------------- validation
 

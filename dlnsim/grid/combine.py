@@ -24,13 +24,12 @@ import numpy as np
 import xarray as xr
 
 from .. import dataset
-from . import _meta
 
 __all__ = ["ALWAYS_VARIABLES", "Run", "combine", "combine_runs"]
 
 #: run attributes that are always variables of a combined grid (outcomes of a run, not settings), so that the
 #: layout does not depend on the values
-ALWAYS_VARIABLES = tuple(_meta.RUN_ATTRS)
+ALWAYS_VARIABLES = tuple(dataset.RUN_ATTRS)
 #: attributes of a run that a combined grid does not keep (it has its own)
 DROPPED = ("created", "title", "Conventions", "format")
 _FILL_TEXT = {"status": "not_run", "search_status": "not_run"}
@@ -257,7 +256,7 @@ def combine(
                 flat = np.ravel(x)
                 arr[idx][: flat.size] = flat
             variables[k] = xr.Variable((*names, f"{k}_index"), arr.astype(np.int8) if kind == "b" else arr,
-                                       attrs=_meta.attr_variable_meta(k))
+                                       attrs=dataset.attr_variable_meta(k))
             continue
         arr = _empty(shape, kind, _FILL_TEXT.get(k, ""))
         if k == "status":  # a finished cell without a status of its own
@@ -266,11 +265,11 @@ def combine(
         for idx, x in vals:
             arr[idx] = _to_text(x) if kind == "O" else x
         variables[k] = xr.Variable(names, arr.astype(np.int8) if kind == "b" else arr,
-                                   attrs=_meta.attr_variable_meta(k))
+                                   attrs=dataset.attr_variable_meta(k))
 
     coords: dict[str, xr.Variable] = {}
     for n in names:
-        meta = dict((axis_attrs or {}).get(n) or _meta.axis_meta(n))
+        meta = dict((axis_attrs or {}).get(n) or dataset.axis_meta(n))
         values = np.asarray(axes[n])
         coords[n] = xr.Variable((n,), values.astype(object) if values.dtype.kind == "U" else values, attrs=meta)
     for d, c in inner.items():

@@ -122,7 +122,7 @@ class Plan:
     params: dict[str, Any]
 
     @staticmethod
-    def make(cell_id: str, axes: Any, params: Any, reserved: Sequence[str] = ()) -> Plan:
+    def make(cell_id: Any, axes: Any, params: Any, reserved: Sequence[str] = ()) -> Plan:
         if not isinstance(cell_id, str) or not _ID.match(cell_id):
             raise ValueError(f"cell_id: expected 'module:qualname', got {cell_id!r}")
         ax = validate_axes(axes, reserved)
@@ -162,7 +162,7 @@ class Plan:
             raise ValueError(f"directory: {where} has manifest version {m.get('version')!r}; this dlnsim reads "
                              f"version {VERSION}")
         try:
-            return Plan.make(m.get("cell"), m.get("axes"), m.get("params"), reserved)  # type: ignore[arg-type]
+            return Plan.make(m.get("cell"), m.get("axes"), m.get("params"), reserved)
         except ValueError as exc:
             raise ValueError(f"directory: {where} is a damaged grid manifest ({exc})") from None
 
