@@ -12,6 +12,7 @@ from Numba's cache.
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 import dlnsim
 
@@ -55,6 +56,7 @@ print(f"the factor flow conserves balancedness (2.3): max {float(factor.balanced
 fig, ax = plt.subplots(figsize=(4.5, 3.5))
 ax.loglog(etas, to_flow, "o-", label=f"factor flow (2.2), slope {p_flow:.2f}")
 ax.loglog(etas, to_modified, "s-", label=f"modified flow, slope {p_modified:.2f}")
+ax.xaxis.set_minor_formatter(NullFormatter())  # decades only on the short stepsize axis
 ax.set_xlabel("stepsize η")
 ax.set_ylabel(r"$\max_k \|W_{GD}(k) - W(t_k)\|_F$")
 ax.legend()
