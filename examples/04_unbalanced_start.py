@@ -11,7 +11,6 @@ Run it with ``python examples/04_unbalanced_start.py``.
 import numpy as np
 
 import dlnsim
-from dlnsim.theory import admissible_alpha
 
 # a small instance of the paper's Section-5 setup (d = 10, m = 30, widths (10, 2, 6, 10))
 problem, widths, W_balanced = dlnsim.paper_setup(3, seed=0, d=10, m=30)
@@ -27,7 +26,7 @@ except ValueError as err:
     print("alpha = 0 refused:", err)
 
 # which alpha admit it at the Section-5 delta = M^{2/N}/N^3, and which deltas for a chosen alpha
-adm = admissible_alpha(problem, W0)
+adm = dlnsim.admissible_alpha(problem, W0)
 print(
     f"at delta = {adm.delta:.4f} the smallest admissible alpha is b/delta = {adm.alpha_min:.3f}; "
     f"for alpha = 0.9 every delta >= {adm.delta_range(0.9)[0]:.4f} admits the start"
