@@ -38,7 +38,7 @@ import numpy as np
 import xarray as xr
 
 from . import dataset
-from ._validate import nonneg_int, positive_float
+from ._validate import flag, nonneg_int, positive_float
 from .grid import open_grid, run_grid
 from .problem import Problem
 from .schedules import Constant, PowerDecay, Schedule
@@ -129,12 +129,6 @@ def _choice(value: Any, name: str, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
     return value
-
-
-def _flag(value: Any, name: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _record_json(record: Any, n_iter: int) -> Any:
@@ -321,7 +315,7 @@ def sweep(
         "schedule": schedule,
         "gtol": positive_float(gtol, "gtol", allow_zero=True),
         "blowup": positive_float(blowup, "blowup"),
-        "stop_early": _flag(stop_early, "stop_early"),
+        "stop_early": flag(stop_early, "stop_early"),
         "flow": _flow_option(flow),
         "setup_name": setup_name,
         **fixed,
