@@ -369,8 +369,8 @@ class _GaussNewton:
 
 
 def flattest_minimum(
-    problem: Problem, N: int, product: Any = None, *, taus: Sequence[float] = (3e-3, 3e-5),
-    maxiter: int = 500, n_top: int = 12, check: bool = True,
+    problem: Problem, N: int, product: Any = None, *, taus: Sequence[float] = (1e-2, 1e-4),
+    maxiter: int = 500, ftol: float = 1e-10, n_top: int = 12, check: bool = True,
 ) -> FlatMinimum:
     """The flattest minimiser of L^N with a given product, hidden widths r = rank of the product.
 
@@ -388,8 +388,8 @@ def flattest_minimum(
         As in `balanced_minimum_sharpness` (product default ``problem.W_ls``).
     taus : sequence of float
         Temperatures of the smoothed maximum, relative to the balanced sharpness.
-    maxiter : int
-        L-BFGS iterations per temperature.
+    maxiter, ftol : int, float
+        L-BFGS iterations per temperature and its relative tolerance on the objective.
     n_top : int
         Number of top eigenvalues in the smoothed maximum.
     """
@@ -406,7 +406,7 @@ def flattest_minimum(
     for tau in taus:
         res = scipy.optimize.minimize(gn.soft, x, args=(float(tau) * lam_bal, n_top), jac=True,
                                       method="L-BFGS-B", options={"maxiter": int(maxiter), "gtol": 1e-12,
-                                                                  "ftol": 1e-15})
+                                                                  "ftol": float(ftol)})
         x = res.x
         lam = gn.lam(gn.gammas(x))
         if lam < best:
