@@ -137,7 +137,7 @@ def resolve(setup: Any, problem: Any, init: Any, given: dict[str, Any], func: st
         if not accepts_any and key not in known:
             raise ValueError(f"{func}: unknown parameter or axis {key!r}{suggest(key, [*own, *known])}; the setup "
                              f"{name} takes {', '.join(known) or 'no keywords'}")
-        if key in ("N", "seed") or (isinstance(value, list | tuple | np.ndarray) and key != "widths"):
+        if key in ("N", "seed") or (isinstance(value, list | tuple | range | np.ndarray) and key != "widths"):
             axes[key] = value
         else:
             fixed[key] = value
@@ -152,7 +152,7 @@ def resolve(setup: Any, problem: Any, init: Any, given: dict[str, Any], func: st
 def check_paper(axes: dict[str, Any], fixed: dict[str, Any]) -> None:
     def values(key: str, default: Any) -> list[Any]:
         v = axes.get(key, fixed.get(key, default))
-        return list(v) if isinstance(v, list | tuple | np.ndarray) else [v]
+        return list(v) if isinstance(v, list | tuple | range | np.ndarray) else [v]
 
     ns = values("N", None)
     for n in ns:

@@ -185,7 +185,7 @@ def _flow_option(flow: Any) -> Any:
 def _as_axis(values: Any, name: str) -> list[Any]:
     if isinstance(values, str | bytes) or values is None:
         raise ValueError(f"{name}: expected a number or a list of numbers for the grid axis, got {values!r}")
-    vals = list(values) if isinstance(values, list | tuple | np.ndarray) else [values]
+    vals = list(values) if isinstance(values, list | tuple | range | np.ndarray) else [values]
     out = []
     for v in vals:
         out.append(positive_float(v, f"{name} (each grid value)", allow_zero=name == "gamma"))

@@ -197,3 +197,12 @@ def test_sweep_on_a_problem_with_widths_and_init_equals_direct_runs() -> None:
     assert bad.status.item() == "error" and "widths must start with d_x = 6" in bad.error.item()
     with pytest.raises(ValueError, match=r"either setup= .* or problem="):
         dlnsim.sweep(None, problem=problem, setup=my_setup, seed=[0], eta=[1e-3], n_iter=5)
+
+
+def test_combine_runs_of_run_gd_on_an_eta_axis_keeps_the_per_step_stepsize() -> None:
+    s = dlnsim.paper_setup(2, 0, **SMALL)
+    runs = {(eta,): dlnsim.run_gd(s.problem, s.W0, eta, 20, "all") for eta in (1e-3, 2e-3)}
+    ds = dlnsim.combine_runs(runs, {"eta": [1e-3, 2e-3]})
+    np.testing.assert_array_equal(ds.eta_k.sel(eta=2e-3).values[:-1], 2e-3)
+    seeds = dlnsim.sweep(None, N=2, eta=1e-3, seed=range(2), n_iter=5, executor="serial", progress=False, **SMALL)
+    assert list(seeds.seed.values) == [0, 1]

@@ -2,12 +2,13 @@
 
 Rules (the same for a grid directory and for `combine_runs` on runs made by hand):
 
-* Every variable of the runs gains the grid axes in front of its own dimensions.  Along a run's own
+* Every variable of the runs gains the grid axes in front of its own dimensions (a variable named like an axis, such
+  as run_gd's per-step ``eta`` on an ``eta`` axis, becomes ``<name>_<its first dim>``: ``eta_k``). Along a run's own
   dimensions (``k``, ``layer``, ``sv``, ...) shorter runs are padded: with NaN for floats, -1 for integers and
-  ``""`` for text.  Where a dimension has a coordinate, the combined coordinate is the sorted union of the
-  runs' values and each run is placed by value (two runs recorded at different iterations line up by ``k``);
-  without a coordinate, runs are aligned by position.  Non-index coordinates (``t`` along ``k``) are stacked
-  the same way and stay coordinates.
+  ``""`` for text.  Where a dimension has a coordinate, the combined coordinate is the sorted union of the runs'
+  values and each run is placed by value (two runs recorded at different iterations line up by ``k``); without a
+  coordinate, runs are aligned by position.  Non-index coordinates (``t`` along ``k``) are stacked the same way and
+  stay coordinates.
 * Attributes of the runs: one equal in every run becomes a global attribute; one that differs becomes a
   variable over the grid axes (with a trailing ``<name>_index`` dimension for arrays).  Run outcomes
   (``status``, ``stop_iteration``, ``error``, ...) are always variables, so the layout does not depend on
@@ -195,6 +196,9 @@ def combine(
         vdims, _, vattrs = have[0][1].vars[v]
         if vdims == (v,):  # an index coordinate: combined below
             continue
+        # a run's own variable named like a grid axis (run_gd's per-step ``eta`` on an ``eta`` axis) keeps its
+        # values under ``<name>_<first dim>`` (``eta_k``)
+        out = v if v not in names else f"{v}_{vdims[0] if vdims else 'run'}"
         kind = _kind([r.vars[v][1] for _, r in have])
         arr = _empty(shape + tuple(inner_size(d) for d in vdims), kind)
         for idx, r in have:
@@ -224,9 +228,9 @@ def combine(
                              for d, w in zip(vdims, where, strict=True)])] = values
         if kind == "b":
             arr = arr.astype(np.int8)
-        variables[v] = xr.Variable((*names, *vdims), arr, attrs=dict(vattrs))
+        variables[out] = xr.Variable((*names, *vdims), arr, attrs=dict(vattrs))
         if any(v in r.coords for _, r in have):
-            coord_names.add(v)
+            coord_names.add(out)
 
     # run attributes
     keys: dict[str, None] = {}
