@@ -230,9 +230,13 @@ def _find(ds: xr.Dataset, name: str) -> str | None:
     return next((c for c in (name, f"{name}_t") if c in ds.variables), None)
 
 
-def _get(ds: xr.Dataset, name: str, what: str) -> xr.DataArray:
+def _check_ds(ds: Any) -> None:
     if not isinstance(ds, xr.Dataset):
         raise ValueError(f"ds must be an xarray Dataset, got {type(ds).__name__}")
+
+
+def _get(ds: xr.Dataset, name: str, what: str) -> xr.DataArray:
+    _check_ds(ds)
     found = _find(ds, name)
     if found is None:
         have = ", ".join(sorted(map(str, ds.data_vars))) or "none"
@@ -471,6 +475,7 @@ def loss(ds: xr.Dataset, x: Literal["k", "t"] | None = None, ax: Axes | None = N
     -------
     matplotlib Axes
     """
+    _check_ds(ds)
     if var not in ("loss", "excess_loss"):
         raise ValueError(f"var must be 'loss' or 'excess_loss', got {var!r}")
     with style():
@@ -520,6 +525,7 @@ def theory_panel(ds: xr.Dataset, bound: StepsizeBound | None = None, axes: Seque
     -------
     matplotlib Figure
     """
+    _check_ds(ds)
     with style():
         if axes is None:
             _, grid_axes = subplots(1, 3, figsize=(7.0, 2.5))
@@ -627,6 +633,7 @@ def flow_distance(ds: xr.Dataset, x: Literal["t", "k", "eta"] = "t", ax: Axes | 
     -------
     matplotlib Axes
     """
+    _check_ds(ds)
     present = [d for d in _DISTANCES if d[0] in ds.variables]
     if not present:
         raise ValueError("ds: no GD-vs-flow distances (flow_distance, ...); make them with dlnsim.compare_flow")
@@ -803,8 +810,7 @@ def sweep_facets(ds: xr.Dataset, var: str = "loss", row: str | None = None, col:
 
 def _kind(ds: xr.Dataset) -> str:
     """What a dlnsim Dataset holds: critical, sweep, flow, compare or gd."""
-    if not isinstance(ds, xr.Dataset):
-        raise ValueError(f"ds must be an xarray Dataset, got {type(ds).__name__}")
+    _check_ds(ds)
     if "eta_crit" in ds.variables:
         return "critical"
     name = _find(ds, "loss") or _find(ds, "excess_loss")
