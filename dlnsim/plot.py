@@ -10,7 +10,7 @@ Figures are made without pyplot (`matplotlib.figure.Figure`): nothing global cha
 and nothing has to be closed.  Return a Figure as the last expression of a notebook cell to see it, save it
 with `save_figure`, or pass your own ``ax`` / ``axes`` (e.g. from ``plt.subplots``) to draw into them.
 Axis labels are short symbols: a variable's ``label`` attribute when it has one, else `LABELS`.
-The theorem and its constants are described in docs/theory.md.
+The quantities and the constants of Theorem 2.4 they are drawn against are defined in docs/theory.md.
 """
 
 from __future__ import annotations
@@ -502,12 +502,13 @@ _THEORY = (
 
 def theory_panel(ds: xr.Dataset, bound: StepsizeBound | None = None, axes: Sequence[Axes] | None = None, *,
                  x: Literal["k", "t"] | None = None, hue: str | None = None) -> Figure:
-    """The hypotheses of Theorem 2.4 along a run, each next to its constant (three panels).
+    """What the proof of Theorem 2.4 needs along a run (Proposition 3.4), each next to its constant.
 
-    (a) the descent ratio (L(k) − L(k+1)) / (η_k ‖∇L‖²) against σ; (b) max_j ‖W_{j+1}ᵀW_{j+1} − W_jW_jᵀ‖
-    against δ (and α·δ, the balancedness allowed at the start, when α > 0); (c) max_j ‖W_j‖² against K.
-    The y axes are logarithmic; a descent ratio ≤ 0 (the loss rose) turns panel (a) to a symmetric log
-    scale, linear below σ, so that such steps stay visible.
+    Three panels: (a) the descent ratio (L(k) − L(k+1)) / (η_k ‖∇L‖²) against σ;
+    (b) max_j ‖W_{j+1}ᵀW_{j+1} − W_jW_jᵀ‖ against δ (and α·δ, the balancedness the theorem allows at the
+    start, when α > 0); (c) max_j ‖W_j‖² against K.  The constants and their equations are listed in
+    docs/theory.md (Theorem 2.4, Proposition 3.4).  The y axes are logarithmic; a descent ratio ≤ 0 (the
+    loss rose) turns panel (a) to a symmetric log scale, linear below σ, so that such steps stay visible.
 
     Parameters
     ----------
