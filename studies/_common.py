@@ -76,8 +76,8 @@ def grid(cell: Callable[..., xr.Dataset], axes: Mapping[str, Sequence[Any]], par
     """
     if directory is not None:
         Path(directory).parent.mkdir(parents=True, exist_ok=True)
-    ds = run_grid(directory, cell, axes, params=params, cost=cost, label=label,
-                         progress=sys.stderr.isatty(), **engine)
+    ds = run_grid(directory, cell, axes, params=params, cost=cost, label=label, progress=sys.stderr.isatty(),
+                  **engine)
     check_cells(ds, label)
     return ds
 
