@@ -339,7 +339,7 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     ax1.set_xlabel("depth $N$")
     ax1.set_ylabel(r"stepsize $\eta$")
     ax1.set_title(f"(a) stepsizes, {n_seed} seeds per N", loc="left")
-    ax1.legend(loc="lower left")
+    ax1.legend(loc="center right", bbox_to_anchor=(1.0, 0.42))
     for name, color, label in (("ratio_sharpness", "k", r"$\eta_{\rm crit}\,\lambda_{\max}^{\rm flow}/2$"),
                                ("ratio_flat", "#009E73", r"$\eta_{\rm crit}\,\lambda_{\max}^{\rm flat}/2$")):
         ax2.scatter(xN, ds[name].values.ravel(), s=6, color=color, alpha=0.45, linewidths=0)

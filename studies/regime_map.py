@@ -1,0 +1,289 @@
+"""Regime map above the critical stepsize: what GD does for eta from 0.5 to 3 x eta_crit.
+
+For N = 2, 3, 5 and two seeds of ``dlnsim.paper_setup(N, seed)`` (hidden widths compressed to 2,
+`dlnsim.stability.compress_widths`), the first grid finds eta_crit with the linear-stability criterion
+(`dlnsim.stability.stable_critical_stepsize`); the second runs GD for ``n_iter`` = 10^5 steps at eta = ratio x
+eta_crit and classifies the run:
+
+* ``converges``: it meets the convergence tests (relative excess loss <= 1e-24 or gradient <= 1e-12 x the
+  gradient scale) at a linearly stable point (lambda_max <= 2/eta);
+* ``unstable_limit``: it meets them at a point sharper than 2/eta (GD leaves such a point once its unstable
+  mode has grown from rounding level);
+* ``periodic``: over the last ``tail`` iterations the state repeats with a period p <= 256:
+  max_k ||w(k+p) - w(k)|| <= 1e-8 ||w|| (``period`` = the smallest such p);
+* ``bounded``: finite, not converged and not periodic within that tolerance (quasi-periodic or chaotic, or a
+  transient longer than the horizon);
+* ``diverges``: the loss blew up or became non-finite (``stop_iteration`` = the iteration).
+
+The last 64 losses of every run are kept (a bifurcation diagram over eta).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+import dlnsim
+from dlnsim import stability as S
+
+from . import _common as C
+
+NAME = "regime_map"
+RATIOS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0, 1.005, 1.01, 1.02, 1.03, 1.05, 1.07, 1.1, 1.13, 1.16, 1.2,
+          1.25, 1.3, 1.4, 1.6, 2.0, 2.5, 3.0)
+REGIMES = ("converges", "unstable_limit", "periodic", "bounded", "diverges")
+LTOL, GTOL = 1e-24, 1e-12  # the convergence tests of the map's runs (at rounding level)
+PERIOD_TOL = 1e-8  # relative repetition of the state that counts as periodic
+MAX_PERIOD = 256
+N_TAIL_LOSS = 64
+
+
+def crit_cell(N: int, seed: int, *, n_iter: int, rtol: float) -> xr.Dataset:
+    """eta_crit of one start (linear-stability criterion, bracket from 2/sharpness)."""
+    setup = dlnsim.paper_setup(N, seed)
+    W0, _ = S.compress_widths(setup.W0)
+    lam = S.balanced_minimum_sharpness(setup.problem, N)
+    res = S.stable_critical_stepsize(setup.problem, W0, n_iter=n_iter, bracket=(0.995 * 2 / lam, 1.06 * 2 / lam),
+                                     rtol=rtol, factor=1.01)
+    return xr.Dataset({"eta_crit": ((), res.eta_crit, {"units": "1", "long_name": "critical stepsize"}),
+                       "sharpness_min": ((), lam, {"units": "1", "long_name": "lambda_max at the balanced "
+                                                                             "global minimiser"})},
+                      attrs={"search_status": res.status})
+
+
+def classify(states: np.ndarray, max_period: int = MAX_PERIOD, tol: float = PERIOD_TOL) -> tuple[int, float]:
+    """Smallest p <= max_period with max_k ||w(k+p) - w(k)|| <= tol ||w|| over the rows of ``states`` (the last
+    iterations, in order), or 0; and the smallest relative repetition distance found."""
+    scale = max(float(np.linalg.norm(states[-1])), 1e-300)
+    best = math.inf
+    for p in range(1, min(max_period, states.shape[0] // 2) + 1):
+        d = float(np.max(np.linalg.norm(states[p:] - states[:-p], axis=1))) / scale
+        best = min(best, d)
+        if d <= tol:
+            return p, d
+    return 0, best
+
+
+def map_cell(N: int, seed: int, ratio: float, *, eta_crit: dict[str, float], n_iter: int, tail: int) -> xr.Dataset:
+    """GD at eta = ratio x eta_crit for n_iter steps, classified."""
+    setup = dlnsim.paper_setup(N, seed)
+    problem = setup.problem
+    W0, _ = S.compress_widths(setup.W0)
+    eta = ratio * eta_crit[f"{N},{seed}"]
+    rec = np.arange(n_iter - tail + 1, n_iter + 1)
+    res = dlnsim.simulate.solve_gd(problem, W0, eta, n_iter, rec, diagnostics=False, gtol=GTOL, ltol=LTOL,
+                                   stop_early=True, snapshots=True)
+    nan = math.nan
+    period, rep, sharp = 0, nan, nan
+    tail_loss = np.full(N_TAIL_LOSS, nan)
+    if res.status == "diverged":
+        regime = "diverges"
+    elif res.status == "converged":
+        w = res.w
+        dims = res.dims
+        W, p = [], 0
+        for j in range(1, len(dims)):
+            n = int(dims[j] * dims[j - 1])
+            W.append(w[p : p + n].reshape(int(dims[j]), int(dims[j - 1])).copy())
+            p += n
+        sharp = dlnsim.sharpness(problem, W, iters=400, tol=1e-11)
+        regime = "converges" if sharp * eta <= 2.0 else "unstable_limit"
+    else:
+        assert res.snapshots is not None
+        sel = res.k >= n_iter - tail + 1
+        period, rep = classify(res.snapshots[sel])
+        regime = "periodic" if period else "bounded"
+        tail_loss = res.records["loss"][sel][-N_TAIL_LOSS:]
+    loss_end = res.records["loss"][np.isfinite(res.records["loss"])]
+    data = {
+        "eta": ((), eta, {"units": "1", "long_name": "stepsize"}),
+        "period": ((), float(period) if regime == "periodic" else nan,
+                   {"units": "1", "long_name": "period of the orbit (iterations), periodic runs"}),
+        "repetition": ((), rep, {"units": "1", "long_name": "min over p <= 256 of max_k ||w(k+p) - w(k)|| / ||w|| "
+                                                            "over the tail (non-converged runs)"}),
+        "stop_iteration": ((), float(res.stop_iteration), {"units": "1", "long_name": "iteration where the run "
+                                                                                     "stopped (diverged or "
+                                                                                     "converged) or n_iter"}),
+        "limit_sharpness": ((), sharp, {"units": "1", "long_name": "lambda_max where a converged run stopped"}),
+        "tail_loss_min": ((), float(np.nanmin(tail_loss)) if regime in ("periodic", "bounded") else nan,
+                          {"units": "1", "long_name": "smallest loss over the tail"}),
+        "tail_loss_max": ((), float(np.nanmax(tail_loss)) if regime in ("periodic", "bounded") else nan,
+                          {"units": "1", "long_name": "largest loss over the tail"}),
+        "final_loss": ((), float(loss_end[-1]) if loss_end.size else nan,
+                       {"units": "1", "long_name": "loss at the last finite record"}),
+        "tail_loss": (("tail_index",), tail_loss, {"units": "1", "long_name": "the last 64 losses (periodic and "
+                                                                               "bounded runs)"}),
+    }
+    return xr.Dataset(data, coords={"tail_index": np.arange(N_TAIL_LOSS)}, attrs={"regime": regime})
+
+
+def _config(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {"depths": [2, 3], "seeds": [0], "ratios": [0.9, 1.0, 1.05, 1.1, 1.2, 1.5, 3.0],
+                "n_iter": 20000, "tail": 512, "crit_n_iter": 20000, "rtol": 0.004}
+    return {"depths": [2, 3, 5], "seeds": [0, 1], "ratios": list(RATIOS), "n_iter": 100000, "tail": 1024,
+            "crit_n_iter": 20000, "rtol": 0.002}
+
+
+def compute(quick: bool, *, directory: Path | None = None, executor: Any = "threads", workers: int | None = None,
+            scheduler: str | None = None) -> xr.Dataset:
+    """The map over (N, seed, ratio); the cells live in ``directory`` (None: temporary)."""
+    cfg = _config(quick)
+    engine: dict[str, Any] = {"executor": executor, "workers": workers}
+    if scheduler is not None:
+        engine["scheduler"] = scheduler
+    sub = None if directory is None else Path(directory)
+    if sub is not None:
+        sub.mkdir(parents=True, exist_ok=True)
+    crit = dlnsim.run_grid(None if sub is None else sub / "crit", crit_cell,
+                           {"N": cfg["depths"], "seed": cfg["seeds"]},
+                           params={"n_iter": cfg["crit_n_iter"], "rtol": cfg["rtol"]}, label=f"{NAME} crit",
+                           progress=sys.stderr.isatty(), **engine)
+    _check(crit, "crit")
+    eta_crit = {f"{int(N)},{int(s)}": float(crit["eta_crit"].sel(N=N, seed=s))
+                for N in crit["N"].values for s in crit["seed"].values}
+    ds = dlnsim.run_grid(None if sub is None else sub / "map", map_cell,
+                         {"N": cfg["depths"], "seed": cfg["seeds"], "ratio": cfg["ratios"]},
+                         params={"eta_crit": eta_crit, "n_iter": cfg["n_iter"], "tail": cfg["tail"]},
+                         cost=lambda p: float(p["ratio"] > 1.0) * p["N"], label=f"{NAME} map",
+                         progress=sys.stderr.isatty(), **engine)
+    _check(ds, "map")
+    if "regime" in ds.attrs:
+        ds["regime"] = xr.DataArray(np.full(tuple(ds.sizes[d] for d in ("N", "seed", "ratio")), ds.attrs["regime"],
+                                            dtype=object), dims=("N", "seed", "ratio"))
+    ds["regime"] = ds["regime"].astype(str).assign_attrs(long_name="regime of the run: " + ", ".join(REGIMES))
+    ds = ds.drop_vars([v for v in ("status", "error") if v in ds.variables])
+    ds.attrs = {}
+    ds["eta_crit"] = crit["eta_crit"].assign_attrs(units="1", long_name="critical stepsize (linear-stability "
+                                                                         "criterion, horizon crit_n_iter)")
+    ds["sharpness_min"] = crit["sharpness_min"]
+    ds["eta_crit_over_eta_sharpness"] = (crit["eta_crit"] * crit["sharpness_min"] / 2).assign_attrs(
+        units="1", long_name="eta_crit x sharpness_min / 2")
+    for name, lname in (("N", "depth N"), ("seed", "seed of dlnsim.paper_setup(N, seed)"),
+                        ("ratio", "stepsize / eta_crit"), ("tail_index", "index in the last 64 iterations")):
+        ds[name].attrs.update(units="1", long_name=lname)
+    # first ratio at which each start diverges, and the regime counts
+    div = (ds["regime"] == "diverges")
+    first = xr.where(div.any("ratio"), ds["ratio"].where(div).min("ratio"), np.nan)
+    ds["ratio_diverge"] = first.assign_attrs(units="1", long_name="smallest ratio whose run diverges")
+    ds.attrs.update({
+        "title": f"dlnsim study {NAME}" + (" (quick variant)" if quick else ""),
+        "study": NAME,
+        "description": "regimes of constant-stepsize GD for eta from 0.5 to 3 x eta_crit, Section-5 instances",
+        "quick": int(quick),
+        "command": f"python -m studies {'--quick ' if quick else ''}{NAME}",
+        "source": f"studies/{NAME}.py",
+        "setup_call": "dlnsim.paper_setup(N, seed), hidden widths compressed to 2",
+        "n_iter": cfg["n_iter"],
+        "tail": cfg["tail"],
+        "crit_n_iter": cfg["crit_n_iter"],
+        "rtol": cfg["rtol"],
+        "ltol": LTOL,
+        "gtol": GTOL,
+        "period_tol": PERIOD_TOL,
+        "max_period": MAX_PERIOD,
+        "criterion": S.STABLE_CRITERION,
+        "classification": "converges: tests met at a point with lambda_max <= 2/eta; unstable_limit: tests met at "
+                          "a sharper point; periodic: max_k ||w(k+p) - w(k)|| <= period_tol ||w|| over the tail "
+                          "for some p <= max_period (smallest p); bounded: none of these; diverges: loss blow-up",
+        **dlnsim.dataset.provenance(),
+    })
+    return ds
+
+
+def _check(ds: xr.Dataset, label: str) -> None:
+    if "status" in ds and np.isin(ds["status"].values, ["error", "not_run"]).any():
+        msg = str(np.asarray(ds["error"].values).ravel()[0]) if "error" in ds else "not run"
+        raise RuntimeError(f"{NAME} {label}: a cell failed: {msg}")
+
+
+REGIME_STYLE = {"converges": ("#009E73", "o"), "unstable_limit": ("#999999", "x"), "periodic": ("#0072B2", "s"),
+                "bounded": ("#E69F00", "D"), "diverges": ("#D55E00", "v")}
+
+
+def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
+    plt = C.pyplot()
+    fig, axs = plt.subplots(1, 2, figsize=(7.0, 3.3), constrained_layout=True, width_ratios=[1.0, 1.25])
+    ax1, ax2 = axs
+    Ns = ds["N"].values
+    seeds = ds["seed"].values
+    ratios = ds["ratio"].values
+    for i in range(len(Ns)):
+        for j in range(len(seeds)):
+            y = i + (j - (len(seeds) - 1) / 2) * 0.22
+            for k, r in enumerate(ratios):
+                reg = str(ds["regime"].values[i, j, k])
+                color, marker = REGIME_STYLE.get(reg, ("k", "."))
+                ax1.plot(r, y, marker, color=color, ms=4, mfc=color if marker != "x" else None)
+                per = ds["period"].values[i, j, k]
+                if reg == "periodic" and np.isfinite(per) and per > 1 and (j == 0):
+                    ax1.annotate(f"{int(per)}", (r, y), textcoords="offset points", xytext=(0, 4), fontsize=6,
+                                 ha="center")
+    for reg, (color, marker) in REGIME_STYLE.items():
+        ax1.plot([], [], marker, color=color, ms=4, label=reg.replace("_", " "), linestyle="none")
+    ax1.set_xscale("log")
+    ax1.axvline(1.0, color="0.5", lw=0.6)
+    ax1.set_yticks(range(len(Ns)))
+    ax1.set_yticklabels([f"N = {int(n)}" for n in Ns])
+    ax1.set_xlabel(r"$\eta/\eta_{\rm crit}$")
+    ax1.set_title(f"(a) regimes, {len(seeds)} seeds per N (period annotated)", loc="left")
+    ax1.legend(loc="upper left", fontsize=6.5, ncol=1, bbox_to_anchor=(0.0, 1.0))
+    ax1.set_ylim(-0.6, len(Ns) - 0.1)
+    colors = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"]
+    s0 = ds.isel(seed=0)
+    for i, N in enumerate(Ns):
+        for k, r in enumerate(ratios):
+            tl = s0["tail_loss"].values[i, k]
+            tl = tl[np.isfinite(tl)]
+            if tl.size:
+                ax2.plot(np.full(tl.size, r), tl, ".", color=colors[i % len(colors)], ms=2)
+        ax2.plot([], [], ".", color=colors[i % len(colors)], label=f"N = {int(N)}")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlabel(r"$\eta/\eta_{\rm crit}$")
+    ax2.set_ylabel("loss, last 64 iterations")
+    ax2.set_title("(b) orbits of the non-converging runs (seed 0)", loc="left")
+    ax2.legend(loc="lower right")
+    fig.suptitle(f"Constant-stepsize GD above the critical stepsize, {int(ds.attrs['n_iter'])} steps "
+                 "(Section-5 instances)", fontsize=9)
+    return C.save_figure(fig, outdir, NAME)
+
+
+def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
+    """Compute, write ``<outdir>/regime_map.nc`` and the figure; ``engine``: see `compute`."""
+    out = Path(outdir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    ds = compute(quick, directory=cells, **engine)
+    dlnsim.save(ds, out / f"{NAME}.nc")
+    plot(ds, out)
+    return ds
+
+
+def summary(ds: xr.Dataset) -> list[str]:
+    """For each (N, seed): the ratios of each regime, read from the Dataset."""
+    lines = []
+    for N in ds["N"].values:
+        for s in ds["seed"].values:
+            d = ds.sel(N=N, seed=s)
+            parts = []
+            for reg in REGIMES:
+                r = d["ratio"].values[d["regime"].values == reg]
+                if r.size:
+                    extra = ""
+                    if reg == "periodic":
+                        extra = " periods " + ",".join(str(int(p)) for p in d["period"].values[d["regime"].values
+                                                                                                  == reg])
+                    if reg == "diverges":
+                        extra = " at k = " + ",".join(str(int(k)) for k in d["stop_iteration"].values[
+                            d["regime"].values == reg])
+                    parts.append(f"{reg} {r.min():g}-{r.max():g} ({r.size} runs{extra})")
+            lines.append(f"N={int(N)} seed={int(s)} (eta_crit {float(d.eta_crit):.4g}): " + "; ".join(parts))
+    return lines
+
+
+__all__ = ["NAME", "classify", "compute", "crit_cell", "map_cell", "plot", "run", "summary"]
