@@ -15,6 +15,8 @@ from typing import Any
 
 import xarray as xr
 
+from ._cli_sweep import writable
+
 __all__ = ["add_plot_cli", "open_results", "plot_cli"]
 
 _FORMATS = (".png", ".pdf", ".svg")
@@ -49,9 +51,13 @@ def _out_path(args: argparse.Namespace) -> Path:
     if out.suffix.lower() not in _FORMATS:
         raise ValueError(f"--out must end in .png, .pdf or .svg, got {str(out)!r}")
     if not out.parent.is_dir():
-        raise ValueError(f"--out: directory {str(out.parent)!r} does not exist")
+        what = "is not a directory" if out.parent.exists() else "does not exist"
+        raise ValueError(f"--out: directory {str(out.parent)!r} {what}")
     if out.exists() and out.resolve() == src.resolve():
         raise ValueError(f"--out: {str(out)!r} is FILE itself")
+    if out.is_dir():
+        raise ValueError(f"--out: {str(out)!r} is a directory")
+    writable(out.parent, "--out")  # an existing figure is replaced; a directory we cannot write in is refused
     return out
 
 
@@ -87,6 +93,8 @@ def add_plot_cli(subparsers: Any) -> argparse.ArgumentParser:
         help="draw the standard panels of a result file or sweep directory",
         description="Draw the standard panels of any dlnsim result (a GD run, a flow run, a GD-vs-flow "
         "comparison, a sweep or grid directory, a critical-stepsize sweep) into one figure.",
+        epilog="examples:\n  dlnsim plot run.nc\n  dlnsim plot sw/ --out sw.pdf\n  dlnsim plot flow.nc --x t",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", metavar="FILE", help="a dlnsim .nc file, or a grid/sweep directory (with grid.json)")
     p.add_argument("--out", default=None, help="figure to write: .png, .pdf or .svg (default: FILE with .png)")

@@ -1,8 +1,13 @@
-"""The ``dlnsim sweep`` and ``dlnsim critical`` subcommands (part of the ``dlnsim`` command, see `dlnsim.cli`)."""
+"""The ``dlnsim sweep`` and ``dlnsim critical`` subcommands, and the argument helpers every subcommand of the
+``dlnsim`` command shares (see `dlnsim.cli`): counts, record rules, output paths and directories."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +19,15 @@ from .grid.executors import EXECUTORS
 from .search import CRITERION
 from .sweeps import ETA_MODES, SCHEDULES, critical_sweep, sweep
 
-__all__ = ["add_sweep_cli", "count"]
+__all__ = ["RECORD_HELP", "add_sweep_cli", "check_dir", "check_out", "count", "record_rule", "writable"]
+
+#: the help text of every --record option
+RECORD_HELP = ("which iterations to record: log (about 200, log-spaced), log:N (N log-spaced), all, every:N "
+               "(every N-th) or N (the same as every:N)")
 
 
 def count(text: str) -> int:
-    """An iteration count: ``100000``, ``1e5`` or ``10_000`` (a whole number >= 0)."""
+    """An iteration count: ``100000``, ``1e5`` or ``100_000`` (a whole number >= 0)."""
     try:
         value = float(text.replace("_", ""))
     except ValueError:
@@ -28,21 +37,135 @@ def count(text: str) -> int:
     return int(value)
 
 
-def _record_arg(text: str) -> Any:
-    return int(text) if text.isdigit() else text
+def record_rule(text: str) -> Any:
+    """A --record value: ``N`` (digits, ``_`` allowed) is the int N (every N-th iteration); other rules
+    (log, log:N, all, every:N) stay strings and are checked by the library before any computation."""
+    digits = text.strip().replace("_", "")
+    return int(digits) if digits.isdigit() else text.strip()
 
 
-def _check_out(args: argparse.Namespace) -> None:
-    """--out is checked before any work, so a bad path does not waste a sweep."""
-    if args.out is None:
+def _either(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"
+
+
+def writable(directory: Path, option: str) -> None:
+    """ValueError naming ``option`` unless a file can be created in ``directory`` (tried, then removed: the
+    permission bits alone do not tell, e.g. for root or on a read-only mount)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".dlnsim-probe-", dir=directory)
+    except OSError as exc:
+        raise ValueError(f"{option}: cannot write in the directory {str(directory)!r} "
+                         f"({exc.strerror or type(exc).__name__})") from None
+    os.close(fd)
+    os.unlink(name)
+
+
+def check_out(path: str, *, overwrite: bool, option: str = "--out", suffixes: Sequence[str] = (".nc",)) -> Path:
+    """The output file ``path``, checked before any work: its suffix, a writable parent directory, and no
+    existing file unless ``overwrite``.  ValueError naming ``option`` otherwise."""
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        raise ValueError(f"{option} must end in {_either(suffixes)}, got {path!r}")
+    parent = out.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise ValueError(f"{option}: directory {str(parent)!r} {what}")
+    if out.is_dir():
+        raise ValueError(f"{option}: {path!r} is a directory")
+    if out.exists() and not overwrite:
+        raise ValueError(f"{option}: {path!r} exists; pass --overwrite to replace it")
+    writable(parent, option)
+    return out
+
+
+def check_dir(path: str, option: str = "--dir") -> None:
+    """A directory to create or reuse: it is a directory (or can be created) and is writable."""
+    d = Path(path)
+    if d.exists():
+        if not d.is_dir():
+            raise ValueError(f"{option}: {path!r} exists and is not a directory")
+        writable(d, option)
         return
-    out = Path(args.out)
-    if out.suffix != ".nc":
-        raise ValueError(f"--out must end in .nc, got {args.out!r}")
-    if not out.parent.is_dir():
-        raise ValueError(f"--out: directory {str(out.parent)!r} does not exist")
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"--out: {args.out!r} exists; pass --overwrite to replace it")
+    parent = d.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise ValueError(f"{option}: the parent {str(parent)!r} of {path!r} {what}")
+    writable(parent, option)
+
+
+# the library names its arguments; the messages of the command name the options
+_OPTION_OF = {"directory: ": "--dir: ", "scheduler: ": "--scheduler: "}
+
+
+def _as_option_error(exc: Exception) -> Exception:
+    text = str(exc)
+    for prefix, option in _OPTION_OF.items():
+        if text.startswith(prefix):  # a ValueError, or the RuntimeError of a locked directory
+            return ValueError(option + text[len(prefix):])
+    return exc
+
+
+@contextlib.contextmanager
+def _engine(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    """The executor keywords of `sweep` / `critical_sweep`; with --scheduler, a client connected here within
+    --scheduler-timeout seconds (before anything is created) and closed at the end."""
+    executor = args.executor or ("dask" if args.scheduler else "threads")
+    if args.scheduler is not None and executor != "dask":
+        raise ValueError(f"--scheduler is only used with --executor dask, got --executor {executor}")
+    if executor == "dask" and args.scheduler is None:
+        raise ValueError("--executor dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+    if args.workers is not None and executor not in ("threads", "processes"):
+        raise ValueError(f"--workers is only used with --executor threads or processes, got --executor {executor}")
+    if not args.scheduler_timeout > 0:
+        raise ValueError(f"--scheduler-timeout must be > 0 seconds, got {args.scheduler_timeout}")
+    if args.scheduler is None:
+        yield {"executor": executor, "workers": args.workers}
+        return
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise ValueError("--scheduler needs dask.distributed: pip install 'dlnsim[dask]'") from None
+    from .grid.executors import connect
+
+    try:
+        client = connect(args.scheduler, timeout=args.scheduler_timeout)
+    except ValueError as exc:
+        raise _as_option_error(exc) from None
+    try:
+        yield {"executor": "dask", "client": client}
+    finally:
+        client.close()
+
+
+def _run(fn: Any, args: argparse.Namespace, **kw: Any) -> xr.Dataset:
+    """``fn(--dir, **kw)`` on the engine of the options, after the output paths are checked."""
+    if args.out is not None:
+        check_out(args.out, overwrite=args.overwrite)
+    if args.dir is not None:
+        check_dir(args.dir)
+    with _engine(args) as engine:
+        try:
+            ds: xr.Dataset = fn(args.dir, N=args.N, seed=args.seed, n_iter=args.iters, progress=not args.no_progress,
+                      d=args.d, m=args.m, r=args.r, **engine, **kw)
+            return ds
+        except (ValueError, RuntimeError) as exc:
+            raise _as_option_error(exc) from None
+
+
+def _failures(ds: xr.Dataset) -> tuple[int, str]:
+    """The number of cells with status 'error' and the first one's point and message."""
+    status = ds["status"]
+    bad = np.argwhere(status.values == "error")
+    if not bad.size:
+        return 0, ""
+    point = dict(zip(status.dims, bad[0], strict=True))
+    where = ", ".join(f"{d}={ds[d].values[i]}" for d, i in point.items() if d in ds.coords)
+    message = _line(ds["error"].isel(point).item()) if "error" in ds else "no message"
+    return len(bad), f"first failed cell ({where}): {message}"
+
+
+def _line(text: Any) -> str:
+    return " ".join(str(text).split())
 
 
 def _finish(ds: xr.Dataset, out: str | None) -> None:
@@ -51,67 +174,75 @@ def _finish(ds: xr.Dataset, out: str | None) -> None:
         print(f"wrote {out}")
 
 
-def _paper_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {"d": args.d, "m": args.m, "r": args.r}
-
-
 def _cli_sweep(args: argparse.Namespace) -> int:
-    _check_out(args)
-    ds = sweep(args.dir, N=args.N, eta=args.eta, seed=args.seed, n_iter=args.iters, record=args.record,
-               eta_mode=args.eta_mode, schedule=args.schedule, gamma=args.gamma, executor=args.executor,
-               workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress, **_paper_args(args))
-    status = ds["status"].values.ravel()
-    counts = ", ".join(f"{s}: {int(np.sum(status == s))}" for s in sorted(set(status.tolist())))
-    print(f"{status.size} cells in {args.dir} ({counts})")
-    _finish(ds, args.out)
-    return 1 if "error" in set(status.tolist()) else 0
+    ds = _run(sweep, args, eta=args.eta, record=args.record, eta_mode=args.eta_mode, schedule=args.schedule,
+              gamma=args.gamma)
+    _finish(ds, args.out)  # written first: a closed stdout does not lose it
+    status = ds["status"].values.ravel().tolist()
+    counts = ", ".join(f"{s}: {status.count(s)}" for s in sorted(set(status)))
+    print(f"{len(status)} cells in {args.dir} ({counts})")
+    failed, first = _failures(ds)
+    if failed:  # the grid engine has said so in one line on stderr
+        print(first)
+    return 1 if failed else 0
+
+
+def _number(c: xr.Dataset, name: str) -> str:
+    return f"{float(c[name]):>12.5g}" if name in c else f"{'-':>12}"
 
 
 def _cli_critical(args: argparse.Namespace) -> int:
-    _check_out(args)
-    ds = critical_sweep(args.dir, N=args.N, seed=args.seed, n_iter=args.iters, rtol=args.rtol,
-                        loss_tol=args.loss_tol, bracket=tuple(args.bracket), eta_mode=args.eta_mode,
-                        executor=args.executor, workers=args.workers, scheduler=args.scheduler,
-                        progress=not args.no_progress, **_paper_args(args))
-    print(f"{'N':>3} {'seed':>5} {'eta_crit':>12} {'eta_star':>12} {'ratio':>10}  status")
+    ds = _run(critical_sweep, args, rtol=args.rtol, loss_tol=args.loss_tol, bracket=tuple(args.bracket),
+              eta_mode=args.eta_mode)
+    _finish(ds, args.out)
+    print(f"{'N':>3} {'seed':>5} {'eta_crit':>12} {'eta_star':>12} {'ratio':>12}  status")
     for n in ds["N"].values:
         for s in ds["seed"].values:
             c = ds.sel(N=n, seed=s)
-            print(f"{int(n):>3} {int(s):>5} {float(c.eta_crit):>12.5g} {float(c.eta_star):>12.5g} "
-                  f"{float(c.ratio):>10.4g}  {c.search_status.item()}")
-    _finish(ds, args.out)
-    return 1 if "error" in set(ds["status"].values.ravel().tolist()) else 0
+            status = str(c["status"].item())
+            if status in ("error", "not_run"):
+                note = status + (f": {_line(c['error'].item())}" if status == "error" and "error" in c else "")
+            else:
+                note = str(c["search_status"].item()) if "search_status" in c else status
+            print(f"{int(n):>3} {int(s):>5} {_number(c, 'eta_crit')} {_number(c, 'eta_star')} "
+                  f"{_number(c, 'ratio')}  {note}")
+    return 1 if _failures(ds)[0] else 0
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--N", type=int, nargs="+", required=True, help="depths")
     p.add_argument("--seed", "--seeds", dest="seed", type=int, nargs="+", required=True,
-                   help="seeds of the paper setup (data and initialisation)")
-    p.add_argument("--iters", type=count, required=True, help="GD steps per run (20000 or 2e4)")
-    p.add_argument("--executor", choices=EXECUTORS, default="threads",
-                   help="threads in this process (default), processes, a dask cluster, or serial")
-    p.add_argument("--workers", type=int, default=None, help="threads or processes (default: one per core)")
-    p.add_argument("--scheduler", default=None, help="dask scheduler address, e.g. tcp://127.0.0.1:8786")
-    p.add_argument("--out", default=None, help="also write the combined Dataset to this .nc file")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+                   help="seeds of the paper setup (data and initialisation); --seeds is the same option")
+    p.add_argument("--iters", type=count, required=True, help="GD steps per run (20000, 2e4 or 20_000)")
     p.add_argument("--d", type=int, default=70, help="input/output width of the paper setup (default 70)")
     p.add_argument("--m", type=int, default=None, help="number of samples (default 3d)")
     p.add_argument("--r", type=int, default=2, help="narrowest width d_1 (default 2)")
+    p.add_argument("--out", default=None, help="also write the combined Dataset to this .nc file")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("where the cells run")
+    g.add_argument("--executor", choices=EXECUTORS, default=None,
+                   help="threads in this process (the default), processes, a dask cluster (the default with "
+                        "--scheduler), or serial")
+    g.add_argument("--workers", type=int, default=None, help="threads or processes (default: one per core)")
+    g.add_argument("--scheduler", default=None, help="dask scheduler address, e.g. tcp://127.0.0.1:8786")
+    g.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="give up when the scheduler does not answer within this time (default 10)")
 
 
 def add_sweep_cli(subparsers: Any) -> None:
     """Register ``dlnsim sweep`` and ``dlnsim critical``; each sets ``func`` (returns the exit code)."""
+    raw = argparse.RawDescriptionHelpFormatter
     p = subparsers.add_parser(
-        "sweep", help="run GD on a grid of depths x stepsizes x seeds (resumable)",
+        "sweep", help="run GD on a grid of depths x stepsizes x seeds (resumable)", formatter_class=raw,
         description="Run GD on the paper setup for every (N, eta, seed); one NetCDF file per cell in --dir; "
-                    "rerun the same command to resume.",
-        epilog="example: dlnsim sweep --N 2 3 --eta 0.5 1 2 --eta-mode bound --seed 0 1 --iters 2e4 --dir sw/")
+                    "rerun the same command to resume.  Exit status 1 when a cell failed (rerun to retry it).",
+        epilog="example:\n  dlnsim sweep --N 2 3 --eta 0.5 1 2 --eta-mode bound --seed 0 1 --iters 2e4 --dir sw/\n"
+               "  dlnsim info sw/")
     p.add_argument("--eta", type=float, nargs="+", required=True, help="stepsizes (see --eta-mode)")
     p.add_argument("--eta-mode", choices=ETA_MODES, default="absolute",
                    help="eta as stepsizes or as multiples of the bound eta*(N, seed) of (5.1)")
-    p.add_argument("--record", type=_record_arg, default="log",
-                   help="record rule: log, log:N, all, every:N, or N (every N-th iteration)")
+    p.add_argument("--record", type=record_rule, default="log", help=RECORD_HELP + " (default log)")
     p.add_argument("--schedule", choices=SCHEDULES, default="constant")
     p.add_argument("--gamma", type=float, nargs="+", default=None, help="decay rates (power_decay)")
     p.add_argument("--dir", required=True, help="sweep directory (created; reused to resume)")
@@ -119,9 +250,9 @@ def add_sweep_cli(subparsers: Any) -> None:
     p.set_defaults(func=_cli_sweep)
 
     c = subparsers.add_parser(
-        "critical", help="find the critical constant stepsize per (N, seed) by bisection",
+        "critical", help="find the critical constant stepsize per (N, seed) by bisection", formatter_class=raw,
         description=f"Bisect on the constant stepsize for every (N, seed). {CRITERION}.",
-        epilog="example: dlnsim critical --N 2 3 --seed 0 1 --iters 5000")
+        epilog="example:\n  dlnsim critical --N 2 3 --seed 0 1 --iters 5000 --out crit.nc")
     c.add_argument("--rtol", type=float, default=0.01, help="relative precision of the bracket (default 0.01)")
     c.add_argument("--loss-tol", type=float, default=1e-3, help="final/initial excess loss that counts as converged")
     c.add_argument("--bracket", type=float, nargs=2, default=[1.0, 4.0], metavar=("LO", "HI"),

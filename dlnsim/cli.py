@@ -1,32 +1,30 @@
-"""The ``dlnsim`` command.
+"""The ``dlnsim`` command: gradient descent and gradient flows on deep linear networks from the shell.
 
-    dlnsim bound --N 3 --seed 0                     eta* and its constants for each choice of delta
-    dlnsim run --N 3 --seed 0 --eta bound --iters 100000 --out run.nc
-    dlnsim run --data xy.npz --widths 5 2 3 --init-seed 1 --eta 1e-3 --iters 1000 --out run.nc
-    dlnsim run --N 2 --eta 1e-3 --iters 5000 --flow --out cmp.nc      GD next to the gradient flow(s)
-    dlnsim flow --N 3 --T 20 --kind factor --out flow.nc            integrate a flow alone
-    dlnsim sweep --N 2 3 --eta 0.5 1 2 --eta-mode bound --seeds 0 1 --iters 20000 --dir sw/
-    dlnsim critical --N 2 3 --seeds 0 1 --iters 20000                 critical stepsize vs eta*
-    dlnsim info run.nc                              summary of a result file
-
-Errors in the arguments end the command with exit status 2 and a message naming the option; nothing is
-written in that case.
+Subcommands: ``bound``, ``run``, ``flow``, ``sweep``, ``critical``, ``info`` and ``plot`` (see ``dlnsim --help``
+and `EXAMPLES`).  An expected failure ends the command with one line on stderr, ``dlnsim <subcommand>: error:
+...`` naming the option: exit status 2 for bad arguments, input files or output paths (checked before any
+computation, so nothing is written), 1 for a computation that failed (a failed sweep cell, a flow that stopped
+early), 130 on Ctrl-C.  A closed stdout (``dlnsim info run.nc | head -1``) ends it quietly with status 141.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
 from . import __version__
-from ._cli_sweep import add_sweep_cli
-from ._validate import nonneg_int, positive_float
+from ._cli_plot import add_plot_cli
+from ._cli_sweep import RECORD_HELP, add_sweep_cli, check_out, count, record_rule
+from ._validate import positive_float
 from .compare import compare_flow
 from .dataset import open as open_results
 from .dataset import save
@@ -37,82 +35,163 @@ from .schedules import Constant, Power, PowerDecay, Schedule
 from .simulate import run_gd
 from .theory import stepsize_bound
 
+__all__ = ["add_compare_options", "add_flow_cli", "build_parser", "compare_kwargs", "flow_cli", "main"]
+
+DESCRIPTION = """\
+Gradient descent (GD) and gradient flows on deep linear networks W_N ... W_1, next to the stepsize bound
+eta* of the convergence theory (docs/theory.md).  By default the problem is the paper's Section-5 setup
+(d = 70, m = 3d samples, widths d, r, d, ..., d); --data runs on your own X and Y.  Results are NetCDF
+files (xarray); "dlnsim info FILE" summarises one, "dlnsim plot FILE" draws it."""
+
+EXAMPLES = """\
+examples:
+  dlnsim bound --N 3 --seed 0                            eta* and its constants for each choice of delta
+  dlnsim run --N 3 --seed 0 --eta bound --iters 1e5 --out run.nc
+  dlnsim run --N 3 --eta 10xbound --iters 1e4 --record 100 --out run10.nc     every 100th iteration
+  dlnsim run --data xy.npz --widths 5 2 3 --init-seed 1 --eta 1e-3 --iters 1000 --out mine.nc
+  dlnsim run --N 2 --eta 1e-3 --iters 5000 --flow --out cmp.nc                 GD next to the gradient flow
+  dlnsim flow --N 3 --T 20 --kind factor --out flow.nc                        a flow alone
+  dlnsim sweep --N 2 3 --eta 0.5 1 2 --eta-mode bound --seed 0 1 --iters 2e4 --dir sw/
+  dlnsim critical --N 2 3 --seed 0 1 --iters 2e4 --out crit.nc                critical stepsize vs eta*
+  dlnsim info run.nc                                     summary of a result file (or of sw/)
+  dlnsim plot run.nc                                     its standard panels -> run.png
+
+exit status: 0 ok, 1 a computation failed, 2 bad arguments, input or output paths (one line on stderr,
+nothing written), 130 interrupted."""
+
+DATA_HELP = ("your data instead of the paper setup: a .npz file with arrays X (d_x, m) and Y (d_y, m), samples "
+             "as columns, or a NetCDF file (.nc) with variables X and Y of these shapes; needs --widths")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, ``dlnsim run: error: ... (see dlnsim run --help)``, status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _raw(epilog: str) -> dict[str, Any]:
+    return {"epilog": epilog, "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
+# ------------------------------------------------------------------------------------------------ arguments
+
+
+def eta_rule(text: str) -> tuple[float, bool]:
+    """--eta: a positive number, ``bound`` or ``<c>xbound`` (c a positive number) -> (value, relative)."""
+    t = text.strip().lower()
+    match = re.fullmatch(r"(?:(.*)x)?bound", t)
+    try:
+        value = (float(match.group(1)) if match.group(1) is not None else 1.0) if match else float(t)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number, 'bound' or '<c>xbound' with c a positive number, got {text!r}")
+    return value, match is not None
+
 
 def _load_data(path: str) -> Problem:
     """X and Y (samples as columns) from a .npz (arrays X, Y) or a NetCDF file (variables X, Y)."""
     p = Path(path)
+    if p.suffix not in (".npz", ".nc"):
+        raise ValueError(f"--data must be a .npz or .nc file, got {path!r}")
     if not p.is_file():
         raise ValueError(f"--data: no such file {path!r}")
     try:
         if p.suffix == ".npz":
-            with np.load(p) as f:
-                X, Y = f["X"], f["Y"]
-        elif p.suffix == ".nc":
+            with np.load(p, allow_pickle=False) as f:
+                names = set(f.files)
+                arrays = {k: f[k] for k in ("X", "Y") if k in names}
+        else:
             import xarray as xr
 
             with xr.open_dataset(p) as f:
-                X, Y = f["X"].values, f["Y"].values
-        else:
-            raise ValueError(f"--data must be a .npz or .nc file, got {path!r}")
-    except KeyError as exc:
-        raise ValueError(f"--data: {path!r} has no array {exc} (needs X and Y, samples as columns)") from None
-    except (OSError, ValueError) as exc:
-        if "--data" in str(exc):
-            raise
-        raise ValueError(f"--data: cannot read {path!r}: {exc}") from None
-    return Problem(X, Y, meta={"data_file": str(p)})
+                names = {str(v) for v in f.variables}
+                arrays = {k: f[k].values for k in ("X", "Y") if k in names}
+    except Exception as exc:  # zip, pickle, HDF5 and NetCDF readers raise a variety of errors
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"--data: cannot read {path!r}: {text}") from None
+    what = "array" if p.suffix == ".npz" else "variable"
+    for name in ("X", "Y"):
+        if name not in arrays:
+            raise ValueError(f"--data: {path!r} has no {what} {name!r} (it needs X and Y, samples as columns)")
+    try:
+        return Problem(arrays["X"], arrays["Y"], meta={"data_file": str(p)})
+    except ValueError as exc:
+        raise ValueError(f"--data: {path!r}: {exc}") from None
+
+
+# the defaults of the options of each kind of problem (None in argparse, to tell which options were given)
+_PAPER: dict[str, Any] = {"N": 3, "seed": 0, "d": 70, "m": None, "r": 2}
+_OWN: dict[str, Any] = {"widths": None, "init_seed": 0, "init_scale": 1.0}
+
+
+def _value(args: argparse.Namespace, name: str, defaults: dict[str, Any]) -> Any:
+    given = getattr(args, name)
+    return defaults[name] if given is None else given
+
+
+def _check_problem_args(args: argparse.Namespace) -> None:
+    """Options of the other kind of problem are refused rather than ignored."""
+    if args.data:
+        given = [k for k in _PAPER if getattr(args, k) is not None]
+        if given:
+            hint = " (the seed of your start is --init-seed)" if "seed" in given else ""
+            raise ValueError(f"{', '.join('--' + k for k in given)}: options of the paper setup, not used with "
+                             f"--data{hint}")
+        if not args.widths:
+            raise ValueError("--widths d_0 ... d_N is required with --data")
+    else:
+        given = [k for k in _OWN if getattr(args, k) is not None]
+        if given:
+            raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in given)}: only used with --data")
 
 
 def _setup(args: argparse.Namespace) -> Setup:
+    _check_problem_args(args)
     if args.data:
         problem = _load_data(args.data)
-        if not args.widths:
-            raise ValueError("--widths d_0 ... d_N is required with --data")
         widths = tuple(args.widths)
         if widths[0] != problem.d_x or widths[-1] != problem.d_y:
             raise ValueError(
                 f"--widths must start with d_x = {problem.d_x} and end with d_y = {problem.d_y}, got {widths}"
             )
-        W0 = balanced_init(widths, np.random.default_rng(args.init_seed), scale=args.init_scale)
-        problem.meta.update({"init": "balanced", "init_seed": args.init_seed, "init_scale": args.init_scale})
+        seed, scale = _value(args, "init_seed", _OWN), _value(args, "init_scale", _OWN)
+        W0 = balanced_init(widths, np.random.default_rng(seed), scale=scale)
+        problem.meta.update({"init": "balanced", "init_seed": seed, "init_scale": scale})
         return Setup(problem, widths, W0)
-    return paper_setup(args.N, args.seed, d=args.d, m=args.m, r=args.r)
+    paper = {k: _value(args, k, _PAPER) for k in _PAPER}
+    return paper_setup(paper["N"], paper["seed"], d=paper["d"], m=paper["m"], r=paper["r"])
 
 
-def _schedule(args: argparse.Namespace, setup: Setup) -> tuple[Schedule | float, float | None]:
-    """The stepsize rule from --eta (number, 'bound', '<c>xbound') and --gamma/--a2."""
-    text = args.eta.strip().lower()
-    eta_star = None
-    if text.endswith("bound"):
-        factor_text = text[: -len("bound")].rstrip("x") or "1"
-        try:
-            factor = float(factor_text)
-        except ValueError:
-            raise ValueError(f"--eta: expected a number, 'bound' or '<c>xbound', got {args.eta!r}") from None
-        eta_star = stepsize_bound(setup.problem, setup.W0).eta
-        a1 = factor * eta_star
-    else:
-        try:
-            a1 = float(text)
-        except ValueError:
-            raise ValueError(f"--eta: expected a number, 'bound' or '<c>xbound', got {args.eta!r}") from None
+def _schedule(args: argparse.Namespace, setup: Setup) -> Schedule:
+    """The stepsize rule from --eta (parsed by `eta_rule`) and --gamma/--a2."""
+    value, relative = args.eta
+    a1 = value * stepsize_bound(setup.problem, setup.W0).eta if relative else value
     if args.gamma is None:
-        return Constant(a1), eta_star
+        return Constant(a1)
     if args.a2 is None:
-        return Power(a1, args.gamma), eta_star
-    return PowerDecay(a1, args.a2, args.gamma), eta_star
+        return Power(a1, args.gamma)
+    return PowerDecay(a1, args.a2, args.gamma)
 
 
 def _add_problem_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--N", type=int, default=3, help="depth (number of layers), default 3")
-    p.add_argument("--seed", type=int, default=0, help="seed of the paper setup, default 0")
-    p.add_argument("--d", type=int, default=70, help="input/output dimension of the paper setup (70)")
-    p.add_argument("--m", type=int, default=None, help="number of samples (default 3d)")
-    p.add_argument("--r", type=int, default=2, help="width d_1 of the narrow first layer (2)")
-    p.add_argument("--data", help="X, Y from a .npz or .nc file instead of the paper setup")
-    p.add_argument("--widths", type=int, nargs="+", help="widths d_0 ... d_N (with --data)")
-    p.add_argument("--init-seed", type=int, default=0, help="seed of the balanced start (with --data)")
-    p.add_argument("--init-scale", type=float, default=1.0, help="singular values of each factor (with --data)")
+    g = p.add_argument_group("the paper's Section-5 setup (the default problem)")
+    g.add_argument("--N", type=int, default=None, help="depth (number of layers), default 3")
+    g.add_argument("--seed", type=int, default=None, help="seed of the data and the start, default 0")
+    g.add_argument("--d", type=int, default=None, help="input/output dimension (default 70)")
+    g.add_argument("--m", type=int, default=None, help="number of samples (default 3d)")
+    g.add_argument("--r", type=int, default=None, help="width d_1 of the narrow first layer (default 2)")
+    g = p.add_argument_group("your own data")
+    g.add_argument("--data", metavar="FILE", help=DATA_HELP)
+    g.add_argument("--widths", type=int, nargs="+", help="widths d_0 = d_x, d_1, ..., d_N = d_y")
+    g.add_argument("--init-seed", type=int, default=None, help="seed of the balanced start (default 0)")
+    g.add_argument("--init-scale", type=float, default=None,
+                   help="singular values of each factor of the start (default 1)")
+
+
+# ----------------------------------------------------------------------------------------------- subcommands
 
 
 def _cmd_bound(args: argparse.Namespace) -> int:
@@ -130,15 +209,16 @@ def _cmd_bound(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.suffix != ".nc":
-        raise ValueError(f"--out must end in .nc, got {args.out!r}")
-    if not out.parent.exists():
-        raise ValueError(f"--out: directory {str(out.parent)!r} does not exist")
-    if out.exists() and not args.overwrite:
-        raise ValueError(f"--out: {args.out!r} exists (pass --overwrite to replace it)")
+    out = check_out(args.out, overwrite=args.overwrite)
+    if args.a2 is not None and args.gamma is None:
+        raise ValueError("--a2 needs --gamma (eta_k = max(eta (k+1)^-gamma, a2/(k+1)))")
+    flow_only = [o for o, v in (("--flow-kinds", args.flow_kinds), ("--flow-rtol", args.flow_rtol),
+                                ("--flow-atol", args.flow_atol), ("--sharpness", args.sharpness or None))
+                 if v is not None]
+    if flow_only and not args.flow:
+        raise ValueError(f"{', '.join(flow_only)}: only used with --flow")
     setup = _setup(args)
-    schedule, _ = _schedule(args, setup)
+    schedule = _schedule(args, setup)
     t0 = time.perf_counter()
     if args.flow:
         ds = compare_flow(setup.problem, setup.W0, schedule, args.iters, args.record, **compare_kwargs(args),
@@ -150,7 +230,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     save(ds, out)
     a = ds.attrs
     stop = f" at k = {a['stop_iteration']}" if a["status"] != "max_iter" else ""
-    eta0 = float(schedule.values(1)[0]) if isinstance(schedule, Schedule) else float(schedule)
+    eta0 = float(schedule.values(1)[0])
     bound = f" ({eta0 / a['bound_eta']:.3g} x eta*)" if "bound_eta" in a else ""
     flow = ""
     if "flow_distance" in ds:
@@ -162,13 +242,46 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _info_grid(path: Path) -> None:
+    from .grid import open_grid
+
+    if not (path / "grid.json").is_file():
+        raise ValueError(f"FILE: {str(path)!r} is a directory without grid.json (not a sweep or grid directory)")
+    try:
+        ds = open_grid(path)
+    except ValueError as exc:
+        raise ValueError(f"FILE: {str(exc).removeprefix('directory: ')}") from None
+    a = ds.attrs
+    dims = [d.strip() for d in str(a.get("grid_dims", "")).split(",") if d.strip()]
+    status = ds["status"].values.ravel().tolist() if "status" in ds else []
+    total = int(a.get("cells_total", len(status)))
+    done, failed = int(a.get("cells_done", 0)), int(a.get("cells_failed", 0))
+    print(f"{path}: {a.get('title', 'dlnsim grid')}")
+    print(f"  {'dims':<16} {', '.join(f'{d}={ds.sizes[d]}' for d in dims)}")
+    for d in dims:
+        values = ds[d].values.tolist()
+        print(f"  {d:<16} {' '.join(map(str, values[:12]))}{' ...' if len(values) > 12 else ''}")
+    print(f"  {'cells':<16} {total} ({done - failed} done, {failed} failed, {total - done} not run)")
+    print(f"  {'status':<16} {', '.join(f'{s}: {status.count(s)}' for s in sorted(set(status)))}")
+    for key in ("grid_cell", "created"):
+        if key in a:
+            print(f"  {key:<16} {a[key]}")
+    print(f"  {'variables':<16} {', '.join(sorted(str(v) for v in ds.data_vars))}")
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
-    ds = open_results(args.path)
+    path = Path(args.path)
+    if path.is_dir():
+        _info_grid(path)
+        return 0
+    try:
+        ds = open_results(path)
+    except ValueError as exc:
+        raise ValueError(f"FILE: {str(exc).removeprefix('path: ')}") from None
     a = ds.attrs
     print(f"{args.path}: {a.get('title', '')}")
     for key in ("status", "status_reason", "stop_iteration", "N", "widths", "n_iter", "schedule",
-                "schedule_eta",
-                "record_rule", "initial_loss", "final_loss", "bound_eta", "bound_delta", "bound_K",
+                "schedule_eta", "record_rule", "initial_loss", "final_loss", "bound_eta", "bound_delta", "bound_K",
                 "dlnsim_version", "created"):
         if key in a:
             print(f"  {key:<16} {a[key]}")
@@ -183,23 +296,27 @@ def add_flow_cli(subparsers: Any) -> argparse.ArgumentParser:
         "flow",
         help="integrate a gradient flow on the Section-5 setup and write a NetCDF file",
         description="Integrate the factor (2.2), end-to-end (2.5) or modified gradient flow from the "
-        "balanced start of the paper's Section-5 setup and record it at n-times times in [0, T].",
+        "balanced start of the paper's Section-5 setup and record it at n-times times in [0, T].  Exit status "
+        "1 when the integration stopped before T (the record up to there is written).",
+        **_raw("examples:\n  dlnsim flow --N 3 --T 20 --out flow.nc\n"
+               "  dlnsim flow --N 3 --T 20 --kind modified --eta 1e-3 --spacing log --out modified.nc"),
     )
     p.add_argument("--N", type=int, required=True, help="depth N")
     p.add_argument("--seed", type=int, default=0, help="seed of the setup (default 0)")
     p.add_argument("--d", type=int, default=70, help="input/output dimension d (default 70)")
     p.add_argument("--T", type=float, required=True, help="final time")
-    p.add_argument("--n-times", type=int, default=200, help="number of recorded times (default 200)")
+    p.add_argument("--n-times", type=count, default=200, help="number of recorded times (default 200)")
     p.add_argument("--spacing", choices=("linear", "log"), default="linear",
                    help="times linear in [0, T] or log-spaced in [T*1e-6, T] plus 0 (default linear)")
     p.add_argument("--kind", choices=sorted(KINDS), default="factor", help="which flow (default factor)")
-    p.add_argument("--eta", type=float, default=None, help="GD stepsize of the modified flow")
+    p.add_argument("--eta", type=float, default=None, help="GD stepsize of the modified flow (--kind modified)")
     p.add_argument("--rtol", type=float, default=1e-10, help="relative tolerance (default 1e-10)")
     p.add_argument("--atol", type=float, default=1e-12, help="absolute tolerance (default 1e-12)")
-    p.add_argument("--max-steps", type=int, default=1_000_000, help="step budget (default 1e6)")
+    p.add_argument("--max-steps", type=count, default=1_000_000, help="step budget (default 1e6)")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="record only the loss (no balancedness / singular values)")
     p.add_argument("--out", required=True, help="output NetCDF file (.nc)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=flow_cli)
     return p
 
@@ -210,8 +327,8 @@ def add_compare_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--flow", action="store_true", help="put the gradient flow(s) next to GD at t_k")
     g.add_argument("--flow-kinds", default=None,
                    help="comma-separated flows: factor, modified, end_to_end (default factor[,modified])")
-    g.add_argument("--flow-rtol", type=float, default=1e-10, help="flow relative tolerance (default 1e-10)")
-    g.add_argument("--flow-atol", type=float, default=1e-12, help="flow absolute tolerance (default 1e-12)")
+    g.add_argument("--flow-rtol", type=float, default=None, help="flow relative tolerance (default 1e-10)")
+    g.add_argument("--flow-atol", type=float, default=None, help="flow absolute tolerance (default 1e-12)")
     g.add_argument("--sharpness", action="store_true", help="also record the top Hessian eigenvalue")
 
 
@@ -220,67 +337,139 @@ def compare_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kinds = None
     if getattr(args, "flow_kinds", None):
         kinds = tuple(s.strip() for s in args.flow_kinds.split(",") if s.strip())
-    return {"rtol": args.flow_rtol, "atol": args.flow_atol, "kinds": kinds, "sharpness": bool(args.sharpness)}
+    rtol = 1e-10 if args.flow_rtol is None else args.flow_rtol
+    atol = 1e-12 if args.flow_atol is None else args.flow_atol
+    return {"rtol": rtol, "atol": atol, "kinds": kinds, "sharpness": bool(args.sharpness)}
 
 
 def flow_cli(args: argparse.Namespace) -> int:
     """Handler of ``dlnsim flow``."""
+    out = check_out(args.out, overwrite=getattr(args, "overwrite", False))
+    T = positive_float(args.T, "--T")
+    if args.n_times < 2:
+        raise ValueError(f"--n-times must be >= 2, got {args.n_times}")
     setup = paper_setup(args.N, args.seed, d=args.d)
-    T = positive_float(args.T, "T")
-    n_t = nonneg_int(args.n_times, "n-times", minimum=2)
     ds = run_flow(setup.problem, setup.W0, T, rtol=args.rtol, atol=args.atol, kind=args.kind, eta=args.eta,
-                  max_steps=args.max_steps, record=f"{args.spacing}:{n_t}", diagnostics=not args.no_diagnostics)
-    path = save(ds, args.out)
-    print(f"{args.kind} flow, N={args.N}, seed={args.seed}: status {ds.attrs['status']}, "
-          f"{ds.attrs['n_steps']} steps ({ds.attrs['n_rejected']} rejected), "
+                  max_steps=args.max_steps, record=f"{args.spacing}:{args.n_times}",
+                  diagnostics=not args.no_diagnostics)
+    path = save(ds, out)
+    a = ds.attrs
+    print(f"{args.kind} flow, N={args.N}, seed={args.seed}: status {a['status']}, "
+          f"{a['n_steps']} steps ({a['n_rejected']} rejected), "
           f"loss {float(ds['loss'][0]):.6g} -> {float(ds['loss'][-1]):.6g}; wrote {path}")
-    return 0 if ds.attrs["status"] == "done" else 1
+    if a["status"] == "done":
+        return 0
+    print(f"dlnsim flow: error: the flow stopped at t = {a.get('t_reached', float('nan')):.6g} < T = {T:g} "
+          f"(status {a['status']}: {a.get('status_reason', '')}); the record up to there is in {path}",
+          file=sys.stderr)
+    return 1
+
+
+# ------------------------------------------------------------------------------------------------ the command
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dlnsim", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    """The parser of the ``dlnsim`` command (usage errors: one line, exit status 2)."""
+    parser = _Parser(prog="dlnsim", description=DESCRIPTION, **_raw(EXAMPLES))
     parser.add_argument("--version", action="version", version=f"dlnsim {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the Python traceback of an unexpected error (for a bug report)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("bound", help="print eta* and its constants (Theorem 2.4 / (5.1))")
+    p = sub.add_parser("bound", help="print eta* and its constants (Theorem 2.4 / (5.1))",
+                       description="The stepsize bound eta* of the start and its constants, for each choice of "
+                                   "delta (docs/theory.md).",
+                       **_raw("examples:\n  dlnsim bound --N 3 --seed 0\n"
+                              "  dlnsim bound --data xy.npz --widths 5 2 3 --init-seed 1"))
     _add_problem_args(p)
     p.set_defaults(func=_cmd_bound)
 
-    p = sub.add_parser("run", help="run gradient descent and write a NetCDF file")
+    p = sub.add_parser("run", help="run gradient descent and write a NetCDF file",
+                       description="Run GD from the balanced start and write the record to --out (checked "
+                                   "before the run).",
+                       **_raw("examples:\n  dlnsim run --N 3 --seed 0 --eta bound --iters 1e5 --out run.nc\n"
+                              "  dlnsim run --N 3 --eta 2.5xbound --gamma 0.3 --a2 1e-3 --iters 2e4 --out decay.nc"))
     _add_problem_args(p)
-    p.add_argument("--eta", default="bound", help="stepsize: a number, 'bound' or '<c>xbound' (default bound)")
-    p.add_argument("--gamma", type=float, default=None, help="decay rate: eta_k = eta (k+1)^-gamma")
-    p.add_argument("--a2", type=float, default=None,
+    g = p.add_argument_group("gradient descent")
+    g.add_argument("--eta", type=eta_rule, default="bound",
+                   help="stepsize: a positive number, 'bound' (eta* of the start) or '<c>xbound' (c times eta*, "
+                        "c a positive number, e.g. 2.5xbound); default bound")
+    g.add_argument("--gamma", type=float, default=None, help="decay rate: eta_k = eta (k+1)^-gamma")
+    g.add_argument("--a2", type=float, default=None,
                    help="with --gamma: eta_k = max(eta (k+1)^-gamma, a2/(k+1)) (reconstructed (5.2))")
-    p.add_argument("--iters", type=int, default=10_000, help="number of GD steps (10000)")
-    p.add_argument("--record", default="log", help="'log', 'log:N', 'all', 'every:N' or N (default log)")
-    p.add_argument("--out", required=True, help="output file (.nc)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.add_argument("--keep-weights", action="store_true", help="store the final factors")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--iters", type=count, default=10_000, help="number of GD steps: 100000, 1e5 or 100_000 "
+                                                               "(default 10000)")
+    g.add_argument("--record", type=record_rule, default="log", help=RECORD_HELP + " (default log)")
+    g.add_argument("--out", required=True, help="output file (.nc)")
+    g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    g.add_argument("--keep-weights", action="store_true", help="store the final factors")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
     add_compare_options(p)
     p.set_defaults(func=_cmd_run)
 
     add_flow_cli(sub)
     add_sweep_cli(sub)
 
-    p = sub.add_parser("info", help="summarise a result file")
-    p.add_argument("path")
+    p = sub.add_parser("info", help="summarise a result file or a sweep/grid directory",
+                       description="The attributes of a dlnsim result file; for a sweep or grid directory "
+                                   "(with grid.json) its axes, cells done and failed, and status counts.",
+                       **_raw("examples:\n  dlnsim info run.nc\n  dlnsim info sw/"))
+    p.add_argument("path", metavar="FILE", help="a dlnsim .nc file, or a sweep/grid directory")
     p.set_defaults(func=_cmd_info)
 
+    add_plot_cli(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        text = f"{exc.filename}: {exc.strerror}"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _closed_stdout() -> int:
+    """stdout was closed by the reader (``| head``): no traceback, and none at exit either."""
     try:
-        return int(args.func(args))
-    except ValueError as exc:
-        print(f"dlnsim {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (captured output)
+        pass
+    return 141  # 128 + SIGPIPE, as for a command the shell's pipe ends
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``dlnsim`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    name = "dlnsim"
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help, --version, or a usage error already printed in one line
+            sys.stdout.flush()
+            return exc.code if isinstance(exc.code, int) else 2
+        name = f"dlnsim {args.command}"
+        try:
+            status = int(args.func(args))
+        except (KeyboardInterrupt, BrokenPipeError):
+            raise
+        except (ValueError, OSError) as exc:  # bad arguments, input files, output paths
+            if args.traceback:
+                raise
+            print(f"{name}: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        except Exception as exc:  # a failed computation
+            if args.traceback:
+                raise
+            print(f"{name}: error: {type(exc).__name__}: {_one_line(exc)} (dlnsim --traceback {args.command} ... "
+                  "shows where)", file=sys.stderr)
+            return 1
+        sys.stdout.flush()  # a closed pipe shows up here, not at exit
+        return status
+    except BrokenPipeError:
+        return _closed_stdout()
     except KeyboardInterrupt:
-        print(f"dlnsim {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
 
 
