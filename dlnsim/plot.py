@@ -620,9 +620,10 @@ def flow_distance(ds: xr.Dataset, x: Literal["t", "k", "eta"] = "t", ax: Axes | 
         ``modified_flow_product_distance`` and ``end_to_end_flow_product_distance`` that it holds (factor
         tuple: solid, product: dashed; one colour per flow).
     x : {"t", "k", "eta"}
-        Against t_k (or k + 1), log–log; or, for a Dataset over ``eta``, the largest distance over the
-        common time span t_k ≤ T of all its runs against the stepsize (absolute: ``eta_value`` when
-        present), one line per value of the other grid dims, coloured by ``hue``.
+        Against t_k (or k + 1), log–log; or, for a grid over the stepsize (a dim ``eta``, or the one dim
+        along which the variable ``eta_value`` varies), the largest distance over the common time span
+        t_k ≤ T of all its runs against the stepsize (absolute: ``eta_value`` when present), one line per
+        value of the other grid dims, coloured by ``hue``.
     ax : matplotlib Axes, optional
         Where to draw (default: a new Figure).
     hue : str, optional
@@ -653,15 +654,27 @@ def flow_distance(ds: xr.Dataset, x: Literal["t", "k", "eta"] = "t", ax: Axes | 
     return ax
 
 
+def _stepsize_dim(ds: xr.Dataset, dims: Sequence[str]) -> str | None:
+    """The grid dim of the stepsize: ``eta``, else the one dim (not N, seed) along which ``eta_value`` varies."""
+    if "eta" in dims:
+        return "eta" if ds.sizes["eta"] > 1 else None
+    if "eta_value" not in ds.variables:
+        return None
+    found = [str(d) for d in ds["eta_value"].dims if d in dims and d not in ("N", "seed") and ds.sizes[d] > 1]
+    return found[0] if len(found) == 1 else None
+
+
 def _distance_vs_eta(ax: Axes, ds: xr.Dataset, present: Sequence[tuple[str, str, str, str]], hue: str | None,
                      legend: bool) -> None:
     from matplotlib.lines import Line2D
 
     first = ds[present[0][0]]
     dims = _grid_dims(first)
-    if "eta" not in dims or ds.sizes["eta"] < 2:
-        raise ValueError(f"x: 'eta' needs a Dataset over several eta (a sweep with flow=True); grid dims: {dims}")
-    others = [d for d in dims if d != "eta"]
+    step = _stepsize_dim(ds, dims)
+    if step is None:
+        raise ValueError(f"x: 'eta' needs a Dataset over several stepsizes (a sweep with flow=True); grid dims: "
+                         f"{dims}")
+    others = [d for d in dims if d != step]
     grid = _Grid(ds, first, _check_dim(hue, others, "hue") if hue else _default_hue(ds, others))
     X, _ = _xy(ds, first, grid, "t")
     horizon = math.inf
@@ -673,14 +686,14 @@ def _distance_vs_eta(ax: Axes, ds: xr.Dataset, present: Sequence[tuple[str, str,
         horizon = min(horizon, float(reach.min()))
         maxima[name] = (ok, Y[..., 0])
     eta = _on_grid(ds, "eta_value", grid.template)
-    eta = eta if eta is not None else np.asarray(grid.template["eta"].broadcast_like(grid.template).values, float)
+    eta = eta if eta is not None else np.asarray(grid.template[step].broadcast_like(grid.template).values, float)
     markers = "osv^D"
     for m, (name, *_rest) in enumerate(present):
         ok, Y = maxima[name]
         within = ok & (horizon * (1 + 1e-12) >= X)
         top = np.where(within, Y, -np.inf).max(axis=-1)
         top[~np.isfinite(top)] = np.nan
-        pos = grid.dims.index("eta")
+        pos = grid.dims.index(step)
         top, xs = np.moveaxis(top, pos, -1), np.moveaxis(eta, pos, -1)
         for idx in np.ndindex(top.shape[:-1]):
             full = (*idx[:pos], 0, *idx[pos:])
@@ -691,8 +704,8 @@ def _distance_vs_eta(ax: Axes, ds: xr.Dataset, present: Sequence[tuple[str, str,
                         color=grid.color(full) or _rest[1], markersize=3.5, lw=1.0)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("η" if "eta_value" in ds.variables else label(ds, "eta"))
-    ax.set_ylabel(rf"$\max_{{t_k\leq T}}$ distance, T = {horizon:.3g}")
+    ax.set_xlabel("η" if "eta_value" in ds.variables else label(ds, step))
+    ax.set_ylabel(rf"${{\rm max}}_{{t_k\leq T}}$ distance, T = {horizon:.3g}")
     if legend:
         handles = [Line2D([], [], color=c, ls="-", label=n) for n, c in zip(grid.names, grid.colors, strict=True)]
         handles += [Line2D([], [], color="0.3" if grid.hue else d[2], ls=d[3], marker=markers[i % 5], markersize=3.5,
@@ -721,8 +734,8 @@ def _scalar(ax: Axes, ds: xr.Dataset, var: str, xdim: str, hue: str | None, *, c
         ok = np.isfinite(Y[idx])
         if ok.any():
             text = (name if drawn == 0 else None) if name is not None else grid.name(full)
-            ax.plot(xs[ok], Y[idx][ok], marker=marker, ls=ls, color=color or grid.color(full) or "C0", label=text,
-                    markersize=3.5, lw=1.0)
+            ax.plot(xs[ok], Y[idx][ok], marker=marker, ls=ls if numeric else "none", label=text,
+                    color=color or grid.color(full) or "C0", markersize=3.5, lw=1.0)
             drawn += 1
     finite = Y[np.isfinite(Y)]
     if numeric and xs.min() > 0 and xs.max() >= 10 * xs.min():
@@ -812,11 +825,11 @@ def sweep_facets(ds: xr.Dataset, var: str = "loss", row: str | None = None, col:
 def _kind(ds: xr.Dataset) -> str:
     """What a dlnsim Dataset holds: critical, sweep, flow, compare or gd."""
     _check_ds(ds)
-    if "eta_crit" in ds.variables:
-        return "critical"
     name = _find(ds, "loss") or _find(ds, "excess_loss")
     sdim = _series_dim(ds[name]) if name else None
     if name is None or sdim is None:
+        if "eta_crit" in ds.variables:
+            return "critical"
         raise ValueError("ds: not a dlnsim result (no loss over k or time, no eta_crit)")
     if _grid_dims(ds[name]):
         return "sweep"
@@ -882,34 +895,36 @@ def standard_panels(ds: xr.Dataset, *, x: Literal["k", "t"] | None = None) -> Fi
 
 
 def _sweep_panels(ds: xr.Dataset, x: str | None) -> Figure:
-    fig, axes = subplots(2, 2, figsize=(7.0, 5.2))
-    a = list(axes.flat)
+    """Four panels, the first of these that the grid holds: loss of every run, balancedness, distances to the
+    flows against the stepsize, final loss, distances against t, status of every run."""
     main = "excess_loss" if _find(ds, "excess_loss") else "loss"
-    _series(a[0], ds, main, x, None, legend=True)
-    a[0].set_title(f"(a) {label(ds, main)}, every run", loc="left")
-    second = "balancedness_max" if _find(ds, "balancedness_max") else "grad_norm_sq"
-    if _find(ds, second):
-        _series(a[1], ds, second, x, None, legend=False)
-        a[1].set_title(f"(b) {label(ds, second)}", loc="left")
-    else:
-        a[1].set_visible(False)
     dims = _grid_dims(ds[_find(ds, main) or main])
     hue = _default_hue(ds, dims)
     free = [d for d in dims if d != hue and ds.sizes[d] > 1]
-    xdim = "eta" if "eta" in free else (free[0] if free else None)
-    if xdim is not None and "final_loss" in ds.variables:
-        _scalar(a[2], ds, "final_loss", xdim, hue)
-        a[2].set_title(f"(c) final loss against {label(ds, xdim)}", loc="left")
-    else:
-        a[2].set_visible(False)
-    if xdim == "eta" and any(d[0] in ds.variables for d in _DISTANCES):
-        flow_distance(ds, "eta", a[3], hue=hue)
-        a[3].set_title("(d) GD − flow", loc="left")
-    elif "status" in ds.variables and xdim is not None:
-        _status_map(a[3], ds, xdim, hue)
-        a[3].set_title("(d) status of each run", loc="left")
-    else:
-        a[3].set_visible(False)
+    step = _stepsize_dim(ds, dims)
+    xdim = step if step in free else (free[0] if free else None)
+    flows = any(d[0] in ds.variables for d in _DISTANCES)
+    status_ok = "status" in ds.variables and xdim in ds["status"].dims and (hue is None or hue in ds["status"].dims)
+    panels: list[tuple[str, Any] | None] = [
+        (f"{label(ds, main)}, every run", lambda ax: _series(ax, ds, main, x, None, legend=True)),
+        (label(ds, "balancedness_max"), lambda ax: _series(ax, ds, "balancedness_max", x, None, legend=False))
+        if _find(ds, "balancedness_max") else None,
+        ("GD − flow against the stepsize", lambda ax: flow_distance(ds, "eta", ax, hue=hue))
+        if flows and step is not None and step != hue else None,
+        (f"final loss against {label(ds, xdim or '')}", lambda ax: _scalar(ax, ds, "final_loss", str(xdim), hue))
+        if xdim is not None and "final_loss" in ds.variables else None,
+        ("GD − flow at equal times", lambda ax: flow_distance(ds, "t", ax, legend=False)) if flows else None,
+        ("status of each run", lambda ax: _status_map(ax, ds, str(xdim), hue)) if status_ok else None,
+    ]
+    chosen = [p for p in panels if p is not None][:4]
+    fig, axes = subplots(2, 2, figsize=(7.0, 5.2))
+    for i, ax in enumerate(axes.flat):
+        if i >= len(chosen):
+            ax.set_visible(False)
+            continue
+        title, draw = chosen[i]
+        draw(ax)
+        ax.set_title(f"({'abcd'[i]}) {title}", loc="left")
     return fig
 
 
@@ -920,6 +935,8 @@ def _status_map(ax: Axes, ds: xr.Dataset, xdim: str, hue: str | None) -> None:
     values = np.asarray(st.transpose(*dims).values).astype(str)
     xs_all = ds[xdim].values
     numeric = xs_all.dtype.kind in "fiu" and xs_all.min() > 0
+    if not numeric:
+        ax.set_xticks(range(xs_all.size), [_fmt(v) for v in xs_all])
     seen: set[str] = set()
     other = [d for d in dims if d not in (xdim, hue)]
     n_other = int(np.prod([ds.sizes[d] for d in other])) if other else 1

@@ -266,7 +266,7 @@ def test_flow_distance_of_a_comparison(comparison: xr.Dataset) -> None:
     assert ax.get_xlabel() == "t" and ax.get_ylabel() == r"distance at $t_k$"
     ax_k = plot.flow_distance(comparison, x="k")
     assert ax_k.get_xlabel() == "k + 1"
-    with pytest.raises(ValueError, match=r"^x: 'eta' needs a Dataset over several eta"):
+    with pytest.raises(ValueError, match=r"^x: 'eta' needs a Dataset over several stepsizes"):
         plot.flow_distance(comparison, x="eta")
 
 
@@ -279,7 +279,7 @@ def test_flow_distance_refuses_a_run_without_flows(gd: xr.Dataset) -> None:
 
 def test_flow_distance_against_eta(flow_sweep: xr.Dataset) -> None:
     ax = plot.flow_distance(flow_sweep, x="eta")
-    assert ax.get_xlabel() == "η" and ax.get_ylabel().startswith(r"$\max_{t_k\leq T}$ distance")
+    assert ax.get_xlabel() == "η" and ax.get_ylabel().startswith(r"${\rm max}_{t_k\leq T}$ distance")
     # one line per depth and distance, each over the three stepsizes
     lines = finite_lines(ax)
     assert len(lines) == 2 * 4 and all(len(ln.get_xdata()) == 3 for ln in lines)
@@ -454,3 +454,30 @@ def test_dlnsim_command_has_plot(gd: xr.Dataset, tmp_path: Path, capsys: pytest.
     assert cli.main(["plot", str(tmp_path / "missing.nc")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"dlnsim plot: error: FILE: no such file {str(tmp_path / 'missing.nc')!r}"]
+
+
+def test_figures_need_no_pyplot(tmp_path: Path) -> None:
+    """dlnsim.plot draws on plain Figures: no pyplot, no backend, no global state (and importing dlnsim does
+    not import matplotlib at all)."""
+    code = (
+        "import sys, numpy as np, xarray as xr\n"
+        "import dlnsim\n"
+        "assert 'matplotlib' not in sys.modules\n"
+        "from dlnsim import plot\n"
+        "ds = xr.Dataset({'loss': ('k', np.geomspace(1, 1e-3, 5))}, coords={'k': np.arange(5)})\n"
+        f"plot.save_figure(plot.loss(ds).get_figure(root=True), {str(tmp_path / 'a.png')!r}, dpi=30)\n"
+        "assert 'matplotlib.pyplot' not in sys.modules\n"
+    )
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-W", "error", "-c", code], check=True, timeout=120)
+    assert (tmp_path / "a.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_flow_distance_against_a_stepsize_axis_of_another_name(flow_sweep: xr.Dataset) -> None:
+    """A grid whose stepsize axis is not called eta (e.g. multiples of the bound): found through eta_value."""
+    ds = flow_sweep.rename(eta="multiple")
+    ax = plot.flow_distance(ds, x="eta")
+    assert ax.get_xlabel() == "η" and len(finite_lines(ax)) == 2 * 4
+    assert plot.standard_panels(ds).axes[2].get_title(loc="left") == "(c) GD − flow against the stepsize"
