@@ -5,12 +5,15 @@ For N = 2, 3, 5 and two seeds of ``dlnsim.paper_setup(N, seed)`` (hidden widths 
 (`dlnsim.stability.stable_critical_stepsize`); the second runs GD for ``n_iter`` = 10^5 steps at eta = ratio x
 eta_crit and classifies the run:
 
-* ``converges``: it meets the convergence tests (relative excess loss <= 1e-24 or gradient <= 1e-12 x the
+* ``converges``: it meets the convergence tests (relative excess loss <= 1e-12 or gradient <= 1e-8 x the
   gradient scale) at a linearly stable point (lambda_max <= 2/eta);
 * ``unstable_limit``: it meets them at a point sharper than 2/eta (GD leaves such a point once its unstable
   mode has grown from rounding level);
-* ``periodic``: over the last ``tail`` iterations the state repeats with a period p <= 256:
-  max_k ||w(k+p) - w(k)|| <= 1e-8 ||w|| (``period`` = the smallest such p);
+* ``periodic``: over the last ``tail`` iterations the state repeats with a period 2 <= p <= 256:
+  max_k ||w(k+p) - w(k)|| <= 1e-6 ||w|| (``period`` = the smallest such p; orbits that still drift slowly,
+  e.g. towards a flatter minimiser, repeat to 1e-7, chaotic ones to 1e-4 or worse);
+* ``stalled``: the same with p = 1 but the tests not met: GD sits at a critical point that is not a minimiser
+  (a saddle of L^N), with the loss in ``final_loss``;
 * ``bounded``: finite, not converged and not periodic within that tolerance (quasi-periodic or chaotic, or a
   transient longer than the horizon);
 * ``diverges``: the loss blew up or became non-finite (``stop_iteration`` = the iteration).
@@ -36,9 +39,9 @@ from . import _common as C
 NAME = "regime_map"
 RATIOS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0, 1.005, 1.01, 1.02, 1.03, 1.05, 1.07, 1.1, 1.13, 1.16, 1.2,
           1.25, 1.3, 1.4, 1.6, 2.0, 2.5, 3.0)
-REGIMES = ("converges", "unstable_limit", "periodic", "bounded", "diverges")
-LTOL, GTOL = 1e-24, 1e-12  # the convergence tests of the map's runs (at rounding level)
-PERIOD_TOL = 1e-8  # relative repetition of the state that counts as periodic
+REGIMES = ("converges", "unstable_limit", "periodic", "stalled", "bounded", "diverges")
+LTOL, GTOL = 1e-12, 1e-8  # the convergence tests of the runs (the same as in the search for eta_crit)
+PERIOD_TOL = 1e-6  # relative repetition of the state that counts as periodic
 MAX_PERIOD = 256
 N_TAIL_LOSS = 64
 
@@ -97,12 +100,12 @@ def map_cell(N: int, seed: int, ratio: float, *, eta_crit: dict[str, float], n_i
         assert res.snapshots is not None
         sel = res.k >= n_iter - tail + 1
         period, rep = classify(res.snapshots[sel])
-        regime = "periodic" if period else "bounded"
+        regime = "bounded" if period == 0 else ("stalled" if period == 1 else "periodic")
         tail_loss = res.records["loss"][sel][-N_TAIL_LOSS:]
     loss_end = res.records["loss"][np.isfinite(res.records["loss"])]
     data = {
         "eta": ((), eta, {"units": "1", "long_name": "stepsize"}),
-        "period": ((), float(period) if regime == "periodic" else nan,
+        "period": ((), float(period) if regime in ("periodic", "stalled") else nan,
                    {"units": "1", "long_name": "period of the orbit (iterations), periodic runs"}),
         "repetition": ((), rep, {"units": "1", "long_name": "min over p <= 256 of max_k ||w(k+p) - w(k)|| / ||w|| "
                                                             "over the tail (non-converged runs)"}),
@@ -110,14 +113,14 @@ def map_cell(N: int, seed: int, ratio: float, *, eta_crit: dict[str, float], n_i
                                                                                      "stopped (diverged or "
                                                                                      "converged) or n_iter"}),
         "limit_sharpness": ((), sharp, {"units": "1", "long_name": "lambda_max where a converged run stopped"}),
-        "tail_loss_min": ((), float(np.nanmin(tail_loss)) if regime in ("periodic", "bounded") else nan,
-                          {"units": "1", "long_name": "smallest loss over the tail"}),
-        "tail_loss_max": ((), float(np.nanmax(tail_loss)) if regime in ("periodic", "bounded") else nan,
-                          {"units": "1", "long_name": "largest loss over the tail"}),
+        "tail_loss_min": ((), float(np.nanmin(tail_loss)) if regime in ("periodic", "stalled", "bounded")
+                          else nan, {"units": "1", "long_name": "smallest loss over the tail"}),
+        "tail_loss_max": ((), float(np.nanmax(tail_loss)) if regime in ("periodic", "stalled", "bounded")
+                          else nan, {"units": "1", "long_name": "largest loss over the tail"}),
         "final_loss": ((), float(loss_end[-1]) if loss_end.size else nan,
                        {"units": "1", "long_name": "loss at the last finite record"}),
-        "tail_loss": (("tail_index",), tail_loss, {"units": "1", "long_name": "the last 64 losses (periodic and "
-                                                                               "bounded runs)"}),
+        "tail_loss": (("tail_index",), tail_loss, {"units": "1", "long_name": "the last 64 losses (runs that "
+                                                                               "neither converged nor diverged)"}),
     }
     return xr.Dataset(data, coords={"tail_index": np.arange(N_TAIL_LOSS)}, attrs={"regime": regime})
 
@@ -190,7 +193,8 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         "criterion": S.STABLE_CRITERION,
         "classification": "converges: tests met at a point with lambda_max <= 2/eta; unstable_limit: tests met at "
                           "a sharper point; periodic: max_k ||w(k+p) - w(k)|| <= period_tol ||w|| over the tail "
-                          "for some p <= max_period (smallest p); bounded: none of these; diverges: loss blow-up",
+                          "for some 2 <= p <= max_period (smallest p); stalled: the same with p = 1 (a critical "
+                          "point that is not a minimiser); bounded: none of these; diverges: loss blow-up",
         **dlnsim.dataset.provenance(),
     })
     return ds
@@ -203,53 +207,76 @@ def _check(ds: xr.Dataset, label: str) -> None:
 
 
 REGIME_STYLE = {"converges": ("#009E73", "o"), "unstable_limit": ("#999999", "x"), "periodic": ("#0072B2", "s"),
-                "bounded": ("#E69F00", "D"), "diverges": ("#D55E00", "v")}
+                "stalled": ("#CC79A7", "P"), "bounded": ("#E69F00", "D"), "diverges": ("#D55E00", "v")}
+ZOOM = (0.985, 1.3)
+
+
+def _regime_panel(ax: Any, ds: xr.Dataset, ratios: np.ndarray, label_periods: bool) -> None:
+    Ns = ds["N"].values
+    n_seed = ds.sizes["seed"]
+    for i in range(len(Ns)):
+        for j in range(n_seed):
+            y = i + (j - (n_seed - 1) / 2) * 0.25
+            for r in ratios:
+                k = int(np.flatnonzero(ds["ratio"].values == r)[0])
+                reg = str(ds["regime"].values[i, j, k])
+                color, marker = REGIME_STYLE.get(reg, ("k", "."))
+                ax.plot(r, y, marker, color=color, ms=4)
+                per = ds["period"].values[i, j, k]
+                if label_periods and reg == "periodic" and np.isfinite(per) and per != 2:
+                    ax.annotate(f"{int(per)}", (r, y), textcoords="offset points", xytext=(0, 4), fontsize=6,
+                                ha="center")
+                if reg == "diverges" and label_periods:
+                    ax.annotate(f"{int(ds['stop_iteration'].values[i, j, k])}", (r, y), textcoords="offset points",
+                                xytext=(0, -8), fontsize=5, ha="center", color="#D55E00")
+    ax.axvline(1.0, color="0.5", lw=0.6)
+    ax.set_yticks(range(len(Ns)))
+    ax.set_yticklabels([f"N = {int(n)}" for n in Ns])
+    ax.set_ylim(-0.6, len(Ns) - 0.4)
+    ax.set_xlabel(r"$\eta/\eta_{\rm crit}$")
 
 
 def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     plt = C.pyplot()
-    fig, axs = plt.subplots(1, 2, figsize=(7.0, 3.3), constrained_layout=True, width_ratios=[1.0, 1.25])
-    ax1, ax2 = axs
-    Ns = ds["N"].values
-    seeds = ds["seed"].values
+    fig, axs = plt.subplots(1, 3, figsize=(7.0, 3.2), constrained_layout=True, width_ratios=[1.0, 1.15, 1.15])
+    ax1, ax2, ax3 = axs
     ratios = ds["ratio"].values
-    for i in range(len(Ns)):
-        for j in range(len(seeds)):
-            y = i + (j - (len(seeds) - 1) / 2) * 0.22
-            for k, r in enumerate(ratios):
-                reg = str(ds["regime"].values[i, j, k])
-                color, marker = REGIME_STYLE.get(reg, ("k", "."))
-                ax1.plot(r, y, marker, color=color, ms=4, mfc=color if marker != "x" else None)
-                per = ds["period"].values[i, j, k]
-                if reg == "periodic" and np.isfinite(per) and per > 1 and (j == 0):
-                    ax1.annotate(f"{int(per)}", (r, y), textcoords="offset points", xytext=(0, 4), fontsize=6,
-                                 ha="center")
-    for reg, (color, marker) in REGIME_STYLE.items():
-        ax1.plot([], [], marker, color=color, ms=4, label=reg.replace("_", " "), linestyle="none")
+    _regime_panel(ax1, ds, ratios, False)
     ax1.set_xscale("log")
-    ax1.axvline(1.0, color="0.5", lw=0.6)
-    ax1.set_yticks(range(len(Ns)))
-    ax1.set_yticklabels([f"N = {int(n)}" for n in Ns])
-    ax1.set_xlabel(r"$\eta/\eta_{\rm crit}$")
-    ax1.set_title(f"(a) regimes, {len(seeds)} seeds per N (period annotated)", loc="left")
-    ax1.legend(loc="upper left", fontsize=6.5, ncol=1, bbox_to_anchor=(0.0, 1.0))
-    ax1.set_ylim(-0.6, len(Ns) - 0.1)
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    ax1.xaxis.set_major_locator(FixedLocator([0.5, 1.0, 2.0, 3.0]))
+    ax1.xaxis.set_minor_locator(NullLocator())
+    ax1.set_xticklabels(["0.5", "1", "2", "3"])
+    ax1.axvspan(*ZOOM, color="0.9", zorder=0)
+    ax1.set_title("(a) regimes, 0.5-3 x", loc="left")
+    zoom = ratios[(ratios >= ZOOM[0]) & (ratios <= ZOOM[1])]
+    _regime_panel(ax2, ds, zoom, True)
+    ax2.set_yticklabels([])
+    ax2.set_title("(b) zoom; divergence iteration", loc="left")
+    for reg, (color, marker) in REGIME_STYLE.items():
+        if (ds["regime"].values == reg).any():
+            lab = reg.replace("_", " ") + (" (period 2 unless marked)" if reg == "periodic" else "")
+            ax1.plot([], [], marker, color=color, ms=4, label=lab, linestyle="none")
+    ax1.legend(loc="upper center", ncol=2, fontsize=5.5, bbox_to_anchor=(0.5, 1.0), handletextpad=0.2,
+               columnspacing=0.6)
+    ax1.set_ylim(-0.6, len(ds["N"]) + 0.3)
     colors = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"]
     s0 = ds.isel(seed=0)
-    for i, N in enumerate(Ns):
-        for k, r in enumerate(ratios):
+    for i, N in enumerate(ds["N"].values):
+        for r in zoom:
+            k = int(np.flatnonzero(ds["ratio"].values == r)[0])
             tl = s0["tail_loss"].values[i, k]
             tl = tl[np.isfinite(tl)]
             if tl.size:
-                ax2.plot(np.full(tl.size, r), tl, ".", color=colors[i % len(colors)], ms=2)
-        ax2.plot([], [], ".", color=colors[i % len(colors)], label=f"N = {int(N)}")
-    ax2.set_xscale("log")
-    ax2.set_yscale("log")
-    ax2.set_xlabel(r"$\eta/\eta_{\rm crit}$")
-    ax2.set_ylabel("loss, last 64 iterations")
-    ax2.set_title("(b) orbits of the non-converging runs (seed 0)", loc="left")
-    ax2.legend(loc="lower right")
-    fig.suptitle(f"Constant-stepsize GD above the critical stepsize, {int(ds.attrs['n_iter'])} steps "
+                ax3.plot(np.full(tl.size, r) * (1 + 0.002 * (i - 1)), tl, ".", color=colors[i % len(colors)], ms=2)
+        ax3.plot([], [], ".", color=colors[i % len(colors)], label=f"N = {int(N)}")
+    ax3.set_yscale("log")
+    ax3.set_xlabel(r"$\eta/\eta_{\rm crit}$")
+    ax3.set_ylabel("loss, last 64 iterations")
+    ax3.set_title("(c) orbits (seed 0)", loc="left")
+    ax3.legend(loc="lower right")
+    fig.suptitle(f"Constant-stepsize GD around and above the critical stepsize, {int(ds.attrs['n_iter'])} steps "
                  "(Section-5 instances)", fontsize=9)
     return C.save_figure(fig, outdir, NAME)
 
@@ -276,12 +303,12 @@ def summary(ds: xr.Dataset) -> list[str]:
                 if r.size:
                     extra = ""
                     if reg == "periodic":
-                        extra = " periods " + ",".join(str(int(p)) for p in d["period"].values[d["regime"].values
+                        extra = " periods " + ",".join(f"{p:.0f}" for p in d["period"].values[d["regime"].values
                                                                                                   == reg])
                     if reg == "diverges":
                         extra = " at k = " + ",".join(str(int(k)) for k in d["stop_iteration"].values[
                             d["regime"].values == reg])
-                    parts.append(f"{reg} {r.min():g}-{r.max():g} ({r.size} runs{extra})")
+                    parts.append(f"{reg} at {','.join(f'{x:g}' for x in r)}{extra}")
             lines.append(f"N={int(N)} seed={int(s)} (eta_crit {float(d.eta_crit):.4g}): " + "; ".join(parts))
     return lines
 
