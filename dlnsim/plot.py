@@ -710,7 +710,7 @@ def _distance_vs_eta(ax: Axes, ds: xr.Dataset, present: Sequence[tuple[str, str,
         handles = [Line2D([], [], color=c, ls="-", label=n) for n, c in zip(grid.names, grid.colors, strict=True)]
         handles += [Line2D([], [], color="0.3" if grid.hue else d[2], ls=d[3], marker=markers[i % 5], markersize=3.5,
                            label=d[1]) for i, d in enumerate(present)]
-        ax.legend(handles=handles, loc="best", fontsize=6.5)
+        ax.legend(handles=handles, loc="best", fontsize=6.5, frameon=True, framealpha=0.85, edgecolor="none")
 
 
 def _scalar(ax: Axes, ds: xr.Dataset, var: str, xdim: str, hue: str | None, *, color: Any = None,
