@@ -5,6 +5,7 @@ Public API; everything is re-exported here and nothing else lives in this module
 
 __version__ = "0.1.0"
 
+from . import plot
 from .compare import compare_flow
 from .dataset import open, save
 from .flow import run_flow
@@ -52,6 +53,7 @@ __all__ = [
     "paper_setup",
     "paper_widths",
     "perturbed_init",
+    "plot",
     "product",
     "record_points",
     "run_flow",
