@@ -200,8 +200,9 @@ def _cli_critical(args: argparse.Namespace) -> int:
         for s in ds["seed"].values:
             c = ds.sel(N=n, seed=s)
             status = str(c["status"].item())
-            if status in ("error", "not_run"):
+            if status in ("error", "not_run"):  # no search result
                 note = status + (f": {_line(c['error'].item())}" if status == "error" and "error" in c else "")
+                c = c[[]]
             else:
                 note = str(c["search_status"].item()) if "search_status" in c else status
             print(f"{int(n):>3} {int(s):>5} {_number(c, 'eta_crit')} {_number(c, 'eta_star')} "

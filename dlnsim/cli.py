@@ -57,7 +57,7 @@ examples:
   dlnsim plot run.nc                                     its standard panels -> run.png
 
 exit status: 0 ok, 1 a computation failed, 2 bad arguments, input or output paths (one line on stderr,
-nothing written), 130 interrupted."""
+nothing written), 130 interrupted, 141 stdout closed by its reader (e.g. | head)."""
 
 DATA_HELP = ("your data instead of the paper setup: a .npz file with arrays X (d_x, m) and Y (d_y, m), samples "
              "as columns, or a NetCDF file (.nc) with variables X and Y of these shapes; needs --widths")
@@ -348,6 +348,9 @@ def flow_cli(args: argparse.Namespace) -> int:
     T = positive_float(args.T, "--T")
     if args.n_times < 2:
         raise ValueError(f"--n-times must be >= 2, got {args.n_times}")
+    if (args.eta is not None) != (args.kind == "modified"):
+        raise ValueError("--kind modified needs --eta (the GD stepsize it models)" if args.eta is None
+                         else f"--eta is only used with --kind modified, got --kind {args.kind}")
     setup = paper_setup(args.N, args.seed, d=args.d)
     ds = run_flow(setup.problem, setup.W0, T, rtol=args.rtol, atol=args.atol, kind=args.kind, eta=args.eta,
                   max_steps=args.max_steps, record=f"{args.spacing}:{args.n_times}",
@@ -421,6 +424,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            sub: argparse.ArgumentParser = action.choices[command]
+            return sub
+    return parser
+
+
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         text = f"{exc.filename}: {exc.strerror}"
@@ -443,8 +454,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dlnsim`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     name = "dlnsim"
     try:
+        parser = build_parser()
         try:
-            args = build_parser().parse_args(argv)
+            args, extra = parser.parse_known_args(argv)
+            if extra:  # named by the subcommand, as its other usage errors are
+                _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
         except SystemExit as exc:  # --help, --version, or a usage error already printed in one line
             sys.stdout.flush()
             return exc.code if isinstance(exc.code, int) else 2
