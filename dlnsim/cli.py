@@ -45,16 +45,16 @@ files (xarray); "dlnsim info FILE" summarises one, "dlnsim plot FILE" draws it."
 
 EXAMPLES = """\
 examples:
-  dlnsim bound --N 3 --seed 0                            eta* and its constants for each choice of delta
+  dlnsim bound --N 3 --seed 0                     # eta* and its constants for each choice of delta
   dlnsim run --N 3 --seed 0 --eta bound --iters 1e5 --out run.nc
-  dlnsim run --N 3 --eta 10xbound --iters 1e4 --record 100 --out run10.nc     every 100th iteration
+  dlnsim run --N 3 --eta 10xbound --iters 1e4 --record 100 --out run10.nc    # every 100th iteration
   dlnsim run --data xy.npz --widths 5 2 3 --init-seed 1 --eta 1e-3 --iters 1000 --out mine.nc
-  dlnsim run --N 2 --eta 1e-3 --iters 5000 --flow --out cmp.nc                 GD next to the gradient flow
-  dlnsim flow --N 3 --T 20 --kind factor --out flow.nc                        a flow alone
+  dlnsim run --N 2 --eta 1e-3 --iters 5000 --flow --out cmp.nc               # GD next to the gradient flow
+  dlnsim flow --N 3 --T 20 --kind factor --out flow.nc                       # a flow alone
   dlnsim sweep --N 2 3 --eta 0.5 1 2 --eta-mode bound --seed 0 1 --iters 2e4 --dir sw/
-  dlnsim critical --N 2 3 --seed 0 1 --iters 2e4 --out crit.nc                critical stepsize vs eta*
-  dlnsim info run.nc                                     summary of a result file (or of sw/)
-  dlnsim plot run.nc                                     its standard panels -> run.png
+  dlnsim critical --N 2 3 --seed 0 1 --iters 2e4 --out crit.nc               # critical stepsize vs eta*
+  dlnsim info run.nc                              # summary of a result file (or of sw/)
+  dlnsim plot run.nc                              # its standard panels -> run.png
 
 exit status: 0 ok, 1 a computation failed, 2 bad arguments, input or output paths (one line on stderr,
 nothing written), 130 interrupted, 141 stdout closed by its reader (e.g. | head)."""
@@ -445,6 +445,7 @@ def _closed_stdout() -> int:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     except (OSError, ValueError):  # not a real file (captured output)
         pass
     return 141  # 128 + SIGPIPE, as for a command the shell's pipe ends

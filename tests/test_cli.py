@@ -266,3 +266,15 @@ def test_info_of_a_partial_grid_and_of_other_paths(tmp_path: Path, capsys: pytes
                                   "(not a sweep or grid directory)")
     assert main(["info", str(tmp_path / "no.nc")]) == 2
     assert error_line(capsys) == f"dlnsim info: error: FILE: no such file {str(tmp_path / 'no.nc')!r}"
+
+
+def test_every_example_in_the_help_parses() -> None:
+    parser = build_parser()
+    subs: dict[str, argparse.ArgumentParser] = parser._subparsers._group_actions[0].choices  # type: ignore[assignment, union-attr]
+    epilogs = [parser.epilog or "", *(p.epilog or "" for p in subs.values())]
+    examples = [ln.split("#")[0].split() for text in epilogs for ln in text.splitlines()
+                if ln.startswith("  dlnsim ")]
+    assert len(examples) >= 10 + 2 * len(SUBCOMMANDS) - 1
+    for argv in examples:
+        args = parser.parse_args(argv[1:])
+        assert args.command == argv[1]
