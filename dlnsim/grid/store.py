@@ -54,6 +54,18 @@ def _describe_diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(out)
 
 
+def _writable(directory: Path) -> bool:
+    """Whether files can be created in ``directory``, by trying (permission bits say nothing for root or on a
+    read-only mount)."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(prefix=".dlnsim-probe-", dir=directory):
+            return True
+    except OSError:
+        return False
+
+
 class Store:
     """The directory of one grid."""
 
@@ -89,10 +101,10 @@ class Store:
             parent = path.parent
             if not parent.is_dir():
                 raise ValueError(f"directory: the parent {str(parent)!r} of {str(path)!r} is not a directory")
-            if not os.access(parent, os.W_OK | os.X_OK):
+            if not _writable(parent):
                 raise ValueError(f"directory: cannot create {str(path)!r} (the parent is not writable)")
             return None
-        if not os.access(path, os.W_OK | os.X_OK):
+        if not _writable(path):
             raise ValueError(f"directory: {str(path)!r} is not writable")
         old = self.read_manifest()
         new = plan.manifest()
