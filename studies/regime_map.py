@@ -261,6 +261,7 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     ax1.legend(loc="upper center", ncol=2, fontsize=5.5, bbox_to_anchor=(0.5, 1.0), handletextpad=0.2,
                columnspacing=0.6)
     ax1.set_ylim(-0.6, len(ds["N"]) + 0.3)
+    ax2.set_ylim(-0.6, len(ds["N"]) + 0.3)
     colors = ["#0072B2", "#D55E00", "#009E73", "#CC79A7"]
     s0 = ds.isel(seed=0)
     for i, N in enumerate(ds["N"].values):
