@@ -195,6 +195,8 @@ def paper_gd_attrs(seed: int, n_iter: int, record: str, gtol: float) -> dict[str
 
 #: long name of the depth axis
 DEPTH = "depth N (number of layers)"
+#: long name of the status of a GD run that stops early
+STATUS = "run status (converged: a convergence test of dlnsim.run_gd held, see status_reason; diverged; max_iter)"
 
 
 def describe(ds: xr.Dataset, long_names: Mapping[str, str]) -> xr.Dataset:

@@ -69,7 +69,7 @@ def _cost(point: dict[str, Any]) -> float:
 LONG_NAMES = {
     "eta_value": "constant stepsize eta", "eta_over_bound": "eta / eta* (eta* = bound (5.1))",
     "run_n_iter": "number of GD steps of the run (n_ref eta*/eta)",
-    "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
+    "status": C.STATUS,
     "stop_iteration": "iteration where the run stopped", "final_loss": "loss at the last evaluated iteration",
     "bound_eta": "eta* = bound (5.1)", "bound_delta": "delta = M^(2/N)/N^3 that Theorem 2.4 allows (alpha = 0)",
     "bound_K": "K_delta", "bound_sigma": "sigma of Prop. 3.4(4)",

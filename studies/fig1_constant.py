@@ -9,8 +9,8 @@ Panels (one curve per depth, log-log loss against iteration):
 (d) eta = 0.5 (absolute), above the empirical stability threshold (about 0.1-0.25): divergence.
 
 The instance is ``dlnsim.paper_setup(N, seed=0)`` (d = 70, m = 210, d_1 = 2, balanced W(0)).  Runs stop
-early once the gradient test of `dlnsim.run_gd` holds with gtol = 1e-10 (status ``converged``) or when they
-diverge; the curves end there.  The grid is (case, N); a cell is one GD run.
+early once a convergence test of `dlnsim.run_gd` holds with gtol = 1e-10 (status ``converged``; see its
+``status_reason``) or when they diverge; the curves end there.  The grid is (case, N); a cell is one GD run.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _cost(point: dict[str, Any]) -> float:
 LONG_NAMES = {
     "eta_value": "constant stepsize eta of the run",
     "eta_over_bound": "eta / eta* (eta* = bound (5.1) of this instance)",
-    "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
+    "status": C.STATUS,
     "status_reason": "why the run ended",
     "stop_iteration": "iteration where the run stopped (n_iter when it ran all steps)",
     "final_loss": "loss at the last evaluated iteration",
@@ -142,6 +142,6 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
 
     suptitle = (f"Figure 1: constant stepsizes on the Section-5 instance (seed {int(ds.attrs['seed'])}), "
                 f"{C.fmt_pow10(int(ds.attrs['n_iter']))} iterations\n"
-                r"$L^N=\frac{1}{2}\|Y-W_N\cdots W_1X\|_F^2$; curves end where $\|\nabla L\|_F\leq10^{-10}$")
+                r"$L^N=\frac{1}{2}\|Y-W_N\cdots W_1X\|_F^2$; curves end where GD converged (gtol $=10^{-10}$)")
     fig = C.loss_panels(ds, titles, label, suptitle)
     return C.save_figure(fig, outdir, NAME)

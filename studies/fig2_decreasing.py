@@ -71,7 +71,7 @@ LONG_NAMES = {
     "a1": "a1 of the schedule", "a2": "a2 of the schedule", "gamma": "decay rate gamma",
     "a1_over_bound": "a1 / eta*", "a2_over_bound": "a2 / eta*",
     "eta0_over_bound": "first stepsize eta_0 = max(a1, a2) over eta*",
-    "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
+    "status": C.STATUS,
     "status_reason": "why the run ended",
     "stop_iteration": "iteration where the run stopped (n_iter when it ran all steps)",
     "final_loss": "loss at the last evaluated iteration", "initial_loss": "loss L^N(W(0))",

@@ -15,7 +15,7 @@ saddle-to-saddle plateaus at the rank-k optimal losses L*_k), 8 seeds each, and 
 steps.  The end point is classified twice:
 
 * ``sv_rank``: number of singular values of W_N...W_1 above TAU = 1e-2 times the largest, for the factors where
-  GD ended (``keep_weights=True``: after n_iter steps, or where it stopped with ||grad L||_F <= gtol);
+  GD ended (``keep_weights=True``: after n_iter steps, or where a convergence test stopped it);
 * ``loss_rank``: the smallest k with L*_k <= L(final) + 1e-3 (L(0) - L*_{r̄}), the least rank a product needs
   to reach the final loss (a critical point that is the best rank-k fit has loss L*_k); it equals r̄ exactly
   when GD reached the global minimum min L^N = L*_{r̄} (to that tolerance).
@@ -119,7 +119,7 @@ LONG_NAMES = {
     "sv_rank": f"number of singular values of the final product above {TAU:g} x the largest",
     "loss_rank": f"smallest k with L*_k <= final loss + {LOSS_TOL:g} (L(0) - L*_rbar) (-1: none)",
     "excess_over_global_min": "final loss minus min L^N = L*_rbar",
-    "status": "run status (converged: ||grad L||_F <= gtol; diverged; max_iter)",
+    "status": C.STATUS,
     "stop_iteration": "iteration where the run stopped", "final_loss": "loss at the last evaluated iteration",
     "initial_loss": "loss at W(0)",
 }
