@@ -1,4 +1,4 @@
-"""Studies of dlnsim: the paper's Figures 1 and 2 and four studies the paper could not do.
+"""Studies of dlnsim: the paper's Figures 1 and 2 and the studies the paper could not do.
 
 Run them with ``python -m studies [--quick] [NAME ...]`` (``nox -s studies`` does this).  A study is one module:
 module-level grid axes, a module-level cell function (one point of the grid -> an `xarray.Dataset`) and a
@@ -28,6 +28,9 @@ STUDIES = (
     "gd_vs_flow",
     "critical_stepsize",
     "limit_rank",
+    "stability_threshold",
+    "regime_map",
+    "bound_tightness",
 )
 
 __all__ = ["STUDIES"]

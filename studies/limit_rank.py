@@ -176,19 +176,17 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     return ds
 
 
+def _ranks(case: str, N: int, s: xr.Dataset) -> str:
+    ranks, counts = np.unique(s["sv_rank"].values, return_counts=True)
+    hist = ", ".join(f"rank {int(r)}: {int(c)}" for r, c in zip(ranks, counts, strict=True))
+    return (f"case {case}, N={N}, r_bar={int(s['r_bar'])}: sv_rank counts {{{hist}}} of {s['sv_rank'].size}; "
+            f"reached global min {int(s['reached_global_min'].sum())}/{s['sv_rank'].size}; "
+            f"diverged {int((s['status'] == 'diverged').sum())}")
+
+
 def summary(ds: xr.Dataset) -> list[str]:
-    lines = []
-    for case in ds["case"].values:
-        for N in ds["N"].values:
-            s = ds.sel(case=case, N=N)
-            rb = int(s["r_bar"])
-            ranks, counts = np.unique(s["sv_rank"].values, return_counts=True)
-            hist = ", ".join(f"rank {int(r)}: {int(c)}" for r, c in zip(ranks, counts, strict=True))
-            div = int((s["status"] == "diverged").sum())
-            lines.append(f"case {case}, N={N}, r_bar={rb}: sv_rank counts {{{hist}}} of {s['sv_rank'].size}; "
-                         f"reached global min {int(s['reached_global_min'].sum())}/{s['sv_rank'].size}; "
-                         f"diverged {div}")
-    return lines
+    """Headline numbers: per case and depth, how many runs end at each numerical rank and at the global minimum."""
+    return [_ranks(str(case), int(N), ds.sel(case=case, N=N)) for case in ds["case"].values for N in ds["N"].values]
 
 
 def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:

@@ -323,3 +323,13 @@ def test_a_failed_cell_stops_the_study() -> None:
     with pytest.raises(RuntimeError, match=r"toy: 1 cell\(s\) failed; the first, at \{'case': 'b', 'N': 3\}.*toy "
                                            "failure"):
         _toy_grid(fail=True)
+
+
+def test_every_study_is_axes_a_cell_and_a_plot() -> None:
+    from studies import STUDIES
+
+    for name in STUDIES:
+        mod = importlib.import_module(f"studies.{name}")
+        assert name == mod.NAME
+        for fn in ("compute", "plot", "run", "summary"):
+            assert callable(getattr(mod, fn, None)), (name, fn)
