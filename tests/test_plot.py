@@ -308,7 +308,7 @@ def test_sweep_facets_default_and_explicit(sweep: xr.Dataset) -> None:
 def test_sweep_facets_of_one_number_per_run(sweep: xr.Dataset) -> None:
     fig = plot.sweep_facets(sweep, "final_loss", col="N", hue="seed")
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "η/η*" and ax.get_ylabel() == sweep["final_loss"].attrs["label"]
+    assert ax.get_xlabel() == "η/η*" and ax.get_ylabel() == plot.LABELS["final_loss"]  # mathtext, not the plain L_final
     np.testing.assert_array_equal(finite_lines(ax)[0].get_xdata(), sweep["eta"].values)
     with pytest.raises(ValueError, match=r"^x: for 'final_loss'"):
         plot.sweep_facets(sweep, "final_loss", col="N", hue="seed", x="N")

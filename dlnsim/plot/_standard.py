@@ -1,0 +1,123 @@
+"""`standard_panels`: the standard figure of any dlnsim Dataset, chosen from what it holds (`dlnsim.plot`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import xarray as xr
+
+from ._data import _check_ds, _default_hue, _find, _grid_dims, _series, _series_dim
+from ._runs import _DISTANCES, flow_distance, loss, theory_panel
+from ._style import label, style, subplots
+from ._sweeps import _critical_panels, _scalar, _status_map, _stepsize_dim
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+
+def _kind(ds: xr.Dataset) -> str:
+    """What a dlnsim Dataset holds: critical, sweep, flow, compare or gd."""
+    _check_ds(ds)
+    name = _find(ds, "loss") or _find(ds, "excess_loss")
+    sdim = _series_dim(ds[name]) if name else None
+    if name is None or sdim is None:
+        if "eta_crit" in ds.variables:
+            return "critical"
+        raise ValueError("ds: not a dlnsim result (no loss over k or time, no eta_crit)")
+    if _grid_dims(ds[name]):
+        return "sweep"
+    if sdim == "time":
+        return "flow"
+    return "compare" if any(d[0] in ds.variables for d in _DISTANCES) else "gd"
+
+
+def _fill(axes: Sequence[Axes], ds: xr.Dataset, names: Sequence[str], x: str | None, start: int = 0) -> None:
+    """Draw the first ``len(axes)`` of ``names`` that the Dataset holds; hide the panels left over."""
+    names = [n for n in names if _find(ds, n)][: len(axes)]
+    for i, (ax, name) in enumerate(zip(axes, names, strict=False)):
+        _series(ax, ds, name, x, None, legend=True)
+        ax.set_title(f"({chr(ord('a') + start + i)}) {label(ds, name)}", loc="left")
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+
+
+def standard_panels(ds: xr.Dataset, *, x: Literal["k", "t"] | None = None) -> Figure:
+    """The standard figure of any dlnsim Dataset, chosen from what it holds.
+
+    - a GD run: excess loss, ‖∇L‖², the singular values of the product, and `theory_panel`;
+    - a comparison (`dlnsim.compare_flow`): the excess losses of GD and of the flows, the distances
+      (`flow_distance`), the singular values, and `theory_panel`;
+    - a flow run (over ``time``): excess loss, ‖∇L‖², balancedness and singular values against t;
+    - a sweep or grid: excess loss and balancedness of every run, the final loss and each run's status
+      against ``eta`` (or the distances to the flow against ``eta`` when recorded);
+    - a critical-stepsize sweep (`dlnsim.critical_sweep`): η_crit next to η*, their ratio, and the trials.
+
+    ``x`` ("k" or "t") sets the time axis of the series.  Raises ``ValueError`` ("ds: ...") for a Dataset
+    that is none of these.
+    """
+    kind = _kind(ds)
+    with style():
+        if kind == "critical":
+            fig = _critical_panels(ds)
+        elif kind == "sweep":
+            fig = _sweep_panels(ds, x)
+        elif kind == "flow":
+            fig, axes = subplots(2, 2, figsize=(7.0, 4.8))
+            main = "excess_loss" if _find(ds, "excess_loss") else "loss"
+            _fill(list(axes.flat), ds, (main, "grad_norm_sq", "balancedness_max", "product_sv",
+                                        "layer_norm_sq"), x)
+        else:
+            fig, axes = subplots(2, 3, figsize=(7.5, 5.0))
+            top = list(axes[0])
+            loss(ds, x, top[0], var="excess_loss" if _find(ds, "excess_loss") else "loss")
+            top[0].set_title("(a) loss", loc="left")
+            if kind == "compare":
+                flow_distance(ds, "k" if x == "k" else "t", top[1])
+                top[1].set_title("(b) GD − flow at equal times", loc="left")
+                _fill(top[2:], ds, ("product_sv", "grad_norm_sq"), x, start=2)
+            else:
+                _fill(top[1:], ds, ("grad_norm_sq", "product_sv", "balancedness"), x, start=1)
+            theory_panel(ds, axes=list(axes[1]), x=x)
+            for ax, letter in zip(axes[1], "def", strict=True):
+                ax.set_title(f"({letter}) " + ax.get_title(loc="left")[4:], loc="left")
+        status = ds.attrs.get("status")
+        title = str(ds.attrs.get("title", "")) + (f" — {status}" if isinstance(status, str) else "")
+        if title:
+            fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def _sweep_panels(ds: xr.Dataset, x: str | None) -> Figure:
+    """Four panels, the first of these that the grid holds: loss of every run, balancedness, distances to the
+    flows against the stepsize, final loss, distances against t, status of every run."""
+    main = "excess_loss" if _find(ds, "excess_loss") else "loss"
+    dims = _grid_dims(ds[_find(ds, main) or main])
+    hue = _default_hue(ds, dims)
+    free = [d for d in dims if d != hue and ds.sizes[d] > 1]
+    step = _stepsize_dim(ds, dims)
+    xdim = step if step in free else (free[0] if free else None)
+    flows = any(d[0] in ds.variables for d in _DISTANCES)
+    status_ok = "status" in ds.variables and xdim in ds["status"].dims and (hue is None or hue in ds["status"].dims)
+    panels: list[tuple[str, Any] | None] = [
+        (f"{label(ds, main)}, every run", lambda ax: _series(ax, ds, main, x, None, legend=True)),
+        (label(ds, "balancedness_max"), lambda ax: _series(ax, ds, "balancedness_max", x, None, legend=False))
+        if _find(ds, "balancedness_max") else None,
+        ("GD − flow against the stepsize", lambda ax: flow_distance(ds, "eta", ax, hue=hue))
+        if flows and step is not None and step != hue else None,
+        (f"final loss against {label(ds, xdim or '')}", lambda ax: _scalar(ax, ds, "final_loss", str(xdim), hue))
+        if xdim is not None and "final_loss" in ds.variables else None,
+        ("GD − flow at equal times", lambda ax: flow_distance(ds, "t", ax, legend=False)) if flows else None,
+        ("status of each run", lambda ax: _status_map(ax, ds, str(xdim), hue)) if status_ok else None,
+    ]
+    chosen = [p for p in panels if p is not None][:4]
+    fig, axes = subplots(2, 2, figsize=(7.0, 5.2))
+    for i, ax in enumerate(axes.flat):
+        if i >= len(chosen):
+            ax.set_visible(False)
+            continue
+        title, draw = chosen[i]
+        draw(ax)
+        ax.set_title(f"({'abcd'[i]}) {title}", loc="left")
+    return fig
