@@ -79,6 +79,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def targets(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Each performance target with its measurement."""
+    results = {g: [r for r in rows if "error" not in r] for g, rows in results.items()}
     out: list[dict[str, Any]] = []
     gd = results.get("gd", [])
     for case in sorted({r["case"] for r in gd}):
@@ -159,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     groups = [g.strip() for g in args.only.split(",") if g.strip()]
     results: dict[str, list[dict[str, Any]]] = {}
     t_start = time.perf_counter()
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    info = machine()
     for g in groups:
         t0 = time.perf_counter()
         if g == "gd":
@@ -178,12 +181,18 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ap.error(f"--only: unknown group {g!r} (gd, flow, sweep, scale, jax, limit, system)")
         load = os.getloadavg()[0]
-        if g == "scale" and args.full:
-            from .scale_bench import FULL
+        try:
+            if g == "scale" and args.full:
+                from .scale_bench import FULL
 
-            rows = run(quick=args.quick, cells=FULL)  # type: ignore[call-arg]
-        else:
-            rows = run(quick=args.quick)  # type: ignore[call-arg]
+                rows = run(quick=args.quick, cells=FULL)  # type: ignore[call-arg]
+            else:
+                rows = run(quick=args.quick)  # type: ignore[call-arg]
+        except Exception as exc:  # one failing group (e.g. the package changing under it) keeps the others
+            import traceback
+
+            traceback.print_exc()
+            rows = [{"case": f"error: the {g} group failed", "error": f"{type(exc).__name__}: {exc}"[:500]}]
         if not rows and g == "jax":
             rows = [{"case": "note: jax is not installed (pip install 'dlnsim[bench]'): no JAX rows"}]
         for r in rows:  # other processes skew every number: the 1-minute load average when the group started
@@ -192,18 +201,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n== {g} ({time.perf_counter() - t0:.0f} s)")
         print(table(rows))
         sys.stdout.flush()
+        _write(stamp, {"machine": info, "quick": args.quick, "partial": True, "results": results})
     tg = targets(results)
     print("\n== targets")
     print(table(tg))
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s")
+    _write(stamp, {"machine": info, "quick": args.quick, "results": results, "targets": tg})
+    print(f"wrote {RESULTS / (stamp + '.json')}")
+    return 0
+
+
+def _write(stamp: str, payload: dict[str, Any]) -> None:
+    """Write the results so far (after every group, so that a failure later keeps them)."""
     RESULTS.mkdir(exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    payload = {"machine": machine(), "quick": args.quick, "results": results, "targets": tg}
     text = json.dumps(payload, indent=1, default=str)
     (RESULTS / f"{stamp}.json").write_text(text)
     (RESULTS / "latest.json").write_text(text)
-    print(f"wrote {RESULTS / (stamp + '.json')}")
-    return 0
 
 
 if __name__ == "__main__":
