@@ -45,6 +45,8 @@ FRACS = (0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 1.0)
 TRAJ_FRACS = (0.5, 1.0)
 #: convergence tests of each GD run (relative excess loss; gradient relative to the problem's gradient scale)
 LTOL, GTOL = 1e-12, 1e-8
+#: depths between which the coarse local exponents are taken
+COARSE_N = (2, 3, 4, 6, 8, 12, 16, 23, 30)
 BRACKET = (0.995, 1.003)  # x eta_sharpness (lower end), x eta_flat (upper end)
 FACTOR = 1.01
 LANCZOS = {"iters": 400, "tol": 1e-11}
@@ -261,10 +263,25 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     Ns = ds["N"].values
     mids = np.sqrt(Ns[1:] * Ns[:-1].astype(float))
     ds = ds.assign_coords(N_mid=("N_mid", mids, {"units": "1", "long_name": "geometric mean of neighbouring N"}))
+    coarse = np.array([n for n in COARSE_N if n in Ns])
+    cmids = np.sqrt(coarse[1:] * coarse[:-1].astype(float))
+    ds = ds.assign_coords(N_mid_coarse=("N_mid_coarse", cmids, {
+        "units": "1", "long_name": "geometric mean of neighbouring N of the coarse subsequence " + str(list(coarse))}))
     for name in ("eta_crit", "eta_star", "eta_sharpness", "ratio_star"):
         ds[f"{name}_local_exponent"] = xr.DataArray(
             local_exponents(Ns, ds[f"{name}_median"].values), dims="N_mid",
             attrs={"units": "1", "long_name": f"d log / d log N of the median of {name} between neighbouring N"})
+        ds[f"{name}_local_exponent_coarse"] = xr.DataArray(
+            local_exponents(coarse, ds[f"{name}_median"].sel(N=coarse).values), dims="N_mid_coarse",
+            attrs={"units": "1", "long_name": f"d log / d log N of the median of {name} between neighbouring N "
+                                              "of the coarse subsequence (less seed noise)"})
+    k = ds["traj_k"]
+    ds["traj_stability_start"] = ds["traj_stability"].where(k == 0).max("traj_point").assign_attrs(
+        units="1", long_name="eta lambda_max / 2 at the start W(0) (seeds in traj_seeds)")
+    ds["traj_stability_max"] = ds["traj_stability"].where(k >= 1).max("traj_point").assign_attrs(
+        units="1", long_name="max over the recorded k >= 1 of eta lambda_max(W(k)) / 2 (seeds in traj_seeds)")
+    ds["traj_stability_end"] = ds["traj_stability"].where(k == k.max("traj_point")).max("traj_point").assign_attrs(
+        units="1", long_name="eta lambda_max / 2 where the trajectory stopped (seeds in traj_seeds)")
     for v in ("N", "seed", "eta_frac", "traj_frac", "traj_point", "trial"):
         if v in ds.coords:
             ds[v].attrs.setdefault("units", "1")
@@ -374,12 +391,12 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
                     continue
                 k = s0["traj_k"].isel(N=i).sel(traj_frac=f).transpose("traj_point").values
                 y = s0["traj_stability"].isel(N=i).sel(traj_frac=f).transpose("traj_point").values
-                ok = np.isfinite(k) & np.isfinite(y) & (k > 0)
-                ax4.plot(k[ok], y[ok], style, color=cols[i], lw=0.9,
+                ok = np.isfinite(k) & np.isfinite(y)
+                ax4.plot(k[ok] + 1, y[ok], style, color=cols[i], lw=0.9,
                          label=f"N = {int(Ns[i])}" if f == 1.0 else None)
         ax4.axhline(1.0, color="0.5", lw=0.6)
         ax4.set_xscale("log")
-        ax4.set_xlabel("iteration $k$")
+        ax4.set_xlabel("iteration $k + 1$")
         ax4.set_ylabel(r"$\eta\,\lambda_{\max}(W(k))/2$")
         ax4.set_title(r"(d) along GD, seed 0 (dashed: $\eta_{\rm crit}/2$)", loc="left")
         ax4.legend(loc="lower right", ncol=2)
@@ -411,9 +428,11 @@ def summary(ds: xr.Dataset) -> list[str]:
             f"[{float(s.ratio_sharpness_min):.4f}, {float(s.ratio_sharpness_max):.4f}], "
             f"eta_crit/eta_flat {float(s.ratio_flat_median):.4f} "
             f"[{float(s.ratio_flat_min):.4f}, {float(s.ratio_flat_max):.4f}]")
-    ex = ", ".join(f"{a:.0f}-{b:.0f}: {e:.2f}" for a, b, e in zip(
-        ds["N"].values[:-1], ds["N"].values[1:], ds["ratio_star_local_exponent"].values, strict=True))
-    lines.append(f"local exponents of median eta_crit/eta*: {ex}")
+    coarse = [n for n in COARSE_N if n in ds["N"].values]
+    for name in ("eta_crit", "eta_star", "ratio_star"):
+        ex = ", ".join(f"{a:.0f}-{b:.0f}: {e:.2f}" for a, b, e in zip(
+            coarse[:-1], coarse[1:], ds[f"{name}_local_exponent_coarse"].values, strict=True))
+        lines.append(f"local exponents of the median of {name}: {ex}")
     return lines
 
 
