@@ -47,11 +47,21 @@ import xarray as xr
 from . import dataset
 from ._blas import blas_threads as _blas_threads
 from ._kernels import flow as _fk
+from ._notice import compile_notice
 from ._validate import nonneg_int, positive_float
 from .init import balancedness
-from .objective import _checked, _layout, loss, product
+from .objective import _checked, _layout, product
 from .problem import Problem
-from .record import attrs_arg, blas_arg, check_size, diagnostics_set, flow_times
+from .record import (
+    attrs_arg,
+    blas_arg,
+    check_size,
+    dense_output,
+    diagnostics_set,
+    flow_times,
+    poly_diagnostics,
+    stack_diagnostics,
+)
 
 __all__ = ["FLOW_SCHEMA", "STATUSES", "FlowResult", "flow_dataset", "run_flow", "solve_flow"]
 
@@ -141,6 +151,12 @@ def _check_balanced(mats: list[np.ndarray], tol: float) -> float:
     return rel
 
 
+def _excess_numpy(problem: Problem, mats: list[np.ndarray]) -> float:
+    """L - L* in numpy, in the residual form of the kernels (one compiled caller fewer on a cold start)."""
+    Z = product(mats) @ problem.Rt - problem.F
+    return 0.5 * float(np.sum(Z * Z))
+
+
 def _numerical_rank(Wp: np.ndarray) -> int:
     s = np.linalg.svd(Wp, compute_uv=False)
     if s.size == 0 or s[0] == 0.0:
@@ -171,6 +187,8 @@ class _Flow:
 
 
 _STATE_DIAGNOSTICS = ("balancedness", "layer_norm_sq", "product_sv")
+#: bytes of dense output the integrator hands over per call when state diagnostics are on
+_SLOT_BYTES = 8 * 2**20
 
 
 def _integrate(
@@ -191,7 +209,11 @@ def _integrate(
 ) -> _Flow:
     """Run the kernel; ``save`` (bool per time) selects the times whose state is kept; at the requested
     times ``with_loss`` records the loss, ``with_grad`` also the squared gradient norm, ``diag`` the
-    state diagnostics (True: balancedness, ||W_j||^2 and singular values; or a tuple of their names)."""
+    state diagnostics (True: balancedness, ||W_j||^2 and singular values; or a tuple of their names).
+
+    The state diagnostics come from the dense output of the steps, which the kernel hands over in slots
+    (`dlnsim._kernels.flow`): between calls they are computed in numpy (`record.poly_diagnostics`, and
+    `record.stack_diagnostics` for the times it leaves), and the kernel resumes."""
     names = (_STATE_DIAGNOSTICS if diag else ()) if isinstance(diag, bool) else diag
     w, dims, offs, pivot = _layout(mats)
     rank = 0
@@ -226,12 +248,75 @@ def _integrate(
         fstats=np.zeros(_fk.N_FSTATS),
         rank=rank,
     )
-    out.status = int(_fk._integrate(
-        code, y, t, rtol, atol, max_steps, first_step, fixed_step, dims, offs, pivot, problem.Rt, problem.F,
-        eta, rank, save_idx, out.states, out.excess, out.gn2, with_loss, with_grad and factors,
-        bool(n_pairs or n_layers or n_sv), out.bal, out.sv, out.ln, out.istats, out.fstats,
-    ))
+    state_diag = bool(n_pairs or n_layers or n_sv)
+    n_slots = min(max(_SLOT_BYTES // (40 * y.size), 4), 1024) if state_diag else 0
+    poly = np.empty((n_slots, 5, y.size))
+    rec = np.full((_fk.N_REC, n_t), nan)
+    slot = np.full(n_t, -1, dtype=np.int64)
+    prm = np.array([rtol, atol, first_step, fixed_step, eta], dtype=np.float64)
+    iprm = np.array([max_steps, pivot, rank, with_loss, with_grad and factors], dtype=np.int64)
+    y0 = y.copy()
+    args = (y, t, prm, iprm, dims, offs, problem.Rt, problem.F, np.empty((7, y.size)), save_idx, out.states, rec,
+            slot, poly, out.istats, out.fstats)
+    kernel = _fk.ENTRY[code]
+    with compile_notice(kernel, _KERNEL_NAMES[code]):
+        status = kernel(*args)
+    first = 0  # the first time whose state diagnostics are still to do
+    while True:
+        stop = int(out.istats[_fk.S_DONE_TIMES])
+        if state_diag and stop > first:
+            _state_diagnostics(code, out, y0, poly, slot[first:stop], rec[_fk.REC_TH, first:stop],
+                               rec[_fk.REC_EX, first:stop], dims, offs, first)
+        first = stop
+        if status != _fk.BUFFER_FULL:
+            break
+        status = kernel(*args)
+    out.status = int(status)
+    out.excess = rec[_fk.REC_EX]
+    out.gn2 = rec[_fk.REC_GN2]
     out.loss = problem.lstar + out.excess
+    return out
+
+
+_KERNEL_NAMES = {_fk.FACTOR: "the gradient-flow kernel", _fk.END_TO_END: "the end-to-end flow kernel",
+                 _fk.MODIFIED: "the modified-flow kernel"}
+
+
+def _state_diagnostics(code: int, out: _Flow, y0: np.ndarray, poly: np.ndarray, slot: np.ndarray, th: np.ndarray,
+                       excess: np.ndarray, dims: np.ndarray, offs: np.ndarray, first: int) -> None:
+    """The state diagnostics of the times first, first + 1, ... (their slots and positions in the steps)."""
+    rows = slice(first, first + slot.size)
+    bal, ln, sv = out.bal[rows], out.ln[rows], out.sv[rows]
+    at0 = slot < 0  # times t <= 0: the initial state
+    todo = at0.copy()
+    if code == _fk.END_TO_END:
+        todo[:] = True
+    elif not np.all(at0):
+        i = int(np.argmin(at0))
+        todo[i:] = ~poly_diagnostics(poly, slot[i:], th[i:], dims, offs, bal[i:], ln[i:], sv[i:])
+    idx = np.flatnonzero(todo)
+    for a in range(0, idx.size, 256):  # the states of at most 256 times at once
+        part = idx[a:a + 256]
+        states = np.empty((part.size, y0.size))
+        zero = at0[part]
+        states[zero] = y0
+        if not np.all(zero):
+            states[~zero] = dense_output(poly, slot[part[~zero]], th[part[~zero]])
+        if code == _fk.END_TO_END:
+            sv[part] = _product_sv_e2e(states, dims, sv.shape[1], excess[part])
+        else:
+            b, lnp, s = bal[part], ln[part], sv[part]
+            stack_diagnostics(states, dims, offs, b, lnp, s)
+            bal[part], ln[part], sv[part] = b, lnp, s
+
+
+def _product_sv_e2e(states: np.ndarray, dims: np.ndarray, n_sv: int, excess: np.ndarray) -> np.ndarray:
+    """Top singular values of the end-to-end states (NaN where the loss is not finite)."""
+    out = np.full((states.shape[0], n_sv), np.nan)
+    ok = np.isfinite(excess) & np.all(np.isfinite(states), axis=1)
+    if n_sv and np.any(ok):
+        s = np.linalg.svd(states[ok].reshape(-1, int(dims[-1]), int(dims[0])), compute_uv=False)
+        out[ok] = s[:, :n_sv]
     return out
 
 
@@ -319,7 +404,7 @@ def solve_flow(
     with _blas_threads(blas), np.errstate(all="ignore"):
         res = _integrate(problem, mats, times, code, eta_v, rtol, atol, max_steps, first_step, h_fixed,
                          save_mask, state_diag, "grad_norm_sq" in diag)
-        loss0 = loss(problem, mats)
+        loss0 = problem.lstar + _excess_numpy(problem, mats)
     status, reason = STATUS[res.status]
     records: dict[str, np.ndarray] = {"loss": res.loss, "excess_loss": res.excess}
     factors = code != _fk.END_TO_END

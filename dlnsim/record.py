@@ -24,6 +24,7 @@ Records are refused before anything is allocated when they would not fit in memo
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -287,3 +288,232 @@ def state_diagnostics(w: np.ndarray, dims: np.ndarray, offs: np.ndarray, bal: np
     s = np.linalg.svd(small, compute_uv=False)
     sv[:] = 0.0
     sv[: min(sv.size, s.size)] = s[: sv.size]
+
+
+# ------------------------------------------------------------------ state diagnostics of many states (numpy)
+
+
+def _layers_of(states: np.ndarray, dims: np.ndarray, offs: np.ndarray) -> list[np.ndarray]:
+    """The layers of a stack of flat states (m, n): W_j as an (m, d_j, d_{j-1}) view."""
+    m = states.shape[0]
+    return [states[:, offs[j]:offs[j + 1]].reshape(m, int(dims[j + 1]), int(dims[j])) for j in range(len(dims) - 1)]
+
+
+def _safe_rows(states: np.ndarray, dims: np.ndarray, offs: np.ndarray) -> np.ndarray:
+    """`_diag_safe` of each row of ``states``."""
+    with np.errstate(all="ignore"):
+        total = np.zeros(states.shape[0])
+        for a in _layers_of(states, dims, offs):
+            mx = np.max(np.abs(a.reshape(a.shape[0], -1)), axis=1, initial=0.0) * float(max(dims))
+            total += np.where(mx > 1.0, np.log10(np.maximum(mx, 1.0)), 0.0)
+        return np.asarray(np.all(np.isfinite(states), axis=1) & (total < 150.0), dtype=bool)
+
+
+def _sym_norm(a: np.ndarray) -> np.ndarray:
+    """Spectral norms of a stack of symmetric matrices (symmetrised first)."""
+    ev = np.linalg.eigvalsh(0.5 * (a + np.swapaxes(a, -1, -2)))
+    return np.maximum(np.abs(ev[..., 0]), np.abs(ev[..., -1]))
+
+
+def stack_diagnostics(states: np.ndarray, dims: np.ndarray, offs: np.ndarray, bal: np.ndarray, lnorm: np.ndarray,
+                      sv: np.ndarray) -> None:
+    """`state_diagnostics` of a stack of flat factor states (m, n) at once, into the rows of ``bal``,
+    ``lnorm``, ``sv`` (those with columns; rows of states that could overflow are left as they are)."""
+    ok = _safe_rows(states, dims, offs)
+    if not np.any(ok) or not (bal.size or lnorm.size or sv.size):
+        return
+    W = _layers_of(np.ascontiguousarray(states[ok]), dims, offs)
+    n = len(W)
+    T = np.swapaxes
+    if lnorm.size:
+        lnorm[ok] = np.stack([np.linalg.eigvalsh(a @ T(a, 1, 2) if a.shape[1] <= a.shape[2] else T(a, 1, 2) @ a)[:, -1]
+                              for a in W], axis=1)
+    if bal.size and n > 1:
+        bal[ok] = np.stack([_sym_norm(T(W[j + 1], 1, 2) @ W[j + 1] - W[j] @ T(W[j], 1, 2)) for j in range(n - 1)],
+                           axis=1)
+    if sv.size:
+        sv[ok] = _product_sv(W, dims, sv.shape[1])
+
+
+def _product_sv(W: list[np.ndarray], dims: np.ndarray, n_sv: int) -> np.ndarray:
+    """The top ``n_sv`` singular values of W_N ... W_1 for stacks of layers, through the narrowest layer b as in
+    `state_diagnostics` (the nonzero ones are those of R_up R_low^T, QR factors of the two parts)."""
+    m, n = W[0].shape[0], len(W)
+    b = int(np.argmin(dims))
+    low = np.broadcast_to(np.eye(int(dims[0])), (m, int(dims[0]), int(dims[0])))
+    for j in range(b):
+        low = W[j] @ low
+    up = np.broadcast_to(np.eye(int(dims[b])), (m, int(dims[b]), int(dims[b])))
+    for j in range(b, n):
+        up = W[j] @ up
+    if 0 < b < n:
+        small = np.linalg.qr(up, mode="r") @ np.swapaxes(np.linalg.qr(np.swapaxes(low, 1, 2), mode="r"), 1, 2)
+    else:
+        small = up @ low
+    s = np.linalg.svd(small, compute_uv=False)
+    out = np.zeros((m, n_sv))
+    k = min(n_sv, s.shape[1])
+    out[:, :k] = s[:, :k]
+    return out
+
+
+def dense_output(poly: np.ndarray, slot: np.ndarray, th: np.ndarray) -> np.ndarray:
+    """The states y + th (r0 + (1 - th) (r1 + th (r2 + (1 - th) r3))) of the dense output ``poly[slot]`` =
+    (y, r0, r1, r2, r3) of the integrator (`dlnsim._kernels.flow`), one row per time."""
+    p = poly[slot]
+    t = th[:, None]
+    t1 = 1.0 - t
+    return np.asarray(p[:, 0] + t * (p[:, 1] + t1 * (p[:, 2] + t * (p[:, 3] + t1 * p[:, 4]))))
+
+
+# ------------------------------------------------- state diagnostics from the dense output of an integrator
+
+#: singular values below this fraction of the largest are left out of the bases of `poly_diagnostics`
+_RANK_TOL = 1e-10
+_EPS = float(np.finfo(float).eps)
+
+
+def _bases(w: np.ndarray, dims: np.ndarray, offs: np.ndarray) -> dict[int, np.ndarray]:
+    """For each inner width j = 1..N-1 an orthonormal basis Q_j (d_j x k_j) of the numerically nonzero part of
+    row(W_{j+1}) + col(W_j) at the state ``w``."""
+    W = [a[0] for a in _layers_of(w[None], dims, offs)]
+    Q = {}
+    for j in range(1, len(W)):
+        _, s, vt = np.linalg.svd(np.concatenate([W[j], W[j - 1].T], axis=0), full_matrices=False)
+        k = int(np.sum(s > _RANK_TOL * s[0])) if s[0] > 0 else 0
+        Q[j] = np.ascontiguousarray(vt[: max(k, 1)].T)
+    return Q
+
+
+def _compress(V: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """V Q and the Frobenius norms of V (I - Q Q^T), for a stack V (S, 5, a, b) and Q (b, k): (S, 5, a k) and
+    (S, 5)."""
+    S, p, a, b = V.shape
+    Vc = np.ascontiguousarray(V).reshape(-1, b)
+    X = Vc @ Q
+    res = Vc - X @ Q.T
+    return X.reshape(S, p, -1), np.sqrt(np.einsum("ij,ij->i", res, res).reshape(S, p, a).sum(axis=2))
+
+
+def poly_diagnostics(poly: np.ndarray, slot: np.ndarray, th: np.ndarray, dims: np.ndarray, offs: np.ndarray,
+                     bal: np.ndarray, lnorm: np.ndarray, sv: np.ndarray) -> np.ndarray:
+    """The state diagnostics (as `stack_diagnostics`) at the dense-output states ``dense_output(poly, slot,
+    th)`` of factor flows, through small compressed problems; returns the mask of the times done.
+
+    The layers of a deep linear network often have a low numerical rank (a rank-r balanced start keeps rank
+    r along the flow).  With orthonormal bases Q_j of the inner widths (`_bases`, from the first slot), every
+    diagnostic of W_j comes from R_j = W_j Q_{j-1} (d_j x k) and L_j = Q_j^T W_j (k x d_{j-1}), linear in the
+    five dense-output vectors, so they are formed once per step and evaluated at each time for k^2 work:
+
+    * ||W_j||^2 >= lambda_max(R_j^T R_j) and <= that + rho^2, rho = ||W_j (I - Q Q^T)||_F;
+    * the balancedness D_j = A^T A - B B^T (A = W_{j+1}, B = W_j): Q^T D_j Q = R_{j+1}^T R_{j+1} - L_j L_j^T,
+      whose norm bounds ||D_j|| from below; from above, the 2 x 2 bound of a symmetric block matrix with
+      off-diagonal block norm <= rho_A ||A Q|| + rho_B ||Q^T B|| and the far block within
+      [-rho_B^2, rho_A^2];
+    * the product W_N ... W_1 next to R_N (Q_{N-1}^T R_{N-1}) ... (Q_2^T R_2) L_1, which differs from it by
+      at most sum_j rho_{j+1} prod_{i != j+1} ||W_i|| (Weyl: the singular values differ by no more).
+
+    A time is done when every gap between bounds is at rounding level (d_j eps (||A||_F^2 + ||B||_F^2) for
+    the balancedness, 4 eps ||W_j||_F^2 for ||W_j||^2, 4 N d_max eps prod ||W_i|| for the singular values,
+    about the rounding of the dense computation); the residual norms are bounded over the step by the
+    triangle inequality.  The caller computes the others from their states (`stack_diagnostics`).
+    """
+    m = slot.size
+    n = len(dims) - 1
+    done = np.zeros(m, dtype=bool)
+    if n < 2 or m == 0 or not (bal.size or lnorm.size or sv.size) or slot[0] < 0:
+        return done
+    n_slots = int(slot[-1]) + 1  # times come in step order
+    P = poly[:n_slots]
+    if not np.all(np.isfinite(P[0, 0])):
+        return done
+    Q = _bases(P[0, 0], dims, offs)
+    d = [int(x) for x in dims]
+    # overflow guard as in `_diag_safe`, with max |W_j(th)| <= sum_p max |V_p| (the weights are <= 1)
+    with np.errstate(all="ignore"):
+        total = np.zeros(n_slots)
+        finite = np.ones(n_slots, dtype=bool)
+        V = []
+        for j in range(1, n + 1):
+            v = P[:, :, offs[j - 1]:offs[j]].reshape(n_slots, 5, d[j], d[j - 1])
+            mx = np.max(np.abs(v), axis=(2, 3)).sum(axis=1) * float(max(d))
+            finite &= np.isfinite(mx)
+            total += np.where(mx > 1.0, np.log10(np.where(mx > 1.0, mx, 1.0)), 0.0)
+            V.append(v)
+    safe = finite & (total < 150.0)
+    # compressed vectors per slot: R_j (right, j >= 2) and L_j^T (left, j <= N - 1)
+    blocks, norms, shapes = [], {}, {}
+    for j in range(1, n + 1):
+        if j >= 2:
+            X, nr = _compress(V[j - 1], Q[j - 1])
+            blocks.append(X)
+            norms["R", j] = nr
+            shapes["R", j] = (d[j], Q[j - 1].shape[1])
+        if j <= n - 1:
+            X, nr = _compress(np.swapaxes(V[j - 1], 2, 3), Q[j])
+            blocks.append(X)
+            norms["L", j] = nr
+            shapes["L", j] = (d[j - 1], Q[j].shape[1])
+    Xall = np.concatenate(blocks, axis=2)
+    # weights of the five vectors at each time, and the compressed matrices by one product per step
+    t = th[:, None]
+    t1 = 1.0 - t
+    c = np.concatenate([np.ones_like(t), t, t * t1, t * t * t1, t * t * t1 * t1], axis=1)
+    ev = np.empty((m, Xall.shape[2]))
+    edges = np.concatenate([[0], np.flatnonzero(np.diff(slot)) + 1, [m]])
+    for a, b in itertools.pairwise(edges):
+        ev[a:b] = c[a:b] @ Xall[slot[a]]
+    mats, rho, gram = {}, {}, {}
+    col = 0
+    for key, (r, k) in shapes.items():
+        mats[key] = ev[:, col:col + r * k].reshape(m, r, k)
+        col += r * k
+        rho[key] = np.einsum("tp,tp->t", np.abs(c), norms[key][slot])
+        gram[key] = np.swapaxes(mats[key], 1, 2) @ mats[key]
+    ok: np.ndarray = safe[slot].copy()
+    # ||W_j||^2: right compression for j >= 2, left for j = 1
+    a_ln, ub_norm = np.empty((m, n)), np.empty((m, n))
+    ok_ln = np.ones(m, dtype=bool)
+    for j in range(1, n + 1):
+        key = ("R", j) if j >= 2 else ("L", 1)
+        g, r2 = gram[key], rho[key] ** 2
+        a = np.linalg.eigvalsh(g)[:, -1]
+        ok_ln &= r2 <= 4.0 * _EPS * (np.trace(g, axis1=1, axis2=2) + r2)
+        a_ln[:, j - 1] = a
+        ub_norm[:, j - 1] = np.sqrt(a + r2)
+    if lnorm.size:
+        ok &= ok_ln
+    if bal.size:
+        bal_v = np.empty((m, n - 1))
+        for j in range(1, n):
+            gA, gB = gram["R", j + 1], gram["L", j]
+            rA, rB = rho["R", j + 1], rho["L", j]
+            nA2, nB2 = np.trace(gA, axis1=1, axis2=2), np.trace(gB, axis1=1, axis2=2)
+            h = gA - gB
+            lam = np.linalg.eigvalsh(0.5 * (h + np.swapaxes(h, 1, 2)))
+            hi, lo = lam[:, -1], lam[:, 0]
+            e = rA * np.sqrt(nA2) + rB * np.sqrt(nB2)
+            ub = 0.5 * (hi + rA**2) + np.sqrt((0.5 * (hi - rA**2)) ** 2 + e**2)
+            lb = 0.5 * (lo - rB**2) - np.sqrt((0.5 * (lo + rB**2)) ** 2 + e**2)
+            est = np.maximum(np.abs(hi), np.abs(lo))
+            ok &= np.maximum(ub, -lb) - est <= d[j] * _EPS * (nA2 + rA**2 + nB2 + rB**2)
+            bal_v[:, j - 1] = est
+    if sv.size:
+        low = np.swapaxes(mats["L", 1], 1, 2)  # L_1 (k_1 x d_0)
+        for j in range(2, n):
+            low = (Q[j].T @ mats["R", j]) @ low
+        small = np.linalg.qr(mats["R", n], mode="r") @ np.swapaxes(np.linalg.qr(np.swapaxes(low, 1, 2), mode="r"), 1, 2)
+        s = np.linalg.svd(small, compute_uv=False)
+        bound = np.zeros(m)
+        for j in range(1, n):
+            bound += rho["R", j + 1] * np.prod(np.delete(ub_norm, j, axis=1), axis=1)
+        ok &= bound <= 4.0 * n * max(d) * _EPS * np.prod(ub_norm, axis=1)
+        sv_v = np.zeros((m, sv.shape[1]))
+        k = min(sv.shape[1], s.shape[1])
+        sv_v[:, :k] = s[:, :k]
+        sv[ok] = sv_v[ok]
+    if lnorm.size:
+        lnorm[ok] = a_ln[ok]
+    if bal.size:
+        bal[ok] = bal_v[ok]
+    return ok

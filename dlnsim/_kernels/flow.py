@@ -4,7 +4,7 @@ Right-hand sides (selected by the integer ``kind``)
 ---------------------------------------------------
 * ``FACTOR`` (0): the factor flow (2.2), dW_j/dt = -grad_{W_j} L^N, on the flat factor vector of
   `linalg` (layer j at ``w[offs[j-1]:offs[j]]``, a C-ordered (d_j, d_{j-1}) matrix).  It calls
-  `linalg._loss_grad`, the gradient kernel of gradient descent.
+  `linalg._loss_and_grad`, the gradient kernel of gradient descent.
 * ``END_TO_END`` (1): the end-to-end flow (2.5) of a balanced start on the product W (flat C-ordered
   (d_N, d_0) matrix), dW/dt = -A_W(grad L^1(W)) with
   A_W(Z) = sum_{j=1}^N (W W^T)^{(N-j)/N} Z (W^T W)^{(j-1)/N}.
@@ -28,28 +28,47 @@ Hairer's algorithm when ``h_init`` is 0, and the continuous extension of order 4
 requested times, so steps are never shortened to hit them (only the last step ends exactly at the last
 requested time).  With ``h_fixed > 0`` the error control is off: steps of equal length <= h_fixed.
 
+Outputs and diagnostics
+-----------------------
+At each requested time the kernel records the loss (and optionally ||grad L||^2) and may keep the state.
+The state diagnostics (eigen- and singular values) are not computed here: the kernel hands the dense
+output of each step that reaches a requested time (five vectors per step, the state at th in [0, 1] being
+a polynomial in th) to a buffer of slots and returns when it is full; the caller computes the diagnostics
+from them in numpy (`dlnsim.record`) and calls again, and the run resumes where it stopped.  That keeps
+LAPACK out of the integrator: it compiles faster, and the diagnostics of all the times of a step come
+from one set of vectors.
+
 Compile time
 ------------
 Numba links every compiled callee into its caller and re-optimises the whole linked module at each level,
-so the glue functions (`_rhs`, `_emit`, `_initial_step`, ...) are inlined into `_integrate` at the Numba IR
-level (``inline="always"``) instead of being compiled on their own: the kernels they call are then optimised
-once inside `_integrate` rather than once per level (first run_flow on an empty cache 63-69 s -> 42-47 s).
+so the glue functions (`_rhs`, `_emit`, `_initial_step`, ...) are inlined into the integrator at the Numba
+IR level (``inline="always"``) instead of being compiled on their own.  There is one entry point per flow
+(`_integrate_factor`, `_integrate_end_to_end`, `_integrate_modified`, one signature each) with the kind
+as a constant, so each compiles only the right-hand side it uses, and only when it is first used.
 Products go through `blas._matmul` on flat buffers, as in the gradient kernel.
 
 Status codes, never exceptions: DONE, MAX_STEPS (accepted + rejected steps reached ``max_steps``),
 NONFINITE (the right-hand side at the start or at an accepted state is not finite, or too large for any
 representable first step, or a fixed step produced a non-finite state), STEP_UNDERFLOW (the step became
 smaller than 10 eps |t|, e.g. after repeated non-finite trial steps, which the adaptive mode rejects and
-shrinks).
+shrinks), and BUFFER_FULL (not an end: the dense-output slots are full, see above).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
-from .flow_rhs import _e2e_rhs, _excess_loss, _hvp, _product_loss
-from .linalg import _balancedness, _layer_norms_sq, _loss_grad, _product_singular_values, _workspace_size
+from .blas import _dot
+from .flow_rhs import (
+    _e2e_rhs,
+    _excess_loss,  # noqa: F401  (the loss at the requested times, for callers of this module)
+    _hvp,
+    _product_loss,
+)
+from .linalg import _loss_and_grad, _workspace_size
 
 FACTOR = 0
 END_TO_END = 1
@@ -60,18 +79,43 @@ DONE = 0
 MAX_STEPS = 1
 NONFINITE = 2
 STEP_UNDERFLOW = 3
+BUFFER_FULL = 4  # the dense-output slots are full: read them and call again
 
-# slots of the integer statistics
+# slots of the float settings ``prm``
+P_RTOL = 0
+P_ATOL = 1
+P_FIRST_STEP = 2  # 0: automatic
+P_FIXED_STEP = 3  # 0: adaptive
+P_ETA = 4  # stepsize of the modified flow
+N_PRM = 5
+# slots of the integer settings ``iprm``
+I_MAX_STEPS = 0
+I_PIVOT = 1
+I_RANK = 2  # rank of the end-to-end flow
+I_WITH_LOSS = 3
+I_WITH_GRAD = 4
+N_IPRM = 5
+# rows of the per-time record ``rec``
+REC_EX = 0  # excess loss L - L*
+REC_GN2 = 1  # ||grad L^N||_F^2
+REC_TH = 2  # position th in [0, 1] of the time inside its step (dense output)
+N_REC = 3
+
+# slots of the integer statistics (also the state of a run between calls)
 S_ACCEPTED = 0
 S_REJECTED = 1
 S_RHS = 2
 S_DONE_TIMES = 3  # requested times filled
-N_ISTATS = 4
+S_STARTED = 4  # 0: a new run
+S_LAST_REJECTED = 5
+S_SLOTS = 6  # dense-output slots filled by the last call
+N_ISTATS = 7
 # slots of the float statistics
 F_T = 0  # time reached
 F_H = 1  # proposed next step
 F_H0 = 2  # first step used
-N_FSTATS = 3
+F_FACOLD = 3  # error of the last accepted step (step-size controller)
+N_FSTATS = 4
 
 # Dormand-Prince 5(4) tableau
 C2 = 1.0 / 5.0
@@ -161,13 +205,13 @@ def _rhs(kind, y, f, dims, offs, pivot, Rt, F, eta, rank, ws, g):
     if kind == END_TO_END:
         return _e2e_rhs(y, f, dims, Rt, F, rank)
     if kind == MODIFIED:
-        ex = _loss_grad(y, dims, offs, pivot, Rt, F, g, ws)
+        ex = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, True)
         _hvp(y, g, dims, offs, Rt, F, f)
         c = 0.5 * eta
         for i in range(f.shape[0]):
             f[i] = -g[i] - c * f[i]
         return ex
-    ex = _loss_grad(y, dims, offs, pivot, Rt, F, f, ws)
+    ex = _loss_and_grad(y, dims, offs, pivot, Rt, F, f, ws, True)
     for i in range(f.shape[0]):
         f[i] = -f[i]
     return ex
@@ -187,65 +231,21 @@ def _all_finite(a):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _diag_safe(y, dims, offs):
-    """True when the diagnostics of the factors ``y`` cannot overflow: every entry is finite and
-    sum_j log10(d_max max|W_j|) (over the layers where it is positive) stays below 150, which bounds the
-    entries of every Gram matrix and every product of layers by 1e150."""
-    n = dims.shape[0] - 1
-    dmax = 1.0
-    for j in range(n + 1):
-        if dims[j] > dmax:
-            dmax = float(dims[j])
-    total = 0.0
-    for j in range(1, n + 1):
-        m = 0.0
-        for q in range(offs[j - 1], offs[j]):
-            a = abs(y[q])
-            if not a <= 1e300:  # also NaN
-                return False
-            if a > m:
-                m = a
-        if dmax * m > 1.0:
-            total += np.log10(dmax * m)
-    return total < 150.0
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _emit(kind, y, i, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, out_ex, out_gn2, with_loss,
-          with_grad, diag, out_bal, out_sv, out_ln):
-    """Record the state ``y`` as the value at requested time number ``i``: the excess loss into ``out_ex``,
-    and the diagnostics whose output has columns (skipped, NaN, where they could overflow)."""
+def _emit(kind, y, i, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, rec, with_loss, with_grad):
+    """Record the state ``y`` as the value at requested time number ``i``: the excess loss (and with
+    ``with_grad`` the squared gradient norm) into ``rec``, the state into ``out_y`` when it is kept."""
     if save_idx[i] >= 0:
         # a loop, not out_y[row, :] = y: that slice assignment compiles a shape-error path (several s)
         row = save_idx[i]
         for q in range(y.shape[0]):
             out_y[row, q] = y[q]
     if kind == END_TO_END:
-        ex = _product_loss(y, dims, Rt, F)
         if with_loss:
-            out_ex[i] = ex
-        if diag and out_sv.shape[1] > 0 and np.isfinite(ex):
-            n = dims.shape[0] - 1
-            s = np.linalg.svd(np.ascontiguousarray(y.reshape((dims[n], dims[0]))))[1]
-            for q in range(out_sv.shape[1]):
-                out_sv[i, q] = s[q] if q < s.shape[0] else 0.0
-        return
-    if with_grad:
-        ex = _loss_grad(y, dims, offs, pivot, Rt, F, g, ws)
-        gn2 = 0.0
-        for q in range(g.shape[0]):
-            gn2 += g[q] * g[q]
-        out_gn2[i] = gn2
-        out_ex[i] = ex
-    elif with_loss:
-        out_ex[i] = _excess_loss(y, dims, offs, pivot, Rt, F)
-    if diag and _diag_safe(y, dims, offs):
-        if out_bal.shape[1] > 0:
-            _balancedness(y, dims, offs, out_bal[i])
-        if out_ln.shape[1] > 0:
-            _layer_norms_sq(y, dims, offs, out_ln[i])
-        if out_sv.shape[1] > 0:
-            _product_singular_values(y, dims, offs, out_sv[i])
+            rec[REC_EX, i] = _product_loss(y, dims, Rt, F)
+    elif with_grad or with_loss:
+        rec[REC_EX, i] = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, with_grad)
+        if with_grad:
+            rec[REC_GN2, i] = _dot(g.shape[0], g, 0, g, 0)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -292,223 +292,267 @@ def _initial_step(kind, y0, f0, t_span, rtol, atol, dims, offs, pivot, Rt, F, et
 # ----------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
-def _integrate(
-    kind,
-    y,
-    t_eval,
-    rtol,
-    atol,
-    max_steps,
-    h_init,
-    h_fixed,
-    dims,
-    offs,
-    pivot,
-    Rt,
-    F,
-    eta,
-    rank,
-    save_idx,
-    out_y,
-    out_ex,
-    out_gn2,
-    with_loss,
-    with_grad,
-    diag,
-    out_bal,
-    out_sv,
-    out_ln,
-    istats,
-    fstats,
-):
-    """Integrate flow ``kind`` from t = 0 (state ``y``, overwritten with the final state) through the
-    requested times ``t_eval`` (non-decreasing, >= 0).
+def _make_integrator(kind: int, name: str) -> Any:
+    """The integrator of flow ``kind``, compiled on first use and cached under ``name``.
 
-    At requested time i: with ``with_loss`` ``out_ex[i]`` (excess loss L - L*), with ``with_grad`` also
-    ``out_gn2[i]`` (||grad L^N||_F^2; factor and modified flows), with ``diag`` ``out_bal[i]`` (balancedness
-    per pair), ``out_ln[i]`` (||W_j||^2 per layer) and ``out_sv[i]`` (top singular values of the product)
-    for those of the three with columns, and the state into ``out_y[save_idx[i]]`` when
-    ``save_idx[i] >= 0``.  Entries of times not reached stay as the caller initialised them (NaN).
-    ``istats``/``fstats`` receive the counters.
-    Returns DONE, MAX_STEPS, NONFINITE or STEP_UNDERFLOW.
+    ``kind`` is a closure constant, so Numba drops the code of the other flows (the factor flow never
+    compiles the SVD of the end-to-end flow or the Hessian-vector product of the modified one); the body is
+    compiled once per flow, not inlined into entry points (Numba's inlining copies the whole IR, which cost
+    seconds of compile time for a body this size).
     """
-    n = y.shape[0]
-    n_t = t_eval.shape[0]
-    ws = np.empty(_workspace_size(dims, pivot))
-    g = np.empty(n)
-    ks = np.empty((7, n))  # stages; ks[0] = f(t, y) (FSAL), ks[6] = f(t_new, y_new)
-    y1 = np.empty(n)
-    ytmp = np.empty(n)
-    rc = np.empty((4, n))  # dense-output coefficients
-    tab = _tableau()
-    for q in range(N_ISTATS):
-        istats[q] = 0
-    for q in range(N_FSTATS):
-        fstats[q] = 0.0
 
-    t = 0.0
-    t_end = t_eval[n_t - 1] if n_t > 0 else 0.0
-    idx = 0
-    # requested times at t = 0
-    while idx < n_t and t_eval[idx] <= 0.0:
-        _emit(kind, y, idx, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, out_ex, out_gn2,
-              with_loss, with_grad, diag, out_bal, out_sv, out_ln)
-        idx += 1
-    istats[S_DONE_TIMES] = idx
-    if idx >= n_t:
-        return DONE
+    def integrate(y, t_eval, prm, iprm, dims, offs, Rt, F, ks, save_idx, out_y, rec, slot, poly, istats, fstats):
+        """Integrate the flow through the requested times ``t_eval`` (non-decreasing, >= 0) from t = 0, or
+        resume a run that returned BUFFER_FULL.
 
-    _rhs(kind, y, ks[0], dims, offs, pivot, Rt, F, eta, rank, ws, g)
-    istats[S_RHS] += 1
-    if not _all_finite(ks[0]):
-        return NONFINITE
+        ``y`` (n,): the state, overwritten with the state where the call returns.  ``prm`` (5,) float:
+        rtol, atol, first step (0: automatic), fixed step (0: adaptive), eta of the modified flow.  ``iprm``
+        (5,) int: max_steps, the pivot layer, the rank of the end-to-end flow, with_loss, with_grad.
+        ``ks`` (7, n): the stages, kept between calls (ks[0] = f(t, y), FSAL).
 
-    fixed = h_fixed > 0.0
-    n_fix = 0
-    if fixed:
-        n_fix = int(np.ceil(t_end / h_fixed * (1.0 - 1e-12)))
-        if n_fix < 1:
-            n_fix = 1
-        h = t_end / n_fix
-    elif h_init > 0.0:
-        h = min(h_init, t_end)
-    else:
-        h = _initial_step(kind, y, ks[0], t_end, rtol, atol, dims, offs, pivot, Rt, F, eta, rank, ws, g, ytmp,
-                          ks[1])
-        istats[S_RHS] += 1
-    fstats[F_H0] = h
-    if not (h > 0.0 and np.isfinite(h)):
-        # no representable first step: the right-hand side is too large for the error norm (an overflowing
-        # start); a requested first_step is > 0, a fixed step > 0 by the callers' checks
-        return NONFINITE
-
-    facold = 1.0e-4
-    last_rejected = False
-    n_attempt = 0
-    n_acc = 0
-    while True:
-        if n_attempt >= max_steps:
-            fstats[F_T] = t
-            fstats[F_H] = h
-            return MAX_STEPS
+        At requested time i: with_loss ``rec[REC_EX, i]`` = L - L*, with_grad also ``rec[REC_GN2, i]`` =
+        ||grad L^N||_F^2 (factor and modified flows), and the state into ``out_y[save_idx[i]]`` when
+        ``save_idx[i] >= 0``.  Dense output: the state at time i is
+        y + th (r0 + (1 - th) (r1 + th (r2 + (1 - th) r3))) with th = ``rec[REC_TH, i]`` and the five vectors
+        (y, r0, r1, r2, r3) of the step in ``poly[slot[i]]`` (shape (n_slots, 5, n)); the state at a time
+        t <= 0 is the initial state (``slot[i]`` = -1).  With n_slots > 0 every step that reaches a requested
+        time fills the next slot (``istats[S_SLOTS]`` counts them in this call), and the call returns
+        BUFFER_FULL after the step that fills the last one; the caller reads the slots and calls again with the
+        same arguments to go on.  With n_slots = 0 nothing goes to ``poly``.
+        Entries of times not reached stay as the caller initialised them.
+        Returns DONE, MAX_STEPS, NONFINITE, STEP_UNDERFLOW or BUFFER_FULL.
+        """
+        rtol = prm[P_RTOL]
+        atol = prm[P_ATOL]
+        h_init = prm[P_FIRST_STEP]
+        h_fixed = prm[P_FIXED_STEP]
+        eta = prm[P_ETA]
+        max_steps = iprm[I_MAX_STEPS]
+        pivot = iprm[I_PIVOT]
+        rank = iprm[I_RANK]
+        with_loss = iprm[I_WITH_LOSS] != 0
+        with_grad = iprm[I_WITH_GRAD] != 0
+        n = y.shape[0]
+        n_t = t_eval.shape[0]
+        n_slots = poly.shape[0]
+        ws = np.empty(_workspace_size(dims, pivot))
+        g = np.empty(n)
+        y1 = np.empty(n)
+        ytmp = np.empty(n)
+        rc = np.empty((4, n))  # dense-output coefficients
+        tab = _tableau()
+        t_end = t_eval[n_t - 1] if n_t > 0 else 0.0
+        fixed = h_fixed > 0.0
+        n_fix = 0
+        h_fix = 0.0
         if fixed:
-            t_new = t_end if n_acc + 1 >= n_fix else (n_acc + 1) * h
-            h_step = t_new - t
-        else:
-            if h < 10.0 * 2.220446049250313e-16 * max(abs(t), 1e-300):
-                fstats[F_T] = t
-                fstats[F_H] = h
-                return STEP_UNDERFLOW
-            last = t + 1.01 * h >= t_end
-            if last:
-                h = t_end - t
-            h_step = h
-            t_new = t_end if last else t + h_step
-        n_attempt += 1
+            n_fix = int(np.ceil(t_end / h_fixed * (1.0 - 1e-12)))
+            if n_fix < 1:
+                n_fix = 1
+            h_fix = t_end / n_fix
+        istats[S_SLOTS] = 0
 
-        # stages 2..7 (ks[0] = f(t, y) by FSAL); the 7th stage is evaluated at the new state y1
-        for st in range(1, 7):
-            tgt = y1 if st == 6 else ytmp
-            for i in range(n):
-                tgt[i] = y[i]
-            for j in range(st):
-                c = h_step * tab[st, j]
-                if c != 0.0:
-                    kj = ks[j]
-                    for i in range(n):
-                        tgt[i] += c * kj[i]
-            _rhs(kind, tgt, ks[st], dims, offs, pivot, Rt, F, eta, rank, ws, g)
-        istats[S_RHS] += 6
-
-        if fixed:
-            if not (_all_finite(y1) and _all_finite(ks[6])):
-                fstats[F_T] = t
-                fstats[F_H] = h
-                return NONFINITE
-            accept = True
-            h_next = h
-        else:
-            err = 0.0
-            for i in range(n):
-                sk = atol + rtol * max(abs(y[i]), abs(y1[i]))
-                e = h_step * (E1 * ks[0, i] + E3 * ks[2, i] + E4 * ks[3, i] + E5 * ks[4, i] + E6 * ks[5, i]
-                              + E7 * ks[6, i])
-                err += (e / sk) ** 2
-            err = np.sqrt(err / max(n, 1))
-            if not np.isfinite(err):
-                # a non-finite trial step: reject and shrink hard
-                accept = False
-                h_next = 0.1 * h_step
-                last_rejected = True
-            else:
-                fac11 = err**EXPO1
-                fac = fac11 / facold**BETA  # PI (Lund-stabilised) controller of DOPRI5
-                fac = max(FACC2, min(FACC1, fac / SAFE))
-                if err <= 1.0:
-                    accept = True
-                    facold = max(err, 1.0e-4)
-                    h_next = h_step / fac
-                    if last_rejected:
-                        h_next = min(h_next, h_step)
-                    last_rejected = False
-                else:
-                    accept = False
-                    h_next = h_step / min(FACC1, fac11 / SAFE)
-                    last_rejected = True
-
-        if not accept:
-            istats[S_REJECTED] += 1
-            h = h_next
-            continue
-
-        n_acc += 1
-        istats[S_ACCEPTED] = n_acc
-        # dense output on (t, t_new] when a requested time lies there
-        if idx < n_t and t_eval[idx] <= t_new:
-            for i in range(n):
-                ydiff = y1[i] - y[i]
-                bspl = h_step * ks[0, i] - ydiff
-                rc[0, i] = ydiff
-                rc[1, i] = bspl
-                rc[2, i] = ydiff - h_step * ks[6, i] - bspl
-                rc[3, i] = h_step * (D1 * ks[0, i] + D3 * ks[2, i] + D4 * ks[3, i] + D5 * ks[4, i]
-                                     + D6 * ks[5, i] + D7 * ks[6, i])
-            while idx < n_t and t_eval[idx] <= t_new:
-                if t_eval[idx] == t_new:
-                    for i in range(n):
-                        ytmp[i] = y1[i]
-                else:
-                    th = (t_eval[idx] - t) / h_step
-                    th1 = 1.0 - th
-                    # 1-D rows: a loop over contiguous vectors that LLVM vectorises (rc[q, i] does not)
-                    r0 = rc[0]
-                    r1 = rc[1]
-                    r2 = rc[2]
-                    r3 = rc[3]
-                    for i in range(n):
-                        ytmp[i] = y[i] + th * (r0[i] + th1 * (r1[i] + th * (r2[i] + th1 * r3[i])))
-                _emit(kind, ytmp, idx, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, out_ex,
-                      out_gn2, with_loss, with_grad, diag, out_bal, out_sv, out_ln)
+        if istats[S_STARTED] == 0:
+            for q in range(N_ISTATS):
+                istats[q] = 0
+            for q in range(N_FSTATS):
+                fstats[q] = 0.0
+            idx = 0
+            # requested times at t = 0
+            while idx < n_t and t_eval[idx] <= 0.0:
+                _emit(kind, y, idx, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, rec, with_loss, with_grad)
+                rec[REC_TH, idx] = 0.0
+                slot[idx] = -1
                 idx += 1
             istats[S_DONE_TIMES] = idx
-        # FSAL
-        for i in range(n):
-            y[i] = y1[i]
-            ks[0, i] = ks[6, i]
-        t = t_new
-        h = h_next
-        fstats[F_T] = t
-        fstats[F_H] = h
-        if not _all_finite(ks[0]):
-            return NONFINITE
-        if idx >= n_t or t >= t_end:
-            return DONE
+            if idx >= n_t:
+                return DONE
+            _rhs(kind, y, ks[0], dims, offs, pivot, Rt, F, eta, rank, ws, g)
+            istats[S_RHS] += 1
+            if not _all_finite(ks[0]):
+                return NONFINITE
+            if fixed:
+                h = h_fix
+            elif h_init > 0.0:
+                h = min(h_init, t_end)
+            else:
+                h = _initial_step(kind, y, ks[0], t_end, rtol, atol, dims, offs, pivot, Rt, F, eta, rank, ws, g,
+                                  ytmp, ks[1])
+                istats[S_RHS] += 1
+            fstats[F_H0] = h
+            if not (h > 0.0 and np.isfinite(h)):
+                # no representable first step: the right-hand side is too large for the error norm (an
+                # overflowing start); a requested first_step is > 0, a fixed step > 0 by the callers' checks
+                return NONFINITE
+            t = 0.0
+            facold = 1.0e-4
+            last_rejected = False
+            istats[S_STARTED] = 1
+        else:
+            idx = istats[S_DONE_TIMES]
+            t = fstats[F_T]
+            h = fstats[F_H]
+            facold = fstats[F_FACOLD]
+            last_rejected = istats[S_LAST_REJECTED] != 0
+
+        n_acc = istats[S_ACCEPTED]
+        n_attempt = n_acc + istats[S_REJECTED]
+        while True:
+            if n_attempt >= max_steps:
+                fstats[F_T] = t
+                fstats[F_H] = h
+                return MAX_STEPS
+            if fixed:
+                t_new = t_end if n_acc + 1 >= n_fix else (n_acc + 1) * h
+                h_step = t_new - t
+            else:
+                if h < 10.0 * 2.220446049250313e-16 * max(abs(t), 1e-300):
+                    fstats[F_T] = t
+                    fstats[F_H] = h
+                    return STEP_UNDERFLOW
+                last = t + 1.01 * h >= t_end
+                if last:
+                    h = t_end - t
+                h_step = h
+                t_new = t_end if last else t + h_step
+            n_attempt += 1
+
+            # stages 2..7 (ks[0] = f(t, y) by FSAL); the 7th stage is evaluated at the new state y1
+            for st in range(1, 7):
+                tgt = y1 if st == 6 else ytmp
+                for i in range(n):
+                    tgt[i] = y[i]
+                for j in range(st):
+                    c = h_step * tab[st, j]
+                    if c != 0.0:
+                        kj = ks[j]
+                        for i in range(n):
+                            tgt[i] += c * kj[i]
+                _rhs(kind, tgt, ks[st], dims, offs, pivot, Rt, F, eta, rank, ws, g)
+            istats[S_RHS] += 6
+
+            if fixed:
+                if not (_all_finite(y1) and _all_finite(ks[6])):
+                    fstats[F_T] = t
+                    fstats[F_H] = h
+                    return NONFINITE
+                accept = True
+                h_next = h
+            else:
+                err = 0.0
+                for i in range(n):
+                    sk = atol + rtol * max(abs(y[i]), abs(y1[i]))
+                    e = h_step * (E1 * ks[0, i] + E3 * ks[2, i] + E4 * ks[3, i] + E5 * ks[4, i] + E6 * ks[5, i]
+                                  + E7 * ks[6, i])
+                    err += (e / sk) ** 2
+                err = np.sqrt(err / max(n, 1))
+                if not np.isfinite(err):
+                    # a non-finite trial step: reject and shrink hard
+                    accept = False
+                    h_next = 0.1 * h_step
+                    last_rejected = True
+                else:
+                    fac11 = err**EXPO1
+                    fac = fac11 / facold**BETA  # PI (Lund-stabilised) controller of DOPRI5
+                    fac = max(FACC2, min(FACC1, fac / SAFE))
+                    if err <= 1.0:
+                        accept = True
+                        facold = max(err, 1.0e-4)
+                        h_next = h_step / fac
+                        if last_rejected:
+                            h_next = min(h_next, h_step)
+                        last_rejected = False
+                    else:
+                        accept = False
+                        h_next = h_step / min(FACC1, fac11 / SAFE)
+                        last_rejected = True
+
+            if not accept:
+                istats[S_REJECTED] += 1
+                h = h_next
+                continue
+
+            n_acc += 1
+            istats[S_ACCEPTED] = n_acc
+            # dense output on (t, t_new] when a requested time lies there
+            if idx < n_t and t_eval[idx] <= t_new:
+                for i in range(n):
+                    ydiff = y1[i] - y[i]
+                    bspl = h_step * ks[0, i] - ydiff
+                    rc[0, i] = ydiff
+                    rc[1, i] = bspl
+                    rc[2, i] = ydiff - h_step * ks[6, i] - bspl
+                    rc[3, i] = h_step * (D1 * ks[0, i] + D3 * ks[2, i] + D4 * ks[3, i] + D5 * ks[4, i]
+                                         + D6 * ks[5, i] + D7 * ks[6, i])
+                # 1-D rows: loops over contiguous vectors that LLVM vectorises (rc[q, i] does not)
+                r0 = rc[0]
+                r1 = rc[1]
+                r2 = rc[2]
+                r3 = rc[3]
+                s = -1
+                if n_slots > 0:
+                    s = istats[S_SLOTS]
+                    istats[S_SLOTS] = s + 1
+                    p0 = poly[s, 0]
+                    p1 = poly[s, 1]
+                    p2 = poly[s, 2]
+                    p3 = poly[s, 3]
+                    p4 = poly[s, 4]
+                    for i in range(n):
+                        p0[i] = y[i]
+                        p1[i] = r0[i]
+                        p2[i] = r1[i]
+                        p3[i] = r2[i]
+                        p4[i] = r3[i]
+                while idx < n_t and t_eval[idx] <= t_new:
+                    if t_eval[idx] == t_new:
+                        th = 1.0
+                        for i in range(n):
+                            ytmp[i] = y1[i]
+                    else:
+                        th = (t_eval[idx] - t) / h_step
+                        th1 = 1.0 - th
+                        for i in range(n):
+                            ytmp[i] = y[i] + th * (r0[i] + th1 * (r1[i] + th * (r2[i] + th1 * r3[i])))
+                    _emit(kind, ytmp, idx, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, rec, with_loss,
+                          with_grad)
+                    rec[REC_TH, idx] = th
+                    slot[idx] = s
+                    idx += 1
+                istats[S_DONE_TIMES] = idx
+            # FSAL
+            for i in range(n):
+                y[i] = y1[i]
+                ks[0, i] = ks[6, i]
+            t = t_new
+            h = h_next
+            fstats[F_T] = t
+            fstats[F_H] = h
+            fstats[F_FACOLD] = facold
+            istats[S_LAST_REJECTED] = 1 if last_rejected else 0
+            if not _all_finite(ks[0]):
+                return NONFINITE
+            if idx >= n_t or t >= t_end:
+                return DONE
+            if n_slots > 0 and istats[S_SLOTS] >= n_slots:
+                return BUFFER_FULL
+
+    integrate.__name__ = integrate.__qualname__ = name
+    return njit(cache=True, nogil=True)(integrate)
+
+
+#: the integrators of the three flows (arguments: see `_make_integrator`)
+_integrate_factor = _make_integrator(FACTOR, "_integrate_factor")
+_integrate_end_to_end = _make_integrator(END_TO_END, "_integrate_end_to_end")
+_integrate_modified = _make_integrator(MODIFIED, "_integrate_modified")
+
+#: the entry point of each flow kind
+ENTRY = {FACTOR: _integrate_factor, END_TO_END: _integrate_end_to_end, MODIFIED: _integrate_modified}
 
 
 @njit(cache=True, nogil=True)
 def _point(kind, y, v, dims, offs, pivot, Rt, F, eta, rank, out):
-    """One evaluation at ``y`` (own workspace), the single entry point besides `_integrate`.
+    """One evaluation at ``y`` (own workspace), the entry point besides the integrators.
 
     ``kind`` FACTOR / END_TO_END / MODIFIED: ``out`` = right-hand side of that flow, returns the excess loss
     (``v`` unused); ``kind`` HVP: ``out`` = Hess L^N(y) v, returns 0.  (One entry compiles the call tree

@@ -3,7 +3,7 @@
 * `_hvp`: the Hessian-vector product Hess L^N(w) v in closed form (the modified flow, the sharpness).
 * `_product_loss`, `_e2e_rhs`: excess loss and right-hand side -A_W(grad L^1(W)) of the end-to-end flow
   (2.5) on the flat product W.
-* `_excess_loss`: the excess loss of factors without the gradient (for the requested times).
+* `_excess_loss`: the excess loss of factors without the gradient, with its own workspace.
 
 Flat layout as in `dlnsim._kernels.linalg`.
 """
@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit
 
 from .blas import _matmul, _matmul_add
-from .linalg import _layer
+from .linalg import _loss_and_grad, _workspace_size
 
 
 @njit(cache=True, nogil=True)
@@ -136,26 +136,7 @@ def _e2e_rhs(y, f, dims, Rt, F, rank):
 
 @njit(cache=True, nogil=True)
 def _excess_loss(w, dims, offs, pivot, Rt, F):
-    """Excess loss 1/2 ||W R^T - F||_F^2 of the factors ``w`` (no gradient: for the requested times).
-
-    W R^T = W_{N:b+1} (W_{b:1} R^T) is multiplied through the narrowest layer b, as in `linalg._loss_grad`.
-    """
-    n = dims.shape[0] - 1
-    b = pivot
-    if b > 0:
-        low = _layer(w, dims, offs, b)
-        for j in range(b - 1, 0, -1):
-            low = np.dot(low, _layer(w, dims, offs, j))
-        lr = np.dot(low, Rt)
-    else:
-        lr = Rt.copy()
-    if b < n:
-        up = _layer(w, dims, offs, b + 1)
-        for j in range(b + 2, n + 1):
-            up = np.dot(_layer(w, dims, offs, j), up)
-        z = np.dot(up, lr)
-    else:
-        z = lr
-    z -= F
-    zz = z.ravel()
-    return 0.5 * np.dot(zz, zz)
+    """Excess loss 1/2 ||W R^T - F||_F^2 of the factors ``w`` (own workspace): `linalg._loss_and_grad`
+    without the gradient, the function the integrator records the loss with."""
+    ws = np.empty(_workspace_size(dims, pivot))
+    return _loss_and_grad(w, dims, offs, pivot, Rt, F, ws, ws, False)

@@ -1,7 +1,7 @@
 """Gradient descent (2.1) W_j(k+1) = W_j(k) - eta_k grad_{W_j} L^N(W(k)), run in resumable chunks.
 
 The loop evaluates the state W(k) for k = k_start, ..., k_stop - 1: loss and gradient every step (cheap,
-see `linalg._loss_grad`), records loss, ||grad||^2, eta_k and t_k when k is the next record point, then takes
+see `linalg._loss_and_grad`), records loss, ||grad||^2, eta_k and t_k when k is the next record point, then takes
 the step unless k = n_iter.  The expensive diagnostics (eigenvalues, singular values) are left to the caller,
 which ends chunks at record points: that keeps LAPACK out of this kernel and its compile time short.
 
@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 from .blas import _dot
-from .linalg import _loss_grad
+from .linalg import _loss_and_grad
 
 RUNNING = 0
 CONVERGED = 1
@@ -89,7 +89,7 @@ def _gd_chunk(
     n_rec = rec_k.shape[0]
     ltol_ex = acc[A_LTOL]
     for k in range(k_start, k_stop):
-        ex = _loss_grad(w, dims, offs, pivot, Rt, F, g, ws)
+        ex = _loss_and_grad(w, dims, offs, pivot, Rt, F, g, ws, True)
         loss = lstar + ex
         gn2 = _dot(g.shape[0], g, 0, g, 0)
         iacc[I_LAST_K] = k

@@ -81,9 +81,21 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
     """Excess loss 1/2 ||Z||_F^2 at ``w``; writes the gradient of L^N into ``g`` (same layout as ``w``).
 
     ``ws`` is a workspace of length `_workspace_size(dims, b)`.  Returns the excess loss; the caller adds
+    L*.  The kernels call `_loss_and_grad` (the same code, the gradient optional) directly.
+    """
+    return _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, True)
+
+
+@njit(cache=True, nogil=True)
+def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
+    """Excess loss 1/2 ||Z||_F^2 at ``w``, and with ``grad`` the gradient of L^N into ``g`` (same layout as
+    ``w``; untouched without ``grad``).
+
+    ``ws`` is a workspace of length `_workspace_size(dims, b)`.  Returns the excess loss; the caller adds
     L*.  No allocation and no reshapes: every matrix is a C-ordered block of ``w``, ``g``, ``ws``, ``Rt`` or
     ``F`` given by its offset, and every product is one dgemm call (`blas._matmul`), which keeps this
-    kernel's compile time short.
+    kernel's compile time short.  One function for the loss with and without the gradient: the integrator
+    needs both, and each compiled function costs seconds of compile time.
     """
     n = dims.shape[0] - 1
     d0 = dims[0]
@@ -156,6 +168,8 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
     for i in range(dn * d0):
         z[i] -= ff[i]
     ex = 0.5 * _dot(dn * d0, ws, p_z, ws, p_z)
+    if not grad:
+        return ex
 
     # lower layers j = 1..b: grad_j = L_j^T M_{j-1},  M_0 = (U_N^T Z) R,  M_j = M_{j-1} W_j^T,  grad_b = M_{b-1}
     if b > 0:
