@@ -140,7 +140,13 @@ RUN_ATTRS: dict[str, tuple[str, str]] = {
     "ratio": ("eta_crit / eta_star", "η_crit/η*"),
     "n_trials": ("number of GD runs of the search", "trials"),
     "lambda_max_XXt": ("largest eigenvalue of X X^T", "λ_max(XXᵀ)"),
+    "gtol_iteration": ("first iteration where ||grad L||_F <= gtol held (-1: never)", "k_gtol"),
+    "ltol_iteration": ("first iteration where the excess-loss test held (-1: never)", "k_ltol"),
 }
+for _kind in ("factor", "modified", "end_to_end"):  # outcomes of the flows that compare_flow integrates
+    RUN_ATTRS[f"flow_{_kind}_status"] = (f"status of the {_kind} flow integration", "flow status")
+    RUN_ATTRS[f"flow_{_kind}_n_steps"] = (f"accepted steps of the {_kind} flow integration", "steps")
+    RUN_ATTRS[f"flow_{_kind}_t_reached"] = (f"time the {_kind} flow integration reached", "t")
 
 
 def axis_meta(name: str) -> dict[str, Any]:

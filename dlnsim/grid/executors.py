@@ -23,9 +23,9 @@ import signal
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures import as_completed as futures_as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -189,11 +189,14 @@ def run_cells(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any]
 
 def _run_pool(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any], executor: Any,
               workers: int | None) -> Iterator[tuple[str, Any, BaseException | None]]:
+    """Cells on a pool, at most a window of ``2 x workers`` in flight: a finished cell's result is handed on
+    and dropped at once, so memory does not grow with the number of cells."""
     own = not isinstance(executor, Executor)
     n = min(workers or n_cores(), len(todo))
+    window = 2 * (n if own else max(n_cores(), 4))
     attempts = dict.fromkeys((name for name, _ in todo), 0)
-    pending = list(todo)
-    while pending:
+    queue = deque(todo)
+    while queue:
         pool: Executor
         if not own:
             pool = executor
@@ -205,25 +208,33 @@ def _run_pool(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any]
         futs: dict[Future[Any], Task] = {}
         broken: list[Task] = []
         try:
-            with _blas_env() if isinstance(pool, ProcessPoolExecutor) else contextlib.nullcontext():
-                for task in pending:
-                    futs[pool.submit(compute_cell, cell, task[1], params)] = task
-            pending = []
-            for fut in futures_as_completed(list(futs)):
-                task = futs.pop(fut)
-                try:
-                    res = fut.result()
-                except BrokenProcessPool:
-                    attempts[task[0]] += 1
-                    if attempts[task[0]] <= 1:
-                        broken.append(task)
-                    else:
-                        yield task[0], None, WorkerDied("the worker process died twice while computing this cell")
-                    continue
-                except Exception as exc:
-                    yield task[0], None, exc
-                    continue
-                yield task[0], res, None
+            while queue or futs:
+                with _blas_env() if isinstance(pool, ProcessPoolExecutor) else contextlib.nullcontext():
+                    while queue and not broken and len(futs) < window:
+                        task = queue.popleft()
+                        try:
+                            futs[pool.submit(compute_cell, cell, task[1], params)] = task
+                        except BrokenProcessPool:  # never started: not an attempt
+                            broken.append(task)
+                done, _ = wait(list(futs), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    task = futs.pop(fut)
+                    try:
+                        res = fut.result()
+                    except BrokenProcessPool:
+                        attempts[task[0]] += 1
+                        if attempts[task[0]] <= 1:
+                            broken.append(task)
+                        else:
+                            yield task[0], None, WorkerDied("the worker process died twice while computing this cell")
+                        continue
+                    except Exception as exc:
+                        yield task[0], None, exc
+                        continue
+                    yield task[0], res, None
+                    del res
+                if broken and not futs:
+                    break
         except BaseException:
             for fut in futs:
                 fut.cancel()
@@ -237,7 +248,7 @@ def _run_pool(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any]
             for task in broken:  # a pool that is not ours cannot be restarted
                 yield task[0], None, WorkerDied("the worker process died while computing this cell")
             broken = []
-        pending = broken
+        queue.extendleft(reversed(broken))
 
 
 def _run_dask(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any], client: Any,
