@@ -34,7 +34,7 @@ def open_results(path: str | os.PathLike[str]) -> xr.Dataset:
             if not (p / "grid.json").is_file():
                 raise ValueError(f"{str(p)!r} is a directory without grid.json (not a grid or sweep directory)")
             return open_sweep(p)
-        return open_file(p)
+        return open_file(p, timeout=60.0)  # checked in a subprocess first: a damaged file cannot hang us
     except ValueError as exc:
         text = str(exc)
         for prefix in ("path: ", "directory: "):

@@ -62,6 +62,9 @@ nothing written), 130 interrupted, 141 stdout closed by its reader (e.g. | head)
 DATA_HELP = ("your data instead of the paper setup: a .npz file with arrays X (d_x, m) and Y (d_y, m), samples "
              "as columns, or a NetCDF file (.nc) with variables X and Y of these shapes; needs --widths")
 
+#: seconds a file given on the command line may take to open (checked in a subprocess first)
+OPEN_TIMEOUT = 60.0
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line, ``dlnsim run: error: ... (see dlnsim run --help)``, status 2."""
@@ -275,7 +278,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         _info_grid(path)
         return 0
     try:
-        ds = open_results(path)
+        ds = open_results(path, timeout=OPEN_TIMEOUT)  # a damaged file cannot hang the command
     except ValueError as exc:
         raise ValueError(f"FILE: {str(exc).removeprefix('path: ')}") from None
     a = ds.attrs
