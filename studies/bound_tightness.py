@@ -175,6 +175,8 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         ds[name].attrs.update(long_name=lname)
         if ds[name].dtype.kind in "iuf":
             ds[name].attrs["units"] = "1"
+    for v in ds.variables.values():  # self-describing: units on every variable ("1" for text, as elsewhere)
+        v.attrs.setdefault("units", "1")
     ds.attrs.update({
         "title": f"dlnsim study {NAME}" + (" (quick variant)" if quick else ""),
         "study": NAME,

@@ -174,6 +174,8 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     div = (ds["regime"] == "diverges")
     first = xr.where(div.any("ratio"), ds["ratio"].where(div).min("ratio"), np.nan)
     ds["ratio_diverge"] = first.assign_attrs(units="1", long_name="smallest ratio whose run diverges")
+    for v in ds.variables.values():  # self-describing: units on every variable ("1" for text, as elsewhere)
+        v.attrs.setdefault("units", "1")
     ds.attrs.update({
         "title": f"dlnsim study {NAME}" + (" (quick variant)" if quick else ""),
         "study": NAME,

@@ -291,6 +291,8 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     ds["traj_frac"].attrs["long_name"] = "stepsize of the trajectory as a fraction of eta_crit"
     ds["traj_point"].attrs["long_name"] = "index of the trajectory record (log-spaced iterations)"
     ds["trial"].attrs["long_name"] = "trial run of the search, in order"
+    for v in ds.variables.values():  # self-describing: units on every variable ("1" for text, as elsewhere)
+        v.attrs.setdefault("units", "1")
     ds.attrs.update({
         "title": f"dlnsim study {NAME}" + (" (quick variant)" if quick else ""),
         "study": NAME,
