@@ -20,9 +20,11 @@ import numpy as np
 import xarray as xr
 
 import dlnsim
+import dlnsim.plot as P
 from dlnsim import dataset
 from dlnsim.grid import run_grid
 from dlnsim.grid.combine import ALWAYS_VARIABLES
+from dlnsim.stability import compress_widths
 
 #: the repository root (studies/ lives in it)
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,10 +189,29 @@ def study_attrs(study: str, quick: bool, description: str, **attrs: Any) -> dict
     }
 
 
+#: how the studies of the Section-5 instance set it up (see `compressed_paper`)
+COMPRESSED = ("hidden widths compressed to 2 (dlnsim.stability.compress_widths): the same losses, products, "
+              "gradient norms, balancedness and layer norms as the paper's widths, to rounding")
+
+
+def compressed_paper(N: int, seed: int) -> tuple[dlnsim.Problem, list[np.ndarray]]:
+    """``dlnsim.paper_setup(N, seed)`` with the hidden widths compressed to 2 (`COMPRESSED`).
+
+    With d_1 = 2 every GD iterate (and the gradient flow) stays in the initial 2-dimensional hidden subspaces,
+    so the network with widths (70, 2, ..., 2, 70) has the same trajectory up to an orthogonal change of basis
+    in each hidden layer; a step costs about half as much at N = 5.  A module-level function, so that it can
+    be the ``setup`` of `dlnsim.critical_sweep`.
+    """
+    s = dlnsim.paper_setup(N, seed)
+    W0, _ = compress_widths(s.W0)
+    return s.problem, W0
+
+
 def paper_gd_attrs(seed: int, n_iter: int, record: str, gtol: float) -> dict[str, Any]:
-    """The parameters of a study of GD runs on ``paper_setup(N, seed)`` that stop early at ``gtol``."""
-    return {"seed": seed, "setup_call": f"dlnsim.paper_setup(N, seed={seed})", "n_iter": n_iter, "record": record,
-            "gtol": gtol, "stop_early": 1}
+    """The parameters of a study of GD runs on ``paper_setup(N, seed)`` that stop early at ``gtol`` (and the
+    default loss test ltol = gtol^2 of `dlnsim.run_gd`)."""
+    return {"seed": seed, "setup_call": f"dlnsim.paper_setup(N, seed={seed}), {COMPRESSED}", "n_iter": n_iter,
+            "record": record, "gtol": gtol, "ltol": gtol**2, "stop_early": 1}
 
 
 #: long name of the depth axis
@@ -229,6 +250,13 @@ def fit_loglog(x: Any, y: Any) -> tuple[float, float]:
     return float(slope), float(intercept)
 
 
+def local_exponents(x: Any, y: Any) -> np.ndarray:
+    """d log y / d log x between neighbouring points: (log y[i+1] - log y[i]) / (log x[i+1] - log x[i])."""
+    lx = np.log(np.asarray(x, dtype=float))
+    ly = np.log(np.asarray(y, dtype=float))
+    return np.diff(ly) / np.diff(lx)
+
+
 def by_depth(ds: xr.Dataset) -> Iterator[tuple[int, xr.Dataset]]:
     """``(N, ds.sel(N=N))`` for every depth N of ``ds`` (for the summaries)."""
     for N in ds["N"].values:
@@ -247,50 +275,31 @@ def save_dataset(ds: xr.Dataset, outdir: Path, name: str) -> Path:
 
 
 # ----------------------------------------------------------------------------------------------------- figures
+# the style, the depth colours, saving and the end point of a run are dlnsim.plot's (one source for both)
 
-#: one colour per depth, the same in every figure
-DEPTH_COLORS = {1: "#555555", 2: "#0072B2", 3: "#D55E00", 4: "#CC79A7", 5: "#009E73", 6: "#E69F00", 7: "#56B4E9"}
-
-
-def depth_color(N: int) -> str:
-    return DEPTH_COLORS.get(int(N), "black")
+DEPTH_COLORS = P.DEPTH_COLORS
+depth_color = P.depth_color
+with_end = P.with_end
 
 
 def pyplot() -> Any:
-    """matplotlib.pyplot with the Agg backend and the studies' style (9 pt text, for a 7 in wide page)."""
+    """matplotlib.pyplot with the Agg backend and `dlnsim.plot.STYLE` set globally (for studies that draw with
+    pyplot; the others draw in ``with dlnsim.plot.style():`` on `dlnsim.plot.subplots`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({
-        "font.size": 9,
-        "axes.titlesize": 9,
-        "axes.labelsize": 9,
-        "legend.fontsize": 7.5,
-        "xtick.labelsize": 8,
-        "ytick.labelsize": 8,
-        "lines.linewidth": 1.3,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "grid.linewidth": 0.5,
-        "legend.frameon": False,
-        "savefig.dpi": 200,
-        "pdf.fonttype": 42,
-    })
+    plt.rcParams.update(P.STYLE)
     return plt
 
 
-def save_figure(fig: Any, outdir: Path, name: str) -> list[Path]:
-    """Write ``figures/<name>.png`` and ``.pdf`` (without creation dates, so reruns give the same PDF)."""
-    plt = pyplot()
+def save_figure(fig: Any, outdir: Path | str, name: str) -> list[Path]:
+    """Write ``<outdir>/figures/<name>.png`` and ``.pdf`` with `dlnsim.plot.save_figure` (no creation dates, so
+    reruns give the same PDF)."""
     folder = Path(outdir) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{name}.png", folder / f"{name}.pdf"]
-    fig.savefig(paths[0], metadata={"Software": None})
-    fig.savefig(paths[1], metadata={"CreationDate": None, "Creator": None, "Producer": None})
-    plt.close(fig)
-    return paths
+    return P.save_figure(fig, folder / name, formats=("png", "pdf"))
 
 
 def fmt_pow10(n: float) -> str:
@@ -300,52 +309,22 @@ def fmt_pow10(n: float) -> str:
     return f"$10^{{{exp}}}$" if abs(mant - 1) < 1e-9 else f"${mant:g}\\times10^{{{exp}}}$"
 
 
-def with_end(run: xr.Dataset, var: str = "loss", final: str = "final_loss") -> tuple[np.ndarray, np.ndarray]:
-    """The finite records of ``run[var]`` over k, plus the point (stop_iteration, run[final]) where the run
-    ended when that lies after the last record (an early stop falls between record points)."""
-    da = run[var].dropna("k")
-    k = np.asarray(da["k"].values, dtype=float)
-    y = np.asarray(da.values, dtype=float)
-    if "stop_iteration" in run and final in run:
-        k_end, y_end = float(run["stop_iteration"]), float(run[final])
-        if np.isfinite(y_end) and k_end >= 0 and (k.size == 0 or k_end > k[-1]):
-            k, y = np.append(k, k_end), np.append(y, y_end)
-    return k, y
-
-
-def loss_panels(ds: xr.Dataset, titles: dict[str, str], label: Callable[[str, int, xr.Dataset], tuple[str, str]],
-                suptitle: str) -> Any:
-    """A 2x2 figure of log-log loss against iteration, one panel per value of ``ds.panel`` (over ``case``),
-    one curve per depth N; ``label(case, N, run)`` gives the legend label and line style."""
-    plt = pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(7.0, 5.4), constrained_layout=True)
-    for ax, panel in zip(axes.ravel(), titles, strict=True):
-        for case in ds["case"].values[ds["panel"].values == panel]:
-            for N in ds["N"].values:
-                run = ds.sel(case=case, N=N)
-                k, loss = with_end(run)
-                if loss.size == 0:
-                    continue
-                text, style = label(str(case), int(N), run)
-                ax.loglog(k + 1, loss, style, color=depth_color(int(N)), label=text,
-                          marker="o" if loss.size < 30 else None, markersize=3)
-        ax.set_title(titles[panel], loc="left")
-        ax.set_xlabel("iteration $k+1$")
-        ax.set_ylabel(r"loss $L^N(W(k))$")
-        diverging = bool(np.all(ds["status"].sel(case=ds["case"].values[ds["panel"].values == panel]) == "diverged"))
-        ax.legend(loc="upper left" if diverging else "lower left")
-        lo, hi = ax.get_xlim()
-        if hi / lo < 100:  # a short run: label the ticks plainly (2, 3, ... instead of 2x10^0)
-            from matplotlib.ticker import FuncFormatter
-
-            def minor(v: float, _: Any, narrow: bool = hi / lo < 10) -> str:
-                lead = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
-                return f"{v:g}" if narrow or lead in (2, 5) else ""
-
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(FuncFormatter(minor))
-    fig.suptitle(suptitle, fontsize=9)
-    return fig
+def loss_axes(ax: Any, runs: Sequence[tuple[xr.Dataset, str, str, str]], x: str = "k") -> None:
+    """Log-log loss of GD runs on ``ax``: ``runs`` = (run, legend label, line style, colour); ``x`` = "k"
+    (iteration, drawn as k+1) or "t" (flow time t_k = eta_0 + ... + eta_{k-1}, the run's ``t``).  Each curve
+    ends where its run ended (the engine records the stop iteration; `dlnsim.plot.with_end` otherwise)."""
+    for run, text, style, color in runs:
+        if x == "t":
+            ok = np.isfinite(run["loss"].values) & (run["t"].values > 0)
+            xs, loss = run["t"].values[ok], run["loss"].values[ok]
+        else:
+            k, loss = with_end(run)
+            xs = k + 1
+        if loss.size:
+            ax.loglog(xs, loss, style, color=color, label=text, marker="o" if loss.size < 30 else None,
+                      markersize=3)
+    ax.set_xlabel("iteration $k+1$" if x == "k" else r"flow time $t_k=\eta_0+\dots+\eta_{k-1}$")
+    ax.set_ylabel(r"loss $L^N(W(k))$")
 
 
 def fmt_e(x: float, digits: int = 2) -> str:

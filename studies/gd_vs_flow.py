@@ -1,6 +1,8 @@
 """GD against the gradient flow it discretises: distance at equal times as eta -> 0, for N = 2, 3, 5.
 
-On the Section-5 instance (``dlnsim.paper_setup(N, seed=0)``) we run GD with constant stepsizes
+On the Section-5 instance (``dlnsim.paper_setup(N, seed=0)``, hidden widths compressed to 2:
+`_common.compressed_paper`; GD and both flows stay in the initial hidden subspaces, so the distances between
+factor tuples and products are those of the paper's widths) we run GD with constant stepsizes
 eta = m eta* (m = 32, 16, 8, 4, 2, 1; eta* the bound (5.1)) for n_iter = T/eta steps (flow time T = 5) and
 compare with
 
@@ -24,6 +26,7 @@ import numpy as np
 import xarray as xr
 
 import dlnsim
+import dlnsim.plot as P
 
 from . import _common as C
 
@@ -40,11 +43,11 @@ FLOWS = ("factor", "modified")
 
 def cell(N: int, multiple: float, seed: int, T: float, record: str) -> xr.Dataset:
     """One GD run with stepsize ``multiple`` eta* for the flow time T, and the flows at its times."""
-    setup = dlnsim.paper_setup(N, seed)
-    bound = dlnsim.stepsize_bound(setup.problem, setup.W0)
+    problem, W0 = C.compressed_paper(N, seed)
+    bound = dlnsim.stepsize_bound(problem, W0)
     eta = multiple * bound.eta
     n_iter = round(T / eta)
-    return dlnsim.compare_flow(setup.problem, setup.W0, eta, n_iter, record=record, rtol=RTOL, atol=ATOL,
+    return dlnsim.compare_flow(problem, W0, eta, n_iter, record=record, rtol=RTOL, atol=ATOL,
                                kinds=FLOWS, bound=bound,
                                attrs={"eta_value": eta, "eta_over_bound": multiple, "run_n_iter": n_iter})
 
@@ -97,7 +100,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     ds.attrs.update(C.study_attrs(NAME, quick, "distance at equal times between GD and the factor gradient flow / "
                                                "the modified flow as eta -> 0, Section-5 instance, N = 2, 3, 5"))
     ds.attrs.update({
-        "seed": SEED, "setup_call": f"dlnsim.paper_setup(N, seed={SEED})", "flow_time": T,
+        "seed": SEED, "setup_call": f"dlnsim.paper_setup(N, seed={SEED}), {C.COMPRESSED}", "flow_time": T,
         "multiples": multiples, "record": record, "flow_rtol": RTOL, "flow_atol": ATOL,
         "compare_call": "dlnsim.compare_flow(problem, W0, eta, round(T/eta), record, rtol, atol, "
                         "kinds=('factor', 'modified'))",
@@ -115,40 +118,41 @@ def summary(ds: xr.Dataset) -> list[str]:
 
 
 def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
-    plt = C.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(7.0, 3.6), layout="constrained")
-    ax = axes[0]
-    for N in ds["N"].values:
-        eta = ds["eta_value"].sel(N=N).values
-        for f, marker, ls, mfc in (("factor", "o", "-", None), ("modified", "s", "--", "white")):
-            y = ds["sup_distance"].sel(N=N, flow=f).values
-            s = float(ds["slope"].sel(N=N, flow=f))
-            b = float(ds["intercept"].sel(N=N, flow=f))
-            color = C.depth_color(N)
-            ax.loglog(eta, y, marker, color=color, mfc=mfc or color, ms=3.5)
-            ax.loglog(eta, 10**b * eta**s, ls, color=color, lw=0.9, label=f"N={N} {f}: slope {s:.2f}")
-    ax.set_xlabel(r"stepsize $\eta$")
-    ax.set_ylabel(r"$\max_{t_k\leq T}\|W_{\rm GD}(k)-W(t_k)\|_F$")
-    ax.set_title("(a) distance to the flows", loc="left")
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=7,
-               title="(a): fitted power laws, distance $\\propto\\eta^{\\rm slope}$ "
-                     "(solid/filled: factor flow, dashed/open: modified flow)", title_fontsize=7)
-    for ax, var, power, title in ((axes[1], "flow_distance", 1, "(b) factor flow (2.2)"),
-                                  (axes[2], "modified_flow_distance", 2, "(c) modified flow")):
+    with P.style():
+        fig, axes = P.subplots(1, 3, figsize=(7.0, 3.6))
+        axes = axes.ravel()
+        ax = axes[0]
         for N in ds["N"].values:
-            for m in ds["multiple"].values:
-                r = ds.sel(N=N, multiple=m)
-                ok = np.isfinite(r[var].values) & (r["k"].values > 0)
-                eta = float(r["eta_value"])
-                ax.plot(r["t"].values[ok], r[var].values[ok] / eta**power, color=C.depth_color(N), lw=0.8,
-                        alpha=0.4 + 0.6 * (m == ds["multiple"].values.min()),
-                        label=f"N={N}" if m == ds["multiple"].values.min() else None)
-        ax.set_xlabel(r"flow time $t_k=k\eta$")
-        ax.set_ylabel(rf"distance / $\eta^{power}$" if power > 1 else r"distance / $\eta$")
-        ax.set_title(title, loc="left")
-        ax.legend(loc="upper left", fontsize=7)
-    fig.suptitle(f"GD vs gradient flow at equal times, Section-5 instance (seed {int(ds.attrs['seed'])}), "
-                 f"flow time T = {float(ds.attrs['flow_time']):g}\n$\\eta/\\eta^*\\in$ "
-                 f"{{{', '.join(f'{m:g}' for m in ds['multiple'].values)}}}; "
-                 "in (b) and (c) the curves of all $\\eta$ (faint) collapse onto the smallest (solid)", fontsize=9)
+            eta = ds["eta_value"].sel(N=N).values
+            for f, marker, ls, mfc in (("factor", "o", "-", None), ("modified", "s", "--", "white")):
+                y = ds["sup_distance"].sel(N=N, flow=f).values
+                s = float(ds["slope"].sel(N=N, flow=f))
+                b = float(ds["intercept"].sel(N=N, flow=f))
+                color = P.depth_color(N)
+                ax.loglog(eta, y, marker, color=color, mfc=mfc or color, ms=3.5)
+                ax.loglog(eta, 10**b * eta**s, ls, color=color, lw=0.9, label=f"N={N} {f}: slope {s:.2f}")
+        ax.set_xlabel(r"stepsize $\eta$")
+        ax.set_ylabel(r"$\max_{t_k\leq T}\|W_{\rm GD}(k)-W(t_k)\|_F$")
+        ax.set_title("(a) distance to the flows", loc="left")
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=7,
+                   title="(a): fitted power laws, distance $\\propto\\eta^{\\rm slope}$ "
+                         "(solid/filled: factor flow, dashed/open: modified flow)", title_fontsize=7)
+        for ax, var, power, title in ((axes[1], "flow_distance", 1, "(b) factor flow (2.2)"),
+                                      (axes[2], "modified_flow_distance", 2, "(c) modified flow")):
+            for N in ds["N"].values:
+                for m in ds["multiple"].values:
+                    r = ds.sel(N=N, multiple=m)
+                    ok = np.isfinite(r[var].values) & (r["k"].values > 0)
+                    eta = float(r["eta_value"])
+                    ax.plot(r["t"].values[ok], r[var].values[ok] / eta**power, color=P.depth_color(N), lw=0.8,
+                            alpha=0.4 + 0.6 * (m == ds["multiple"].values.min()),
+                            label=f"N={N}" if m == ds["multiple"].values.min() else None)
+            ax.set_xlabel(r"flow time $t_k=k\eta$")
+            ax.set_ylabel(rf"distance / $\eta^{power}$" if power > 1 else r"distance / $\eta$")
+            ax.set_title(title, loc="left")
+            ax.legend(loc="upper left", fontsize=7)
+        fig.suptitle(f"GD vs gradient flow at equal times, Section-5 instance (seed {int(ds.attrs['seed'])}), "
+                     f"flow time T = {float(ds.attrs['flow_time']):g}\n$\\eta/\\eta^*\\in$ "
+                     f"{{{', '.join(f'{m:g}' for m in ds['multiple'].values)}}}; "
+                     "in (b) and (c) the curves of all $\\eta$ (faint) collapse onto the smallest (solid)", fontsize=9)
     return C.save_figure(fig, outdir, NAME)

@@ -18,7 +18,8 @@ steps.  The end point is classified twice:
   GD ended (``keep_weights=True``: after n_iter steps, or where a convergence test stopped it);
 * ``loss_rank``: the smallest k with L*_k <= L(final) + 1e-3 (L(0) - L*_{r̄}), the least rank a product needs
   to reach the final loss (a critical point that is the best rank-k fit has loss L*_k); it equals r̄ exactly
-  when GD reached the global minimum min L^N = L*_{r̄} (to that tolerance).
+  when GD ended within that tolerance of the global minimum min L^N = L*_{r̄} (``reached_global_min``: "at
+  the global minimum within tolerance", not exactly at it).
 
 The grid is (case, N, init, scale_index, seed); a cell is one GD run with its end point classified.
 """
@@ -33,6 +34,7 @@ import numpy as np
 import xarray as xr
 
 import dlnsim
+import dlnsim.plot as P
 
 from . import _common as C
 
@@ -88,11 +90,12 @@ def cell(case: str, N: int, init: str, scale_index: int, seed: int, n_iter: int,
     scale = SCALES[N][scale_index]
     W0 = initial_weights(case, N, init, scale, seed)
     r_bar = min(problem.q, min(widths_of(case, N)))
-    ds = dlnsim.run_gd(problem, W0, ETA, n_iter, record, gtol=GTOL, stop_early=True, keep_weights=True,
-                       attrs={"init": init, "init_scale": scale, "init_seed": seed, "r_bar": r_bar})
+    # only the loss is kept along the run: no state diagnostics (half the cost of a step on these small problems)
+    ds = dlnsim.run_gd(problem, W0, ETA, n_iter, record, diagnostics=False, gtol=GTOL, stop_early=True,
+                       keep_weights=True, attrs={"init": init, "init_scale": scale, "init_seed": seed, "r_bar": r_bar})
     # the state where GD ended (the stop of an early-stopped run usually falls between two record points)
     W_end = dlnsim.weights_from(ds)
-    n_sv = ds.sizes["sv"]
+    n_sv = min(widths_of(case, N))  # the rank of the product is at most the narrowest width
     if all(np.all(np.isfinite(W)) for W in W_end):
         sv = np.linalg.svd(dlnsim.product(W_end), compute_uv=False)[:n_sv]
     else:
@@ -190,77 +193,79 @@ def summary(ds: xr.Dataset) -> list[str]:
 
 
 def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
-    plt = C.pyplot()
+    import matplotlib
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(2, 2, figsize=(7.0, 6.4), layout="constrained")
-    N0 = int(ds["N"].values[0])
-    cmap = plt.get_cmap("plasma")
-    n_sc = ds.sizes["scale_index"]
-    colors = [cmap(si / max(n_sc, 2)) for si in range(n_sc)]
-    for col, case in enumerate(ds["case"].values):
-        rb = int(ds["r_bar"].sel(case=case, N=N0))
-        opt = ds["optimal_loss_by_rank"].sel(case=case).values
-        ax = axes[0, col]
+    with P.style():
+        fig, axes = P.subplots(2, 2, figsize=(7.0, 6.4))
+        N0 = int(ds["N"].values[0])
+        cmap = matplotlib.colormaps["plasma"]
+        n_sc = ds.sizes["scale_index"]
+        colors = [cmap(si / max(n_sc, 2)) for si in range(n_sc)]
+        for col, case in enumerate(ds["case"].values):
+            rb = int(ds["r_bar"].sel(case=case, N=N0))
+            opt = ds["optimal_loss_by_rank"].sel(case=case).values
+            ax = axes[0, col]
+            for si in range(n_sc):
+                r = ds.sel(case=case, N=N0, init="balanced", scale_index=si, seed=ds["seed"].values[0])
+                k, loss = C.with_end(r)
+                c = float(ds["init_scale"].sel(N=N0, scale_index=si))
+                ax.loglog(k[loss > 0] + 1, loss[loss > 0], color=colors[si], label=f"c = {c:g}")
+            x_right = 1.15 * (float(ds["k"].max()) + 1)
+            floor = 1e-8 * opt[0]
+            for k in range(rb + 1):
+                if opt[k] <= floor:  # L*_k = 0 up to rounding: not drawable on the log axis
+                    continue
+                ax.axhline(opt[k], color="0.4", ls=":", lw=0.8)
+                ax.text(x_right, opt[k], f" $L^*_{k}$", fontsize=7, color="0.3", va="center", ha="left")
+            ax.set_ylim(bottom=max(ax.get_ylim()[0], floor))
+            ax.set_xlabel("iteration $k+1$")
+            ax.set_ylabel(r"loss $L^N(W(k))$")
+            ax.set_title(f"({'ab'[col]}) case {case} ($\\bar r={rb}$), N={N0}, balanced starts", loc="left")
+            ax.legend(loc="lower left", fontsize=7)
+            ax = axes[1, col]
+            sub = ds.sel(case=case)
+            rel = sub["final_sv"] / sub["final_sv"].max("sv")
+            n_runs, n_at = 0, 0
+            for N in sub["N"].values:
+                for init, ls in zip(ds["init"].values, ("-", "--"), strict=True):
+                    for si in range(n_sc):
+                        for seed in ds["seed"].values:
+                            y = rel.sel(N=N, init=init, scale_index=si, seed=seed).values
+                            ok = np.isfinite(y) & (y > 0)
+                            if ok.any():
+                                ax.semilogy(np.arange(1, y.size + 1)[ok], y[ok], ls, color=colors[si], lw=0.6,
+                                            alpha=0.6)
+                counts = sub["sv_rank"].sel(N=N)
+                n_runs += int(counts.size)
+                n_at += int((counts == int(sub["r_bar"].sel(N=N))).sum())
+            rb_all = int(sub["r_bar"].max())
+            ax.axhline(TAU, color="k", ls=":", lw=1.0)
+            ax.axvline(rb_all + 0.5, color="k", ls="-.", lw=0.8)
+            glob = int(sub["reached_global_min"].sum())
+            ax.set_title(f"({'cd'[col]}) case {case}: final singular values, all runs", loc="left")
+            ax.text(0.98, 0.97, f"numerical rank $\\bar r={rb_all}$: {n_at}/{n_runs}\nat the global minimum within "
+                    f"tolerance: {glob}/{n_runs}",
+                    transform=ax.transAxes, ha="right", va="top", fontsize=7.5,
+                    bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
+            ax.set_xlabel("index $i$ of the singular value")
+            ax.set_ylabel(r"$\sigma_i/\sigma_1$ of the final $W_N\cdots W_1$")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        handles = [Line2D([], [], color="0.2", ls="-", label="balanced start"),
+                   Line2D([], [], color="0.2", ls="--", label="Gaussian start"),
+                   Line2D([], [], color="k", ls=":", label=rf"threshold $\tau={TAU:g}$"),
+                   Line2D([], [], color="k", ls="-.", label=r"$\bar r=\min(q, r)$")]
+        scales = ds["init_scale"]
         for si in range(n_sc):
-            r = ds.sel(case=case, N=N0, init="balanced", scale_index=si, seed=ds["seed"].values[0])
-            k, loss = C.with_end(r)
-            c = float(ds["init_scale"].sel(N=N0, scale_index=si))
-            ax.loglog(k[loss > 0] + 1, loss[loss > 0], color=colors[si], label=f"c = {c:g}")
-        x_right = 1.15 * (float(ds["k"].max()) + 1)
-        floor = 1e-8 * opt[0]
-        for k in range(rb + 1):
-            if opt[k] <= floor:  # L*_k = 0 up to rounding: not drawable on the log axis
-                continue
-            ax.axhline(opt[k], color="0.4", ls=":", lw=0.8)
-            ax.text(x_right, opt[k], f" $L^*_{k}$", fontsize=7, color="0.3", va="center", ha="left")
-        ax.set_ylim(bottom=max(ax.get_ylim()[0], floor))
-        ax.set_xlabel("iteration $k+1$")
-        ax.set_ylabel(r"loss $L^N(W(k))$")
-        ax.set_title(f"({'ab'[col]}) case {case} ($\\bar r={rb}$), N={N0}, balanced starts", loc="left")
-        ax.legend(loc="lower left", fontsize=7)
-        ax = axes[1, col]
-        sub = ds.sel(case=case)
-        rel = sub["final_sv"] / sub["final_sv"].max("sv")
-        n_runs, n_at = 0, 0
-        for N in sub["N"].values:
-            for init, ls in zip(ds["init"].values, ("-", "--"), strict=True):
-                for si in range(n_sc):
-                    for seed in ds["seed"].values:
-                        y = rel.sel(N=N, init=init, scale_index=si, seed=seed).values
-                        ok = np.isfinite(y) & (y > 0)
-                        if ok.any():
-                            ax.semilogy(np.arange(1, y.size + 1)[ok], y[ok], ls, color=colors[si], lw=0.6,
-                                        alpha=0.6)
-            counts = sub["sv_rank"].sel(N=N)
-            n_runs += int(counts.size)
-            n_at += int((counts == int(sub["r_bar"].sel(N=N))).sum())
-        rb_all = int(sub["r_bar"].max())
-        ax.axhline(TAU, color="k", ls=":", lw=1.0)
-        ax.axvline(rb_all + 0.5, color="k", ls="-.", lw=0.8)
-        glob = int(sub["reached_global_min"].sum())
-        ax.set_title(f"({'cd'[col]}) case {case}: final singular values, all runs", loc="left")
-        ax.text(0.98, 0.97, f"numerical rank $\\bar r={rb_all}$: {n_at}/{n_runs}\nglobal minimum: {glob}/{n_runs}",
-                transform=ax.transAxes, ha="right", va="top", fontsize=7.5,
-                bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
-        ax.set_xlabel("index $i$ of the singular value")
-        ax.set_ylabel(r"$\sigma_i/\sigma_1$ of the final $W_N\cdots W_1$")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    handles = [Line2D([], [], color="0.2", ls="-", label="balanced start"),
-               Line2D([], [], color="0.2", ls="--", label="Gaussian start"),
-               Line2D([], [], color="k", ls=":", label=rf"threshold $\tau={TAU:g}$"),
-               Line2D([], [], color="k", ls="-.", label=r"$\bar r=\min(q, r)$")]
-    scales = ds["init_scale"]
-    for si in range(n_sc):
-        text = " / ".join(f"{float(scales.sel(N=N, scale_index=si)):g}" for N in ds["N"].values)
-        handles.append(Line2D([], [], color=colors[si], label=f"c = {text}"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=7,
-               title="bottom panels; scale c for N = " + " / ".join(str(int(n)) for n in ds["N"].values),
-               title_fontsize=7)
-    fig.suptitle(f"Where GD ends (N $\\geq$ 3): d={int(ds.attrs['d'])}, m={int(ds.attrs['m'])}, "
-                 f"$\\eta$={float(ds.attrs['eta']):g}, {C.fmt_pow10(int(ds.attrs['n_iter']))} steps, "
-                 f"{ds.sizes['seed']} seeds per start; N = {', '.join(str(int(n)) for n in ds['N'].values)}\n"
-                 r"top: loss for one seed with plateaus at the rank-$k$ optima $L^*_k$; "
-                 r"bottom: $\sigma_i/\sigma_1$ of the final product", fontsize=9)
+            text = " / ".join(f"{float(scales.sel(N=N, scale_index=si)):g}" for N in ds["N"].values)
+            handles.append(Line2D([], [], color=colors[si], label=f"c = {text}"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=7,
+                   title="bottom panels; scale c for N = " + " / ".join(str(int(n)) for n in ds["N"].values),
+                   title_fontsize=7)
+        fig.suptitle(f"Where GD ends (N $\\geq$ 3): d={int(ds.attrs['d'])}, m={int(ds.attrs['m'])}, "
+                     f"$\\eta$={float(ds.attrs['eta']):g}, {C.fmt_pow10(int(ds.attrs['n_iter']))} steps, "
+                     f"{ds.sizes['seed']} seeds per start; N = {', '.join(str(int(n)) for n in ds['N'].values)}\n"
+                     r"top: loss for one seed with plateaus at the rank-$k$ optima $L^*_k$; "
+                     r"bottom: $\sigma_i/\sigma_1$ of the final product", fontsize=9)
     return C.save_figure(fig, outdir, NAME)

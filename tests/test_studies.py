@@ -26,13 +26,19 @@ if importlib.util.find_spec("studies") is None:  # `pytest`, unlike `python -m p
 
 # dims and variables every quick Dataset must have
 EXPECTED = {
-    "fig1_constant": ({"case", "N", "k"}, {"loss", "eta_value", "status", "stop_iteration", "bound_eta", "paper_eta"}),
-    "fig2_decreasing": ({"case", "N", "k"}, {"loss", "eta", "a1", "a2", "gamma", "status", "bound_eta"}),
-    "balancedness_drift": ({"N", "eta_index", "k"}, {"balancedness_max", "final_drift", "bound_delta",
-                                                     "drift_slope", "eta_value", "eta_crit"}),
+    "fig1_constant": ({"case", "N", "k"}, {"loss", "eta_value", "status", "stop_iteration", "bound_eta", "paper_eta",
+                                           "paper_eta_over_bound"}),
+    "fig2_decreasing": ({"case", "N", "k", "decaying"}, {"loss", "eta", "t", "a1", "a2", "gamma", "status", "bound_eta",
+                                                         "stop_time", "eta_sharpness", "min_loss",
+                                                         "flow_time_needed", "iterations_needed"}),
+    "balancedness_drift": ({"N", "eta_index", "eta_interval", "k"}, {
+        "balancedness_max", "final_drift", "bound_delta", "lin_slope", "lin_n", "lin_eta_max", "local_slope",
+        "eta_value", "eta_crit", "stop_time", "drift_change_bound"}),
     "gd_vs_flow": ({"N", "multiple", "flow", "k"}, {"flow_distance", "modified_flow_distance", "sup_distance",
                                                     "slope", "eta_value"}),
-    "critical_stepsize": ({"N", "seed"}, {"eta_crit", "eta_star", "ratio", "search_status", "fit_exponent"}),
+    "critical_stepsize": ({"N", "seed", "N_interval"}, {"eta_crit", "eta_star", "ratio", "search_status",
+                                                        "local_exponent", "loss_term", "B_first", "B_second",
+                                                        "B_share", "crossover_N"}),
     "limit_rank": ({"case", "N", "init", "scale_index", "seed", "k"}, {"loss", "final_sv", "sv_rank", "loss_rank",
                                                                        "r_bar", "reached_global_min"}),
 }
@@ -136,7 +142,24 @@ def test_fig2_schedule_is_the_reconstructed_power_decay(quick_run) -> None:
     expected = np.maximum(a1 * (k[ok] + 1.0) ** -gamma, a2 / (k[ok] + 1.0))
     np.testing.assert_allclose(eta[ok], expected, rtol=1e-14)
     assert np.all(ds["status"].sel(case="d_diverging").values == "diverged")
-    assert not np.any(ds["status"].sel(case=["a_gamma0.2", "b_gamma0.4", "c_above"]).values == "diverged")
+    assert not np.any(ds["status"].sel(case=["a_gamma0.2", "b_gamma0.4", "c_above", "ref_constant"]).values
+                      == "diverged")
+    # panel (d) diverges because of the schedule: it starts below 2 eta_s, lowers the loss first, and is still
+    # above the stability limit eta_s where it diverges
+    d = ds.sel(case="d_diverging")
+    assert np.all(d["eta0_over_sharpness"].values < 2.0)
+    assert np.all(d["min_loss"].values < d["initial_loss"].values)
+    assert np.all(d["stop_eta_over_sharpness"].values > 1.0)
+    # t_k of eta* (k+1)^-gamma: the midpoint rule of the study against the recorded flow times (rtol: the rule)
+    from studies.fig2_decreasing import flow_time_of, iterations_for
+
+    for case in ("a_gamma0.2", "b_gamma0.4"):
+        r = ds.sel(case=case, N=3)
+        ok = np.isfinite(r["t"].values)
+        t = flow_time_of(r["k"].values[ok], float(r["bound_eta"]), float(r["gamma"]))
+        np.testing.assert_allclose(t, r["t"].values[ok], rtol=1e-9)  # rtol: the midpoint rule beyond 1000 steps
+        np.testing.assert_allclose(iterations_for(t, float(r["bound_eta"]), float(r["gamma"])), r["k"].values[ok],
+                                   rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.slow
@@ -145,7 +168,11 @@ def test_balancedness_drift_stays_below_delta_at_the_bound(quick_run) -> None:
     # Theorem 2.4 (alpha = 0): for eta <= eta* the balancedness constant stays <= delta along the whole run
     assert np.all(ds["max_drift_over_delta"].isel(eta_index=0).values <= 1.0)
     np.testing.assert_allclose(ds["eta_over_bound"].isel(eta_index=0).values, 1.0, rtol=1e-12)
-    assert np.all(ds["drift_slope"].values > 0.5)
+    # first order in eta at the small end (the one-step identity); the fit has at least two points
+    np.testing.assert_allclose(ds["lin_slope"].values, 1.0, atol=0.1)
+    assert np.all(ds["lin_n"].values >= 2)
+    # the drift after the stop is negligible against the drift itself
+    assert np.all(ds["drift_change_bound"].isel(eta_index=0).values < 1e-6 * ds["final_drift"].isel(eta_index=0))
 
 
 @pytest.mark.slow
@@ -162,7 +189,11 @@ def test_critical_stepsize_exceeds_the_bound(quick_run) -> None:
     ds = quick_run("critical_stepsize")
     assert np.all(ds["search_status"].values == "ok")
     assert np.all(ds["ratio"].values > 1.0)  # the bound is sufficient, so eta_crit >= eta*
-    assert float(ds["fit_exponent"].sel(quantity="ratio")) > 0  # the bound gets more conservative with N
+    assert np.all(ds["local_exponent"].sel(quantity="ratio").values > 0)  # more conservative with N
+    # the two parts of the denominator give eta* back (rtol: rounding)
+    np.testing.assert_allclose(2.0 / (ds["loss_term"] + ds["B_first"] + ds["B_second"]), ds["eta_star"], rtol=1e-12)
+    assert np.all(ds["B_share"].values > 0.9)  # B_delta dominates at small N
+    assert np.all(ds["crossover_N"].values > ds["N"].values.max())
 
 
 @pytest.mark.slow
