@@ -217,6 +217,7 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     ax1.axhline(10.0, color="k", lw=0.6)
     ax1.annotate("10x", (len(starts) - 1, 10.0), textcoords="offset points", xytext=(4, 3), fontsize=7)
     ax1.set_yscale("log")
+    ax1.set_ylim(7.0, 8e3)
     ax1.set_xticks(x)
     ax1.set_xticklabels(starts, rotation=40, ha="right")
     ax1.set_ylabel(r"$\eta_{\rm crit}/\eta^*$ (median over seeds)")
