@@ -246,10 +246,13 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
         for ax, N in zip(np.atleast_1d(axes_t), ds["N"].values, strict=True):
             for case, (color, ls, lw) in styles.items():
                 run = ds.sel(case=case, N=N)
-                ok = np.isfinite(run["loss"].values) & (run["t"].values > 0)
+                ok = np.isfinite(run["loss"].values)
+                t, loss = run["t"].values[ok], run["loss"].values[ok]
                 text = r"constant $\eta^*$" if case == "ref_constant" else f"({CASES[case][0]})"
-                ax.loglog(run["t"].values[ok], run["loss"].values[ok], ls, color=color or P.depth_color(N), lw=lw,
-                          alpha=0.35 if case == "ref_constant" else 1.0, label=text)
+                ax.semilogy(t, loss, ls, color=color or P.depth_color(N), lw=lw,
+                            alpha=0.35 if case == "ref_constant" else 1.0, label=text)
+                if case != "ref_constant" and t.size:  # where the run ended (10^6 steps or converged)
+                    ax.plot(t[-1], loss[-1], "o", ms=3.5, mfc="white", color=color or P.depth_color(N))
             T = float(ds["flow_time_needed"].sel(N=N))
             if np.isfinite(T):
                 ax.axvline(T, color="0.5", lw=0.8, ls="-.")
@@ -257,10 +260,12 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
             need = rf": (b) needs k$\approx${C.fmt_e(k4, 1)}" if np.isfinite(k4) else ""
             ax.set_title(f"N={int(N)}{need}", loc="left", fontsize=8)
             ax.set_xlabel(r"flow time $t_k$")
+            ax.set_xlim(left=0)
         np.atleast_1d(axes_t)[0].set_ylabel(r"loss $L^N(W(k))$")
         np.atleast_1d(axes_t)[0].legend(loc="lower left", fontsize=6.5)
-        bottom.suptitle(r"(a)-(c) against the flow time $t_k=\eta_0+\dots+\eta_{k-1}$: they follow the "
-                        r"constant-$\eta^*$ run (grey), converged at $T_{\rm conv}$ (dash-dot)", fontsize=8)
+        bottom.suptitle(r"(a)-(c) against the flow time $t_k=\eta_0+\dots+\eta_{k-1}$ lie on the constant-$\eta^*$ "
+                        "run (grey)\n" r"circles: where each run ended; dash-dot: $T_{\rm conv}$, where the constant "
+                        "run converged", fontsize=8)
         top.suptitle("Figure 2: decreasing stepsizes $\\eta_k=\\max\\{a_1(k+1)^{-\\gamma},\\,a_2/(k+1)\\}$ "
                      "(our reconstruction of (5.2))\nSection-5 instance (seed "
                      f"{int(ds.attrs['seed'])}), {C.fmt_pow10(int(ds.attrs['n_iter']))} iterations; "

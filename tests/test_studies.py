@@ -41,6 +41,10 @@ EXPECTED = {
                                                         "B_share", "crossover_N"}),
     "limit_rank": ({"case", "N", "init", "scale_index", "seed", "k"}, {"loss", "final_sv", "sv_rank", "loss_rank",
                                                                        "r_bar", "reached_global_min"}),
+    "stability_threshold": ({"N", "seed", "eta_frac"}, {"eta_crit", "eta_star", "sharpness_min", "eta_sharpness",
+                                                        "sharpness_flat", "ratio_sharpness"}),
+    "regime_map": ({"N", "seed", "ratio"}, {"regime", "period", "stop_iteration", "eta_crit"}),
+    "bound_tightness": ({"N", "seed", "data", "start"}, {"ratio", "R_curv", "norm_factor_curv", "floor_ratio"}),
 }
 
 
@@ -217,21 +221,35 @@ def test_cli_rejects_unknown_study() -> None:
 
 
 @pytest.mark.slow
-def test_notebook_executes_on_the_archive(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_executes_on_the_archive_from_any_directory(monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
     data = ROOT / "data"
     if not (data / "fig1_constant.nc").is_file():
         pytest.skip(f"the archived results are missing ({data / 'fig1_constant.nc'}); run `python -m studies`")
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")  # jupyter_core's platformdirs migration warning
-    monkeypatch.setenv("DLNSIM_DATA", str(data))
+    monkeypatch.delenv("DLNSIM_DATA", raising=False)  # the notebook finds data/ itself
+    monkeypatch.chdir(tmp_path)
     nb = nbformat.read(STUDIES_DIR / "analysis.ipynb", as_version=4)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(STUDIES_DIR)}})
+                                     resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_the_stored_notebook_is_executed_and_current() -> None:
+    nbformat = pytest.importorskip("nbformat")
+    from studies import _make_notebook
+
+    nb = nbformat.read(STUDIES_DIR / "analysis.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.source for c in nb.cells] == [c.source for c in _make_notebook.build().cells]  # made by the script
+    assert all(c.execution_count for c in code) and all(c.outputs for c in code)  # stored with its outputs
+    assert not [o for c in code for o in c.outputs if o.get("output_type") == "error"]
+    assert str(ROOT) not in nbformat.writes(nb)  # no path of this machine in the outputs
 
 
 # ------------------------------------------------------------------------------------ resume and the engine
@@ -359,6 +377,7 @@ def test_a_failed_cell_stops_the_study() -> None:
 def test_every_study_is_axes_a_cell_and_a_plot() -> None:
     from studies import STUDIES
 
+    assert set(EXPECTED) == set(STUDIES)  # every study's quick variant is checked above
     for name in STUDIES:
         mod = importlib.import_module(f"studies.{name}")
         assert name == mod.NAME
