@@ -144,7 +144,7 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
         eta = float(run["eta_value"])
         if case == "a_paper":
             ratio = float(run["paper_eta_over_bound"])
-            above = rf" = {ratio:.2f}$\eta^*$, above our bound" if ratio > 1 else ""
+            above = rf" ({ratio:.2f}$\eta^*$: above our bound)" if ratio > 1 else ""
             return f"N={N}, paper's $\\eta$={C.fmt_e(eta)}{above}", "--"
         if case == "d_diverging":
             return f"N={N}, diverged at k={int(run['stop_iteration'])}", "-"
@@ -160,10 +160,9 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
             P.plain_log_ticks(ax, "x")
             ax.set_title(titles[panel], loc="left")
             diverging = bool(np.all(ds["status"].sel(case=cases) == "diverged"))
-            ax.legend(loc="upper left" if diverging else "lower left")
+            ax.legend(loc="upper left" if diverging else "lower left", fontsize=6.5)
         fig.suptitle(f"Figure 1: constant stepsizes on the Section-5 instance (seed {int(ds.attrs['seed'])}), "
                      f"{C.fmt_pow10(int(ds.attrs['n_iter']))} iterations\n"
                      r"$L^N=\frac{1}{2}\|Y-W_N\cdots W_1X\|_F^2$; a curve ends where GD diverged or converged "
-                     rf"($L-L^*\leq${C.fmt_e(float(ds.attrs['ltol']), 0)}$\,(L(0)-L^*)$, or the gradient test)",
-                     fontsize=9)
+                     rf"($L-L^*\leq${C.fmt_e(float(ds.attrs['ltol']), 0)}$\,(L(0)-L^*)$)", fontsize=9)
     return C.save_figure(fig, outdir, NAME)
