@@ -5,7 +5,7 @@ Public API; everything is re-exported here and nothing else lives in this module
 
 __version__ = "0.1.0"
 
-from . import plot
+from . import plot, stability
 from .compare import compare_flow
 from .dataset import open, save
 from .flow import run_flow
@@ -15,7 +15,7 @@ from .init import balanced_init, balancedness, gaussian_init, haar_orthogonal, p
 from .objective import gradient, hessian_form, hessian_vector_product, loss, product
 from .problem import Problem, Setup, paper_setup, paper_widths
 from .schedules import Constant, Explicit, Power, PowerDecay, Schedule
-from .search import CriticalStepsize, critical_stepsize
+from .search import CriticalStepsize, StableCriticalStepsize, critical_stepsize, stable_critical_stepsize
 from .simulate import Every, LogSpaced, record_points, run_gd, weights_from
 from .sweeps import critical_sweep, open_sweep, sweep
 from .theory import Admissibility, StepsizeBound, admissible_alpha, set_stepsize_bound, stepsize_bound
@@ -32,6 +32,7 @@ __all__ = [
     "Problem",
     "Schedule",
     "Setup",
+    "StableCriticalStepsize",
     "StepsizeBound",
     "__version__",
     "admissible_alpha",
@@ -62,6 +63,8 @@ __all__ = [
     "save",
     "set_stepsize_bound",
     "sharpness",
+    "stability",
+    "stable_critical_stepsize",
     "stepsize_bound",
     "sweep",
     "weights_from",

@@ -16,23 +16,37 @@ converges, or give up (``no_converging_eta``) when the final loss stops improvin
 ``loss_tol`` within ``n_iter`` steps.  Then walk up from ``bracket[1]`` (or from above the converging
 stepsize) until one does not converge (``no_failing_eta`` after ``max_expand`` steps), and bisect in log
 space until eta_hi / eta_lo <= 1 + rtol.  Every trial is kept.
+
+`stable_critical_stepsize` runs the same search (`_bracket_and_bisect`) with a criterion that adds linear
+stability: a run converges when it meets the tests of `run_gd` at a point where lambda_max(Hess L^N) <= 2/eta
+(`STABLE_CRITERION`).  Its downward walk does not give up when the final loss stops improving.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._validate import nonneg_int, positive_float
+from ._validate import as_weights, nonneg_int, positive_float
+from .hessian import sharpness
 from .problem import Problem
-from .simulate import run_gd
-from .theory import StepsizeBound
+from .simulate import run_gd, weights_from
+from .theory import StepsizeBound, _check_problem
 
-__all__ = ["CRITERION", "SEARCH", "CriticalStepsize", "Trial", "critical_stepsize"]
+__all__ = [
+    "CRITERION",
+    "SEARCH",
+    "STABLE_CRITERION",
+    "CriticalStepsize",
+    "StableCriticalStepsize",
+    "Trial",
+    "critical_stepsize",
+    "stable_critical_stepsize",
+]
 
 CRITERION = (
     "converged: the run is not 'diverged' and L(n_iter) - L* <= loss_tol * (L(0) - L*) "
@@ -114,6 +128,84 @@ def _bracket(bracket: Any) -> tuple[float, float]:
     return lo, hi
 
 
+def _walk(factor: Any, max_expand: Any) -> tuple[float, int]:
+    factor = positive_float(factor, "factor (bracket expansion factor)")
+    if factor <= 1.0:
+        raise ValueError(f"factor must be > 1, got {factor!r}")
+    return factor, nonneg_int(max_expand, "max_expand")
+
+
+class _Outcome(NamedTuple):
+    """What the search needs from one trial run."""
+
+    converged: bool
+    final_loss: float  #: the loss the walks compare (inf when the run gives none to compare)
+    initial_loss: float  #: L(0)
+
+
+def _bracket_and_bisect(
+    trial: Callable[[float], _Outcome], lo: float, hi: float, *, factor: float, max_expand: int, rtol: float,
+    walk_down_gives_up: bool,
+) -> tuple[float | None, float | None, str]:
+    """The search of the module docstring: ``(eta_lo, eta_hi, status)`` (None where not found).
+
+    ``trial(eta)`` runs one stepsize.  A first trial that does not converge but lowers the loss below L(0)
+    starts a walk up, any other a walk down; the walk up stops when the final loss stops improving, the walk
+    down too when ``walk_down_gives_up`` (else it runs ``max_expand`` steps).
+    """
+    L: float | None = None
+    U: float | None = None
+    x = lo
+    last = trial(x)
+    initial = last.initial_loss
+    # phase 1: a converging stepsize L (and maybe a failing one U above it)
+    if last.converged:
+        L = x
+    elif last.final_loss < initial:
+        for _ in range(max_expand):  # too slow: walk up
+            prev = last.final_loss
+            x *= factor
+            last = trial(x)
+            if last.converged:
+                L = x
+                break
+            if last.final_loss >= prev:  # worse than the smaller stepsize: no stepsize reaches the tolerance in time
+                U = x
+                break
+    else:
+        for _ in range(max_expand):  # too large: walk down
+            prev, U = last.final_loss, x
+            x /= factor
+            last = trial(x)
+            if last.converged:
+                L = x
+                break
+            if walk_down_gives_up and last.final_loss >= prev:  # better no more: smaller ones only get slower
+                break
+    # phase 2: a failing stepsize above L
+    status = "ok"
+    if L is None:
+        status = "no_converging_eta"
+    elif U is None:
+        x = hi if hi > L else L * factor
+        for _ in range(max_expand + 1):  # walk up
+            if not trial(x).converged:
+                U = x
+                break
+            L, x = x, x * factor
+        else:
+            status = "no_failing_eta"
+    # phase 3: bisection in log space
+    if L is not None and U is not None:
+        while L * (1.0 + rtol) < U:
+            mid = math.sqrt(L * U)
+            if trial(mid).converged:
+                L = mid
+            else:
+                U = mid
+    return L, U, status
+
+
 def critical_stepsize(
     problem: Problem,
     W0: Sequence[np.ndarray],
@@ -163,14 +255,11 @@ def critical_stepsize(
     lo, hi = _bracket(bracket)
     loss_tol = positive_float(loss_tol, "loss_tol (relative final excess loss that counts as converged)")
     rtol = positive_float(rtol, "rtol (relative precision of the bracket)")
-    factor = positive_float(factor, "factor (bracket expansion factor)")
-    if factor <= 1.0:
-        raise ValueError(f"factor must be > 1, got {factor!r}")
-    max_expand = nonneg_int(max_expand, "max_expand")
+    factor, max_expand = _walk(factor, max_expand)
     trials: list[Trial] = []
     initial = math.nan
 
-    def converges(eta: float) -> bool:
+    def trial(eta: float) -> _Outcome:
         nonlocal initial
         ds = run_gd(problem, W0, eta, n_iter, [0], gtol=gtol, stop_early=True, blowup=blowup, bound=bound)
         a = ds.attrs
@@ -183,59 +272,139 @@ def critical_stepsize(
             outcome = "converged"
         else:
             outcome = "not_converged"
-        trials.append(Trial(eta, outcome, float(a["final_loss"]), int(a["stop_iteration"])))
-        return outcome == "converged"
+        t = Trial(eta, outcome, float(a["final_loss"]), int(a["stop_iteration"]))
+        trials.append(t)
+        final = t.final_loss if t.outcome != "diverged" and math.isfinite(t.final_loss) else math.inf
+        return _Outcome(outcome == "converged", final, initial)
 
-    def final_loss() -> float:  # of the last trial; inf after a blow-up
-        t = trials[-1]
-        return t.final_loss if t.outcome != "diverged" and math.isfinite(t.final_loss) else math.inf
-
-    # phase 1: a converging stepsize L (and maybe a failing one U above it)
-    L: float | None = None
-    U: float | None = None
-    x = lo
-    if converges(x):
-        L = x
-    elif trials[-1].outcome == "not_converged" and final_loss() < initial:
-        for _ in range(max_expand):  # too slow: walk up
-            prev = final_loss()
-            x *= factor
-            if converges(x):
-                L = x
-                break
-            if final_loss() >= prev:  # worse than the smaller stepsize: no stepsize reaches loss_tol in time
-                U = x
-                break
-    else:
-        for _ in range(max_expand):  # too large: walk down
-            prev, U = final_loss(), x
-            x /= factor
-            if converges(x):
-                L = x
-                break
-            if final_loss() >= prev:  # better no more: smaller stepsizes only get slower
-                break
-    # phase 2: a failing stepsize above L
-    status = "ok"
-    if L is None:
-        status = "no_converging_eta"
-    elif U is None:
-        x = hi if hi > L else L * factor
-        for _ in range(max_expand + 1):  # walk up
-            if not converges(x):
-                U = x
-                break
-            L, x = x, x * factor
-        else:
-            status = "no_failing_eta"
-    # phase 3: bisection in log space
-    if L is not None and U is not None:
-        while L * (1.0 + rtol) < U:
-            mid = math.sqrt(L * U)
-            if converges(mid):
-                L = mid
-            else:
-                U = mid
+    L, U, status = _bracket_and_bisect(trial, lo, hi, factor=factor, max_expand=max_expand, rtol=rtol,
+                                       walk_down_gives_up=True)
     eta_lo = math.nan if L is None else L
     eta_hi = math.nan if U is None else U
     return CriticalStepsize(eta_lo, eta_lo, eta_hi, status, tuple(trials), initial, problem.lstar)
+
+
+# --------------------------------------------------------------------------------------------------------
+# critical stepsize with a linear-stability criterion
+# --------------------------------------------------------------------------------------------------------
+
+STABLE_CRITERION = (
+    "converged: run_gd reports 'converged' within n_iter steps (L - L* <= ltol (L(0) - L*) or "
+    "||grad L||_F <= gtol x gradient scale; runs stop there) and the point where it stopped is linearly "
+    "stable, lambda_max(Hess L^N) <= 2/eta (Lanczos); a run that stops at a point sharper than 2/eta is "
+    "'unstable_limit' (GD would leave it once the unstable mode grows from rounding level), not converged; "
+    "otherwise 'not_converged' or 'diverged'"
+)
+
+
+@dataclass(frozen=True)
+class StableCriticalStepsize:
+    """Result of `stable_critical_stepsize`.
+
+    Attributes
+    ----------
+    eta_crit, eta_lo, eta_hi : float
+        Largest converging stepsize found (= eta_lo) and the failing one above it (NaN when not found).
+    status : str
+        ``ok``, ``no_converging_eta`` or ``no_failing_eta``.
+    trial_eta, trial_outcome, trial_final_loss, trial_stop_iteration, trial_sharpness : tuples
+        Every run of the search in order; outcomes ``converged``, ``not_converged``, ``unstable_limit``,
+        ``diverged``; ``trial_sharpness`` is lambda_max at the point where a converged run stopped (NaN
+        for the other runs).
+    initial_loss : float
+        L(0).
+    limit_weights : list of arrays or None
+        The factors where the run at ``eta_lo`` stopped.
+    criterion : str
+        `STABLE_CRITERION`.
+    """
+
+    eta_crit: float
+    eta_lo: float
+    eta_hi: float
+    status: str
+    trial_eta: tuple[float, ...]
+    trial_outcome: tuple[str, ...]
+    trial_final_loss: tuple[float, ...]
+    trial_stop_iteration: tuple[int, ...]
+    trial_sharpness: tuple[float, ...]
+    initial_loss: float
+    limit_weights: list[np.ndarray] | None = field(default=None, repr=False)
+    criterion: str = STABLE_CRITERION
+
+
+def stable_critical_stepsize(
+    problem: Problem, W0: Sequence[np.ndarray], *, n_iter: int, bracket: Sequence[float], ltol: float = 1e-12,
+    gtol: float = 1e-8, rtol: float = 0.002, factor: float = 1.02, max_expand: int = 60, blowup: float = 1e8,
+    bound: StepsizeBound | None = None, sharpness_tol: float = 1e-10,
+) -> StableCriticalStepsize:
+    """The critical constant stepsize of GD from ``W0``, with linear stability in the criterion.
+
+    The search is that of `critical_stepsize`: from ``bracket[0]`` walk by ``factor`` (up while the runs are
+    merely too slow, down while they fail otherwise, here without giving up early) until a stepsize
+    converges, then up from ``bracket[1]`` until one fails, then bisect in log space until
+    eta_hi/eta_lo <= 1 + rtol.  The criterion is `STABLE_CRITERION`.  Without its stability check a run can
+    stop at a linearly unstable minimiser before the unstable mode has grown from rounding level, and such a
+    stepsize would count as converging.
+
+    Parameters
+    ----------
+    problem, W0
+        The data and the start.
+    n_iter : int
+        GD steps per trial run (the horizon).
+    bracket : (float, float)
+        Absolute stepsizes (lo, hi), 0 < lo < hi; a tight bracket around 2/sharpness saves trials.
+    ltol, gtol : float
+        The convergence tests of `run_gd` (relative excess loss; gradient norm relative to the gradient
+        scale of the problem); runs stop at the first iteration passing one.
+    rtol, factor, max_expand : float, float, int
+        Final relative width of the bracket, walk factor (> 1), largest number of steps of each walk.
+    blowup, bound
+        Passed to `run_gd`.
+    sharpness_tol : float
+        Relative residual of the Lanczos iteration (`sharpness`) of the stability check.
+    """
+    problem = _check_problem(problem)
+    W0 = as_weights(W0, "W0")
+    n_iter = nonneg_int(n_iter, "n_iter", minimum=1)
+    lo, hi = _bracket(bracket)
+    ltol = positive_float(ltol, "ltol")
+    gtol = positive_float(gtol, "gtol")
+    rtol = positive_float(rtol, "rtol")
+    factor, max_expand = _walk(factor, max_expand)
+    sharpness_tol = positive_float(sharpness_tol, "sharpness_tol")
+    rows: list[tuple[float, str, float, int, float]] = []
+    finals: dict[float, list[np.ndarray]] = {}
+    initial = math.nan
+
+    def trial(eta: float) -> _Outcome:
+        nonlocal initial
+        ds = run_gd(problem, W0, eta, n_iter, [0], diagnostics=False, gtol=gtol, ltol=ltol, stop_early=True,
+                    blowup=blowup, bound=bound, keep_weights=True)
+        a = ds.attrs
+        initial = float(a["initial_loss"])
+        lam = math.nan
+        if a["status"] == "diverged":
+            outcome = "diverged"
+        elif a["status"] == "converged":
+            W = weights_from(ds)
+            lam = sharpness(problem, W, iters=400, tol=sharpness_tol)
+            outcome = "converged" if lam * eta <= 2.0 else "unstable_limit"
+            finals[eta] = W
+        else:
+            outcome = "not_converged"
+        final = float(a["final_loss"])
+        rows.append((eta, outcome, final, int(a["stop_iteration"]), lam))
+        return _Outcome(outcome == "converged",
+                        final if outcome == "not_converged" and math.isfinite(final) else math.inf, initial)
+
+    L, U, status = _bracket_and_bisect(trial, lo, hi, factor=factor, max_expand=max_expand, rtol=rtol,
+                                       walk_down_gives_up=False)
+    eta_lo = math.nan if L is None else L
+    eta_hi = math.nan if U is None else U
+    cols = list(zip(*rows, strict=True))
+    return StableCriticalStepsize(
+        eta_lo, eta_lo, eta_hi, status, tuple(cols[0]), tuple(cols[1]), tuple(cols[2]), tuple(cols[3]),
+        tuple(cols[4]), initial, finals.get(L) if L is not None else None,
+    )

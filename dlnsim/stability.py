@@ -3,8 +3,9 @@
 Near a minimiser W* of L^N, GD with a constant stepsize eta is the linear map v -> (I - eta H) v on the
 deviation, H = Hess L^N(W*).  It is stable when the sharpness lambda_max(H) is at most 2/eta, so GD cannot
 converge to a minimiser sharper than 2/eta (apart from a set of starts of measure zero).  This module gives
-the sharpness of the minimisers, the minimiser the gradient flow reaches, and a critical-stepsize search
-whose convergence criterion includes that stability condition.
+the sharpness of the balanced minimisers and the minimiser the gradient flow reaches; `dlnsim.minima` gives
+the flattest minimiser with a given product, and `dlnsim.search` a critical-stepsize search whose convergence
+criterion includes the stability condition (`stable_critical_stepsize`, re-exported here).
 
 Sharpness at a balanced global minimiser (closed form, `balanced_minimum_sharpness`)
 ------------------------------------------------------------------------------------
@@ -33,7 +34,7 @@ orthogonal) and D_a = diag_b kappa_N(s_a, s_b).  Hence
     D_a = diag( kappa_N(s_a, s_1), ..., kappa_N(s_a, s_r), s_a^{2-2/N}, ..., s_a^{2-2/N} ).
 
 (The rows a > r have D = diag(s_b^{2-2/N}, 0, ...) <= D_a entrywise and never give the maximum.)  When all r
-singular values equal s, with P = V_r V_r^T the projector onto the row space of W:
+singular values equal s, with P = V_r V_r^T the projector onto the row space of W::
 
     lambda_max(H) = s^{2-2/N} lambda_max( C^{1/2} (I + (N-1) P) C^{1/2} ),
     s^{2-2/N} max(lambda_max(C), N lambda_max(V_r^T C V_r))  <=  lambda_max(H)
@@ -42,14 +43,6 @@ singular values equal s, with P = V_r V_r^T the projector onto the row space of 
 so eta = 2/lambda_max(H) falls like 1/N.  For N = 1 (linear regression) H = C (x) I and lambda_max = lambda_max(C).
 The sharpness is the same at every balanced factorisation of W (they differ by orthogonal maps of the hidden
 spaces), so it is a function of W and C alone.
-
-Flatter, unbalanced minimisers (`flattest_minimum`)
----------------------------------------------------
-With hidden widths r = rank W every minimiser with product W is W_{j:1} = M_j V_r^T, M_j in GL(r), and
-T T^* Z = sum_j L_j Z R_j with L_j = U_r S Gamma_j^{-1} S U_r^T (L_N = I), R_{j+1} = V_r Gamma_j V_r^T
-(R_1 = I), Gamma_j = M_j^T M_j, S = diag(s).  The balanced minimiser is Gamma_j = S^{2j/N}.  Unless
-C is a multiple of the identity, other Gamma's give a smaller lambda_max; `flattest_minimum` minimises it
-over Gamma_1, ..., Gamma_{N-1} (a local minimum, reached from the balanced point).
 
 The flow limit (`flow_limit`)
 -----------------------------
@@ -66,20 +59,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 
 from ._validate import as_matrix, as_weights, nonneg_int, positive_float
 from .problem import Problem
+from .search import STABLE_CRITERION, StableCriticalStepsize, stable_critical_stepsize
 
 __all__ = [
     "STABLE_CRITERION",
-    "FlatMinimum",
     "FlowLimit",
     "StableCriticalStepsize",
     "balanced_factors",
     "balanced_minimum_sharpness",
     "compress_widths",
-    "flattest_minimum",
     "flow_limit",
     "kappa",
     "stable_critical_stepsize",
@@ -243,179 +234,6 @@ def compress_widths(W: Sequence[np.ndarray], tol: float = 1e-10) -> tuple[list[n
 
 
 # --------------------------------------------------------------------------------------------------------
-# the flattest minimiser with a given product
-# --------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FlatMinimum:
-    """Result of `flattest_minimum`.
-
-    Attributes
-    ----------
-    sharpness : float
-        lambda_max of the Hessian at the flattest minimiser found.
-    sharpness_balanced : float
-        The same at the balanced minimiser (the start of the search).
-    gammas : list of (r, r) arrays
-        Gamma_j = W_{j:1}^T-Gram in the row basis of the product, j = 1..N-1 (balanced: S^{2j/N}).
-    factors : list of arrays
-        A minimiser with this sharpness, hidden widths r.
-    """
-
-    sharpness: float
-    sharpness_balanced: float
-    gammas: list[np.ndarray] = field(repr=False)
-    factors: list[np.ndarray] = field(repr=False)
-
-
-class _GaussNewton:
-    """lambda(Gamma) and its gradient for the minimisers W_{j:1} = M_j V_r^T with Gamma_j = M_j^T M_j."""
-
-    def __init__(self, C: np.ndarray, W: np.ndarray, N: int) -> None:
-        U, s, V, r = _svd_rank(W)
-        self.N, self.r, self.d = N, r, C.shape[0]
-        self.U, self.V, self.S = U[:, :r], V[:, :r], np.diag(s[:r])
-        w, q = np.linalg.eigh(C)
-        self.C = C
-        self.F = (q * np.sqrt(np.maximum(w, 0.0))) @ q.T @ self.V  # C^{1/2} V_r
-        self.Cr = self.V.T @ C @ self.V
-        w, q = np.linalg.eigh(self.Cr)
-        self.Cr_half = (q * np.sqrt(np.maximum(w, 0.0))) @ q.T
-        self.n_tri = r * (r + 1) // 2
-        self.tri = np.tril_indices(r)
-        self.diag_pos = np.array([i for i, (a, b) in enumerate(zip(*self.tri, strict=True)) if a == b])
-
-    def unpack(self, x: np.ndarray) -> np.ndarray:
-        """Cholesky factors L_j (N-1, r, r), log-parametrised diagonals."""
-        v = x.reshape(self.N - 1, self.n_tri).copy()
-        v[:, self.diag_pos] = np.exp(v[:, self.diag_pos])
-        Ls = np.zeros((self.N - 1, self.r, self.r))
-        Ls[:, self.tri[0], self.tri[1]] = v
-        return Ls
-
-    def pack(self, gammas: Sequence[np.ndarray]) -> np.ndarray:
-        out = []
-        for G in gammas:
-            L = np.linalg.cholesky(G)
-            v = L[self.tri].copy()
-            v[self.diag_pos] = np.log(v[self.diag_pos])
-            out.append(v)
-        return np.concatenate(out)
-
-    def spectra(self, gam: np.ndarray, n_top: int | None = None) -> tuple[
-            np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """For Gamma_1..Gamma_{N-1} stacked in ``gam`` (N-1, r, r): the eigenpairs of the block of rows in
-        range(U) (the top ``n_top``; all when None), those of the other rows, and A_1..A_N stacked.
-        H_U = A_1 (x) C + (I (x) F) K (I (x) F)^T with K = sum_{j>=2} A_j (x) Gamma_{j-1}."""
-        r = self.r
-        As = np.concatenate([self.S @ np.linalg.solve(gam, np.broadcast_to(self.S, gam.shape)),
-                             np.eye(r)[None]])
-        K = np.einsum("jab,jkl->akbl", As[1:], gam).reshape(r * r, r * r)
-        GF = np.kron(np.eye(r), self.F)
-        H = np.kron(As[0], self.C) + GF @ K @ GF.T
-        n = H.shape[0]
-        if n_top is None or n_top >= n:
-            e, Q = np.linalg.eigh(H)
-        else:
-            e, Q = scipy.linalg.eigh(H, subset_by_index=[n - n_top, n - 1])
-        e2, Q2 = np.linalg.eigh(self.Cr_half @ gam[-1] @ self.Cr_half)  # other rows: only j = N
-        return e, Q, e2, Q2, As
-
-    def lam(self, gam: np.ndarray) -> float:
-        e, _, e2, _, _ = self.spectra(np.asarray(gam), 1)
-        return float(max(e[-1], e2[-1]))
-
-    def gammas(self, x: np.ndarray) -> np.ndarray:
-        Ls = self.unpack(x)
-        out: np.ndarray = Ls @ np.swapaxes(Ls, 1, 2)
-        return out
-
-    def soft(self, x: np.ndarray, tau: float, n_top: int) -> tuple[float, np.ndarray]:
-        """tau log sum exp(lambda_i / tau) over the top eigenvalues, and its gradient in x."""
-        Ls = self.unpack(x)
-        gam = Ls @ np.swapaxes(Ls, 1, 2)
-        e, Q, e2, Q2, As = self.spectra(gam, n_top)
-        allv = np.concatenate([e, e2])
-        top = allv.max()
-        wts = np.exp((allv - top) / tau)
-        Z = wts.sum()
-        f = top + tau * math.log(Z)
-        wts /= Z
-        r, d = self.r, self.d
-        Qw = Q * np.sqrt(wts[: e.size])
-        Qr = Qw.T.reshape(-1, r, d)  # eigenvectors as r x d matrices
-        QF = Qr @ self.F  # (n_top, r, r)
-        PK = np.einsum("nak,nbl->akbl", QF, QF)  # (I (x) F)^T Pi (I (x) F)
-        gA = np.empty_like(As[:-1])
-        gA[0] = np.einsum("nai,ij,nbj->ab", Qr, self.C, Qr, optimize=True)
-        gA[1:] = np.einsum("akbl,jkl->jab", PK, gam[:-1])
-        gG = np.einsum("akbl,jab->jkl", PK, As[1:])
-        Gi = np.linalg.inv(gam)
-        gG -= Gi @ self.S @ gA @ self.S @ Gi  # A_j = S Gamma_j^{-1} S
-        gG[-1] += self.Cr_half @ ((Q2 * wts[e.size :]) @ Q2.T) @ self.Cr_half
-        dL = (gG + np.swapaxes(gG, 1, 2)) @ Ls
-        v = dL[:, self.tri[0], self.tri[1]]
-        v[:, self.diag_pos] *= Ls[:, self.tri[0], self.tri[1]][:, self.diag_pos]
-        return f, v.ravel()
-
-    def factors(self, gammas: Sequence[np.ndarray]) -> list[np.ndarray]:
-        Ms = [np.linalg.cholesky(G).T for G in gammas]  # M_j with M_j^T M_j = Gamma_j
-        out = [Ms[0] @ self.V.T]
-        for j in range(1, self.N - 1):
-            out.append(Ms[j] @ np.linalg.inv(Ms[j - 1]))
-        out.append(self.U @ self.S @ np.linalg.inv(Ms[-1]))
-        return out
-
-
-def flattest_minimum(
-    problem: Problem, N: int, product: Any = None, *, taus: Sequence[float] = (1e-2, 1e-4),
-    maxiter: int = 500, ftol: float = 1e-10, n_top: int = 12, check: bool = True,
-) -> FlatMinimum:
-    """The flattest minimiser of L^N with a given product, hidden widths r = rank of the product.
-
-    Minimises lambda_max(Hess L^N) over the minimisers W_{j:1} = M_j V_r^T (Gamma_j = M_j^T M_j, module
-    docstring) by L-BFGS on the smoothed maximum tau log sum_i exp(lambda_i/tau), for the decreasing
-    temperatures ``taus``, from the balanced minimiser.  The Hessian's nonzero spectrum is that of the
-    r d_x x r d_x matrix A_1 (x) C + (I (x) F) K (I (x) F)^T (rows of the product in range(U); F = C^{1/2} V_r,
-    K = sum_{j>=2} A_j (x) Gamma_{j-1}) and of Gamma_{N-1}^{1/2} V_r^T C V_r Gamma_{N-1}^{1/2} (the other
-    rows).  The result is a local minimum of the sharpness on the set of minimisers; it is never sharper
-    than the balanced one.
-
-    Parameters
-    ----------
-    problem, N, product, check
-        As in `balanced_minimum_sharpness` (product default ``problem.W_ls``).
-    taus : sequence of float
-        Temperatures of the smoothed maximum, relative to the balanced sharpness.
-    maxiter, ftol : int, float
-        L-BFGS iterations per temperature and its relative tolerance on the objective.
-    n_top : int
-        Number of top eigenvalues in the smoothed maximum.
-    """
-    problem = _check_problem(problem)
-    N = _depth(N)
-    W = _critical_product(problem, product, check)
-    lam_bal = balanced_minimum_sharpness(problem, N, W, check=False)
-    if N == 1:
-        return FlatMinimum(lam_bal, lam_bal, [], [W.copy()])
-    gn = _GaussNewton(np.asarray(problem.XXt), W, N)
-    gam0 = [np.diag(np.diag(gn.S) ** (2.0 * j / N)) for j in range(1, N)]
-    x = gn.pack(gam0)
-    best_x, best = x, gn.lam(np.array(gam0))
-    for tau in taus:
-        res = scipy.optimize.minimize(gn.soft, x, args=(float(tau) * lam_bal, n_top), jac=True,
-                                      method="L-BFGS-B", options={"maxiter": int(maxiter), "gtol": 1e-12,
-                                                                  "ftol": float(ftol)})
-        x = res.x
-        lam = gn.lam(gn.gammas(x))
-        if lam < best:
-            best_x, best = x, lam
-    gam = list(gn.gammas(best_x))
-    return FlatMinimum(float(best), float(lam_bal), gam, gn.factors(gam))
-
-
-# --------------------------------------------------------------------------------------------------------
 # the gradient-flow limit
 # --------------------------------------------------------------------------------------------------------
 
@@ -484,179 +302,3 @@ def flow_limit(problem: Problem, W0: Sequence[np.ndarray], *, t_first: float = 5
     g = gnorm(W)
     bal = float(np.max(balancedness(W))) if len(W) > 1 else 0.0
     return FlowLimit(W, t_done, loss(problem, W) - problem.lstar, g, bal, g <= gtol, status)
-
-
-# --------------------------------------------------------------------------------------------------------
-# critical stepsize with a linear-stability criterion
-# --------------------------------------------------------------------------------------------------------
-
-STABLE_CRITERION = (
-    "converged: run_gd reports 'converged' within n_iter steps (L - L* <= ltol (L(0) - L*) or "
-    "||grad L||_F <= gtol x gradient scale; runs stop there) and the point where it stopped is linearly "
-    "stable, lambda_max(Hess L^N) <= 2/eta (Lanczos); a run that stops at a point sharper than 2/eta is "
-    "'unstable_limit' (GD would leave it once the unstable mode grows from rounding level), not converged; "
-    "otherwise 'not_converged' or 'diverged'"
-)
-
-
-@dataclass(frozen=True)
-class StableCriticalStepsize:
-    """Result of `stable_critical_stepsize`.
-
-    Attributes
-    ----------
-    eta_crit, eta_lo, eta_hi : float
-        Largest converging stepsize found (= eta_lo) and the failing one above it (NaN when not found).
-    status : str
-        ``ok``, ``no_converging_eta`` or ``no_failing_eta``.
-    trial_eta, trial_outcome, trial_final_loss, trial_stop_iteration, trial_sharpness : tuples
-        Every run of the search in order; outcomes ``converged``, ``not_converged``, ``unstable_limit``,
-        ``diverged``; ``trial_sharpness`` is lambda_max at the point where a converged run stopped (NaN
-        for the other runs).
-    initial_loss : float
-        L(0).
-    limit_weights : list of arrays or None
-        The factors where the run at ``eta_lo`` stopped.
-    criterion : str
-        `STABLE_CRITERION`.
-    """
-
-    eta_crit: float
-    eta_lo: float
-    eta_hi: float
-    status: str
-    trial_eta: tuple[float, ...]
-    trial_outcome: tuple[str, ...]
-    trial_final_loss: tuple[float, ...]
-    trial_stop_iteration: tuple[int, ...]
-    trial_sharpness: tuple[float, ...]
-    initial_loss: float
-    limit_weights: list[np.ndarray] | None = field(default=None, repr=False)
-    criterion: str = STABLE_CRITERION
-
-
-def stable_critical_stepsize(
-    problem: Problem, W0: Sequence[np.ndarray], *, n_iter: int, bracket: Sequence[float], ltol: float = 1e-12,
-    gtol: float = 1e-8, rtol: float = 0.002, factor: float = 1.02, max_expand: int = 60, blowup: float = 1e8,
-    bound: Any = None, sharpness_tol: float = 1e-10,
-) -> StableCriticalStepsize:
-    """The critical constant stepsize of GD from ``W0``, with linear stability in the criterion.
-
-    The search is that of `dlnsim.critical_stepsize`: from ``bracket[0]`` walk by ``factor`` (up while the
-    runs are merely too slow, down while they fail otherwise) until a stepsize converges, then up from
-    ``bracket[1]`` until one fails, then bisect in log space until eta_hi/eta_lo <= 1 + rtol.  The criterion
-    is `STABLE_CRITERION`.  Without its stability check a run can stop at a linearly unstable minimiser
-    before the unstable mode has grown from rounding level, and such a stepsize would count as converging.
-
-    Parameters
-    ----------
-    problem, W0
-        The data and the start.
-    n_iter : int
-        GD steps per trial run (the horizon).
-    bracket : (float, float)
-        Absolute stepsizes (lo, hi), 0 < lo < hi; a tight bracket around 2/sharpness saves trials.
-    ltol, gtol : float
-        The convergence tests of `dlnsim.run_gd` (relative excess loss; gradient norm relative to the
-        gradient scale of the problem); runs stop at the first iteration passing one.
-    rtol, factor, max_expand : float, float, int
-        Final relative width of the bracket, walk factor (> 1), largest number of steps of each walk.
-    blowup, bound
-        Passed to `dlnsim.run_gd`.
-    sharpness_tol : float
-        Relative residual of the Lanczos iteration (`dlnsim.sharpness`) of the stability check.
-    """
-    import dlnsim  # public names; the package imports this module only on demand
-
-    problem = _check_problem(problem)
-    W0 = as_weights(W0, "W0")
-    n_iter = nonneg_int(n_iter, "n_iter", minimum=1)
-    try:
-        lo, hi = (positive_float(b, "bracket") for b in bracket)
-    except (TypeError, ValueError):
-        raise ValueError(f"bracket must be two positive numbers (lo, hi) with lo < hi, got {bracket!r}") from None
-    if not lo < hi:
-        raise ValueError(f"bracket must be two positive numbers (lo, hi) with lo < hi, got {bracket!r}")
-    ltol = positive_float(ltol, "ltol")
-    gtol = positive_float(gtol, "gtol")
-    rtol = positive_float(rtol, "rtol")
-    factor = positive_float(factor, "factor")
-    if factor <= 1.0:
-        raise ValueError(f"factor must be > 1, got {factor!r}")
-    max_expand = nonneg_int(max_expand, "max_expand")
-    sharpness_tol = positive_float(sharpness_tol, "sharpness_tol")
-    rows: list[tuple[float, str, float, int, float]] = []
-    finals: dict[float, list[np.ndarray]] = {}
-    initial = math.nan
-
-    def converges(eta: float) -> bool:
-        nonlocal initial
-        ds = dlnsim.run_gd(problem, W0, eta, n_iter, [0], diagnostics=False, gtol=gtol, ltol=ltol,
-                           stop_early=True, blowup=blowup, bound=bound, keep_weights=True)
-        a = ds.attrs
-        initial = float(a["initial_loss"])
-        lam = math.nan
-        if a["status"] == "diverged":
-            outcome = "diverged"
-        elif a["status"] == "converged":
-            W = dlnsim.weights_from(ds)
-            lam = dlnsim.sharpness(problem, W, iters=400, tol=sharpness_tol)
-            outcome = "converged" if lam * eta <= 2.0 else "unstable_limit"
-            finals[eta] = W
-        else:
-            outcome = "not_converged"
-        rows.append((eta, outcome, float(a["final_loss"]), int(a["stop_iteration"]), lam))
-        return outcome == "converged"
-
-    def final_loss() -> float:
-        _, outcome, final, _, _ = rows[-1]
-        return final if outcome == "not_converged" and math.isfinite(final) else math.inf
-
-    L: float | None = None
-    U: float | None = None
-    x = lo
-    if converges(x):
-        L = x
-    elif rows[-1][1] == "not_converged" and final_loss() < initial:
-        for _ in range(max_expand):  # too slow: walk up
-            prev = final_loss()
-            x *= factor
-            if converges(x):
-                L = x
-                break
-            if final_loss() >= prev:  # no better than the smaller stepsize: none converges in time
-                U = x
-                break
-    else:
-        for _ in range(max_expand):  # too large: walk down
-            U = x
-            x /= factor
-            if converges(x):
-                L = x
-                break
-    status = "ok"
-    if L is None:
-        status = "no_converging_eta"
-    elif U is None:
-        x = hi if hi > L else L * factor
-        for _ in range(max_expand + 1):  # walk up
-            if not converges(x):
-                U = x
-                break
-            L, x = x, x * factor
-        else:
-            status = "no_failing_eta"
-    if L is not None and U is not None:
-        while L * (1.0 + rtol) < U:  # bisection in log space
-            mid = math.sqrt(L * U)
-            if converges(mid):
-                L = mid
-            else:
-                U = mid
-    eta_lo = math.nan if L is None else L
-    eta_hi = math.nan if U is None else U
-    cols = list(zip(*rows, strict=True))
-    return StableCriticalStepsize(
-        eta_lo, eta_lo, eta_hi, status, tuple(cols[0]), tuple(cols[1]), tuple(cols[2]), tuple(cols[3]),
-        tuple(cols[4]), initial, finals.get(L) if L is not None else None,
-    )

@@ -9,7 +9,7 @@ depth N and seed of ``dlnsim.paper_setup(N, seed)`` the cell computes
   (`dlnsim.stability.balanced_minimum_sharpness`, docs/theory.md), checked against Lanczos at the
   integrated flow limit (`dlnsim.stability.flow_limit`) for the seeds in ``flow_seeds``;
 * ``sharpness_flat``: the flattest minimiser with the same product (unbalanced; a local minimum of lambda_max
-  over the set of minimisers, `dlnsim.stability.flattest_minimum`);
+  over the set of minimisers, `dlnsim.minima.flattest_minimum`);
 * ``eta_crit``: the critical constant stepsize by bisection (`dlnsim.stability.stable_critical_stepsize`): a
   stepsize converges when GD reaches the loss or gradient tolerance within the horizon *and* stops at a
   linearly stable point (lambda_max <= 2/eta), starting from the bracket [0.995 eta_sharpness,
@@ -35,6 +35,7 @@ import xarray as xr
 
 import dlnsim
 from dlnsim import stability as S
+from dlnsim.minima import flattest_minimum
 
 from . import _common as C
 
@@ -64,7 +65,7 @@ def cell(N: int, seed: int, *, n_iter: int, rtol: float, flow_seeds: list[int], 
     W0, _ = S.compress_widths(setup.W0)
     bound = dlnsim.stepsize_bound(problem, setup.W0)
     lam_bal = S.balanced_minimum_sharpness(problem, N)
-    flat = S.flattest_minimum(problem, N)
+    flat = flattest_minimum(problem, N)
     _, _, Vt = np.linalg.svd(problem.W_ls)
     Vr = Vt[:2].T
     c_row = float(np.linalg.eigvalsh(Vr.T @ problem.XXt @ Vr)[-1])

@@ -1,5 +1,5 @@
-"""dlnsim.stability: sharpness of minimisers (closed form vs Lanczos), flattest minimiser, flow limit, width
-compression and the critical stepsize with the linear-stability check."""
+"""dlnsim.stability and dlnsim.minima: sharpness of minimisers (closed form vs Lanczos), flattest minimiser,
+flow limit, width compression and the critical stepsize with the linear-stability check."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import dlnsim
+from dlnsim import minima as M
 from dlnsim import stability as S
 
 LANCZOS = {"iters": 400, "tol": 1e-12}
@@ -94,7 +95,7 @@ def test_linear_regression_threshold_is_two_over_lambda_max():
 
 def test_flattest_minimum_is_a_minimiser_no_sharper_than_the_balanced_one():
     problem = dlnsim.paper_setup(2, 0).problem
-    fm = S.flattest_minimum(problem, 2)
+    fm = M.flattest_minimum(problem, 2)
     assert fm.sharpness_balanced == pytest.approx(S.balanced_minimum_sharpness(problem, 2), rel=1e-14)
     assert fm.sharpness < 0.97 * fm.sharpness_balanced  # anisotropic X X^T: unbalanced minimisers are flatter
     np.testing.assert_allclose(dlnsim.product(fm.factors), problem.W_ls, rtol=0, atol=1e-12)
@@ -108,7 +109,7 @@ def test_flattest_minimum_with_whitened_data_is_balanced():
     X = np.sqrt(2.0) * Q[:6]  # X X^T = 2 I
     W = rng.standard_normal((4, 2)) @ rng.standard_normal((2, 6))
     problem = dlnsim.Problem(X, W @ X)
-    fm = S.flattest_minimum(problem, 3)
+    fm = M.flattest_minimum(problem, 3)
     assert fm.sharpness == pytest.approx(fm.sharpness_balanced, rel=1e-6)
 
 
