@@ -61,7 +61,6 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from .blas import _dot
 from .flow_rhs import (
     _e2e_rhs,
     _excess_loss,  # noqa: F401  (the loss at the requested times, for callers of this module)
@@ -205,13 +204,13 @@ def _rhs(kind, y, f, dims, offs, pivot, Rt, F, eta, rank, ws, g):
     if kind == END_TO_END:
         return _e2e_rhs(y, f, dims, Rt, F, rank)
     if kind == MODIFIED:
-        ex = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, True)
+        ex = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, 1)
         _hvp(y, g, dims, offs, Rt, F, f)
         c = 0.5 * eta
         for i in range(f.shape[0]):
             f[i] = -g[i] - c * f[i]
         return ex
-    ex = _loss_and_grad(y, dims, offs, pivot, Rt, F, f, ws, True)
+    ex = _loss_and_grad(y, dims, offs, pivot, Rt, F, f, ws, 1)
     for i in range(f.shape[0]):
         f[i] = -f[i]
     return ex
@@ -242,10 +241,11 @@ def _emit(kind, y, i, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, rec, wit
     if kind == END_TO_END:
         if with_loss:
             rec[REC_EX, i] = _product_loss(y, dims, Rt, F)
-    elif with_grad or with_loss:
-        rec[REC_EX, i] = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, with_grad)
-        if with_grad:
-            rec[REC_GN2, i] = _dot(g.shape[0], g, 0, g, 0)
+    elif with_grad:
+        rec[REC_EX, i] = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, 2)
+        rec[REC_GN2, i] = g[0]
+    elif with_loss:
+        rec[REC_EX, i] = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, 0)
 
 
 @njit(cache=True, nogil=True, inline="always")

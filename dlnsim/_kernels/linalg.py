@@ -38,12 +38,6 @@ from .blas import _dot, _matmul
 
 
 @njit(cache=True, nogil=True)
-def _layer(w, dims, offs, j):
-    """View of W_j (1-based j) as a (d_j, d_{j-1}) matrix."""
-    return w[offs[j - 1] : offs[j]].reshape((dims[j], dims[j - 1]))
-
-
-@njit(cache=True, nogil=True)
 def _copy_flat(dst, dst_off, src, src_off, size):
     """dst[dst_off : dst_off + size] = src[src_off : src_off + size], for 1-D arrays.
 
@@ -83,19 +77,24 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
     ``ws`` is a workspace of length `_workspace_size(dims, b)`.  Returns the excess loss; the caller adds
     L*.  The kernels call `_loss_and_grad` (the same code, the gradient optional) directly.
     """
-    return _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, True)
+    return _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, 1)
 
 
 @njit(cache=True, nogil=True)
 def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
-    """Excess loss 1/2 ||Z||_F^2 at ``w``, and with ``grad`` the gradient of L^N into ``g`` (same layout as
-    ``w``; untouched without ``grad``).
+    """Excess loss 1/2 ||Z||_F^2 at ``w``; ``grad`` = 1 writes the gradient of L^N into ``g`` (same layout as
+    ``w``), 2 writes only its squared Frobenius norm into ``g[0]`` (the rest of ``g`` is scratch), 0 leaves
+    ``g`` untouched.
 
     ``ws`` is a workspace of length `_workspace_size(dims, b)`.  Returns the excess loss; the caller adds
     L*.  No allocation and no reshapes: every matrix is a C-ordered block of ``w``, ``g``, ``ws``, ``Rt`` or
     ``F`` given by its offset, and every product is one dgemm call (`blas._matmul`), which keeps this
-    kernel's compile time short.  One function for the loss with and without the gradient: the integrator
-    needs both, and each compiled function costs seconds of compile time.
+    kernel's compile time short.  One function for the three uses: the integrator needs all of them, and each
+    compiled function costs seconds of compile time.
+
+    The norm alone (``grad`` = 2) skips the products that form the blocks grad_j = L_j^T M_{j-1} (j < b) and
+    V_j U_{j-1}^T (j > b + 1), which have an inner dimension d_b: with U_{j-1} = Q T (QR, T of size d_b) the
+    block's norm is ||T V_j^T||_F, as accurate as forming the block, for O(d d_b^2) work.
     """
     n = dims.shape[0] - 1
     d0 = dims[0]
@@ -168,8 +167,9 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
     for i in range(dn * d0):
         z[i] -= ff[i]
     ex = 0.5 * _dot(dn * d0, ws, p_z, ws, p_z)
-    if not grad:
+    if grad == 0:
         return ex
+    gn2 = 0.0
 
     # lower layers j = 1..b: grad_j = L_j^T M_{j-1},  M_0 = (U_N^T Z) R,  M_j = M_{j-1} W_j^T,  grad_b = M_{b-1}
     if b > 0:
@@ -188,12 +188,17 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
             else:
                 dst, do = ws, p_m + loff[j]
             _matmul(False, True, db, dims[j], dims[j - 1], ws, p_m + loff[j - 1], w, offs[j - 1], dst, do)
+        if grad == 2:
+            gn2 += _dot(db * dims[b - 1], g, offs[b - 1], g, offs[b - 1])  # grad_b = M_{b-1}
         for j in range(1, b):
             if j == b - 1:
                 src, so = w, offs[b - 1]
             else:
                 src, so = ws, p_l + loff[j]
-            _matmul(True, False, dims[j], dims[j - 1], db, src, so, ws, p_m + loff[j - 1], g, offs[j - 1])
+            if grad == 2:  # ||L_j^T M_{j-1}||_F = ||T M_{j-1}||_F with L_j^T = Q T
+                gn2 += _tri_norm_sq(src, so, dims[j], db, True, ws, p_m + loff[j - 1], dims[j - 1], False, g)
+            else:
+                _matmul(True, False, dims[j], dims[j - 1], db, src, so, ws, p_m + loff[j - 1], g, offs[j - 1])
 
     # upper layers j = b+1..N: grad_j = V_j U_{j-1}^T,  V_N = Z (L_0 R^T)^T,  V_{j-1} = W_j^T V_j,
     # grad_{b+1} = V_{b+1}
@@ -212,99 +217,197 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
             else:
                 dst, do = ws, p_v + uoff[j - 1]
             _matmul(True, False, dims[j - 1], db, dims[j], w, offs[j - 1], ws, p_v + uoff[j], dst, do)
+        if grad == 2:
+            gn2 += _dot(dims[b + 1] * db, g, offs[b], g, offs[b])  # grad_{b+1} = V_{b+1}
         for j in range(b + 2, n + 1):
             if j - 1 == b + 1:
                 src, so = w, offs[b]
             else:
                 src, so = ws, p_u + uoff[j - 1]
-            _matmul(False, True, dims[j], dims[j - 1], db, ws, p_v + uoff[j], src, so, g, offs[j - 1])
+            if grad == 2:  # ||V_j U_{j-1}^T||_F = ||T V_j^T||_F with U_{j-1} = Q T
+                gn2 += _tri_norm_sq(src, so, dims[j - 1], db, False, ws, p_v + uoff[j], dims[j], True, g)
+            else:
+                _matmul(False, True, dims[j], dims[j - 1], db, ws, p_v + uoff[j], src, so, g, offs[j - 1])
+    if grad == 2:
+        g[0] = gn2
     return ex
 
 
-@njit(cache=True, nogil=True)
-def _sym_spectral_norm(a):
-    """Spectral norm of a symmetric matrix: the largest |eigenvalue|."""
-    if a.shape[0] == 0:
-        return 0.0
-    ev = np.linalg.eigvalsh(a)
-    return max(abs(ev[0]), abs(ev[-1]))
+@njit(cache=True, nogil=True, inline="always")
+def _tri_norm_sq(a, ao, m, k, a_trans, x, xo, nx, x_trans, h):
+    """||T X||_F^2 for the k x k triangular factor T of the m x k matrix A = Q T (Householder QR; m >= k).
 
-
-@njit(cache=True, nogil=True)
-def _balancedness(w, dims, offs, out):
-    """out[j-1] = ||W_{j+1}^T W_{j+1} - W_j W_j^T|| (spectral), j = 1..N-1  (Definition 2.3)."""
-    n = dims.shape[0] - 1
-    for j in range(1, n):
-        wj = _layer(w, dims, offs, j)
-        wj1 = _layer(w, dims, offs, j + 1)
-        d = np.dot(wj1.T, wj1) - np.dot(wj, wj.T)
-        # symmetrise the rounding so eigvalsh sees an exactly symmetric matrix
-        out[j - 1] = _sym_spectral_norm(0.5 * (d + d.T))
-
-
-@njit(cache=True, nogil=True)
-def _layer_norms_sq(w, dims, offs, out):
-    """out[j-1] = ||W_j||^2 (spectral), through the smaller Gram matrix."""
-    n = dims.shape[0] - 1
-    for j in range(1, n + 1):
-        wj = _layer(w, dims, offs, j)
-        if dims[j] <= dims[j - 1]:
-            gram = np.dot(wj, wj.T)
-        else:
-            gram = np.dot(wj.T, wj)
-        out[j - 1] = _sym_spectral_norm(0.5 * (gram + gram.T))
-
-
-@njit(cache=True, nogil=True)
-def _product(w, dims, offs):
-    """The end-to-end matrix W = W_N ... W_1 (d_N x d_0), multiplied from the narrow end."""
-    n = dims.shape[0] - 1
-    b = 0
-    for j in range(n + 1):
-        if dims[j] < dims[b]:
-            b = j
-    # lower part W_{b:1} (d_b x d_0), upper part W_{N:b+1} (d_N x d_b)
-    low = np.eye(dims[0])
-    if b > 0:
-        low = np.ascontiguousarray(_layer(w, dims, offs, b))
-        for j in range(b - 1, 0, -1):
-            low = np.dot(low, _layer(w, dims, offs, j))
-    if b == n:
-        return low
-    up = np.ascontiguousarray(_layer(w, dims, offs, b + 1))
-    for j in range(b + 2, n + 1):
-        up = np.dot(_layer(w, dims, offs, j), up)
-    if b == 0:
-        return up
-    return np.dot(up, low)
-
-
-@njit(cache=True, nogil=True)
-def _product_singular_values(w, dims, offs, out):
-    """Largest ``out.shape[0]`` singular values of W = W_N ... W_1, in decreasing order.
-
-    With a narrow layer (d_b < min(d_0, d_N)) W = U L has rank <= d_b; with U = Q_1 R_1 and L^T = Q_2 R_2
-    the nonzero singular values are those of the small d_b x d_b matrix R_1 R_2^T, which keeps the tiny
-    singular values accurate (no squaring) at a fraction of the cost of a full SVD.
+    A is read from ``a`` at offset ``ao``, C-ordered (m x k), or (k x m) holding A^T when ``a_trans``.  X is
+    (k x nx) from ``x`` at ``xo``, or stored as (nx x k) holding X^T when ``x_trans``.  ``h`` (length >= m k)
+    is scratch (A by columns, then T in its upper triangle).
     """
-    n = dims.shape[0] - 1
-    b = 0
-    for j in range(n + 1):
-        if dims[j] < dims[b]:
-            b = j
-    k = out.shape[0]
-    if 0 < b < n:
-        low = np.ascontiguousarray(_layer(w, dims, offs, b))
-        for j in range(b - 1, 0, -1):
-            low = np.dot(low, _layer(w, dims, offs, j))
-        up = np.ascontiguousarray(_layer(w, dims, offs, b + 1))
-        for j in range(b + 2, n + 1):
-            up = np.dot(_layer(w, dims, offs, j), up)
-        _, r1 = np.linalg.qr(up)
-        _, r2 = np.linalg.qr(np.ascontiguousarray(low.T))
-        small = np.dot(r1, r2.T)
+    if k == 2:  # Gram-Schmidt twice, written out (the common narrow layer)
+        s00 = 0.0
+        for i in range(m):
+            a0 = a[ao + i] if a_trans else a[ao + 2 * i]
+            s00 += a0 * a0
+        r00 = np.sqrt(s00)
+        inv = 1.0 / r00 if r00 > 0.0 else 0.0
+        r01 = 0.0
+        for i in range(m):
+            a0 = a[ao + i] if a_trans else a[ao + 2 * i]
+            a1 = a[ao + m + i] if a_trans else a[ao + 2 * i + 1]
+            r01 += a0 * inv * a1
+        c01 = 0.0
+        s11 = 0.0
+        for i in range(m):
+            a0 = (a[ao + i] if a_trans else a[ao + 2 * i]) * inv
+            a1 = a[ao + m + i] if a_trans else a[ao + 2 * i + 1]
+            h[i] = a1 - r01 * a0
+            c01 += a0 * h[i]
+        for i in range(m):
+            a0 = (a[ao + i] if a_trans else a[ao + 2 * i]) * inv
+            v = h[i] - c01 * a0
+            s11 += v * v
+        r01 += c01
+        r11 = np.sqrt(s11)
+        total = 0.0
+        for q in range(nx):
+            x0 = x[xo + 2 * q] if x_trans else x[xo + q]
+            x1 = x[xo + 2 * q + 1] if x_trans else x[xo + nx + q]
+            u = r00 * x0 + r01 * x1
+            v = r11 * x1
+            total += u * u + v * v
+        return total
+    if a_trans:
+        for q in range(m * k):
+            h[q] = a[ao + q]
     else:
-        small = _product(w, dims, offs)
-    s = np.linalg.svd(small)[1]
-    for i in range(k):
-        out[i] = s[i] if i < s.shape[0] else 0.0
+        for i in range(m):
+            for c in range(k):
+                h[c * m + i] = a[ao + i * k + c]
+    for c in range(k):  # reflect column c below the diagonal onto e_c
+        col = h[c * m : (c + 1) * m]
+        s = 0.0
+        for i in range(c, m):
+            s += col[i] * col[i]
+        if s == 0.0:
+            continue
+        alpha = -np.sqrt(s) if col[c] >= 0.0 else np.sqrt(s)
+        v0 = col[c] - alpha
+        vn = s - col[c] * col[c] + v0 * v0
+        col[c] = v0
+        for e in range(c + 1, k):
+            other = h[e * m : (e + 1) * m]
+            t = 0.0
+            for i in range(c, m):
+                t += col[i] * other[i]
+            f = 2.0 * t / vn
+            for i in range(c, m):
+                other[i] -= f * col[i]
+        col[c] = alpha
+    total = 0.0  # T[r, c] = h[c * m + r] for c >= r
+    if x_trans:
+        for q in range(nx):
+            for r in range(k):
+                t = 0.0
+                for c in range(r, k):
+                    t += h[c * m + r] * x[xo + q * k + c]
+                total += t * t
+    else:
+        for q in range(nx):
+            for r in range(k):
+                t = 0.0
+                for c in range(r, k):
+                    t += h[c * m + r] * x[xo + c * nx + q]
+                total += t * t
+    return total
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _compress(poly, n_slots, lo, rows, cols, qrt, ql, xr, xl, res, gr, gl):
+    """Compressions of one layer in the dense-output slots of the integrator, for the diagnostics of
+    `dlnsim.record.poly_diagnostics`, in one pass over the data.
+
+    For s < ``n_slots`` and p < 5 the block V_p = ``poly[s, p, lo : lo + rows * cols]`` is a C-ordered
+    (rows x cols) matrix.  Writes ``xr[s, p]`` = V_p Q_r (rows x kr, flat), ``xl[s, p]`` = Q_l^T V_p
+    (kl x cols, flat), ``res[s, p]`` = ||V_p (I - Q_r Q_r^T)||_F (formed explicitly: a difference of norms
+    would cancel; ||V_p||_F when kr = 0), and the Gram blocks ``gr[s, 5 p + q]`` = (V_p Q_r)^T (V_q Q_r)
+    (kr x kr, flat) and ``gl[s, 5 p + q]`` = (Q_l^T V_p) (Q_l^T V_q)^T.  ``qrt`` = Q_r^T (kr x cols) and
+    ``ql`` (rows x kl) have orthonormal rows and columns.  Reassociation only changes rounding (no
+    finiteness tests here).
+    """
+    kr = qrt.shape[0]
+    kl = ql.shape[1]
+    size = rows * cols
+    e = np.empty(cols)
+    two = kr == 2 and (kl == 2 or kl == 0)
+    for s in range(n_slots):
+        for p in range(5):
+            v = poly[s, p, lo : lo + size]
+            x_r = xr[s, p]
+            x_l = xl[s, p]
+            for q in range(kl * cols):
+                x_l[q] = 0.0
+            acc = 0.0
+            for r in range(rows):
+                row = v[r * cols : (r + 1) * cols]
+                if two:  # the common case, fused: two dot products, then residual and left sums
+                    q0 = qrt[0]
+                    q1 = qrt[1]
+                    t0 = 0.0
+                    t1 = 0.0
+                    for c in range(cols):
+                        t0 += row[c] * q0[c]
+                        t1 += row[c] * q1[c]
+                    x_r[2 * r] = t0
+                    x_r[2 * r + 1] = t1
+                    if kl == 2:
+                        w0 = ql[r, 0]
+                        w1 = ql[r, 1]
+                        l0 = x_l[:cols]
+                        l1 = x_l[cols : 2 * cols]
+                        for c in range(cols):
+                            x = row[c]
+                            d = x - t0 * q0[c] - t1 * q1[c]
+                            acc += d * d
+                            l0[c] += w0 * x
+                            l1[c] += w1 * x
+                    else:
+                        for c in range(cols):
+                            d = row[c] - t0 * q0[c] - t1 * q1[c]
+                            acc += d * d
+                    continue
+                for c in range(cols):
+                    e[c] = row[c]
+                for a in range(kr):
+                    qa = qrt[a]
+                    t = 0.0
+                    for c in range(cols):
+                        t += row[c] * qa[c]
+                    x_r[r * kr + a] = t
+                    for c in range(cols):
+                        e[c] -= t * qa[c]
+                for c in range(cols):
+                    acc += e[c] * e[c]
+                for b in range(kl):
+                    w = ql[r, b]
+                    xb = x_l[b * cols : (b + 1) * cols]
+                    for c in range(cols):
+                        xb[c] += w * row[c]
+            res[s, p] = np.sqrt(acc)
+        for p in range(5):  # Gram blocks of the five compressed matrices of this step
+            for q in range(5):
+                xp = xr[s, p]
+                xq = xr[s, q]
+                for a in range(kr):
+                    for b in range(kr):
+                        t = 0.0
+                        for r in range(rows):
+                            t += xp[r * kr + a] * xq[r * kr + b]
+                        gr[s, 5 * p + q, a * kr + b] = t
+                lp = xl[s, p]
+                lq = xl[s, q]
+                for a in range(kl):
+                    for b in range(kl):
+                        t = 0.0
+                        for c in range(cols):
+                            t += lp[a * cols + c] * lq[b * cols + c]
+                        gl[s, 5 * p + q, a * kl + b] = t
+
+
