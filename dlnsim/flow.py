@@ -46,25 +46,14 @@ import xarray as xr
 
 from . import dataset
 from ._blas import blas_threads as _blas_threads
+from ._flow_diagnostics import Steps, dense_diagnostics, states_at
 from ._kernels import flow as _fk
 from ._notice import compile_notice
 from ._validate import nonneg_int, positive_float
 from .init import balancedness
 from .objective import _checked, _layout, product
 from .problem import Problem
-from .record import (
-    _bases,
-    attrs_arg,
-    blas_arg,
-    check_size,
-    compress_steps,
-    dense_output,
-    diagnostics_set,
-    flow_times,
-    join_steps,
-    stack_diagnostics,
-    step_diagnostics,
-)
+from .record import attrs_arg, blas_arg, check_size, diagnostics_set, flow_times
 
 __all__ = ["FLOW_SCHEMA", "STATUSES", "FlowResult", "flow_dataset", "run_flow", "solve_flow"]
 
@@ -268,14 +257,15 @@ def _integrate(
     kernel = _fk.ENTRY[code]
     with compile_notice(kernel, _KERNEL_NAMES[code]):
         status = kernel(*args)
-    steps = _Steps(dims, offs, n_t, n_sv > 0) if state_diag and factors and len(mats) >= 2 else None
+    steps = Steps(dims, offs, n_t, n_sv > 0) if state_diag and factors and len(mats) >= 2 else None
     first = 0  # the first time whose state diagnostics are still to do
     while True:
         stop = int(out.istats[_fk.S_DONE_TIMES])
         if state_diag and stop > first:
             rows = np.arange(first, stop)
             if steps is None or not steps.add(poly, int(out.istats[_fk.S_SLOTS]), slot[rows], rows):
-                _dense_diagnostics(code, out, y0, poly, slot, rec, dims, offs, rows)
+                dense_diagnostics(not factors, out.bal, out.ln, out.sv, y0, poly, slot, rec[_fk.REC_TH],
+                                  rec[_fk.REC_EX], dims, offs, rows)
         first = stop
         if status != _fk.BUFFER_FULL:
             break
@@ -283,8 +273,8 @@ def _integrate(
     if steps is not None:
         todo = steps.finish(rec[_fk.REC_TH], out.bal, out.ln, out.sv)
         if todo.size:  # their states from the same integration again
-            _dense_diagnostics(code, out, y0, None, slot, rec, dims, offs, todo,
-                               lambda idx: _states_at(kernel, args, y0, t, idx))
+            dense_diagnostics(False, out.bal, out.ln, out.sv, y0, None, slot, rec[_fk.REC_TH], rec[_fk.REC_EX],
+                              dims, offs, todo, lambda idx: states_at(kernel, args, y0, t, idx))
     out.status = int(status)
     out.excess = rec[_fk.REC_EX]
     out.gn2 = rec[_fk.REC_GN2]
@@ -294,119 +284,6 @@ def _integrate(
 
 _KERNEL_NAMES = {_fk.FACTOR: "the gradient-flow kernel", _fk.END_TO_END: "the end-to-end flow kernel",
                  _fk.MODIFIED: "the modified-flow kernel"}
-
-
-class _Steps:
-    """The compressed dense output of the steps of one run (`record.compress_steps`), batch by batch, and the
-    step of each time; `finish` evaluates the diagnostics of all times at once."""
-
-    def __init__(self, dims: np.ndarray, offs: np.ndarray, n_t: int, with_sv: bool) -> None:
-        self.dims, self.offs, self.with_sv = dims, offs, with_sv
-        self.Q: dict[int, np.ndarray] | None = None
-        self.parts: list[dict[str, Any]] = []  # batches since `first` with the same K
-        self.first = 0
-        self.segments: list[tuple[int, dict[str, Any]]] = []  # (first step, joined batches)
-        self.n_steps = 0
-        self.step = np.full(n_t, -1, dtype=np.int64)  # global step of each time (-1: none)
-        self.rows: list[np.ndarray] = []  # the times waiting for `finish`
-
-    def add(self, poly: np.ndarray, used: int, slot: np.ndarray, rows: np.ndarray) -> bool:
-        """Compress the ``used`` slots of ``poly`` for the times ``rows`` (in slots ``slot``); False when they
-        cannot be compressed (the caller computes them from their states)."""
-        if used:
-            if not np.all(np.isfinite(poly[0, 0])):
-                return False
-            reused = self.Q is not None
-            if self.Q is None:
-                self.Q = _bases(poly[0, 0], self.dims, self.offs)
-            part = compress_steps(poly, used, self.dims, self.offs, self.Q, self.with_sv)
-            if reused and part["worst"] > 1e-12:  # the layers left the old bases: new ones
-                self.Q = _bases(poly[0, 0], self.dims, self.offs)
-                part = compress_steps(poly, used, self.dims, self.offs, self.Q, self.with_sv)
-            if self.parts and self.parts[-1]["K"] != part["K"]:
-                self._close()
-            self.parts.append(part)
-        at = slot >= 0
-        self.step[rows[at]] = slot[at] + self.n_steps
-        self.n_steps += used
-        self.rows.append(rows)
-        return True
-
-    def _close(self) -> None:
-        if self.parts:
-            self.segments.append((self.first, join_steps(self.parts)))
-            self.first += sum(int(p["safe"].size) for p in self.parts)
-            self.parts = []
-
-    def finish(self, th: np.ndarray, bal: np.ndarray, ln: np.ndarray, sv: np.ndarray) -> np.ndarray:
-        """Evaluate the waiting times; returns those left (t <= 0 and those whose bounds did not close)."""
-        self._close()
-        rows = np.concatenate(self.rows) if self.rows else np.zeros(0, dtype=np.int64)
-        step = self.step[rows]
-        done = np.zeros(rows.size, dtype=bool)
-        for first, seg in self.segments:
-            sel = np.flatnonzero((step >= first) & (step < first + seg["safe"].size))
-            if sel.size:
-                r = rows[sel]
-                b, lnr, s = bal[r], ln[r], sv[r]
-                done[sel] = step_diagnostics(seg, step[sel] - first, th[r], self.dims, b, lnr, s)
-                bal[r], ln[r], sv[r] = b, lnr, s
-        return np.asarray(rows[~done])
-
-
-def _states_at(kernel: Any, args: tuple[Any, ...], y0: np.ndarray, t: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """The states at the times ``idx`` (increasing, t > 0) from a second integration with the settings of
-    ``args``: the same steps, since the kernel is deterministic."""
-    prm, iprm, dims, offs, Rt, F = args[2:8]
-    last = int(idx[-1]) + 1  # no need to go further
-    keep = np.full(last, -1, dtype=np.int64)
-    keep[idx] = np.arange(idx.size)
-    states = np.full((idx.size, y0.size), np.nan)
-    quiet = iprm.copy()
-    quiet[_fk.I_WITH_LOSS] = quiet[_fk.I_WITH_GRAD] = 0
-    kernel(y0.copy(), np.ascontiguousarray(t[:last]), prm, quiet, dims, offs, Rt, F, np.empty((7, y0.size)), keep,
-           states, np.full((_fk.N_REC, last), np.nan), np.full(last, -1, dtype=np.int64), np.empty((0, 5, y0.size)),
-           np.zeros(_fk.N_ISTATS, dtype=np.int64), np.zeros(_fk.N_FSTATS))
-    return states
-
-
-def _dense_diagnostics(code: int, out: _Flow, y0: np.ndarray, poly: np.ndarray | None, slot: np.ndarray,
-                       rec: np.ndarray, dims: np.ndarray, offs: np.ndarray, rows: np.ndarray,
-                       states_at: Any = None) -> None:
-    """The state diagnostics of the times ``rows`` from their states: the initial state for t <= 0, else the
-    dense output in ``poly`` or, without it, ``states_at(rows)`` (a second integration: in batches of up to
-    64 MiB of states)."""
-    at0 = rows[slot[rows] < 0]
-    rest = rows[slot[rows] >= 0]
-    batch = max(256, 2**23 // max(y0.size, 1)) if poly is None else 256
-    for chunk in [at0] + [rest[a:a + batch] for a in range(0, rest.size, batch)]:
-        if not chunk.size:
-            continue
-        if chunk is at0:
-            states = np.broadcast_to(y0, (chunk.size, y0.size))
-        elif poly is not None:
-            states = dense_output(poly, slot[chunk], rec[_fk.REC_TH, chunk])
-        else:
-            states = states_at(chunk)
-        for a in range(0, chunk.size, 256):  # diagnostics of at most 256 states at once
-            part = chunk[a:a + 256]
-            st = np.ascontiguousarray(states[a:a + 256])
-            if code == _fk.END_TO_END:
-                out.sv[part] = _product_sv_e2e(st, dims, out.sv.shape[1], rec[_fk.REC_EX, part])
-            else:
-                b, lnp, s = out.bal[part], out.ln[part], out.sv[part]
-                stack_diagnostics(st, dims, offs, b, lnp, s)
-                out.bal[part], out.ln[part], out.sv[part] = b, lnp, s
-
-
-def _product_sv_e2e(states: np.ndarray, dims: np.ndarray, n_sv: int, excess: np.ndarray) -> np.ndarray:
-    """Top singular values of the end-to-end states (NaN where the loss is not finite)."""
-    out = np.full((states.shape[0], n_sv), np.nan)
-    ok = np.isfinite(excess) & np.all(np.isfinite(states), axis=1)
-    if n_sv and np.any(ok):
-        s = np.linalg.svd(states[ok].reshape(-1, int(dims[-1]), int(dims[0])), compute_uv=False)
-        out[ok] = s[:, :n_sv]
-    return out
 
 
 @dataclass
