@@ -327,6 +327,22 @@ def loss_axes(ax: Any, runs: Sequence[tuple[xr.Dataset, str, str, str]], x: str 
     ax.set_ylabel(r"loss $L^N(W(k))$")
 
 
+def loss_panels(axes: Any, ds: xr.Dataset, titles: Mapping[str, str],
+                label: Callable[[str, int, xr.Dataset], tuple[str, str]]) -> None:
+    """One log-log loss panel per value of ``ds.panel`` (over ``case``) on ``axes`` (in the order of ``titles``),
+    one curve per case and depth N in the depth's colour; ``label(case, N, run)`` gives the legend text and the
+    line style."""
+    for ax, panel in zip(np.ravel(axes), titles, strict=True):
+        cases = ds["case"].values[ds["panel"].values == panel]
+        runs = [(run, *label(str(case), int(N), run), P.depth_color(N))
+                for case in cases for N in ds["N"].values for run in [ds.sel(case=case, N=N)]]
+        loss_axes(ax, runs)
+        P.plain_log_ticks(ax, "x")
+        ax.set_title(titles[panel], loc="left")
+        diverging = bool(np.all(ds["status"].sel(case=cases) == "diverged"))
+        ax.legend(loc="upper left" if diverging else "lower left", fontsize=6.5)
+
+
 def fmt_e(x: float, digits: int = 2) -> str:
     """3.64e-05 -> '3.64e-5' for labels."""
     if not np.isfinite(x):

@@ -22,7 +22,6 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import xarray as xr
 
 import dlnsim
@@ -152,15 +151,7 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
 
     with P.style():
         fig, axes = P.subplots(2, 2, figsize=(7.0, 5.6))
-        for ax, panel in zip(axes.ravel(), titles, strict=True):
-            cases = ds["case"].values[ds["panel"].values == panel]
-            runs = [(ds.sel(case=case, N=N), *label(str(case), int(N), ds.sel(case=case, N=N)), P.depth_color(N))
-                    for case in cases for N in ds["N"].values]
-            C.loss_axes(ax, runs)
-            P.plain_log_ticks(ax, "x")
-            ax.set_title(titles[panel], loc="left")
-            diverging = bool(np.all(ds["status"].sel(case=cases) == "diverged"))
-            ax.legend(loc="upper left" if diverging else "lower left", fontsize=6.5)
+        C.loss_panels(axes, ds, titles, label)
         fig.suptitle(f"Figure 1: constant stepsizes on the Section-5 instance (seed {int(ds.attrs['seed'])}), "
                      f"{C.fmt_pow10(int(ds.attrs['n_iter']))} iterations\n"
                      r"$L^N=\frac{1}{2}\|Y-W_N\cdots W_1X\|_F^2$; a curve ends where GD diverged or converged "

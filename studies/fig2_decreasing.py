@@ -217,13 +217,13 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
         "d": rf"(d) $\gamma={g['d_diverging']:g}$, $a_1=a_2={CASES['d_diverging'][2]:g}\,\eta_s$ (diverges)",
     }
 
-    def label(case: str, N: int, run: xr.Dataset) -> str:
+    def label(case: str, N: int, run: xr.Dataset) -> tuple[str, str]:
         if case.startswith("d"):
             return (f"N={N}, diverged at k={int(run['stop_iteration'])} "
-                    rf"($\eta_k$={float(run['stop_eta_over_sharpness']):.2f}$\eta_s$)")
+                    rf"($\eta_k$={float(run['stop_eta_over_sharpness']):.2f}$\eta_s$)"), "-"
         if run["status"].item() == "converged":
-            return f"N={N}, converged at k={C.fmt_e(float(run['stop_iteration']), 1)}"
-        return f"N={N}, L={C.fmt_e(float(run['final_loss']), 1)} at k={C.fmt_e(float(run['stop_iteration']), 0)}"
+            return f"N={N}, converged at k={C.fmt_e(float(run['stop_iteration']), 1)}", "-"
+        return f"N={N}, L={C.fmt_e(float(run['final_loss']), 1)} at k={C.fmt_e(float(run['stop_iteration']), 0)}", "-"
 
     from matplotlib.figure import Figure
 
@@ -231,15 +231,7 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
         fig = Figure(figsize=(7.0, 8.4), layout="constrained")
         top, bottom = fig.subfigures(2, 1, height_ratios=[2.0, 1.05])
         axes = top.subplots(2, 2)
-        for ax, panel in zip(axes.ravel(), titles, strict=True):
-            cases = ds["case"].values[ds["panel"].values == panel]
-            runs = [(ds.sel(case=case, N=N), label(str(case), int(N), ds.sel(case=case, N=N)), "-", P.depth_color(N))
-                    for case in cases for N in ds["N"].values]
-            C.loss_axes(ax, runs)
-            P.plain_log_ticks(ax, "x")
-            ax.set_title(titles[panel], loc="left")
-            diverging = bool(np.all(ds["status"].sel(case=cases) == "diverged"))
-            ax.legend(loc="upper left" if diverging else "lower left", fontsize=6.5)
+        C.loss_panels(axes, ds, titles, label)
         styles = {"ref_constant": ("k", "-", 2.2), "a_gamma0.2": (None, "-", 1.2), "b_gamma0.4": (None, "--", 1.2),
                   "c_above": (None, ":", 1.2)}
         axes_t = bottom.subplots(1, ds.sizes["N"], sharey=True)

@@ -183,7 +183,7 @@ def _ranks(case: str, N: int, s: xr.Dataset) -> str:
     ranks, counts = np.unique(s["sv_rank"].values, return_counts=True)
     hist = ", ".join(f"rank {int(r)}: {int(c)}" for r, c in zip(ranks, counts, strict=True))
     return (f"case {case}, N={N}, r_bar={int(s['r_bar'])}: sv_rank counts {{{hist}}} of {s['sv_rank'].size}; "
-            f"reached global min {int(s['reached_global_min'].sum())}/{s['sv_rank'].size}; "
+            f"at the global minimum within tolerance {int(s['reached_global_min'].sum())}/{s['sv_rank'].size}; "
             f"diverged {int((s['status'] == 'diverged').sum())}")
 
 
