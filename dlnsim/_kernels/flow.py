@@ -67,7 +67,7 @@ from .flow_rhs import (
     _hvp,
     _product_loss,
 )
-from .linalg import _loss_and_grad, _workspace_size
+from .linalg import _grad_norm_sq, _loss_and_grad, _workspace_size
 
 FACTOR = 0
 END_TO_END = 1
@@ -204,13 +204,13 @@ def _rhs(kind, y, f, dims, offs, pivot, Rt, F, eta, rank, ws, g):
     if kind == END_TO_END:
         return _e2e_rhs(y, f, dims, Rt, F, rank)
     if kind == MODIFIED:
-        ex = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, 1)
+        ex = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, np.int64(1))
         _hvp(y, g, dims, offs, Rt, F, f)
         c = 0.5 * eta
         for i in range(f.shape[0]):
             f[i] = -g[i] - c * f[i]
         return ex
-    ex = _loss_and_grad(y, dims, offs, pivot, Rt, F, f, ws, 1)
+    ex = _loss_and_grad(y, dims, offs, pivot, Rt, F, f, ws, np.int64(1))
     for i in range(f.shape[0]):
         f[i] = -f[i]
     return ex
@@ -242,10 +242,10 @@ def _emit(kind, y, i, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, rec, wit
         if with_loss:
             rec[REC_EX, i] = _product_loss(y, dims, Rt, F)
     elif with_grad:
-        rec[REC_EX, i] = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, 2)
-        rec[REC_GN2, i] = g[0]
+        rec[REC_EX, i] = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, np.int64(2))
+        rec[REC_GN2, i] = _grad_norm_sq(y, dims, offs, pivot, g, ws)
     elif with_loss:
-        rec[REC_EX, i] = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, 0)
+        rec[REC_EX, i] = _loss_and_grad(y, dims, offs, pivot, Rt, F, g, ws, np.int64(0))
 
 
 @njit(cache=True, nogil=True, inline="always")

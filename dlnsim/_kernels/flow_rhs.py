@@ -139,4 +139,4 @@ def _excess_loss(w, dims, offs, pivot, Rt, F):
     """Excess loss 1/2 ||W R^T - F||_F^2 of the factors ``w`` (own workspace): `linalg._loss_and_grad`
     without the gradient, the function the integrator records the loss with."""
     ws = np.empty(_workspace_size(dims, pivot))
-    return _loss_and_grad(w, dims, offs, pivot, Rt, F, ws, ws, 0)
+    return _loss_and_grad(w, dims, offs, pivot, Rt, F, ws, ws, np.int64(0))

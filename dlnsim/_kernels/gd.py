@@ -89,7 +89,7 @@ def _gd_chunk(
     n_rec = rec_k.shape[0]
     ltol_ex = acc[A_LTOL]
     for k in range(k_start, k_stop):
-        ex = _loss_and_grad(w, dims, offs, pivot, Rt, F, g, ws, 1)
+        ex = _loss_and_grad(w, dims, offs, pivot, Rt, F, g, ws, np.int64(1))
         loss = lstar + ex
         gn2 = _dot(g.shape[0], g, 0, g, 0)
         iacc[I_LAST_K] = k

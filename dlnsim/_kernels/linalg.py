@@ -77,24 +77,21 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
     ``ws`` is a workspace of length `_workspace_size(dims, b)`.  Returns the excess loss; the caller adds
     L*.  The kernels call `_loss_and_grad` (the same code, the gradient optional) directly.
     """
-    return _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, 1)
+    return _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, np.int64(1))
 
 
 @njit(cache=True, nogil=True)
 def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
     """Excess loss 1/2 ||Z||_F^2 at ``w``; ``grad`` = 1 writes the gradient of L^N into ``g`` (same layout as
-    ``w``), 2 writes only its squared Frobenius norm into ``g[0]`` (the rest of ``g`` is scratch), 0 leaves
-    ``g`` untouched.
+    ``w``), 0 leaves ``g`` untouched, 2 leaves out the blocks that are products with inner dimension d_b
+    (grad_j = L_j^T M_{j-1}, j < b, and V_j U_{j-1}^T, j > b + 1), for `_grad_norm_sq`.
 
     ``ws`` is a workspace of length `_workspace_size(dims, b)`.  Returns the excess loss; the caller adds
     L*.  No allocation and no reshapes: every matrix is a C-ordered block of ``w``, ``g``, ``ws``, ``Rt`` or
     ``F`` given by its offset, and every product is one dgemm call (`blas._matmul`), which keeps this
     kernel's compile time short.  One function for the three uses: the integrator needs all of them, and each
-    compiled function costs seconds of compile time.
-
-    The norm alone (``grad`` = 2) skips the products that form the blocks grad_j = L_j^T M_{j-1} (j < b) and
-    V_j U_{j-1}^T (j > b + 1), which have an inner dimension d_b: with U_{j-1} = Q T (QR, T of size d_b) the
-    block's norm is ||T V_j^T||_F, as accurate as forming the block, for O(d d_b^2) work.
+    compiled function costs seconds of compile time.  (Callers pass ``grad`` as a variable or ``np.int64(.)``:
+    a literal constant would compile the function once more per value.)
     """
     n = dims.shape[0] - 1
     d0 = dims[0]
@@ -169,7 +166,6 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
     ex = 0.5 * _dot(dn * d0, ws, p_z, ws, p_z)
     if grad == 0:
         return ex
-    gn2 = 0.0
 
     # lower layers j = 1..b: grad_j = L_j^T M_{j-1},  M_0 = (U_N^T Z) R,  M_j = M_{j-1} W_j^T,  grad_b = M_{b-1}
     if b > 0:
@@ -188,17 +184,12 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
             else:
                 dst, do = ws, p_m + loff[j]
             _matmul(False, True, db, dims[j], dims[j - 1], ws, p_m + loff[j - 1], w, offs[j - 1], dst, do)
-        if grad == 2:
-            gn2 += _dot(db * dims[b - 1], g, offs[b - 1], g, offs[b - 1])  # grad_b = M_{b-1}
-        for j in range(1, b):
+        for j in range(1, b if grad == 1 else 1):
             if j == b - 1:
                 src, so = w, offs[b - 1]
             else:
                 src, so = ws, p_l + loff[j]
-            if grad == 2:  # ||L_j^T M_{j-1}||_F = ||T M_{j-1}||_F with L_j^T = Q T
-                gn2 += _tri_norm_sq(src, so, dims[j], db, True, ws, p_m + loff[j - 1], dims[j - 1], False, g)
-            else:
-                _matmul(True, False, dims[j], dims[j - 1], db, src, so, ws, p_m + loff[j - 1], g, offs[j - 1])
+            _matmul(True, False, dims[j], dims[j - 1], db, src, so, ws, p_m + loff[j - 1], g, offs[j - 1])
 
     # upper layers j = b+1..N: grad_j = V_j U_{j-1}^T,  V_N = Z (L_0 R^T)^T,  V_{j-1} = W_j^T V_j,
     # grad_{b+1} = V_{b+1}
@@ -217,105 +208,98 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
             else:
                 dst, do = ws, p_v + uoff[j - 1]
             _matmul(True, False, dims[j - 1], db, dims[j], w, offs[j - 1], ws, p_v + uoff[j], dst, do)
-        if grad == 2:
-            gn2 += _dot(dims[b + 1] * db, g, offs[b], g, offs[b])  # grad_{b+1} = V_{b+1}
-        for j in range(b + 2, n + 1):
+        for j in range(b + 2, n + 1 if grad == 1 else b + 2):
             if j - 1 == b + 1:
                 src, so = w, offs[b]
             else:
                 src, so = ws, p_u + uoff[j - 1]
-            if grad == 2:  # ||V_j U_{j-1}^T||_F = ||T V_j^T||_F with U_{j-1} = Q T
-                gn2 += _tri_norm_sq(src, so, dims[j - 1], db, False, ws, p_v + uoff[j], dims[j], True, g)
-            else:
-                _matmul(False, True, dims[j], dims[j - 1], db, ws, p_v + uoff[j], src, so, g, offs[j - 1])
-    if grad == 2:
-        g[0] = gn2
+            _matmul(False, True, dims[j], dims[j - 1], db, ws, p_v + uoff[j], src, so, g, offs[j - 1])
     return ex
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _tri_norm_sq(a, ao, m, k, a_trans, x, xo, nx, x_trans, h):
-    """||T X||_F^2 for the k x k triangular factor T of the m x k matrix A = Q T (Householder QR; m >= k).
+@njit(cache=True, nogil=True)
+def _grad_norm_sq(w, dims, offs, b, g, ws):
+    """||grad L^N||_F^2 after `_loss_and_grad` with ``grad`` = 2 at ``w`` (``g`` and ``ws`` as it left them;
+    ``g`` is scratch afterwards).
 
-    A is read from ``a`` at offset ``ao``, C-ordered (m x k), or (k x m) holding A^T when ``a_trans``.  X is
-    (k x nx) from ``x`` at ``xo``, or stored as (nx x k) holding X^T when ``x_trans``.  ``h`` (length >= m k)
-    is scratch (A by columns, then T in its upper triangle).
+    The blocks grad_b = M_{b-1} and grad_{b+1} = V_{b+1} are in ``g``; the others are products with inner
+    dimension d_b, L_q^T M_{q-1} (q < b) and V_q U_{q-1}^T (q > b + 1), read from the workspace in the layout
+    of `_loss_and_grad`.  For d_b = 2 (the narrow layer of the paper's networks) their norms come from the QR
+    A = Q T of the narrow factor A = L_q^T or U_{q-1} (Gram-Schmidt twice): ||A^T X||_F = ||T X||_F (X =
+    M_{q-1} or V_q^T), as accurate as forming the block, for O(d) instead of O(d^2) work; for other d_b the
+    blocks are formed.
     """
-    if k == 2:  # Gram-Schmidt twice, written out (the common narrow layer)
+    n = dims.shape[0] - 1
+    db = dims[b]
+    size_l = 0
+    for j in range(b):
+        size_l += db * dims[j]
+    size_u = 0
+    for j in range(b + 1, n + 1):
+        size_u += dims[j] * db
+    p_l, p_u = 0, size_l
+    p_m, p_v = size_l + size_u, 2 * size_l + size_u
+    total = 0.0
+    if b > 0:
+        total += _dot(db * dims[b - 1], g, offs[b - 1], g, offs[b - 1])
+    if b < n:
+        total += _dot(dims[b + 1] * db, g, offs[b], g, offs[b])
+    # the other blocks: A (m x 2) = a[a_off + i sa_i + c sa_c], X (2 x nx) = ws[x_off + c sx_c + k sx_q]
+    lo = 0  # offset of L_{q-1} and M_{q-1} in their chains
+    uo = 0  # offset of U_{q-1} and V_{q-1} in their chains (from U_{b+1})
+    for q in range(1, n + 1):
+        if q < b:
+            in_w = q == b - 1
+            a_off = offs[b - 1] if in_w else p_l + lo + db * dims[q - 1]  # L_q
+            m, sa_i, sa_c = dims[q], 1, dims[q]
+            x_off, nx, sx_c, sx_q = p_m + lo, dims[q - 1], dims[q - 1], 1  # M_{q-1}
+            lo += db * dims[q - 1]
+        elif q >= b + 2:
+            in_w = q - 1 == b + 1
+            a_off = offs[b] if in_w else p_u + uo  # U_{q-1}
+            m, sa_i, sa_c = dims[q - 1], db, 1
+            x_off, nx, sx_c, sx_q = p_v + uo + dims[q - 1] * db, dims[q], 1, db  # V_q, as X = V_q^T
+            uo += dims[q - 1] * db
+        else:  # q = b, b + 1: the blocks in g
+            continue
+        a = w if in_w else ws
+        if db != 2:  # form the block (d_q x d_{q-1}) in g
+            if q < b:
+                _matmul(True, False, dims[q], dims[q - 1], db, a, a_off, ws, x_off, g, 0)
+            else:
+                _matmul(False, True, dims[q], dims[q - 1], db, ws, x_off, a, a_off, g, 0)
+            total += _dot(dims[q] * dims[q - 1], g, 0, g, 0)
+            continue
+        a0 = g[:m]  # A = [a0 a1] = Q T, T = [[r00, r01], [0, r11]]
+        a1 = g[m : 2 * m]
+        for i in range(m):
+            a0[i] = a[a_off + i * sa_i]
+            a1[i] = a[a_off + i * sa_i + sa_c]
         s00 = 0.0
         for i in range(m):
-            a0 = a[ao + i] if a_trans else a[ao + 2 * i]
-            s00 += a0 * a0
+            s00 += a0[i] * a0[i]
         r00 = np.sqrt(s00)
         inv = 1.0 / r00 if r00 > 0.0 else 0.0
-        r01 = 0.0
         for i in range(m):
-            a0 = a[ao + i] if a_trans else a[ao + 2 * i]
-            a1 = a[ao + m + i] if a_trans else a[ao + 2 * i + 1]
-            r01 += a0 * inv * a1
-        c01 = 0.0
+            a0[i] *= inv
+        r01 = 0.0
+        for _ in range(2):
+            c01 = 0.0
+            for i in range(m):
+                c01 += a0[i] * a1[i]
+            for i in range(m):
+                a1[i] -= c01 * a0[i]
+            r01 += c01
         s11 = 0.0
         for i in range(m):
-            a0 = (a[ao + i] if a_trans else a[ao + 2 * i]) * inv
-            a1 = a[ao + m + i] if a_trans else a[ao + 2 * i + 1]
-            h[i] = a1 - r01 * a0
-            c01 += a0 * h[i]
-        for i in range(m):
-            a0 = (a[ao + i] if a_trans else a[ao + 2 * i]) * inv
-            v = h[i] - c01 * a0
-            s11 += v * v
-        r01 += c01
+            s11 += a1[i] * a1[i]
         r11 = np.sqrt(s11)
-        total = 0.0
-        for q in range(nx):
-            x0 = x[xo + 2 * q] if x_trans else x[xo + q]
-            x1 = x[xo + 2 * q + 1] if x_trans else x[xo + nx + q]
+        for k in range(nx):
+            x0 = ws[x_off + k * sx_q]
+            x1 = ws[x_off + sx_c + k * sx_q]
             u = r00 * x0 + r01 * x1
             v = r11 * x1
             total += u * u + v * v
-        return total
-    if a_trans:
-        for q in range(m * k):
-            h[q] = a[ao + q]
-    else:
-        for i in range(m):
-            for c in range(k):
-                h[c * m + i] = a[ao + i * k + c]
-    for c in range(k):  # reflect column c below the diagonal onto e_c
-        col = h[c * m : (c + 1) * m]
-        s = 0.0
-        for i in range(c, m):
-            s += col[i] * col[i]
-        if s == 0.0:
-            continue
-        alpha = -np.sqrt(s) if col[c] >= 0.0 else np.sqrt(s)
-        v0 = col[c] - alpha
-        vn = s - col[c] * col[c] + v0 * v0
-        col[c] = v0
-        for e in range(c + 1, k):
-            other = h[e * m : (e + 1) * m]
-            t = 0.0
-            for i in range(c, m):
-                t += col[i] * other[i]
-            f = 2.0 * t / vn
-            for i in range(c, m):
-                other[i] -= f * col[i]
-        col[c] = alpha
-    total = 0.0  # T[r, c] = h[c * m + r] for c >= r
-    if x_trans:
-        for q in range(nx):
-            for r in range(k):
-                t = 0.0
-                for c in range(r, k):
-                    t += h[c * m + r] * x[xo + q * k + c]
-                total += t * t
-    else:
-        for q in range(nx):
-            for r in range(k):
-                t = 0.0
-                for c in range(r, k):
-                    t += h[c * m + r] * x[xo + c * nx + q]
-                total += t * t
     return total
 
 
