@@ -436,7 +436,7 @@ def _stability(data: Path, n: Numbers, prefix: str) -> str:
     best = bt["ratio"].where(bt["ratio"] == bt["ratio"].min(), drop=True)
     return (
         "**What sets η_crit; regimes above it; where the bound is tight** — the studies stability_threshold, "
-        "regime_map and bound_tightness (notes/stability_findings.md).\n\n"
+        "regime_map and bound_tightness (docs/stability.md).\n\n"
         f"{_figure('stability_threshold', 'Stability threshold', prefix)}\n\n"
         f"For N = {n.i(Nst.min())} to {n.i(Nst.max())} ({n.i(st.sizes['seed'])} seeds; η_crit of that study also "
         f"asks for a linearly stable stopping point), η_crit equals {F('2/λ_max')} of the Hessian at the balanced "
