@@ -38,10 +38,11 @@ def needs_compile(dispatcher: Any) -> bool:
 
 
 @contextmanager
-def compile_notice(dispatcher: Any, what: str, about: str = "5-15 s") -> Iterator[None]:
-    """Around the first call of ``dispatcher``: print ``dlnsim: compiling <what> (first use, about <about>;
-    cached afterwards)`` to stderr when the call is going to compile it (once per kernel and process)."""
-    if needs_compile(dispatcher):
+def compile_notice(dispatchers: Any, what: str, about: str = "5-15 s") -> Iterator[None]:
+    """Around the first calls of ``dispatchers`` (one or a tuple): print ``dlnsim: compiling <what> (first
+    use, about <about>; cached afterwards)`` to stderr when one of them is going to compile (once per ``what``
+    and process)."""
+    if any(needs_compile(d) for d in (dispatchers if isinstance(dispatchers, tuple) else (dispatchers,))):
         with _lock:
             show = what not in _shown
             _shown.add(what)

@@ -48,6 +48,7 @@ from . import dataset
 from ._blas import blas_threads as _blas_threads
 from ._flow_diagnostics import Steps, dense_diagnostics, states_at
 from ._kernels import flow as _fk
+from ._kernels.linalg import _compress
 from ._notice import compile_notice
 from ._validate import nonneg_int, positive_float
 from .init import balancedness
@@ -255,9 +256,10 @@ def _integrate(
     args = (y, t, prm, iprm, dims, offs, problem.Rt, problem.F, np.empty((7, y.size)), save_idx, out.states, rec,
             slot, poly, out.istats, out.fstats)
     kernel = _fk.ENTRY[code]
-    with compile_notice(kernel, _KERNEL_NAMES[code]):
+    steps_wanted = state_diag and factors and len(mats) >= 2  # compressed diagnostics (`Steps`)
+    with compile_notice((kernel, _compress) if steps_wanted else kernel, _KERNEL_NAMES[code]):
         status = kernel(*args)
-    steps = Steps(dims, offs, n_t, n_sv > 0) if state_diag and factors and len(mats) >= 2 else None
+    steps = Steps(dims, offs, n_t, n_sv > 0) if steps_wanted else None
     first = 0  # the first time whose state diagnostics are still to do
     while True:
         stop = int(out.istats[_fk.S_DONE_TIMES])

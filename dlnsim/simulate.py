@@ -59,6 +59,7 @@ from . import dataset
 from ._blas import blas_threads as _blas_threads
 from ._kernels import gd as _gd
 from ._kernels.linalg import workspace_size
+from ._notice import compile_notice
 from ._validate import positive_float
 from .objective import _checked, _layout, _unflatten
 from .problem import Problem
@@ -168,8 +169,10 @@ def run_gd(
     passes one, ``record_stop`` makes an early stop a record point, ``blowup`` sets the divergence threshold
     (see the module docstring for all of these and the statuses).  ``bound`` (default: the section-5 bound
     when W0 is balanced) puts the theory constants in the attributes.  ``keep_weights`` stores the final
-    factors (see `weights_from`).  BLAS runs on ``blas_threads`` threads during the run (default 1: faster
-    for these matrix sizes; None leaves it).  ``attrs`` adds global attributes.
+    factors (see `weights_from`).  ``progress`` shows a progress bar on stderr, from the end of the first
+    chunk of iterations on (so that its rate and remaining time never include the one-off compilation of the
+    kernel, which a first call announces on stderr).  BLAS runs on ``blas_threads`` threads during the run
+    (default 1: faster for these matrix sizes; None leaves it).  ``attrs`` adds global attributes.
 
     `solve_gd` takes the same arguments and returns the `GDResult` this Dataset is built from; GD next to
     the gradient flows is `dlnsim.compare_flow`.
@@ -284,17 +287,14 @@ def solve_gd(
 
     total = n_iter + 1
     chunk = total if not progress else max(1000, total // 200)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n_iter, unit="it", desc=f"GD N={n}", dynamic_ncols=True, leave=False)
+    bar = None  # made after the first chunk, so that a compilation is not in its rate and time estimate
     g = np.empty_like(w)
     ws = np.empty(workspace_size(dims, pivot))
     status = _gd.RUNNING
     k = 0
     r = 0  # next record point whose state-based diagnostics are pending
-    with _blas_threads(blas), np.errstate(all="ignore"):
+    with _blas_threads(blas), np.errstate(all="ignore"), compile_notice(_gd._gd_chunk, "the gradient-descent kernel",
+                                                                       "3-10 s"):
         try:
             while k < total:
                 # chunks end at record points, so W(rec_k[r]) is in w here: eigenvalues and SVDs in numpy
@@ -311,8 +311,14 @@ def solve_gd(
                     threshold, gtol_abs * gtol_abs, stop_early, rec_k, rec["loss"], rec["excess_loss"],
                     rec["grad_norm_sq"], rec["descent_ratio"], rec["eta"], rec["t"], acc, iacc,
                 )
-                if bar is not None:
-                    bar.update(min(k_stop, n_iter) - min(k, n_iter))
+                if progress:
+                    if bar is None:
+                        from tqdm.auto import tqdm
+
+                        bar = tqdm(total=n_iter, initial=min(k_stop, n_iter), unit="it", desc=f"GD N={n}",
+                                   dynamic_ncols=True, leave=False)
+                    else:
+                        bar.update(min(k_stop, n_iter) - min(k, n_iter))
                     bar.set_postfix(loss=f"{acc[_gd.A_LAST_LOSS]:.3e}", refresh=False)
                 if status != _gd.RUNNING:
                     break

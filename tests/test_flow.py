@@ -18,6 +18,7 @@ from dlnsim.compare import COMPARE_SCHEMA, compare_flow
 from dlnsim.flow import FLOW_SCHEMA, _run_flow, run_flow
 from dlnsim.hessian import sharpness
 from dlnsim.objective import _layout, _unflatten
+from dlnsim.record import state_diagnostics
 
 
 def _problem(d_x: int, d_y: int, m: int, seed: int, scale: float = 1.0) -> dlnsim.Problem:
@@ -404,6 +405,151 @@ def test_compare_flow_rejects_bad_kinds():
         compare_flow(problem, W0, 0.01, 10, kinds=("end_to_end",))
     with pytest.raises(ValueError, match="must not repeat"):
         compare_flow(problem, W0, 0.01, 10, kinds=("factor", "factor"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# state diagnostics from the dense output
+# ---------------------------------------------------------------------------------------------------------
+
+_EPS = np.finfo(float).eps
+
+
+def _dense_reference(states: np.ndarray, widths: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """The diagnostics of each saved state by `record.state_diagnostics` (numpy, one state at a time)."""
+    dims = np.array(widths, dtype=np.int64)
+    offs = np.concatenate([[0], np.cumsum(dims[1:] * dims[:-1])]).astype(np.int64)
+    n = len(widths) - 1
+    bal, ln, sv = (np.full((len(states), c), np.nan) for c in (n - 1, n, min(widths)))
+    for i, s in enumerate(states):
+        state_diagnostics(s, dims, offs, bal[i], ln[i], sv[i])
+    return bal, ln, sv
+
+
+def _assert_diagnostics_match(ds: xr.Dataset, states: np.ndarray, widths: tuple[int, ...]) -> None:
+    bal, ln, sv = _dense_reference(states, widths)
+    W = [np.array([_unflatten(s, np.array(widths))[j] for s in states]) for j in range(len(widths) - 1)]
+    fro2 = [np.sum(Wj**2, axis=(1, 2)) for Wj in W]
+    for j in range(len(widths) - 2):
+        # D_j formed from Gram matrices of W_{j+1}, W_j: rounding d_j eps (||W_{j+1}||_F^2 + ||W_j||_F^2), with
+        # 4x of margin for the two computations
+        tol = 4 * widths[j + 1] * _EPS * (fro2[j + 1] + fro2[j])
+        assert np.all(np.abs(ds["balancedness"].values[:, j] - bal[:, j]) <= tol), j
+    np.testing.assert_allclose(ds["layer_norm_sq"].values, ln, rtol=1e-13)  # eigenvalues of Gram matrices
+    # singular values of products of N layers: 4 N d_max eps ||W_N ... W_1||
+    tol = 4 * len(W) * max(widths) * _EPS * sv[:, :1]
+    assert np.all(np.abs(ds["product_sv"].values - sv) <= tol)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["paper_balanced_rank2", "gaussian_full_rank", "balanced_rank3", "depth2", "modified", "wide_pivot0"],
+)
+def test_state_diagnostics_agree_with_the_dense_computation_to_rounding(case):
+    """The diagnostics from the compressed dense output (`dlnsim._flow_diagnostics`) are those of the states:
+    low-rank layers (compressed to k = 2, 3) and full-rank ones (nothing to compress)."""
+    problem = _problem(5, 4, 12, seed=60)
+    rng = np.random.default_rng(61)
+    kind, eta = "factor", None
+    if case == "paper_balanced_rank2":
+        setup = dlnsim.paper_setup(3, 1, d=12, m=40)
+        problem, W0, widths = setup.problem, setup.W0, tuple(setup.widths)
+    elif case == "gaussian_full_rank":
+        widths = (5, 6, 3, 4)
+        W0 = dlnsim.gaussian_init(widths, rng, 0.7)
+    elif case == "balanced_rank3":
+        widths = (5, 6, 7, 4)
+        W0 = dlnsim.balanced_init(widths, rng, scale=0.8, rank=3)
+    elif case == "depth2":
+        widths = (5, 3, 4)
+        W0 = dlnsim.gaussian_init(widths, rng, 0.7)
+    elif case == "modified":
+        widths, kind, eta = (5, 6, 3, 4), "modified", 0.05
+        W0 = dlnsim.gaussian_init(widths, rng, 0.7)
+    else:
+        widths = (3, 8, 8, 4)
+        W0 = dlnsim.gaussian_init(widths, rng, 0.5)
+        problem = _problem(3, 4, 12, seed=62)
+    t = np.concatenate([[0.0, 0.0], np.linspace(0.01, 3.0, 300), [3.0]])  # t = 0 twice, the last time twice
+    ds, states = _run_flow(problem, W0, t, kind=kind, eta=eta, save=True)
+    assert ds.attrs["status"] == "done"
+    _assert_diagnostics_match(ds, states, widths)
+
+
+def test_times_whose_bounds_do_not_close_come_from_a_second_integration(monkeypatch):
+    """A time the compressed diagnostics leave is computed from its state, taken from a second run of the
+    same steps: the same values to rounding, the loss and ||grad||^2 untouched."""
+    from dlnsim import _flow_diagnostics as fd
+
+    setup = dlnsim.paper_setup(3, 1, d=12, m=40)
+    t = np.concatenate([[0.0], np.linspace(0.01, 3.0, 400)])
+    ref, states = _run_flow(setup.problem, setup.W0, t, save=True)
+    step_diagnostics = fd.step_diagnostics
+
+    def every_third_left(steps, slot, th, dims, bal, ln, sv):
+        ok = step_diagnostics(steps, slot, th, dims, bal, ln, sv)
+        bal[::3] = ln[::3] = sv[::3] = 7.0  # must be overwritten
+        ok[::3] = False
+        return ok
+
+    monkeypatch.setattr(fd, "step_diagnostics", every_third_left)
+    ds = run_flow(setup.problem, setup.W0, t)
+    for name in ("loss", "grad_norm_sq"):
+        np.testing.assert_array_equal(ds[name].values, ref[name].values)
+    _assert_diagnostics_match(ds, states, tuple(setup.widths))
+
+
+def test_a_run_resumed_after_each_batch_of_steps_takes_the_same_steps(monkeypatch):
+    """The kernel returns whenever its dense-output slots are full and resumes: bitwise the run of one call."""
+    from dlnsim import flow as flow_module
+
+    setup = dlnsim.paper_setup(3, 1, d=12, m=40)
+    t = np.linspace(0.0, 3.0, 200)
+    one, s1 = _run_flow(setup.problem, setup.W0, t, save=True, diagnostics=["grad_norm_sq"])
+    monkeypatch.setattr(flow_module, "_SLOT_BYTES", 1)  # the smallest batches: 4 steps
+    many, s2 = _run_flow(setup.problem, setup.W0, t, save=True)
+    np.testing.assert_array_equal(s1, s2)
+    for name in ("loss", "grad_norm_sq"):
+        np.testing.assert_array_equal(one[name].values, many[name].values)
+    for key in ("n_steps", "n_rejected", "n_rhs", "t_reached", "first_step"):
+        assert one.attrs[key] == many.attrs[key], key
+    _assert_diagnostics_match(many, s2, tuple(setup.widths))
+
+
+def test_grad_norm_sq_equals_the_norm_of_the_gradient():
+    """||grad L||^2 at the requested times without forming the narrow-layer blocks, any pivot position."""
+    for widths in [(5, 3, 4), (4, 6, 2, 5, 3), (2, 5, 6, 3), (5, 6, 7, 1), (6, 5, 2, 4, 5, 3), (6, 5, 3, 4, 5, 7, 4)]:
+        rng = np.random.default_rng(63)
+        problem = dlnsim.Problem(rng.standard_normal((widths[0], 15)), rng.standard_normal((widths[-1], 15)))
+        W0 = dlnsim.gaussian_init(widths, rng, 0.6)
+        ds, states = _run_flow(problem, W0, np.linspace(0.0, 1.0, 5), save=True)
+        ref = [sum(np.sum(G * G) for G in dlnsim.gradient(problem, _unflatten(s, np.array(widths)))) for s in states]
+        np.testing.assert_allclose(ds["grad_norm_sq"].values, ref, rtol=1e-14)  # sums of squares: rounding
+
+
+def test_end_to_end_flow_product_singular_values_are_those_of_its_states():
+    problem = _problem(5, 4, 12, seed=64)
+    W0 = dlnsim.balanced_init((5, 3, 6, 4), np.random.default_rng(65), scale=0.7)
+    ds, states = _run_flow(problem, W0, np.linspace(0.0, 2.0, 30), kind="end_to_end", save=True)
+    ref = np.linalg.svd(states.reshape(-1, 4, 5), compute_uv=False)[:, :3]
+    np.testing.assert_allclose(ds["product_sv"].values, ref, rtol=0, atol=1e-14 * ref.max())  # same SVD
+
+
+@pytest.mark.slow
+def test_a_first_flow_compile_says_so_once_and_a_warm_cache_says_nothing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import dlnsim\n"
+            "s = dlnsim.paper_setup(3, 0, d=6, m=20)\n"
+            "for _ in range(2):\n"
+            "    dlnsim.run_flow(s.problem, s.W0, 1.0, record='linear:5')\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    cold = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert [line for line in cold.stderr.splitlines() if "compiling" in line] == [
+        "dlnsim: compiling the gradient-flow kernel (first use, about 5-15 s; cached afterwards)"]
+    warm = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "compiling" not in warm.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -181,3 +181,81 @@ def test_run_gd_rejects_bad_input(change: dict[str, object], match: str) -> None
     with pytest.raises(ValueError, match=match):
         dlnsim.run_gd(s.problem, kwargs["W0"], kwargs["eta"], kwargs["n_iter"], record=kwargs["record"],
                       gtol=kwargs.get("gtol", 1e-10))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# first use: the compile notice and the progress bar
+# ---------------------------------------------------------------------------------------------------------
+
+_NOTICE = "dlnsim: compiling the gradient-descent kernel (first use, about 3-10 s; cached afterwards)"
+
+
+def test_needs_compile_reads_the_dispatcher() -> None:
+    from numba import njit
+
+    from dlnsim._notice import needs_compile
+
+    @njit
+    def f(x: float) -> float:  # pragma: no cover - jitted
+        return 2.0 * x
+
+    assert needs_compile(f)  # nothing compiled, no disk cache
+    f(1.0)
+    assert not needs_compile(f)
+
+
+def test_a_first_compile_says_so_once_and_a_warm_cache_says_nothing(tmp_path) -> None:
+    """A fresh process on an empty Numba cache prints one line before compiling the GD kernel (two runs, one
+    line); a second process on the filled cache prints nothing."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import dlnsim\n"
+            "s = dlnsim.paper_setup(2, 0, d=6, m=20)\n"
+            "for _ in range(2):\n"
+            "    dlnsim.run_gd(s.problem, s.W0, 'bound', 5)\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    cold = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert [line for line in cold.stderr.splitlines() if "compiling" in line] == [_NOTICE]
+    warm = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert "compiling" not in warm.stderr
+
+
+def test_progress_bar_starts_after_the_first_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bar is made once the first chunk (which compiles the kernel on first use) has run, so its rate and
+    remaining time leave the compilation out."""
+    import tqdm.auto
+
+    from dlnsim._kernels import gd as gd_kernel
+
+    events: list[object] = []
+    kernel = gd_kernel._gd_chunk
+
+    def chunk(*args: object) -> int:
+        events.append("chunk")
+        return int(kernel(*args))
+
+    chunk.signatures = kernel.signatures  # type: ignore[attr-defined]  # compiled: no notice
+
+    class Bar:
+        def __init__(self, *args: object, initial: int = 0, **kwargs: object) -> None:
+            events.append(("bar", initial))
+
+        def update(self, n: int) -> None:
+            events.append(("update", n))
+
+        def set_postfix(self, **kwargs: object) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    s = paper(2)
+    dlnsim.run_gd(s.problem, s.W0, 1e-3, 10)  # compiled before the patch
+    monkeypatch.setattr(gd_kernel, "_gd_chunk", chunk)
+    monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
+    dlnsim.run_gd(s.problem, s.W0, 1e-3, 3000, progress=True)
+    assert events[0] == "chunk"
+    assert events[1][0] == "bar" and events[1][1] >= 1  # type: ignore[index]
+    assert sum(e[1] for e in events if isinstance(e, tuple)) == 3000  # initial + updates = n_iter
