@@ -7,7 +7,8 @@ from a few seconds to a minute on a busy machine, so it says what it is doing::
     dlnsim: compiling the gradient-flow kernel (first use, about 5-15 s; cached afterwards)
 
 `needs_compile` tells from the dispatcher whether a kernel would compile: no signature compiled or loaded in
-this process, and no valid entry in its on-disk cache index (missing, or stale after a source change).
+this process, and no entry for it in its on-disk cache index (missing, stale after a source change, or made
+for other closure constants or another CPU).
 `compile_notice` prints the line once per kernel and process, and only then.
 """
 
@@ -27,14 +28,17 @@ _shown: set[str] = set()
 
 def needs_compile(dispatcher: Any) -> bool:
     """True when calling ``dispatcher`` (a Numba ``njit`` function) would compile it: nothing compiled or
-    loaded in this process and no valid cache index on disk."""
+    loaded in this process, and no entry for this function (its code, its closure constants, this CPU) in
+    its on-disk cache index."""
     if getattr(dispatcher, "signatures", None):
         return False
     try:
-        index = dispatcher._cache._cache_file._load_index()  # {} when missing, of another version or stale
+        cache = dispatcher._cache
+        index = cache._cache_file._load_index()  # {} when missing, of another version or stale
+        want = cache._index_key(None, dispatcher.targetctx.codegen())[1:]  # the key without the signature
     except Exception:  # no disk cache (cache=False) or another Numba layout: it will compile
         return True
-    return not index
+    return not any(key[1:] == want for key in index)
 
 
 @contextmanager

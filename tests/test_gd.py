@@ -66,7 +66,7 @@ def test_agrees_with_numpy_reference(N: int) -> None:
 
 @pytest.mark.parametrize("N", [3, 5])
 def test_hidden_width_invariance(N: int) -> None:
-    """Spec §7.2: with d_1 = 2 the loss curve equals that of the network with all hidden widths 2."""
+    """With d_1 = 2 the loss curve equals that of the network with all hidden widths 2."""
     s = paper(N)
     W = s.W0
     # orthonormal bases of the 2-dim column spaces of the hidden layers

@@ -67,7 +67,7 @@ from .flow_rhs import (
     _hvp,
     _product_loss,
 )
-from .linalg import _grad_norm_sq, _loss_and_grad, _workspace_size
+from .linalg import SOURCES, _grad_norm_sq, _loss_and_grad, _workspace_size
 
 FACTOR = 0
 END_TO_END = 1
@@ -292,7 +292,7 @@ def _initial_step(kind, y0, f0, t_span, rtol, atol, dims, offs, pivot, Rt, F, et
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _make_integrator(kind: int, name: str) -> Any:
+def _make_integrator(kind: int, name: str, stamp: str = SOURCES) -> Any:
     """The integrator of flow ``kind``, compiled on first use and cached under ``name``.
 
     ``kind`` is a closure constant, so Numba drops the code of the other flows (the factor flow never
@@ -322,6 +322,7 @@ def _make_integrator(kind: int, name: str) -> Any:
         Entries of times not reached stay as the caller initialised them.
         Returns DONE, MAX_STEPS, NONFINITE, STEP_UNDERFLOW or BUFFER_FULL.
         """
+        stamp  # noqa: B018  (the kernels' sources: part of the cache key, see `linalg.SOURCES`)
         rtol = prm[P_RTOL]
         atol = prm[P_ATOL]
         h_init = prm[P_FIRST_STEP]
@@ -550,11 +551,12 @@ _integrate_modified = _make_integrator(MODIFIED, "_integrate_modified")
 ENTRY = {FACTOR: _integrate_factor, END_TO_END: _integrate_end_to_end, MODIFIED: _integrate_modified}
 
 
-def _make_point(kind: int, name: str) -> Any:
+def _make_point(kind: int, name: str, stamp: str = SOURCES) -> Any:
     """The single evaluation of `_point` for ``kind``, compiled on first use (a closure constant, as in
     `_make_integrator`: the Hessian-vector product does not compile the flows' right-hand sides)."""
 
     def point(y, v, dims, offs, pivot, Rt, F, eta, rank, out):
+        stamp  # noqa: B018  (the kernels' sources: part of the cache key, see `linalg.SOURCES`)
         if kind == HVP:
             _hvp(y, v, dims, offs, Rt, F, out)
             return 0.0

@@ -20,11 +20,13 @@ Stop reasons are returned as status codes; nothing is raised from inside the ker
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
 from .blas import _dot
-from .linalg import _loss_and_grad
+from .linalg import SOURCES, _loss_and_grad
 
 RUNNING = 0
 CONVERGED = 1
@@ -53,100 +55,109 @@ I_LTOL_K = 6  # first iteration where the excess loss <= acc[A_LTOL] (-1: none y
 N_IACC = 7
 
 
-@njit(cache=True, nogil=True)
-def _gd_chunk(
-    w,
-    g,
-    ws,
-    dims,
-    offs,
-    pivot,
-    Rt,
-    F,
-    lstar,
-    etas,
-    n_iter,
-    k_start,
-    k_stop,
-    threshold,
-    gtol_sq,
-    stop_early,
-    rec_k,
-    rec_loss,
-    rec_excess,
-    rec_gn2,
-    rec_ratio,
-    rec_eta,
-    rec_t,
-    acc,
-    iacc,
-):
-    """Run iterations k_start <= k < k_stop (k_stop <= n_iter + 1).  Returns the status code.
+def _make_gd_chunk(stamp: str = SOURCES) -> Any:
+    """`_gd_chunk`, compiled on first use and cached; ``stamp`` (the kernels' sources, `linalg.SOURCES`) is a
+    closure constant, part of the cache key, so an edit of the gradient kernel recompiles it."""
 
-    ``g`` (like ``w``) and ``ws`` (`linalg.workspace_size`) are scratch arrays owned by the caller.
-    """
-    constant = etas.shape[0] == 1
-    n_rec = rec_k.shape[0]
-    ltol_ex = acc[A_LTOL]
-    for k in range(k_start, k_stop):
-        ex = _loss_and_grad(w, dims, offs, pivot, Rt, F, g, ws, np.int64(1))
-        loss = lstar + ex
-        gn2 = _dot(g.shape[0], g, 0, g, 0)
-        iacc[I_LAST_K] = k
-        acc[A_LAST_LOSS] = loss
-        acc[A_LAST_GN2] = gn2
-        acc[A_LAST_EXCESS] = ex
-        # statistics of the step k-1 -> k
-        if k > 0 and np.isfinite(ex):
-            dec = acc[A_PREV_EXCESS] - ex
-            if -dec > acc[A_MAX_INCREASE]:
-                acc[A_MAX_INCREASE] = -dec
-            den = acc[A_PREV_DEN]
-            if den > 0.0:
-                ratio = dec / den
-                if ratio < acc[A_MIN_RATIO]:
-                    acc[A_MIN_RATIO] = ratio
-                if iacc[I_PENDING] >= 0:
-                    rec_ratio[iacc[I_PENDING]] = ratio
-        iacc[I_PENDING] = -1
-        if not (np.isfinite(loss) and np.isfinite(gn2)):
-            iacc[I_STATUS] = DIVERGED_NONFINITE
-            iacc[I_STOP] = k
-            return DIVERGED_NONFINITE
-        if loss > threshold:
-            iacc[I_STATUS] = DIVERGED_BLOWUP
-            iacc[I_STOP] = k
-            return DIVERGED_BLOWUP
-        eta = 0.0
-        if k < n_iter:
-            eta = etas[0] if constant else etas[k]
-        r = iacc[I_NEXT_REC]
-        if r < n_rec and rec_k[r] == k:
-            rec_loss[r] = loss
-            rec_excess[r] = ex
-            rec_gn2[r] = gn2
-            rec_eta[r] = eta if k < n_iter else np.nan
-            rec_t[r] = acc[A_T]
-            iacc[I_PENDING] = r
-            iacc[I_NEXT_REC] = r + 1
-        g_met = gn2 <= gtol_sq
-        l_met = ex <= ltol_ex
-        if g_met or l_met:
-            if g_met and iacc[I_GTOL_K] < 0:
-                iacc[I_GTOL_K] = k
-            if l_met and iacc[I_LTOL_K] < 0:
-                iacc[I_LTOL_K] = k
-            if stop_early:
-                iacc[I_STATUS] = CONVERGED
+    def _gd_chunk(
+        w,
+        g,
+        ws,
+        dims,
+        offs,
+        pivot,
+        Rt,
+        F,
+        lstar,
+        etas,
+        n_iter,
+        k_start,
+        k_stop,
+        threshold,
+        gtol_sq,
+        stop_early,
+        rec_k,
+        rec_loss,
+        rec_excess,
+        rec_gn2,
+        rec_ratio,
+        rec_eta,
+        rec_t,
+        acc,
+        iacc,
+    ):
+        """Run iterations k_start <= k < k_stop (k_stop <= n_iter + 1).  Returns the status code.
+
+        ``g`` (like ``w``) and ``ws`` (`linalg.workspace_size`) are scratch arrays owned by the caller.
+        """
+        stamp  # noqa: B018  (the kernels' sources: part of the cache key, see `linalg.SOURCES`)
+        constant = etas.shape[0] == 1
+        n_rec = rec_k.shape[0]
+        ltol_ex = acc[A_LTOL]
+        for k in range(k_start, k_stop):
+            ex = _loss_and_grad(w, dims, offs, pivot, Rt, F, g, ws, np.int64(1))
+            loss = lstar + ex
+            gn2 = _dot(g.shape[0], g, 0, g, 0)
+            iacc[I_LAST_K] = k
+            acc[A_LAST_LOSS] = loss
+            acc[A_LAST_GN2] = gn2
+            acc[A_LAST_EXCESS] = ex
+            # statistics of the step k-1 -> k
+            if k > 0 and np.isfinite(ex):
+                dec = acc[A_PREV_EXCESS] - ex
+                if -dec > acc[A_MAX_INCREASE]:
+                    acc[A_MAX_INCREASE] = -dec
+                den = acc[A_PREV_DEN]
+                if den > 0.0:
+                    ratio = dec / den
+                    if ratio < acc[A_MIN_RATIO]:
+                        acc[A_MIN_RATIO] = ratio
+                    if iacc[I_PENDING] >= 0:
+                        rec_ratio[iacc[I_PENDING]] = ratio
+            iacc[I_PENDING] = -1
+            if not (np.isfinite(loss) and np.isfinite(gn2)):
+                iacc[I_STATUS] = DIVERGED_NONFINITE
                 iacc[I_STOP] = k
-                return CONVERGED
-        if k == n_iter:
-            iacc[I_STOP] = k
-            return RUNNING
-        acc[A_PREV_EXCESS] = ex
-        acc[A_PREV_DEN] = eta * gn2
-        for i in range(w.shape[0]):
-            w[i] -= eta * g[i]
-        acc[A_T] += eta
-    return RUNNING
+                return DIVERGED_NONFINITE
+            if loss > threshold:
+                iacc[I_STATUS] = DIVERGED_BLOWUP
+                iacc[I_STOP] = k
+                return DIVERGED_BLOWUP
+            eta = 0.0
+            if k < n_iter:
+                eta = etas[0] if constant else etas[k]
+            r = iacc[I_NEXT_REC]
+            if r < n_rec and rec_k[r] == k:
+                rec_loss[r] = loss
+                rec_excess[r] = ex
+                rec_gn2[r] = gn2
+                rec_eta[r] = eta if k < n_iter else np.nan
+                rec_t[r] = acc[A_T]
+                iacc[I_PENDING] = r
+                iacc[I_NEXT_REC] = r + 1
+            g_met = gn2 <= gtol_sq
+            l_met = ex <= ltol_ex
+            if g_met or l_met:
+                if g_met and iacc[I_GTOL_K] < 0:
+                    iacc[I_GTOL_K] = k
+                if l_met and iacc[I_LTOL_K] < 0:
+                    iacc[I_LTOL_K] = k
+                if stop_early:
+                    iacc[I_STATUS] = CONVERGED
+                    iacc[I_STOP] = k
+                    return CONVERGED
+            if k == n_iter:
+                iacc[I_STOP] = k
+                return RUNNING
+            acc[A_PREV_EXCESS] = ex
+            acc[A_PREV_DEN] = eta * gn2
+            for i in range(w.shape[0]):
+                w[i] -= eta * g[i]
+            acc[A_T] += eta
+        return RUNNING
 
+    _gd_chunk.__qualname__ = "_gd_chunk"
+    return njit(cache=True, nogil=True)(_gd_chunk)
+
+
+_gd_chunk = _make_gd_chunk()

@@ -1,4 +1,5 @@
-"""Numba building blocks: the loss and gradient of a deep linear network, and record-point diagnostics.
+"""Numba building blocks: the loss and gradient of a deep linear network, ||grad||^2 alone, and the
+compression of a flow's dense output for its state diagnostics (`_compress`).
 
 Layout
 ------
@@ -10,15 +11,15 @@ Loss in residual form
 ---------------------
 With C = X X^T = R^T R (Cholesky, ``Rt`` = R^T lower triangular), E = Y X^T and F = E R^{-1},
 
-    L^N(W) = 1/2 ||Y - W X||_F^2 = L* + 1/2 ||Z||_F^2,      Z = W R^T - F,                (spec §1)
+    L^N(W) = 1/2 ||Y - W X||_F^2 = L* + 1/2 ||Z||_F^2,      Z = W R^T - F,
 
 where L* is the least-squares optimum (computed once, from a least-squares solve).  This form costs the
 same as 1/2 tr(W C W^T) - tr(E^T W) + 1/2 ||Y||^2 but has no cancellation: the excess loss 1/2 ||Z||^2
 keeps full relative accuracy as GD converges, so log-log loss curves and the descent ratio of
 Prop. 3.4(4) stay meaningful down to 1e-30 and below.  The gradient of L^1 is G = W C - E = Z R.
 
-Association order (DESIGN §3)
------------------------------
+Association order
+-----------------
 Every chain is carried through the narrowest layer b = argmin_j d_j (the "pivot").  With
 L_j = W_{b:j+1} (d_b x d_j) and U_j = W_{j:b+1} (d_j x d_b) the product is W = U_N L_0 and the gradient (3.2)
 
@@ -31,10 +32,28 @@ d_1 = 2 a step costs O(d_b (d_0^2 + sum_j d_j d_{j-1})) instead of O(sum_j d_j d
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from numba import njit
 
 from .blas import _dot, _matmul
+
+
+def _sources_digest() -> str:
+    """A digest of the sources of all kernel modules.  The entry points compiled as closures (the integrators,
+    `flow._point`, `gd._gd_chunk`) hold it as a closure constant, which is part of Numba's cache key: Numba
+    checks only the source file of a cached function, not those of its callees, so without it an edit of this
+    file or of `blas` would leave their cached machine code stale."""
+    h = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+#: see `_sources_digest`
+SOURCES = _sources_digest()
 
 
 @njit(cache=True, nogil=True)
