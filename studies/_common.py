@@ -233,9 +233,34 @@ def run_study(name: str, quick: bool, outdir: Path | str, cells: Path | str | No
     workers, scheduler), write ``<outdir>/<name>.nc`` and its figure; return the Dataset."""
     module = importlib.import_module(f"studies.{name}")
     out = prepare_outdir(outdir)
-    ds = module.compute(quick, directory=cells, **engine)
+    ds = describe_variables(module.compute(quick, directory=cells, **engine))
     save_dataset(ds, out, name)
     module.plot(ds, out)
+    return ds
+
+
+#: long names of coordinates the studies share (others fall back to the grid engine's axis names)
+COORD_NAMES = {
+    "case": "case of the study (see the attribute describing the cases)",
+    "init": "initialisation rule",
+    "scale_index": "index of the initialisation scale",
+    "rank": "rank r of the product",
+    "eta_index": "index of the stepsize (values in eta_value)",
+}
+
+
+def describe_variables(ds: xr.Dataset) -> xr.Dataset:
+    """Every numeric variable and coordinate with ``units`` (``"1"``: dimensionless) and a ``long_name``; text
+    variables without ``units`` (a unit means nothing for text)."""
+    from dlnsim.dataset import AXES
+
+    for name, v in ds.variables.items():
+        if v.dtype.kind in "OUS":
+            v.attrs.pop("units", None)
+        else:
+            v.attrs.setdefault("units", "1")
+        if "long_name" not in v.attrs:
+            v.attrs["long_name"] = COORD_NAMES.get(str(name)) or AXES.get(str(name), (str(name), ""))[0]
     return ds
 
 

@@ -187,7 +187,8 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         "gtol": GTOL, "ltol": LTOL, "t_max": T_MAX, "lin_tol": LIN_TOL,
         "stop_early": 1,
     })
-    return ds
+    # the stepsizes differ per depth (multiples of eta*(N)): their values are coordinates along (N, eta_index)
+    return ds.set_coords(["eta_value", "eta_over_bound"])
 
 
 def summary(ds: xr.Dataset) -> list[str]:
