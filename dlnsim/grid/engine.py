@@ -13,6 +13,7 @@ from typing import Any
 import xarray as xr
 
 from .. import dataset
+from .._blas import blas_threads
 from .combine import Run, combine
 from .executors import check_executor, connect, run_cells
 from .plan import Plan, cell_id_of
@@ -185,18 +186,21 @@ def _execute(store: Store, plan: Plan, cell: Callable[..., xr.Dataset], todo: li
     bar = tqdm(total=total, initial=total - len(todo), unit="cell", desc=f"{label} {store.path.name}",
                disable=not progress, dynamic_ncols=True, file=sys.stderr)
     counts: dict[str, int] = {}
-    try:
-        for name, res, exc in run_cells(todo, cell, plan.params, executor, workers, client, None):
-            if exc is None and not isinstance(res, xr.Dataset):
-                exc = TypeError(f"the cell returned {type(res).__name__}, not an xarray.Dataset")
-            ds = _error_dataset(exc) if exc is not None else res
-            rec = store.write_cell(name, ds)
-            if rec["status"] in ("error", "diverged"):
-                counts[rec["status"]] = counts.get(rec["status"], 0) + 1
-                bar.set_postfix(counts, refresh=False)
-            bar.update(1)
-    finally:
-        bar.close()
+    # one BLAS thread for the whole execution, not toggled per cell: lifting the limit between two cells
+    # wakes OpenBLAS's own thread pool, whose spinning threads then compete with the cells
+    with blas_threads(1):
+        try:
+            for name, res, exc in run_cells(todo, cell, plan.params, executor, workers, client, None):
+                if exc is None and not isinstance(res, xr.Dataset):
+                    exc = TypeError(f"the cell returned {type(res).__name__}, not an xarray.Dataset")
+                ds = _error_dataset(exc) if exc is not None else res
+                rec = store.write_cell(name, ds)
+                if rec["status"] in ("error", "diverged"):
+                    counts[rec["status"]] = counts.get(rec["status"], 0) + 1
+                    bar.set_postfix(counts, refresh=False)
+                bar.update(1)
+        finally:
+            bar.close()
     if counts.get("error"):
         print(f"{label} {store.path}: {counts['error']} of {len(todo)} cell(s) failed (status 'error', message in "
               "the variable 'error'); rerun to retry them", file=sys.stderr)
