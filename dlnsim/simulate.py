@@ -74,6 +74,7 @@ from .record import (
     flag,
     record_points,
     record_rule,
+    stack_diagnostics,
     state_diagnostics,
 )
 from .schedules import Constant, Schedule, as_schedule
@@ -293,15 +294,23 @@ def solve_gd(
     status = _gd.RUNNING
     k = 0
     r = 0  # next record point whose state-based diagnostics are pending
+    # states at record points wait here for their diagnostics, at most ~32 MB of them at a time
+    held = np.empty((max(1, min(n_rec, (32 << 20) // (8 * w.size))) if state_diag else 0, w.size))
+    rows = np.empty(held.shape[0], dtype=np.int64)
+    n_held = 0
     with _blas_threads(blas), np.errstate(all="ignore"), compile_notice(_gd._gd_chunk, "the gradient-descent kernel",
                                                                        "3-10 s"):
         try:
             while k < total:
                 # chunks end at record points, so W(rec_k[r]) is in w here: eigenvalues and SVDs in numpy
                 if r < n_rec and rec_k[r] == k:
-                    if state_diag:
-                        state_diagnostics(w, dims, offs, rec["balancedness"][r], rec["layer_norm_sq"][r],
-                                     rec["product_sv"][r])
+                    if state_diag:  # diagnosed in batches (few Python calls: threaded grids stay parallel)
+                        held[n_held] = w
+                        rows[n_held] = r
+                        n_held += 1
+                        if n_held == held.shape[0]:
+                            _flush(held, rows, n_held, dims, offs, rec)
+                            n_held = 0
                     if snaps is not None:
                         snaps[r] = w
                     r += 1
@@ -326,6 +335,8 @@ def solve_gd(
         finally:
             if bar is not None:
                 bar.close()
+        if n_held:
+            _flush(held, rows, n_held, dims, offs, rec)
 
         stop_k = int(iacc[_gd.I_STOP])
         if status != _gd.RUNNING:  # stopped early or diverged: the state W(stop_k) is in w
@@ -402,6 +413,15 @@ def solve_gd(
     return GDResult(k=rec_k, records=rec, w=w, dims=dims, schedule=schedule, status=status_name,
                     stop_iteration=stop_k, diagnostics=diag, attrs=run_attrs, snapshots=snaps,
                     keep_weights=keep_weights)
+
+
+def _flush(held: np.ndarray, rows: np.ndarray, n_held: int, dims: np.ndarray, offs: np.ndarray,
+           rec: dict[str, np.ndarray]) -> None:
+    """The state diagnostics of the ``n_held`` states waiting in ``held``, into their record rows."""
+    r = rows[:n_held]
+    bal, lnorm, sv = rec["balancedness"][r], rec["layer_norm_sq"][r], rec["product_sv"][r]  # copies
+    stack_diagnostics(held[:n_held], dims, offs, bal, lnorm, sv)
+    rec["balancedness"][r], rec["layer_norm_sq"][r], rec["product_sv"][r] = bal, lnorm, sv
 
 
 def _stop_record(
