@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ._kernels import flow as _fk
-from ._kernels.linalg import _compress
+from ._kernels.linalg import _compress, _times_k2
 from .record import _layers_of, stack_diagnostics
 
 __all__ = ["Steps", "compress_steps", "dense_diagnostics", "dense_output", "join_steps", "states_at",
@@ -41,6 +41,26 @@ def dense_output(poly: np.ndarray, slot: np.ndarray, th: np.ndarray) -> np.ndarr
 #: singular values below this fraction of the largest are left out of the bases of `compress_steps`
 _RANK_TOL = 1e-10
 _EPS = float(np.finfo(float).eps)
+
+
+def _monomials() -> np.ndarray:
+    """(9, 25): the coefficients of th^0..th^8 in the products c_p(th) c_q(th) (column 5 p + q) of the weights
+    of the dense output, c = (1, th, th (1 - th), th^2 (1 - th), th^2 (1 - th)^2)."""
+    P = np.polynomial.polynomial
+    c = [[1.0], [0.0, 1.0], [0.0, 1.0, -1.0], [0.0, 0.0, 1.0, -1.0], [0.0, 0.0, 1.0, -2.0, 1.0]]
+    out = np.zeros((9, 25))
+    for p in range(5):
+        for q in range(5):
+            prod = P.polymul(c[p], c[q])
+            out[: prod.size, 5 * p + q] = prod
+    return out
+
+
+#: see `_monomials`: the Gram matrices of a step as polynomials of degree 8 in th
+_MONO = _monomials()
+#: the acceptance tests of `step_diagnostics`, in eps: per d_j (||A||_F^2 + ||B||_F^2) for the balancedness, per
+#: ||W_j||_F^2 for ||W_j||^2, per N d_max prod_j ||W_j|| for the singular values
+_TOL = np.array([1.0, 4.0, 4.0])
 
 
 def _bases(w: np.ndarray, dims: np.ndarray, offs: np.ndarray) -> dict[int, np.ndarray]:
@@ -157,7 +177,8 @@ def _triangular(x: np.ndarray) -> np.ndarray:
 def compress_steps(poly: np.ndarray, n_slots: int, dims: np.ndarray, offs: np.ndarray, Q: dict[int, np.ndarray],
                    with_sv: bool) -> dict[str, Any]:
     """Per step, what `step_diagnostics` needs of the dense output ``poly[:n_slots]`` of a factor flow (see
-    there): the Gram blocks of the compressed layers (``gram``, (S, 25, (2N - 2) K^2)), the linear pieces of
+    there): the Gram matrices of the compressed layers as polynomials in th (``gram``, (S, 9, (2N - 2) K^2),
+    the coefficients of th^0..th^8, see `_monomials`), the linear pieces of
     the product (``lin``, (S, 5, .)), the residual norms (``res``, (S, 5, 2N - 2)), the overflow guard
     (``safe``, (S,)) and the largest residual relative to its block (``worst``), with the bases ``Q``."""
     n = len(dims) - 1
@@ -202,6 +223,7 @@ def compress_steps(poly: np.ndarray, n_slots: int, dims: np.ndarray, offs: np.nd
                              initial=0.0))
         gram = np.concatenate([grams["R", j] for j in range(2, n + 1)] + [grams["L", j] for j in range(1, n)],
                               axis=2)
+        gram = np.ascontiguousarray(np.einsum("rk,skg->srg", _MONO, gram))  # as polynomials in th
         lin = []
         if with_sv:
             lin = [_triangular(XR[n]), _triangular(np.swapaxes(XL[1], 2, 3))]
@@ -250,13 +272,20 @@ def step_diagnostics(steps: dict[str, Any], slot: np.ndarray, th: np.ndarray, di
     K = steps["K"]
     nk = 2 * n - 2
     gall, lall = steps["gram"], steps["lin"]
+    if K == 2:  # the common case (rank-2 layers, the paper's d_1 = 2): the same in Numba, time by time
+        done = np.empty(m, dtype=bool)
+        b, ln, s = (np.full((m, c.shape[1]), np.nan) for c in (bal, lnorm, sv))
+        _times_k2(gall, lall, steps["res"], steps["safe"], np.ascontiguousarray(slot, dtype=np.int64),
+                  np.ascontiguousarray(th, dtype=np.float64), np.asarray(dims, dtype=np.int64), _TOL, b, ln, s, done)
+        bal[done], lnorm[done], sv[done] = b[done], ln[done], s[done]
+        return done
     with np.errstate(all="ignore"):
         # the five weights, one product per step for the Gram matrices and the linear pieces
         t = th[:, None]
         t1 = 1.0 - t
         c = np.concatenate([np.ones_like(t), t, t * t1, t * t * t1, t * t * t1 * t1], axis=1)
-        cc = (c[:, :, None] * c[:, None, :]).reshape(m, 25)
-        gv, lv = _per_step(slot, (cc, c), (gall, lall))
+        powers = t ** np.arange(9)
+        gv, lv = _per_step(slot, (powers, c), (gall, lall))
         G = gv.reshape(m, nk, K, K)
         rho = np.einsum("tp,tpk->tk", np.abs(c), steps["res"][slot])
         r2 = rho**2
@@ -268,7 +297,7 @@ def step_diagnostics(steps: dict[str, Any], slot: np.ndarray, th: np.ndarray, di
         a_ln, r2_ln = hi[:, il], r2[:, il]
         ub_norm = np.sqrt(np.maximum(a_ln, 0.0) + r2_ln)
         if lnorm.size:
-            ok &= np.all(r2_ln <= 4.0 * _EPS * (tr[:, il] + r2_ln), axis=1)
+            ok &= np.all(r2_ln <= _TOL[1] * _EPS * (tr[:, il] + r2_ln), axis=1)
         if bal.size:  # pairs j = 1..N-1: A = W_{j+1} (key R_{j+1}), B = W_j (key L_j)
             iA, iB = slice(0, n - 1), slice(n - 1, nk)
             lo_h, hi_h = _eig_ends(G[:, iA] - G[:, iB])
@@ -277,7 +306,7 @@ def step_diagnostics(steps: dict[str, Any], slot: np.ndarray, th: np.ndarray, di
             ub = 0.5 * (hi_h + rA2) + np.hypot(0.5 * (hi_h - rA2), e)
             lb = 0.5 * (lo_h - rB2) - np.hypot(0.5 * (lo_h + rB2), e)
             bal_v = np.maximum(np.abs(hi_h), np.abs(lo_h))
-            tol = np.array(d[1:n], dtype=float) * _EPS * (nA2 + rA2 + nB2 + rB2)
+            tol = _TOL[0] * np.array(d[1:n], dtype=float) * _EPS * (nA2 + rA2 + nB2 + rB2)
             ok &= np.all(np.maximum(ub, -lb) - bal_v <= tol, axis=1)
         if sv.size:
             nR = min(d[n], 5 * K) * K
@@ -293,7 +322,7 @@ def step_diagnostics(steps: dict[str, Any], slot: np.ndarray, th: np.ndarray, di
             bound = np.zeros(m)
             for j in range(1, n):
                 bound += rho[:, j - 1] * np.prod(ub_norm[:, :j], axis=1) * np.prod(ub_norm[:, j + 1:], axis=1)
-            ok &= bound <= 4.0 * n * max(d) * _EPS * np.prod(ub_norm, axis=1)
+            ok &= bound <= _TOL[2] * n * max(d) * _EPS * np.prod(ub_norm, axis=1)
             k = min(sv.shape[1], s.shape[1])
             sv[ok, :k] = s[ok, :k]
             sv[ok, k:] = 0.0

@@ -442,11 +442,13 @@ def _assert_diagnostics_match(ds: xr.Dataset, states: np.ndarray, widths: tuple[
 
 @pytest.mark.parametrize(
     "case",
-    ["paper_balanced_rank2", "gaussian_full_rank", "balanced_rank3", "depth2", "modified", "wide_pivot0"],
+    ["paper_balanced_rank2", "gaussian_full_rank", "narrow_full_rank", "balanced_rank3", "depth2", "modified",
+     "wide_pivot0"],
 )
 def test_state_diagnostics_agree_with_the_dense_computation_to_rounding(case):
     """The diagnostics from the compressed dense output (`dlnsim._flow_diagnostics`) are those of the states:
-    low-rank layers (compressed to k = 2, 3) and full-rank ones (nothing to compress)."""
+    low-rank layers (compressed to k = 2, 3) and full-rank ones (nothing to compress); bases of 2 columns take
+    the compiled path (`_kernels.linalg._times_k2`), the others numpy."""
     problem = _problem(5, 4, 12, seed=60)
     rng = np.random.default_rng(61)
     kind, eta = "factor", None
@@ -456,6 +458,9 @@ def test_state_diagnostics_agree_with_the_dense_computation_to_rounding(case):
     elif case == "gaussian_full_rank":
         widths = (5, 6, 3, 4)
         W0 = dlnsim.gaussian_init(widths, rng, 0.7)
+    elif case == "narrow_full_rank":  # inner widths 2: bases of 2 columns without a low rank
+        widths = (5, 2, 2, 4)
+        W0 = dlnsim.gaussian_init(widths, rng, 0.9)
     elif case == "balanced_rank3":
         widths = (5, 6, 7, 4)
         W0 = dlnsim.balanced_init(widths, rng, scale=0.8, rank=3)
