@@ -89,8 +89,10 @@ STATUSES = ("converged", "diverged", "critical_start", "max_iter")
 _EPS = float(np.finfo(float).eps)
 
 
-def _eta_from_bound(eta: str, problem: Problem, W: list[np.ndarray]) -> tuple[float, StepsizeBound]:
-    """'bound' or '<c>xbound' -> c * eta* of (5.1)."""
+def _eta_from_bound(eta: str, problem: Problem, W: list[np.ndarray], bound: StepsizeBound | None,
+                    alpha: Any) -> tuple[float, StepsizeBound]:
+    """'bound' or '<c>xbound' -> c * eta* of ``bound``, or of (5.1) for this start with ``alpha`` (an unbalanced
+    start needs alpha > 0 or "min", see `dlnsim.stepsize_bound`)."""
     text = eta.strip().lower()
     if text == "bound":
         factor = 1.0
@@ -102,7 +104,7 @@ def _eta_from_bound(eta: str, problem: Problem, W: list[np.ndarray]) -> tuple[fl
     else:
         raise ValueError(f"eta: expected a number, 'bound' or '<c>xbound', got {eta!r}")
     factor = positive_float(factor, "eta (multiple of the bound)")
-    b = stepsize_bound(problem, W)
+    b = bound if bound is not None else stepsize_bound(problem, W, alpha=alpha)
     return factor * b.eta, b
 
 
@@ -155,6 +157,7 @@ def run_gd(
     record_stop: bool = True,
     blowup: float = 1e8,
     bound: StepsizeBound | None = None,
+    alpha: Any = 0.0,
     keep_weights: bool = False,
     progress: bool = False,
     attrs: dict[str, Any] | None = None,
@@ -163,7 +166,8 @@ def run_gd(
     """Run ``n_iter`` steps of gradient descent from ``W0`` and return the records as a Dataset over ``k``.
 
     ``eta`` is a positive number, a `Schedule`, an array of n_iter stepsizes, or ``"bound"`` /
-    ``"<c>xbound"`` (c times eta* of (5.1) for this start).  ``record`` (which iterations) and
+    ``"<c>xbound"`` (c times eta* of (5.1) for this start, or of ``bound`` when given; an unbalanced start
+    needs ``alpha`` > 0 or ``"min"``, as in `dlnsim.stepsize_bound`).  ``record`` (which iterations) and
     ``diagnostics`` (which state diagnostics) are the save policy of `dlnsim.record`.  ``gtol`` (relative to
     the gradient scale of the problem) and ``ltol`` (relative to the initial excess loss; default gtol^2, 0
     turns the loss test off) are the convergence tests, ``stop_early`` stops at the first iteration that
@@ -180,7 +184,7 @@ def run_gd(
     """
     return gd_dataset(solve_gd(problem, W0, eta, n_iter, record, diagnostics=diagnostics, gtol=gtol, ltol=ltol,
                                stop_early=stop_early, record_stop=record_stop, blowup=blowup, bound=bound,
-                               keep_weights=keep_weights, progress=progress, attrs=attrs,
+                               alpha=alpha, keep_weights=keep_weights, progress=progress, attrs=attrs,
                                blas_threads=blas_threads))
 
 
@@ -198,6 +202,7 @@ def solve_gd(
     record_stop: bool = True,
     blowup: float = 1e8,
     bound: StepsizeBound | None = None,
+    alpha: Any = 0.0,
     keep_weights: bool = False,
     progress: bool = False,
     attrs: dict[str, Any] | None = None,
@@ -231,8 +236,7 @@ def solve_gd(
     row = 6 + (n - 1) + n + n_sv + (w.size if snapshots else 0)
     check_size(rule.count(n_iter) + 1, row, "record")  # + 1: the stop iteration
     if isinstance(eta, str):
-        eta_value, bound_used = _eta_from_bound(eta, problem, W)
-        bound = bound or bound_used
+        eta_value, bound = _eta_from_bound(eta, problem, W, bound, alpha)
         schedule: Schedule = as_schedule(eta_value)
         eta_label = eta
     else:

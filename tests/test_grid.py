@@ -206,3 +206,15 @@ def test_combine_runs_of_run_gd_on_an_eta_axis_keeps_the_per_step_stepsize() -> 
     np.testing.assert_array_equal(ds.eta_k.sel(eta=2e-3).values[:-1], 2e-3)
     seeds = dlnsim.sweep(None, N=2, eta=1e-3, seed=range(2), n_iter=5, executor="serial", progress=False, **SMALL)
     assert list(seeds.seed.values) == [0, 1]
+
+
+def test_run_gd_eta_bound_with_alpha_on_an_unbalanced_start() -> None:
+    s = dlnsim.paper_setup(2, 0, **SMALL)
+    W0 = dlnsim.perturbed_init(s.widths, np.random.default_rng(3), balancedness_constant=1e-3)
+    with pytest.raises(ValueError):
+        dlnsim.run_gd(s.problem, W0, "bound", 5)  # alpha = 0: Theorem 2.4 does not admit the start
+    b = dlnsim.stepsize_bound(s.problem, W0, alpha="min")
+    ds = dlnsim.run_gd(s.problem, W0, "bound", 5, alpha="min")
+    assert ds.eta.values[0] == b.eta
+    ds2 = dlnsim.run_gd(s.problem, W0, "0.5xbound", 5, bound=b)
+    assert ds2.eta.values[0] == 0.5 * b.eta
