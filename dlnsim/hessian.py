@@ -79,7 +79,34 @@ def sharpness(
 
     Lanczos with full reorthogonalisation on exact Hessian-vector products (closed form, Numba), from a
     random start drawn with ``seed``; stops when the residual of the top Ritz pair is <= ``tol`` times the
-    eigenvalue, or after ``iters`` iterations (exact after len(w) iterations).
+    eigenvalue, or after ``iters`` iterations (exact after len(w) iterations).  See
+    docs/theory.md#the-hessian-and-the-sharpness.
+
+    Parameters
+    ----------
+    problem : Problem
+        The data X, Y.
+    W : sequence of array_like
+        The factors [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}), with d_0 = d_x and d_N = d_y.
+    iters : int, default 100
+        Maximum number of Lanczos iterations (>= 1; capped at the number of parameters, len(w)).
+    tol : float, default 1e-10
+        Relative residual tolerance of the top Ritz pair; finite and > 0.
+    seed : int, default 0
+        Seed (>= 0) of the random Lanczos start vector.
+
+    Returns
+    -------
+    float
+        The top Ritz value, an estimate of the largest Hessian eigenvalue (returned also when the iteration
+        stops at ``iters`` without meeting ``tol``).
+
+    Raises
+    ------
+    ValueError
+        If ``problem`` is not a `Problem`, ``W`` is not a non-empty list of real, finite 2-D matrices with
+        chained shapes whose product is d_y x d_x, ``iters`` is not an integer >= 1, ``tol`` is not finite and
+        > 0, or ``seed`` is not an integer >= 0.
     """
     mats = _checked(problem, W, "W")
     iters = nonneg_int(iters, "iters", minimum=1)

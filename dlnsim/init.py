@@ -35,7 +35,20 @@ def _check_rng(rng: Any) -> np.random.Generator:
 
 
 def haar_orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
-    """A Haar-distributed orthogonal n x n matrix (QR of a Gaussian matrix with the sign fix of Mezzadri)."""
+    """A Haar-distributed orthogonal n x n matrix (QR of a Gaussian matrix with the sign fix of Mezzadri).
+
+    Parameters
+    ----------
+    n : int
+        Size of the matrix.
+    rng : numpy.random.Generator
+        Source of the n x n standard normal draws (not checked here).
+
+    Returns
+    -------
+    numpy.ndarray
+        An orthogonal (n, n) float64 matrix.
+    """
     z = rng.standard_normal((n, n))
     q, r = np.linalg.qr(z)
     return q * np.where(np.diag(r) < 0, -1.0, 1.0)
@@ -44,7 +57,33 @@ def haar_orthogonal(n: int, rng: np.random.Generator) -> np.ndarray:
 def balanced_init(
     widths: Sequence[int], rng: np.random.Generator, scale: float = 1.0, rank: int | None = None
 ) -> list[np.ndarray]:
-    """Exactly balanced factors with ``rank`` (default min(widths)) singular values equal to ``scale``."""
+    """Exactly balanced factors with ``rank`` (default min(widths)) singular values equal to ``scale``.
+
+    The construction is in the module docstring and in docs/theory.md#initialisations.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        d_0, ..., d_N: positive integers, at least two of them (N >= 1).
+    rng : numpy.random.Generator
+        Source of all draws (Haar matrices U_1, V_1, ..., V_N in that order).
+    scale : float, default 1.0
+        The common nonzero singular value c of every factor; finite and >= 0.
+    rank : int, optional
+        Number s of nonzero singular values, 1 <= s <= min(widths); default min(widths).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}), C-contiguous float64.
+
+    Raises
+    ------
+    ValueError
+        If ``widths`` is not a sequence of at least two positive integers, ``rng`` is not a
+        ``numpy.random.Generator``, ``scale`` is negative or not finite, or ``rank`` is not an integer in
+        [1, min(widths)].
+    """
     dims = as_widths(widths)
     _check_rng(rng)
     c = positive_float(scale, "scale", allow_zero=True)
@@ -62,7 +101,30 @@ def balanced_init(
 def gaussian_init(
     widths: Sequence[int], rng: np.random.Generator, std: float | Sequence[float]
 ) -> list[np.ndarray]:
-    """Independent N(0, std_j^2) entries; ``std`` is one number or one per layer."""
+    """Independent N(0, std_j^2) entries; ``std`` is one number or one per layer.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        d_0, ..., d_N: positive integers, at least two of them (N >= 1).
+    rng : numpy.random.Generator
+        Source of the draws, W_1 first.
+    std : float or sequence of float
+        Standard deviation of the entries (finite, >= 0): one number for all layers, or N numbers
+        (std_1, ..., std_N).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}).
+
+    Raises
+    ------
+    ValueError
+        If ``widths`` is not a sequence of at least two positive integers, ``rng`` is not a
+        ``numpy.random.Generator``, a standard deviation is negative or not finite, or ``std`` is a sequence
+        whose length is not N.
+    """
     dims = as_widths(widths)
     _check_rng(rng)
     n = len(dims) - 1
@@ -78,8 +140,24 @@ def gaussian_init(
 def balancedness(W: Sequence[np.ndarray]) -> np.ndarray:
     """||W_{j+1}^T W_{j+1} - W_j W_j^T|| (spectral) for j = 1..N-1 (Definition 2.3); empty for N = 1.
 
-    ``W`` is checked like an initialisation (real, finite, chained shapes; ValueError naming ``W``).  A pair
-    whose Gram matrices overflow float64 gives ``inf``.
+    See docs/theory.md#balancedness.  The balancedness constant (2.7) is the maximum of the result.
+
+    Parameters
+    ----------
+    W : sequence of array_like
+        The factors [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N - 1,): entry j - 1 is the spectral norm for the pair (j, j + 1).  A pair whose Gram matrices
+        overflow float64 gives ``inf``.
+
+    Raises
+    ------
+    ValueError
+        If ``W`` is not a non-empty list of real, finite 2-D matrices with chained shapes (the message names
+        ``W``).
     """
     mats = as_weights(W, "W")
     out = np.empty(max(len(mats) - 1, 0))
@@ -102,7 +180,34 @@ def perturbed_init(
 ) -> list[np.ndarray]:
     """A tuple whose balancedness constant is exactly ``balancedness_constant`` (= alpha*delta of Thm 2.4).
 
-    Starts from `balanced_init` (same draws, same ``scale`` and ``rank``) and perturbs W_1.
+    Starts from `balanced_init` (same draws, same ``scale`` and ``rank``) and perturbs W_1: W_1 + eps P with
+    P a standard normal direction of spectral norm 1 (drawn after the balanced factors) and eps >= 0 found by
+    root finding (see docs/theory.md#unbalanced-starts-and-alpha).
+
+    Parameters
+    ----------
+    widths : sequence of int
+        d_0, ..., d_N, as in `balanced_init`.
+    rng : numpy.random.Generator
+        Source of all draws.
+    balancedness_constant : float
+        Target value of max_j ||W_{j+1}^T W_{j+1} - W_j W_j^T||; finite and >= 0.  With 0 the balanced
+        tuple is returned unchanged.
+    scale : float, default 1.0
+        Singular value of the balanced starting factors, as in `balanced_init`.
+    rank : int, optional
+        Rank of the balanced starting factors, as in `balanced_init`; default min(widths).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}); only W_1 differs from the balanced tuple.
+
+    Raises
+    ------
+    ValueError
+        If ``balancedness_constant`` is negative or not finite, if it is > 0 with N = 1 (no pairs), if the
+        target is not reached with eps <= 1e12, or for the invalid inputs listed in `balanced_init`.
     """
     target = positive_float(balancedness_constant, "balancedness_constant", allow_zero=True)
     W = balanced_init(widths, rng, scale=scale, rank=rank)

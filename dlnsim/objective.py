@@ -56,7 +56,23 @@ def _checked(problem: Problem, W: Sequence[np.ndarray], name: str = "W") -> list
 
 
 def product(W: Sequence[np.ndarray], i: int | None = None, j: int = 1) -> np.ndarray:
-    """W_{i:j} = W_i W_{i-1} ... W_j (1-based; i defaults to N); the identity when i < j."""
+    """W_{i:j} = W_i W_{i-1} ... W_j (1-based; i defaults to N); the identity when i < j.
+
+    Parameters
+    ----------
+    W : sequence of numpy.ndarray
+        The factors [W_1, ..., W_N] (not checked).
+    i : int, optional
+        Index of the leftmost factor, 1-based; default N.
+    j : int, default 1
+        Index of the rightmost factor, 1-based.
+
+    Returns
+    -------
+    numpy.ndarray
+        W_{i:j}, of shape (d_i, d_{j-1}); for i < j the identity of size d_{j-1} (d_N when j > N).  For
+        i >= j the result is ``W[j - 1]`` itself (not a copy) when i == j.
+    """
     n = len(W)
     i = n if i is None else i
     if i < j:
@@ -68,7 +84,28 @@ def product(W: Sequence[np.ndarray], i: int | None = None, j: int = 1) -> np.nda
 
 
 def loss(problem: Problem, W: Sequence[np.ndarray]) -> float:
-    """L^N(W_1, ..., W_N)."""
+    """L^N(W_1, ..., W_N) = 1/2 ||Y - W_N ... W_1 X||_F^2.
+
+    Evaluated by the gradient-descent kernel as L* plus the excess loss (docs/theory.md#how-dlnsim-evaluates-the-loss).
+
+    Parameters
+    ----------
+    problem : Problem
+        The data X, Y.
+    W : sequence of array_like
+        The factors [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}), with d_0 = d_x and d_N = d_y.
+
+    Returns
+    -------
+    float
+        The loss.
+
+    Raises
+    ------
+    ValueError
+        If ``problem`` is not a `Problem`, or ``W`` is not a non-empty list of real, finite 2-D matrices with
+        chained shapes whose product is d_y x d_x.
+    """
     mats = _checked(problem, W)
     w, dims, offs, b = _layout(mats)
     g = np.empty_like(w)
@@ -77,7 +114,26 @@ def loss(problem: Problem, W: Sequence[np.ndarray]) -> float:
 
 
 def gradient(problem: Problem, W: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """[grad_{W_1} L^N, ..., grad_{W_N} L^N] by (3.2), from the GD kernel."""
+    """[grad_{W_1} L^N, ..., grad_{W_N} L^N] by (3.2), from the GD kernel.
+
+    Parameters
+    ----------
+    problem : Problem
+        The data X, Y.
+    W : sequence of array_like
+        The factors [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}), with d_0 = d_x and d_N = d_y.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        The N gradients, the j-th of the shape of W_j.
+
+    Raises
+    ------
+    ValueError
+        If ``problem`` is not a `Problem`, or ``W`` is not a non-empty list of real, finite 2-D matrices with
+        chained shapes whose product is d_y x d_x.
+    """
     mats = _checked(problem, W)
     w, dims, offs, b = _layout(mats)
     g = np.empty_like(w)
@@ -86,7 +142,28 @@ def gradient(problem: Problem, W: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def hessian_form(problem: Problem, W: Sequence[np.ndarray], V: Sequence[np.ndarray]) -> float:
-    """<V, Hess L^N(W) V> by the closed formula of the proof of Prop. 3.4."""
+    """<V, Hess L^N(W) V> by the closed formula of the proof of Prop. 3.4.
+
+    Parameters
+    ----------
+    problem : Problem
+        The data X, Y.
+    W : sequence of array_like
+        The factors [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}), with d_0 = d_x and d_N = d_y.
+    V : sequence of array_like
+        The direction [V_1, ..., V_N], V_j of the shape of W_j.
+
+    Returns
+    -------
+    float
+        The quadratic form of the Hessian at ``W`` in the direction ``V``.
+
+    Raises
+    ------
+    ValueError
+        If ``problem`` is not a `Problem`, ``W`` is not a non-empty list of real, finite 2-D matrices with
+        chained shapes whose product is d_y x d_x, or ``V`` does not have the same widths as ``W``.
+    """
     mats = _checked(problem, W)
     dirs = as_weights(V, "V", widths=(mats[0].shape[1], *(M.shape[0] for M in mats)))
     n = len(mats)
@@ -105,7 +182,28 @@ def hessian_form(problem: Problem, W: Sequence[np.ndarray], V: Sequence[np.ndarr
 def hessian_vector_product(
     problem: Problem, W: Sequence[np.ndarray], V: Sequence[np.ndarray]
 ) -> list[np.ndarray]:
-    """Hess L^N(W) applied to the direction V = (V_1, ..., V_N), in closed form."""
+    """Hess L^N(W) applied to the direction V = (V_1, ..., V_N), in closed form.
+
+    Parameters
+    ----------
+    problem : Problem
+        The data X, Y.
+    W : sequence of array_like
+        The factors [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}), with d_0 = d_x and d_N = d_y.
+    V : sequence of array_like
+        The direction [V_1, ..., V_N], V_j of the shape of W_j.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        [(H V)_1, ..., (H V)_N], the j-th of the shape of W_j.
+
+    Raises
+    ------
+    ValueError
+        If ``problem`` is not a `Problem`, ``W`` is not a non-empty list of real, finite 2-D matrices with
+        chained shapes whose product is d_y x d_x, or ``V`` does not have the same widths as ``W``.
+    """
     mats = _checked(problem, W)
     dirs = as_weights(V, "V", widths=(mats[0].shape[1], *(M.shape[0] for M in mats)))
     n = len(mats)

@@ -167,7 +167,30 @@ class Setup(NamedTuple):
 
 
 def paper_widths(N: int, d: int = 70, r: int = 2) -> tuple[int, ...]:
-    """Widths d_0..d_N of the Section-5 network: d_0 = d_N = d, d_1 = r, linear in between."""
+    """Widths d_0..d_N of the Section-5 network: d_0 = d_N = d, d_1 = r, linear in between.
+
+    For N >= 2 the hidden widths are d_j = floor(r + (d - r) (j - 1) / (N - 1) + 1/2), j = 1..N; for N = 1
+    the widths are (d, d).  See docs/theory.md#the-section-5-instance.
+
+    Parameters
+    ----------
+    N : int
+        Depth, >= 1.
+    d : int, default 70
+        Input and output dimension d_0 = d_N.
+    r : int, default 2
+        Width of the first hidden layer d_1 (the bottleneck), 1 <= r <= d.
+
+    Returns
+    -------
+    tuple of int
+        (d_0, ..., d_N), N + 1 entries.
+
+    Raises
+    ------
+    ValueError
+        If ``N`` is not an integer >= 1, ``d`` or ``r`` is not an integer, or 1 <= r <= d fails.
+    """
     if not is_int(N) or N < 1:
         raise ValueError(f"N must be an integer >= 1, got {N!r}")
     for name, v in (("d", d), ("r", r)):
@@ -185,7 +208,34 @@ def paper_setup(N: int, seed: int, d: int = 70, m: int | None = None, r: int = 2
     """The Section-5 instance of Nguegnang-Rauhut-Terstiege, reproducible from ``seed``.
 
     Draw order from ``numpy.random.default_rng(seed)``: X, then the factors of W(0), then those of
-    the target W~.  The same seed gives the same X for every N.
+    the target W~.  The same seed gives the same X for every N.  X has i.i.d. N(0, 1/d) entries, W(0) and
+    the target factors are `balanced_init` tuples of rank ``r`` and scale 1 on `paper_widths` (N, d, r), and
+    Y = W~ X with W~ the product of the target factors (docs/theory.md#the-section-5-instance).
+
+    Parameters
+    ----------
+    N : int
+        Depth, >= 1.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    d : int, default 70
+        Input and output dimension d_x = d_y.
+    m : int, optional
+        Number of samples (columns of X), an integer >= d; default 3 d.
+    r : int, default 2
+        Bottleneck width d_1 and rank of W(0) and of the target, 1 <= r <= d.
+
+    Returns
+    -------
+    Setup
+        ``(problem, widths, W0)``: the `Problem` with X (d, m) and Y (d, m) (its ``meta`` records the setup,
+        N, seed, d, m and r), the widths d_0..d_N and the initial factors [W_1, ..., W_N].
+
+    Raises
+    ------
+    ValueError
+        If ``N``, ``d`` or ``r`` are invalid (as in `paper_widths`), ``seed`` is not an integer, or ``m`` is
+        not an integer >= d.
     """
     from .init import balanced_init  # local: init imports nothing from here, keep the graph acyclic
 
