@@ -312,9 +312,40 @@ def stepsize_bound(
     Unbalanced starts (balancedness constant b > 0) need alpha in (0, 1) with b <= alpha*delta.  With
     ``delta="optimal"`` the search runs over the admissible deltas delta >= b/alpha; ``alpha="min"`` takes the
     smallest admissible alpha = b/delta (the best one for that delta), and with ``delta="optimal"`` the best
-    pair (alpha, delta) overall.  Raises ``ValueError`` when the start is not admitted (the message gives the
-    smallest alpha for this delta, or says that delta must exceed b), and for a delta so large that B_delta
-    overflows float64.  See `admissible_alpha`.
+    pair (alpha, delta) overall.  See `admissible_alpha`, docs/theory.md#the-stepsize-condition-28 and
+    docs/theory.md#unbalanced-starts-and-alpha.
+
+    Parameters
+    ----------
+    problem : Problem
+        The data X, Y (X X^T must be invertible, as for every `Problem`).
+    W0 : sequence of array_like
+        The start [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}), with d_0 = d_x and d_N = d_y.
+    delta : {"section5", "remark2.5", "optimal"} or float, default "section5"
+        The delta of Theorem 2.4: ``"section5"`` is (5.1), delta = M^{2/N}/N^3; ``"remark2.5"`` is
+        delta = M^{2/N}/(N (N+1)^2) (and fills ``eta_closed_form``); ``"optimal"`` maximises (2.8)
+        numerically over the admissible deltas; a number (finite, > 0) is used as given.
+    alpha : float or "min", default 0.0
+        The alpha of Theorem 2.4, a number in [0, 1) (0 admits only balanced starts), or ``"min"`` for the
+        smallest admissible alpha = b/delta.
+    k_constant : {"remark3.3", "theorem"}, optional
+        The constant c in K_delta = M^{2/N} + c delta: ``"remark3.3"`` (N^2, the default) or ``"theorem"``
+        ((N+1)^2); with ``delta="remark2.5"`` only ``"theorem"`` (the default there) is accepted.
+
+    Returns
+    -------
+    StepsizeBound
+        ``eta`` (the bound (2.8)) and the constants M, delta, K, B, sigma, L0, alpha, ... at the chosen
+        (alpha, delta).  A balancedness constant at rounding level (balanced starts) counts as b = 0.
+
+    Raises
+    ------
+    ValueError
+        If ``problem`` is not a `Problem`; ``W0`` is not a list of real, finite, chained matrices fitting the
+        problem, or its loss or balancedness constant overflows float64; ``delta``, ``alpha`` or
+        ``k_constant`` is not one of the accepted values; the start is not admitted, b > alpha*delta (the
+        message gives the smallest alpha for this delta, or says that delta must exceed b); or delta is so
+        large that B_delta overflows float64 (or the bound underflows to 0).
     """
     problem = _check_problem(problem)
     N, L0, M, bal0, b = _start(problem, W0)
@@ -363,10 +394,34 @@ def admissible_alpha(
 ) -> Admissibility:
     """Which alpha (and which deltas) let Theorem 2.4 admit the start ``W0``.
 
-    For a delta rule or number: the smallest alpha = b/delta with b the balancedness constant of ``W0``
-    (ValueError with the reason when b >= delta: no alpha in [0, 1) works at that delta, any delta > b does).
-    For ``delta="optimal"``: the pair (alpha, delta) with the largest bound (2.8), alpha = b/delta.  The result
-    also gives the range of deltas for any alpha (`Admissibility.delta_range`) and the bound at the answer.
+    For a delta rule or number: the smallest alpha = b/delta with b the balancedness constant of ``W0``.
+    For ``delta="optimal"``: the pair (alpha, delta) with the largest bound (2.8), alpha = b/delta.  See
+    docs/theory.md#unbalanced-starts-and-alpha.
+
+    Parameters
+    ----------
+    problem : Problem
+        The data X, Y (X X^T must be invertible, as for every `Problem`).
+    W0 : sequence of array_like
+        The start [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}), with d_0 = d_x and d_N = d_y.
+    delta : {"section5", "remark2.5", "optimal"} or float, default "section5"
+        The delta rule or a value (finite, > 0), as in `stepsize_bound`.
+    k_constant : {"remark3.3", "theorem"}, optional
+        The constant in K_delta, as in `stepsize_bound` (default ``"remark3.3"``, ``"theorem"`` for
+        ``delta="remark2.5"``).
+
+    Returns
+    -------
+    Admissibility
+        b (``balancedness0``, 0 at rounding level), the delta and its ``rule``, ``alpha_min = b/delta``,
+        ``delta_min = b``, and the `StepsizeBound` at (delta, alpha_min).  It also gives the range of deltas
+        for any alpha (`Admissibility.delta_range`).
+
+    Raises
+    ------
+    ValueError
+        When b >= delta, with the reason: no alpha in [0, 1) works at that delta, any delta > b does.  Also for
+        the invalid inputs and overflows listed in `stepsize_bound`.
     """
     problem = _check_problem(problem)
     N, L0, M, bal0, b = _start(problem, W0)
@@ -393,7 +448,40 @@ def set_stepsize_bound(
     """The bound (2.14) of Theorem 2.6 for a bounded set B of starts, described by delta_B (2.12) and L_B (2.13).
 
     Needs delta_B <= alpha*delta with alpha in [0, 1); ``delta="optimal"`` maximises over delta >= delta_B/alpha
-    (with alpha = 0, delta_B must be 0).
+    (with alpha = 0, delta_B must be 0).  The formula is (2.8) with L_0 -> L_B and M -> M_B; see
+    docs/theory.md#theorem-26-and-the-set-bound-214.
+
+    Parameters
+    ----------
+    problem : Problem
+        The data X, Y.
+    N : int
+        Depth, >= 1.
+    delta_B : float
+        The supremum (2.12) of the balancedness constants over B; finite and >= 0.
+    L_B : float
+        The supremum (2.13) of the losses over B; finite and >= 0.
+    alpha : float
+        The alpha of Theorem 2.6, in [0, 1); > 0 when ``delta_B`` > 0.
+    delta : "optimal" or float, default "optimal"
+        ``"optimal"`` maximises (2.14) over delta >= delta_B/alpha; a number (finite, > 0, at least
+        delta_B/alpha) is used as given.
+    k_constant : {"theorem", "remark3.3"}, default "theorem"
+        The constant c in K_delta = M_B^{2/N} + c delta: (N+1)^2 (``"theorem"``) or N^2 (``"remark3.3"``).
+
+    Returns
+    -------
+    StepsizeBound
+        ``eta`` (the bound (2.14)) and the constants at (alpha, delta), with ``L0 = L_B``, ``M = M_B`` and
+        ``balancedness0 = delta_B``.
+
+    Raises
+    ------
+    ValueError
+        If ``problem`` is not a `Problem`, ``N`` is not an integer >= 1, ``delta_B`` or ``L_B`` is negative
+        or not finite, ``alpha`` is outside [0, 1) or is 0 while ``delta_B`` > 0, M_B overflows float64,
+        ``delta`` is neither ``"optimal"`` nor a positive number, ``k_constant`` is unknown, delta is below
+        delta_B/alpha, or delta is so large that B_delta overflows float64 (or the bound underflows to 0).
     """
     problem = _check_problem(problem)
     n = _check_N(N)
