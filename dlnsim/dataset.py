@@ -268,8 +268,28 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str], *, durable: bool = True) 
 
     The file is written under a temporary name in the same directory, given the mode 0o666 & ~umask, flushed to
     disk (fsync), renamed to ``path`` and the directory is flushed too, so that after a crash ``path`` holds
-    either the old file or the complete new one.  ``durable=False`` skips the two fsyncs (faster, still atomic
-    against a crash of the process, not of the machine).  Attributes are encoded as the module docstring says.
+    either the old file or the complete new one.  Attributes are encoded as the module docstring says; every
+    numeric array is checksummed (HDF5 Fletcher-32), so that `open` refuses damaged data.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The dataset to write (not modified).
+    path : str or os.PathLike
+        Target file; must end in ``.nc`` and its directory must exist.  An existing file is replaced.
+    durable : bool, default True
+        Whether to fsync the file and the directory; ``False`` skips the two fsyncs (faster, still atomic
+        against a crash of the process, not of the machine).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path`` as a `pathlib.Path`.
+
+    Raises
+    ------
+    ValueError
+        If ``ds`` is not an `xarray.Dataset`, ``path`` does not end in ``.nc`` or its directory does not exist.
     """
     if not isinstance(ds, xr.Dataset):
         raise ValueError(f"ds must be an xarray.Dataset, got {type(ds).__name__}")
@@ -388,11 +408,26 @@ def _validate_in_subprocess(path: Path, timeout: float) -> None:
 def open(path: str | os.PathLike[str], timeout: float | None = None) -> xr.Dataset:
     """Read a file written by `save` fully into memory (the file is closed on return).
 
-    ``timeout`` (seconds): a damaged file can make the NetCDF/HDF5 library spin forever, so with a timeout the
-    file is first read completely by a separate Python process, stopped after ``timeout`` seconds (its start
-    takes about half a second: allow for it).  A hang or crash there raises ``ValueError`` ("did not open
-    within N s: damaged?").  Raises ``ValueError`` naming ``path`` for a missing, truncated, corrupt or foreign
-    file, and for damaged attribute type tags.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A NetCDF file written by `save`.
+    timeout : float, optional
+        Seconds, finite and > 0; default None (no separate reader).  A damaged file can make the NetCDF/HDF5
+        library spin forever, so with a timeout the file is first read completely by a separate Python
+        process, stopped after ``timeout`` seconds (its start takes about half a second: allow for it).
+
+    Returns
+    -------
+    xarray.Dataset
+        The dataset, loaded into memory, with its attributes decoded.
+
+    Raises
+    ------
+    ValueError
+        Naming ``path`` for a missing, truncated, corrupt or foreign file (one without dlnsim's format tag), and
+        for damaged attribute type tags; when the separate reader hangs or crashes ("did not open within N s:
+        damaged?"); and when ``timeout`` is not a positive number or None.
     """
     path = Path(path)
     if not path.is_file():

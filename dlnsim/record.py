@@ -167,7 +167,29 @@ def checked_n_iter(n_iter: Any) -> int:
 
 def record_points(n_iter: int, record: Any = "log") -> np.ndarray:
     """The iterations (sorted, first and last included) at which `run_gd` records (a run that stops early
-    also records the iteration where it stopped)."""
+    also records the iteration where it stopped).
+
+    Parameters
+    ----------
+    n_iter : int
+        Number of GD iterations, an integer in [0, 2**62].
+    record : str, int, Every, LogSpaced or sequence of int, default "log"
+        The record rule, as ``record`` of `run_gd`: ``"log"`` / ``"log:N"`` (about N log-spaced iterations,
+        default 200, all iterations when N > n_iter), ``"all"``, ``"every:N"`` or an int N (every N-th
+        iteration), an `Every` or `LogSpaced`, or an explicit 1-D sequence of integer iterations in
+        [0, n_iter].
+
+    Returns
+    -------
+    numpy.ndarray
+        The sorted, unique int64 iterations, 0 and ``n_iter`` included.
+
+    Raises
+    ------
+    ValueError
+        If ``n_iter`` is not an integer in [0, 2**62], ``record`` is not one of the forms above (or an explicit
+        iteration lies outside [0, n_iter]), or the record would exceed the size limit.
+    """
     n = checked_n_iter(n_iter)
     rule = record_rule(record)
     check_size(rule.count(n), 1, "record")

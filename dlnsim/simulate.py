@@ -165,22 +165,67 @@ def run_gd(
 ) -> xr.Dataset:
     """Run ``n_iter`` steps of gradient descent from ``W0`` and return the records as a Dataset over ``k``.
 
-    ``eta`` is a positive number, a `Schedule`, an array of n_iter stepsizes, or ``"bound"`` /
-    ``"<c>xbound"`` (c times eta* of (5.1) for this start, or of ``bound`` when given; an unbalanced start
-    needs ``alpha`` > 0 or ``"min"``, as in `dlnsim.stepsize_bound`).  ``record`` (which iterations) and
-    ``diagnostics`` (which state diagnostics) are the save policy of `dlnsim.record`.  ``gtol`` (relative to
-    the gradient scale of the problem) and ``ltol`` (relative to the initial excess loss; default gtol^2, 0
-    turns the loss test off) are the convergence tests, ``stop_early`` stops at the first iteration that
-    passes one, ``record_stop`` makes an early stop a record point, ``blowup`` sets the divergence threshold
-    (see the module docstring for all of these and the statuses).  ``bound`` (default: the section-5 bound
-    when W0 is balanced) puts the theory constants in the attributes.  ``keep_weights`` stores the final
-    factors (see `weights_from`).  ``progress`` shows a progress bar on stderr, from the end of the first
-    chunk of iterations on (so that its rate and remaining time never include the one-off compilation of the
-    kernel, which a first call announces on stderr).  BLAS runs on ``blas_threads`` threads during the run
-    (default 1: faster for these matrix sizes; None leaves it).  ``attrs`` adds global attributes.
+    GD is (2.1) (docs/theory.md#gradient-descent-21); the convergence tests and the statuses are described
+    in the module docstring.  `solve_gd` takes the same arguments and returns the `GDResult` this Dataset is
+    built from; GD next to the gradient flows is `dlnsim.compare_flow`.
 
-    `solve_gd` takes the same arguments and returns the `GDResult` this Dataset is built from; GD next to
-    the gradient flows is `dlnsim.compare_flow`.
+    Parameters
+    ----------
+    problem : Problem
+        The data X, Y.
+    W0 : sequence of array_like
+        The start [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}), with d_0 = d_x and d_N = d_y.
+    eta : float, str, Schedule or array_like
+        A positive number, a `Schedule`, an array of n_iter stepsizes, or ``"bound"`` / ``"<c>xbound"`` (c
+        times eta* of (5.1) for this start, or of ``bound`` when given; an unbalanced start needs ``alpha``
+        > 0 or ``"min"``, as in `dlnsim.stepsize_bound`).
+    n_iter : int
+        Number of steps, in [0, 2**62].
+    record : str, int, Every, LogSpaced or sequence of int, default "log"
+        Which iterations are recorded (the save policy of `dlnsim.record`; see `record_points`).
+    diagnostics : bool, str or sequence of str, default True
+        Which state diagnostics are recorded: True (all), False (none) or a name or names from
+        ``("grad_norm_sq", "balancedness", "layer_norm_sq", "product_sv")``.
+    gtol : float, default 1e-10
+        Gradient test, relative to the gradient scale of the problem; >= 0.
+    ltol : float, optional
+        Loss test, relative to the initial excess loss, in [0, 1); default gtol^2, 0 turns the loss test off.
+    stop_early : bool, default False
+        Stop at the first iteration that passes one of the tests.
+    record_stop : bool, default True
+        Make an early stop (``stop_early`` or divergence) a record point.
+    blowup : float, default 1e8
+        Divergence threshold (> 0): the run diverges when the loss exceeds blowup x max(L(0), 1/2 ||Y||_F^2).
+    bound : StepsizeBound, optional
+        Theory constants to put in the attributes (and the eta* of ``"bound"`` / ``"<c>xbound"``); default
+        the section-5 bound when W0 is balanced.
+    alpha : float or "min", default 0.0
+        The alpha of `dlnsim.stepsize_bound`, used only when ``eta`` is ``"bound"`` / ``"<c>xbound"`` and
+        ``bound`` is not given.
+    keep_weights : bool, default False
+        Store the final factors (see `weights_from`).
+    progress : bool, default False
+        Show a progress bar on stderr, from the end of the first chunk of iterations on (so that its rate and
+        remaining time never include the one-off compilation of the kernel, which a first call announces on
+        stderr).
+    attrs : dict, optional
+        Extra global attributes (str keys).
+    blas_threads : int or None, default 1
+        Number of BLAS threads during the run (>= 1; 1 is faster for these matrix sizes); None leaves it.
+
+    Returns
+    -------
+    xarray.Dataset
+        The records over ``k`` (with the time t_k as a coordinate): loss, excess loss, eta_k, the descent
+        ratio and the selected diagnostics, with the run's status and settings in the attributes.
+
+    Raises
+    ------
+    ValueError
+        For an invalid argument: ``W0`` not fitting ``problem``, a bad ``eta``, ``n_iter``, ``record`` or
+        ``diagnostics``, a negative ``gtol``, an ``ltol`` outside [0, 1), a non-bool flag, a ``bound`` that
+        is not a `StepsizeBound`, records larger than the size limit, or (for ``"bound"``) a start that
+        `dlnsim.stepsize_bound` does not admit.
     """
     return gd_dataset(solve_gd(problem, W0, eta, n_iter, record, diagnostics=diagnostics, gtol=gtol, ltol=ltol,
                                stop_early=stop_early, record_stop=record_stop, blowup=blowup, bound=bound,
@@ -497,7 +542,23 @@ def gd_dataset(res: GDResult) -> xr.Dataset:
 
 
 def weights_from(ds: xr.Dataset) -> list[np.ndarray]:
-    """The final factors [W_1, ..., W_N] stored by ``run_gd(..., keep_weights=True)``."""
+    """The final factors [W_1, ..., W_N] stored by ``run_gd(..., keep_weights=True)``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A Dataset of `run_gd` (or `dlnsim.compare_flow`) run with ``keep_weights=True``.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}) from the attribute ``widths``.
+
+    Raises
+    ------
+    ValueError
+        If ``ds`` has no variable ``final_weights``.
+    """
     if "final_weights" not in ds:
         raise ValueError("ds has no final_weights; run run_gd with keep_weights=True")
     dims = np.asarray(ds.attrs["widths"], dtype=np.int64)

@@ -373,6 +373,41 @@ def critical_sweep(
     ``bracket`` is in multiples of eta* of each start with ``eta_mode="bound"`` (the default), absolute with
     ``"absolute"``.  Setups, axes, ``directory`` and executors work as in `sweep`.
 
+    Parameters
+    ----------
+    directory : path or None
+        One file per finished cell and the manifest (rerun the same call to resume); ``None``: temporary.
+    n_iter : int
+        GD steps per trial run, >= 1.
+    N, seed : int or list of int, optional
+        Depths and seeds (axes; required by the paper setup, optional for your own).
+    setup : callable, optional
+        Module-level ``f(**point) -> (problem, W0)``; default the paper's Section-5 instance.
+    problem, init : Problem and {"balanced", "gaussian"} or callable, optional
+        Instead of ``setup``: your data, with a start drawn by ``init`` (default ``"balanced"``) for each
+        ``seed``, as in `sweep`.
+    rtol : float, default 0.01
+        Relative width of the final bracket (> 0): the search stops when eta_hi / eta_lo <= 1 + rtol.
+    loss_tol : float, default 1e-3
+        Final excess loss, relative to the initial one, that counts as converged (> 0).
+    bracket : (float, float), default (1.0, 4.0)
+        Starting bracket ``(lo, hi)`` with 0 < lo < hi, in units set by ``eta_mode``.
+    eta_mode : {"bound", "absolute"}, default "bound"
+        ``"bound"``: ``bracket`` in multiples of eta* of each start; ``"absolute"``: absolute stepsizes.
+    factor : float, default 2.0
+        Expansion factor (> 1) of the bracket walk.
+    max_expand : int, default 40
+        Largest number of steps of each walk (>= 0).
+    gtol : float, default 1e-10
+        Passed to `run_gd` (>= 0): runs stop early at ||grad L||_F <= gtol.
+    blowup : float, default 1e8
+        Passed to `run_gd` (> 0): the divergence threshold.
+    executor, workers, client, scheduler, progress
+        Where and how the cells run (see `dlnsim.run_grid`); defaults ``"threads"``, None, None, None, True.
+    **setup_args
+        Further setup parameters: a list makes a grid axis, a single value a fixed parameter (``d``, ``m``,
+        ``r`` for the paper setup; any keyword of your ``setup``).
+
     Returns
     -------
     xarray.Dataset
@@ -381,6 +416,13 @@ def critical_sweep(
         eta_crit / eta_star, ``search_status`` (ok, no_converging_eta, no_failing_eta), ``n_trials``, and every
         run of the search (``trial_eta``, ``trial_outcome``, ``trial_final_loss``, ``trial_stop_iteration``)
         over an extra ``trial`` dimension (padded to the longest search).
+
+    Raises
+    ------
+    ValueError
+        For an invalid setup or axis (as in `sweep`), an invalid ``bracket``, ``factor`` <= 1, ``n_iter`` < 1,
+        ``rtol``, ``loss_tol`` or ``blowup`` not finite and > 0, ``gtol`` negative, ``max_expand`` negative or
+        ``eta_mode`` not ``"bound"`` or ``"absolute"``.
     """
     from .search import _bracket
 
@@ -411,6 +453,22 @@ def critical_sweep(
 
 
 def open_sweep(directory: str | os.PathLike[str]) -> xr.Dataset:
-    """The combined Dataset of a `sweep` or `critical_sweep` directory (unfinished cells: ``not_run``)."""
+    """The combined Dataset of a `sweep` or `critical_sweep` directory (unfinished cells: ``not_run``).
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The ``directory`` of the `sweep` or `critical_sweep` call.
+
+    Returns
+    -------
+    xarray.Dataset
+        The same Dataset the sweep returned, with the cells that have no result yet marked ``not_run``.
+
+    Raises
+    ------
+    ValueError
+        If ``directory`` is not a path or not an existing directory.
+    """
     ds = open_grid(directory)
     return _tidy(ds)

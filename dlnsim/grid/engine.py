@@ -207,7 +207,23 @@ def _execute(store: Store, plan: Plan, cell: Callable[..., xr.Dataset], todo: li
 
 
 def open_grid(directory: str | os.PathLike[str]) -> xr.Dataset:
-    """The combined Dataset of the grid in ``directory`` (cells without a result have status ``not_run``)."""
+    """The combined Dataset of the grid in ``directory`` (cells without a result have status ``not_run``).
+
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The directory of a `run_grid` call (its manifest and one file per finished cell).
+
+    Returns
+    -------
+    xarray.Dataset
+        The cells' results combined over the grid axes.
+
+    Raises
+    ------
+    ValueError
+        If ``directory`` is not a path or not an existing directory.
+    """
     if not isinstance(directory, str | os.PathLike):
         raise ValueError(f"directory must be a path, got {type(directory).__name__}")
     store = Store(Path(directory))
