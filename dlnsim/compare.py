@@ -110,19 +110,49 @@ def compare_flow(
 ) -> xr.Dataset:
     """Run GD (like `dlnsim.run_gd`) and put the gradient flows next to it at the GD times t_k.
 
-    ``kinds`` (default: ``("factor", "modified")``, the modified flow only for a constant stepsize) may hold
-    ``"factor"``, ``"modified"`` (needs a constant stepsize: its eta is GD's) and ``"end_to_end"`` (needs a
-    balanced W0).  Adds over ``k`` (prefix ``flow_`` for the factor flow, ``modified_flow_``,
-    ``end_to_end_flow_``): ``<prefix>_loss``, ``<prefix>_excess_loss``, ``<prefix>_distance`` (factor
-    tuples; not for the end-to-end flow) and ``<prefix>_product_distance``; with ``sharpness`` also the top
-    Hessian eigenvalue ``sharpness`` and ``sharpness_limit`` = 2/eta_k.  Attributes ``flow_rtol``,
-    ``flow_atol``, ``flow_kinds`` and per kind ``flow_<kind>_status``, ``flow_<kind>_n_steps``,
-    ``flow_<kind>_n_rejected``, ``flow_<kind>_t_reached``.  ``rtol``, ``atol`` and ``max_steps`` are the
-    integrator's settings (see `dlnsim.run_flow`), ``balance_tol`` the balancedness check of the end-to-end
-    flow.  Where GD has no record (t_k NaN, after a stop) the flow values are NaN; the flows are integrated
-    up to the last finite t_k.  The other keyword arguments (``record``, ``diagnostics``, ``gtol``,
-    ``ltol``, ``stop_early``, ``record_stop``, ...) are those of `dlnsim.run_gd`; an unknown one is a
-    ValueError.
+    Where GD has no record (t_k NaN, after a stop) the flow values are NaN; the flows are integrated up to the
+    last finite t_k.
+
+    Parameters
+    ----------
+    problem, W0, eta, n_iter, record
+        As in `dlnsim.run_gd` (``record`` default ``"log"``).  There is no ``alpha``: ``eta="bound"`` or
+        ``"<c>xbound"`` needs a balanced start or a ``bound``.
+    rtol, atol : float, default 1e-10 and 1e-12
+        The integrator's local error tolerances (finite, > 0; see `dlnsim.run_flow`).
+    kinds : sequence of str, optional
+        The flows, without repetition: ``"factor"``, ``"modified"`` (needs a constant stepsize: its eta is
+        GD's) and ``"end_to_end"`` (needs a balanced W0).  Default ``("factor", "modified")``, the modified
+        flow only for a constant stepsize.
+    max_steps : int, default 10_000_000
+        Bound (>= 1) on the integrator's accepted + rejected steps per flow.
+    sharpness : bool, default False
+        Also record the top Hessian eigenvalue of the GD state at each record point (`dlnsim.sharpness`).
+    sharpness_iters : int, default 100
+        Lanczos iterations (>= 1) of each sharpness.
+    balance_tol : float, default 1e-8
+        The balancedness check (>= 0) of the end-to-end flow, relative to max_j ||W_j||^2.
+    diagnostics, gtol, ltol, stop_early, record_stop, blowup, bound, keep_weights, progress, attrs, blas_threads
+        As in `dlnsim.run_gd` (same defaults); ``blas_threads`` also applies to the flows and the sharpness.
+    **gd_kwargs
+        No other keyword is accepted: an unknown one is a ValueError.
+
+    Returns
+    -------
+    xarray.Dataset
+        The `dlnsim.run_gd` Dataset plus, over ``k`` (prefix ``flow_`` for the factor flow,
+        ``modified_flow_``, ``end_to_end_flow_``): ``<prefix>_loss``, ``<prefix>_excess_loss``,
+        ``<prefix>_distance`` (factor tuples; not for the end-to-end flow) and ``<prefix>_product_distance``;
+        with ``sharpness`` also the top Hessian eigenvalue ``sharpness`` and ``sharpness_limit`` = 2/eta_k.
+        Attributes ``flow_rtol``, ``flow_atol``, ``flow_kinds`` and per kind ``flow_<kind>_status``,
+        ``flow_<kind>_n_steps``, ``flow_<kind>_n_rejected``, ``flow_<kind>_t_reached``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown keyword, an invalid or repeated kind, ``"modified"`` with a non-constant stepsize,
+        ``"end_to_end"`` with an unbalanced ``W0``, non-positive ``rtol``, ``atol``, ``max_steps`` or
+        ``sharpness_iters``, a non-bool ``sharpness``, and the invalid inputs of `dlnsim.run_gd`.
     """
     if gd_kwargs:
         raise ValueError(f"compare_flow: unknown option(s) {sorted(gd_kwargs)}")

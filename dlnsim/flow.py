@@ -467,25 +467,64 @@ def run_flow(
 ) -> xr.Dataset:
     """Integrate a gradient flow from ``W0`` (at t = 0) and record it at the times ``t``.
 
-    ``t`` is 1-D, finite, non-decreasing and >= 0; or a final time T with ``record`` = ``"linear:N"`` or
-    ``"log:N"`` (see `dlnsim.record`).  ``kind`` is ``"factor"`` (2.2), ``"end_to_end"`` (2.5; needs W0
-    balanced to ``balance_tol`` relative to max_j ||W_j||^2) or ``"modified"`` (needs ``eta``).
-    ``rtol``/``atol`` are the local error tolerances of the adaptive integrator, ``max_steps`` bounds the
-    accepted + rejected steps, ``first_step`` = 0 selects the initial step automatically; ``fixed_step``
-    switches the error control off (equal steps <= fixed_step).  ``diagnostics`` (True, False or names, as
-    for `dlnsim.run_gd`) selects ||grad L||^2, the balancedness, ||W_j||^2 and the singular values of the
-    product at every requested time.  They agree with a dense computation on the states to rounding: for
-    factor flows they come from the dense output of each step, compressed once per step to the numerical rank
-    of the layers, with a posteriori bounds (`dlnsim._flow_diagnostics`), so with low-rank layers (a rank-r
-    balanced start keeps rank r) they cost about as much as the flow itself at 20 000 times; with full-rank
-    wide layers they cost small eigenproblems per time.  BLAS runs on ``blas_threads`` threads (default 1,
-    as in `run_gd`; None leaves it).  ``attrs`` adds global attributes.
+    The flows are those of docs/theory.md#gradient-flows.  The diagnostics agree with a dense computation on
+    the states to rounding: for factor flows they come from the dense output of each step, compressed once per
+    step to the numerical rank of the layers, with a posteriori bounds (`dlnsim._flow_diagnostics`), so with
+    low-rank layers (a rank-r balanced start keeps rank r) they cost about as much as the flow itself at
+    20 000 times; with full-rank wide layers they cost small eigenproblems per time.  `solve_flow` returns
+    the `FlowResult` this Dataset is built from.
 
-    Returns a Dataset over ``time`` with the variable names of a GD Dataset: ``loss``, ``excess_loss`` and
-    the selected diagnostics ``grad_norm_sq``, ``balancedness`` / ``balancedness_max``, ``layer_norm_sq``
-    (factor and modified flows) and ``product_sv``; the attributes ``status`` (see `STATUSES`),
-    ``n_steps``, ``n_rejected``, ``t_reached``, ``rtol``, ``atol``, ``kind``, ``eta`` and the provenance.
-    `solve_flow` returns the `FlowResult` this Dataset is built from.
+    Parameters
+    ----------
+    problem : Problem
+        The data X, Y.
+    W0 : sequence of array_like
+        The start [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}), with d_0 = d_x and d_N = d_y.
+    t : float or array_like
+        The record times: 1-D, finite, non-decreasing and >= 0; or a final time T with ``record`` =
+        ``"linear:N"`` or ``"log:N"`` (see `dlnsim.record`).
+    rtol, atol : float, default 1e-10 and 1e-12
+        Local error tolerances of the adaptive integrator (finite, > 0).
+    kind : {"factor", "end_to_end", "modified"}, default "factor"
+        ``"factor"`` (2.2), ``"end_to_end"`` (2.5; needs W0 balanced to ``balance_tol`` relative to
+        max_j ||W_j||^2) or ``"modified"`` (the modified flow of backward error analysis; needs ``eta``).
+    eta : float, optional
+        The GD stepsize of the modified flow (> 0); required for ``kind="modified"``, refused otherwise.
+    max_steps : int, default 1_000_000
+        Bound (>= 1) on the accepted + rejected steps.
+    first_step : float, default 0.0
+        Initial step (>= 0); 0 selects it automatically.
+    record : str, optional
+        With a final time ``t``: ``"linear"`` / ``"linear:N"`` (N equally spaced times in [0, T], default 200)
+        or ``"log"`` / ``"log:N"`` (0 and N - 1 log-spaced times in [1e-6 T, T]).  Leave it None with an
+        array of times.
+    diagnostics : bool, str or sequence of str, default True
+        True, False or names, as for `dlnsim.run_gd`: selects ||grad L||^2, the balancedness, ||W_j||^2 and
+        the singular values of the product at every requested time.
+    fixed_step : float, optional
+        Switches the error control off: equal steps <= fixed_step (> 0).
+    balance_tol : float, default 1e-8
+        Tolerance (>= 0) of the balancedness check of ``kind="end_to_end"``, relative to max_j ||W_j||^2.
+    attrs : dict, optional
+        Extra global attributes (str keys).
+    blas_threads : int or None, default 1
+        Number of BLAS threads during the run (as in `run_gd`); None leaves it.
+
+    Returns
+    -------
+    xarray.Dataset
+        A Dataset over ``time`` with the variable names of a GD Dataset: ``loss``, ``excess_loss`` and the
+        selected diagnostics ``grad_norm_sq``, ``balancedness`` / ``balancedness_max``, ``layer_norm_sq``
+        (factor and modified flows) and ``product_sv``; the attributes ``status`` (see `STATUSES`),
+        ``n_steps``, ``n_rejected``, ``t_reached``, ``rtol``, ``atol``, ``kind``, ``eta`` and the provenance.
+
+    Raises
+    ------
+    ValueError
+        For an invalid argument: ``W0`` not fitting ``problem``, bad times ``t`` or ``record`` (or both an
+        array ``t`` and a ``record``), an unknown ``kind``, a missing or unused ``eta``, a non-positive
+        ``rtol``, ``atol``, ``fixed_step`` or ``max_steps``, a negative ``first_step`` or ``balance_tol``, an
+        unbalanced ``W0`` with ``kind="end_to_end"``, or records larger than the size limit.
     """
     return flow_dataset(solve_flow(problem, W0, t, rtol, atol, kind, eta, max_steps, first_step, record=record,
                                    diagnostics=diagnostics, fixed_step=fixed_step, balance_tol=balance_tol,
