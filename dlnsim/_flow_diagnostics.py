@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ._kernels import flow as _fk
-from ._kernels.linalg import _compress, _times_k2
+from ._kernels.flow_diag import _compress, _times_k2
 from .record import _layers_of, stack_diagnostics
 
 __all__ = ["Steps", "compress_steps", "dense_diagnostics", "dense_output", "join_steps", "states_at",

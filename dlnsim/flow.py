@@ -48,7 +48,7 @@ from . import dataset
 from ._blas import blas_threads as _blas_threads
 from ._flow_diagnostics import Steps, dense_diagnostics, states_at
 from ._kernels import flow as _fk
-from ._kernels.linalg import _compress
+from ._kernels.flow_diag import _compress
 from ._notice import compile_notice
 from ._validate import nonneg_int, positive_float
 from .init import balancedness
