@@ -49,7 +49,6 @@ about 1e154 count as non-finite, below about 1e-154 as zero).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -61,7 +60,8 @@ from ._kernels import gd as _gd
 from ._kernels.linalg import workspace_size
 from ._notice import compile_notice
 from ._validate import positive_float
-from .objective import _checked, _layout, _unflatten
+from .gd_result import GDResult, gd_dataset, weights_from
+from .objective import _checked, _layout
 from .problem import Problem
 from .record import (
     Every,
@@ -115,32 +115,6 @@ def _quiet_bound(problem: Problem, W: list[np.ndarray]) -> StepsizeBound | None:
             return stepsize_bound(problem, W)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError):
         return None  # an unbalanced start (Theorem 2.4 with alpha = 0 does not apply), or overflow
-
-
-@dataclass
-class GDResult:
-    """What one gradient-descent run produced, before it becomes a Dataset (see `gd_dataset`).
-
-    ``records`` maps a variable name to its values over the record points ``k`` (first axis): ``loss``,
-    ``excess_loss``, ``descent_ratio``, ``eta``, ``t`` and the selected ``diagnostics`` (``grad_norm_sq``,
-    ``balancedness`` (k, pair), ``layer_norm_sq`` (k, layer), ``product_sv`` (k, sv)).  ``w`` is the final
-    flat state (factor layout of ``dims``), ``snapshots`` the flat state at every record point when asked
-    for (NaN where not reached).  ``schedule`` is the stepsize schedule used, ``status`` one of `STATUSES`,
-    ``stop_iteration`` the iteration where the run ended, ``attrs`` the run's attributes (settings, status,
-    theory constants, provenance).
-    """
-
-    k: np.ndarray
-    records: dict[str, np.ndarray]
-    w: np.ndarray
-    dims: np.ndarray
-    schedule: Schedule
-    status: str
-    stop_iteration: int
-    diagnostics: tuple[str, ...]
-    attrs: dict[str, Any] = field(default_factory=dict)
-    snapshots: np.ndarray | None = None
-    keep_weights: bool = False
 
 
 def run_gd(
@@ -507,59 +481,3 @@ def _stop_record(
     if snaps is not None:
         snaps[r] = w if np.all(np.isfinite(w)) else np.nan
     return rec_k, rec, snaps
-
-
-def gd_dataset(res: GDResult) -> xr.Dataset:
-    """The Dataset of a `GDResult`: the records over ``k``, t_k as a coordinate along ``k``, the schema's
-    units and long names, and the run's attributes.
-
-    To put a GD run and a flow run (over ``time``, same variable names) on one time axis, make t the
-    dimension and keep k as a variable (the flow has no iterations):
-    ``xr.concat([gd.swap_dims(k="t").rename(t="time").reset_coords("k"), flow], dim="time")``; side by side
-    on the union of the times: the same with ``dim=pandas.Index(["gd", "flow"], name="run"), join="outer"``.
-    """
-    rec = res.records
-    n = len(res.dims) - 1
-    data = {name: v for name, v in rec.items() if name != "t"}
-    coords: dict[str, np.ndarray] = {"k": res.k, "t": rec["t"]}
-    if "balancedness" in res.diagnostics:
-        data["balancedness_max"] = (np.max(rec["balancedness"], axis=1) if n > 1
-                                    else np.zeros(res.k.size) * rec["loss"])
-        coords["pair"] = np.arange(1, n, dtype=np.int64)
-    else:
-        del data["balancedness"]
-    if "layer_norm_sq" in res.diagnostics:
-        coords["layer"] = np.arange(1, n + 1, dtype=np.int64)
-    else:
-        del data["layer_norm_sq"]
-    if "product_sv" in res.diagnostics:
-        coords["sv"] = np.arange(1, rec["product_sv"].shape[1] + 1, dtype=np.int64)
-    else:
-        del data["product_sv"]
-    if res.keep_weights:
-        data["final_weights"] = res.w
-    return dataset.build(data, coords, res.attrs)
-
-
-def weights_from(ds: xr.Dataset) -> list[np.ndarray]:
-    """The final factors [W_1, ..., W_N] stored by ``run_gd(..., keep_weights=True)``.
-
-    Parameters
-    ----------
-    ds : xarray.Dataset
-        A Dataset of `run_gd` (or `dlnsim.compare_flow`) run with ``keep_weights=True``.
-
-    Returns
-    -------
-    list of numpy.ndarray
-        [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}) from the attribute ``widths``.
-
-    Raises
-    ------
-    ValueError
-        If ``ds`` has no variable ``final_weights``.
-    """
-    if "final_weights" not in ds:
-        raise ValueError("ds has no final_weights; run run_gd with keep_weights=True")
-    dims = np.asarray(ds.attrs["widths"], dtype=np.int64)
-    return _unflatten(np.asarray(ds["final_weights"].values), dims)

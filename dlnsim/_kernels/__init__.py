@@ -1,1 +1,1 @@
-"""The only Numba code of dlnsim (DESIGN §3): small private kernels on preallocated float64 arrays."""
+"""The only Numba code of dlnsim: small private kernels on preallocated float64 arrays."""
