@@ -27,6 +27,7 @@ network with hidden widths 2 (every start here is balanced with rank-2 factors).
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -249,13 +250,8 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     return C.save_figure(fig, outdir, NAME)
 
 
-def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
-    out = Path(outdir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    ds = compute(quick, directory=cells, **engine)
-    dlnsim.save(ds, out / f"{NAME}.nc")
-    plot(ds, out)
-    return ds
+#: compute, write ``<outdir>/NAME.nc`` and the figure (see `studies._common.run_study`)
+run = functools.partial(C.run_study, NAME)
 
 
 def summary(ds: xr.Dataset) -> list[str]:

@@ -23,6 +23,7 @@ The last 64 losses of every run are kept (a bifurcation diagram over eta).
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -284,14 +285,8 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     return C.save_figure(fig, outdir, NAME)
 
 
-def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
-    """Compute, write ``<outdir>/regime_map.nc`` and the figure; ``engine``: see `compute`."""
-    out = Path(outdir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    ds = compute(quick, directory=cells, **engine)
-    dlnsim.save(ds, out / f"{NAME}.nc")
-    plot(ds, out)
-    return ds
+#: compute, write ``<outdir>/NAME.nc`` and the figure (see `studies._common.run_study`)
+run = functools.partial(C.run_study, NAME)
 
 
 def summary(ds: xr.Dataset) -> list[str]:

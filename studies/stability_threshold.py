@@ -25,6 +25,7 @@ the same and the nonzero Hessian spectrum at the minimisers is the same; a step 
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -322,14 +323,8 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     return ds
 
 
-def run(quick: bool, outdir: Path, cells: Path | None = None, **engine: Any) -> xr.Dataset:
-    """Compute, write ``<outdir>/stability_threshold.nc`` and the figure; ``engine``: see `compute`."""
-    out = Path(outdir)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    ds = compute(quick, directory=cells, **engine)
-    dlnsim.save(ds, out / f"{NAME}.nc")
-    plot(ds, out)
-    return ds
+#: compute, write ``<outdir>/NAME.nc`` and the figure (see `studies._common.run_study`)
+run = functools.partial(C.run_study, NAME)
 
 
 def _colors(Ns: np.ndarray) -> list[Any]:
