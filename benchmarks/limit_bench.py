@@ -2,21 +2,22 @@
 
 For the N = 5 paper setup (widths 70-2-19-36-53-70, pivot = the narrowest layer d_1 = 2) the FLOPs of one step
 are counted exactly from the shapes, for the association order of `dlnsim._kernels.linalg._loss_grad` (every
-chain through the pivot, loss in residual form Z = W R^T - F): `kernel_calls` lists its gemm calls in order
-(2 m n k FLOPs each), and the step adds Z -= F, 1/2 ||Z||^2, ||grad||^2 and the update w -= eta grad.
+chain through the pivot, loss in residual form Z = W R^T - F): `kernel_calls` lists its products in order
+(2 m n k FLOPs each; dgemm calls, or for a pivot of width 2 the loops of `dlnsim._kernels.narrow`), and the
+step adds Z -= F, 1/2 ||Z||^2, ||grad||^2 and the update w - eta grad.
 
 The limit is FLOPs / rate, with the single-thread DGEMM rate measured in the same run, right after each timed
 step run (pairs, so that this VM's drift cancels): at n = 70 (the size of the data matrices) and at n = 512
 (the machine's peak).  Reported: the step time of `dlnsim.run_gd` (one record at the end) and of the bare
 gradient kernel in a loop, each as a multiple of both limits (target: within 2x of the DGEMM(70) limit).
 
-Where the time goes: every gemm call of the kernel timed alone, with its shapes, in a compiled loop through
-the same BLAS entry point (``numba_xxgemm``); the sum of the calls against the kernel's time; and the calls'
-per-call cost against their FLOPs at the DGEMM rate (the BLAS overhead of small and rank-2 products).
-`fused` then times, on the same data, the 70 x 70 part of the step (Z = U (L R^T) - F, 1/2 ||Z||^2,
-U^T Z, Z (L R^T)^T) as the kernel does it (3 gemm, a subtraction pass, a dot) and as one fused pass over F,
-and `rank2` the rank-2 gradient products grad_j = V_j U_{j-1}^T with ||grad||^2 as gemm + ddot and as a
-written-out loop (prototypes of kernel changes, checked to agree to 1e-12).
+Where the time goes: every dgemm call of the kernel timed alone, with its shapes, in a compiled loop through
+the same BLAS entry point (``numba_xxgemm``), against its FLOPs at the DGEMM rate (the BLAS overhead of small
+products); then the kernel's two loops against the BLAS sequence they replace, on the same data (checked to
+agree to 1e-12): `fused`, the 70 x 70 part of the step (Z = U (L R^T) - F, 1/2 ||Z||^2, U^T Z, Z (L R^T)^T;
+3 gemm, a subtraction pass and a ddot, or one pass over F), and `rank2`, the rank-2 gradient products
+grad_j = V_j U_{j-1}^T with ||grad||^2 (gemm + ddot, or a loop); and the sum of the parts against the
+kernel's time.
 
 Run: ``python -m benchmarks.limit_bench [--quick]``; `run()` returns the rows.
 """
@@ -34,12 +35,24 @@ from numba import njit
 import dlnsim
 from dlnsim._kernels.blas import _dot, _matmul
 from dlnsim._kernels.linalg import _loss_grad, workspace_size
+from dlnsim._kernels.narrow import NARROW, _rank_update, _residual_pass, _transpose
 
 Call = tuple[str, bool, bool, int, int, int]  # (label, ta, tb, m, n, k)
 
 
+def loop_product(label: str, dims: list[int], b: int) -> bool:
+    """Whether the kernel forms this product of `kernel_calls` in a loop of `narrow` (pivot width 2) instead
+    of a dgemm call: the residual pass (Z, U_N^T Z, V_N) and the gradient blocks with inner dimension 2."""
+    if dims[b] != NARROW:
+        return False
+    if label.startswith(("Z = ", "T = ", "V_N = ")):
+        return b < len(dims) - 1
+    return label.startswith("grad_")
+
+
 def kernel_calls(dims: list[int], b: int) -> list[Call]:
-    """The gemm calls of `_loss_grad` in order, for widths ``dims`` (d_0..d_N) and pivot ``b``.
+    """The products of `_loss_grad` in order, for widths ``dims`` (d_0..d_N) and pivot ``b`` (`loop_product`
+    says which of them are loops).
 
     Mirrors the kernel's branches (see dlnsim/_kernels/linalg.py); C (m x n) = op(A) op(B), k inner.
     """
@@ -116,12 +129,13 @@ def _layout(W: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, in
     return w, dims, offs, int(np.argmin(dims))
 
 
-# ---------------------------------------------------------------------------------- fused 70 x 70 prototype
+# ------------------------------------------------------------------- the kernel's loops against a BLAS sequence
 
 
 @njit(cache=False, nogil=True)
 def _z_part_blas(U, LR, F, Z, T, V, reps):
-    """The kernel's way: Z = U LR (gemm), Z -= F, 1/2 ||Z||^2 (ddot), T = U^T Z, V = Z LR^T (gemm)."""
+    """Z = U LR (gemm), Z -= F, 1/2 ||Z||^2 (ddot), T = U^T Z, V = Z LR^T (gemm): what the kernel does for pivots
+    other than 2."""
     dn, db = U.shape
     d0 = LR.shape[1]
     u, lr, ff, z, t, v = U.ravel(), LR.ravel(), F.ravel(), Z.ravel(), T.ravel(), V.ravel()
@@ -136,40 +150,15 @@ def _z_part_blas(U, LR, F, Z, T, V, reps):
     return ex
 
 
-@njit(cache=False, nogil=True, fastmath={"reassoc", "contract"})
-def _z_part_fused(U, LR, F, T, V, reps):
-    """One pass over F for a pivot of width 2, Z never stored: for each row i and column j,
-    z = U[i,0] LR[0,j] + U[i,1] LR[1,j] - F[i,j], then ||Z||^2 += z^2, T[:, j] += U[i]^T z, V[i] += z LR[:, j].
-
-    ``reassoc`` lets LLVM vectorise the reductions over j; NaN/Inf semantics are kept (no nnan/ninf), so a
-    caller's isfinite tests still work.  (Prototype for d_b = 2; a kernel would specialise d_b <= 4 this way
-    and keep BLAS for wider pivots.)
-    """
+@njit(cache=False, nogil=True)
+def _z_part_loop(U, LR, F, T, V, reps):
+    """The same by the kernel's one-pass loop `narrow._residual_pass` (pivot width 2)."""
     dn = U.shape[0]
     d0 = LR.shape[1]
+    u, lr, ff, t, v = U.ravel(), LR.ravel(), F.ravel(), T.ravel(), V.ravel()
     ex = 0.0
     for _ in range(reps):
-        for j in range(d0):
-            T[0, j] = 0.0
-            T[1, j] = 0.0
-        s = 0.0
-        for i in range(dn):
-            u0 = U[i, 0]
-            u1 = U[i, 1]
-            acc = 0.0
-            v0 = 0.0
-            v1 = 0.0
-            for j in range(d0):
-                z = u0 * LR[0, j] + u1 * LR[1, j] - F[i, j]
-                acc += z * z
-                v0 += z * LR[0, j]
-                v1 += z * LR[1, j]
-                T[0, j] += u0 * z
-                T[1, j] += u1 * z
-            s += acc
-            V[i, 0] = v0
-            V[i, 1] = v1
-        ex = 0.5 * s
+        ex = _residual_pass(dn, d0, u, 0, lr, 0, ff, t, 0, True, v, 0, True)
     return ex
 
 
@@ -179,18 +168,18 @@ def fused(reps: int, n: int, dn: int = 70, db: int = 2, d0: int = 70) -> dict[st
     Z, T1, V1 = np.empty((dn, d0)), np.empty((db, d0)), np.empty((dn, db))
     T2, V2 = np.empty((db, d0)), np.empty((dn, db))
     e1 = _z_part_blas(U, LR, F, Z, T1, V1, 1)
-    e2 = _z_part_fused(U, LR, F, T2, V2, 1)
+    e2 = _z_part_loop(U, LR, F, T2, V2, 1)
     err = max(abs(e1 - e2) / abs(e1), float(np.max(np.abs(T1 - T2)) / np.max(np.abs(T1))),
               float(np.max(np.abs(V1 - V2)) / np.max(np.abs(V1))))
     if err > 1e-12:
-        raise AssertionError(f"fused Z pass disagrees with the BLAS sequence: {err:.2e}")
+        raise AssertionError(f"the residual pass disagrees with the BLAS sequence: {err:.2e}")
     tb, tf = [], []
     for _ in range(reps):
         t0 = time.perf_counter()
         _z_part_blas(U, LR, F, Z, T1, V1, n)
         tb.append((time.perf_counter() - t0) / n)
         t0 = time.perf_counter()
-        _z_part_fused(U, LR, F, T2, V2, n)
+        _z_part_loop(U, LR, F, T2, V2, n)
         tf.append((time.perf_counter() - t0) / n)
     return {"blas_us": statistics.median(tb) * 1e6, "fused_us": statistics.median(tf) * 1e6,
             "ratio": statistics.median([a / b for a, b in zip(tb, tf, strict=True)]), "max_rel_diff": err}
@@ -208,34 +197,21 @@ def _rank2_blas(V, U, C, shapes, reps):
     return s
 
 
-@njit(cache=False, nogil=True, fastmath={"reassoc", "contract"})
+@njit(cache=False, nogil=True)
 def _rank2_loop(V, U, C, shapes, reps):
-    """The same as a written-out rank-2 update with ||grad||^2 accumulated in the same pass (the two columns
-    of U_{j-1} first copied to contiguous rows, so that the inner loop is unit-stride and vectorises)."""
+    """The same by the kernel's loops (`narrow._transpose`, `narrow._rank_update`, which returns ||grad||^2)."""
     s = 0.0
-    u0 = np.empty(70)
-    u1 = np.empty(70)
+    ut = np.empty(140)
     for _ in range(reps):
         for q in range(shapes.shape[0]):
             m, n = shapes[q, 0], shapes[q, 1]
-            for j in range(n):
-                u0[j] = U[2 * j]
-                u1[j] = U[2 * j + 1]
-            for i in range(m):
-                a0 = V[2 * i]
-                a1 = V[2 * i + 1]
-                c = C[i * n : (i + 1) * n]
-                acc = 0.0
-                for j in range(n):
-                    x = a0 * u0[j] + a1 * u1[j]
-                    c[j] = x
-                    acc += x * x
-                s += acc
+            _transpose(n, 2, U, 0, ut, 0)
+            s += _rank_update(m, n, V, 0, 2, 1, ut, 0, C, 0, C, 0.0, False)
     return s
 
 
 def rank2(reps: int, n: int, shapes: list[tuple[int, int]]) -> dict[str, Any]:
-    """BLAS against a written-out loop for the k = 2 gradient products of the upper layers (and ||grad||^2)."""
+    """BLAS against the kernel's loops for the k = 2 gradient products of the upper layers (and ||grad||^2)."""
     rng = np.random.default_rng(4)
     V, U, C = rng.normal(size=140), rng.normal(size=140), np.empty(70 * 70)
     sh = np.array(shapes, dtype=np.int64)
@@ -302,14 +278,15 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                        fl["gemm"] + 3.0 * dl[-1] * dl[0], reps)
         rows.append({"case": "gradient kernel alone (_loss_grad loop), N=5 paper", **grad,
                      "flops_per_step": fl["gemm"] + 3.0 * dl[-1] * dl[0], "reps": reps, "steps": steps})
-        # every gemm call alone, same shapes, same BLAS entry point
+        # every dgemm call alone, same shapes, same BLAS entry point
         big = 70 * 70
         rng = np.random.default_rng(1)
         a, bb, c = rng.random(big), rng.random(big), np.empty(big)
         n_call = 20_000 if quick else 50_000
         rate70 = step["dgemm70_gflops"] * 1e9
         total_calls = 0.0
-        for label, ta, tb, m, nn, k in kernel_calls(dl, b):
+        gemm_calls = [c for c in kernel_calls(dl, b) if not loop_product(c[0], dl, b)]
+        for label, ta, tb, m, nn, k in gemm_calls:
             _gemm_loop(ta, tb, m, nn, k, a, bb, c, 10)
             ts = []
             for _ in range(3):
@@ -323,18 +300,18 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                                                           f"{' (B^T)' if tb else ''}",
                          "flops": f, "us_per_call": t * 1e6, "gflops": f / t / 1e9,
                          "x_at_dgemm70_rate": t / (f / rate70)})
-        rows.append({"case": "  sum of the gemm calls alone", "us_per_step": total_calls * 1e6,
-                     "share_of_gradient_kernel": total_calls * 1e6 / grad["us_per_step"],
-                     "at_dgemm70_rate_us": fl["gemm"] / rate70 * 1e6,
-                     "calls": len(kernel_calls(dl, b))})
         fz = fused(reps, 20_000 if quick else 100_000)
-        rows.append({"case": "70x70 part (Z, ||Z||^2, U^T Z, Z (LR^T)^T): kernel sequence vs fused pass",
-                     "us_per_step": fz["blas_us"], "fused_us": fz["fused_us"], "speedup": fz["ratio"],
+        rows.append({"case": "  loop: 70x70 part (Z, ||Z||^2, U^T Z, Z (LR^T)^T), one pass (BLAS sequence: blas_us)",
+                     "us_per_step": fz["fused_us"], "blas_us": fz["blas_us"], "speedup": fz["ratio"],
                      "max_rel_diff": fz["max_rel_diff"], "reps": reps})
         shapes = [(m, nn) for lab, _, _, m, nn, k in kernel_calls(dl, b) if lab.startswith("grad_") and k == 2]
         r2 = rank2(reps, 20_000 if quick else 100_000, shapes)
-        rows.append({"case": f"k=2 gradient products {shapes} + ||grad||^2: gemm+ddot vs written-out loop",
-                     "us_per_step": r2["blas_us"], "fused_us": r2["loop_us"], "speedup": r2["ratio"], "reps": reps})
+        rows.append({"case": f"  loop: k=2 gradient products {shapes} + ||grad||^2 (gemm + ddot: blas_us)",
+                     "us_per_step": r2["loop_us"], "blas_us": r2["blas_us"], "speedup": r2["ratio"], "reps": reps})
+        parts = total_calls * 1e6 + fz["fused_us"] + r2["loop_us"]
+        rows.append({"case": "  sum of the parts timed alone (dgemm calls + the two loops)", "us_per_step": parts,
+                     "share_of_gradient_kernel": parts / grad["us_per_step"],
+                     "at_dgemm70_rate_us": fl["gemm"] / rate70 * 1e6, "dgemm_calls": len(gemm_calls)})
     return rows
 
 

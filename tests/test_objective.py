@@ -108,3 +108,40 @@ def test_one_step_balancedness_identity() -> None:
         # the difference of two O(1) matrices: rounding ~1e-16 relative to ||W||^2
         np.testing.assert_allclose(D1 - D0, rhs, rtol=0, atol=1e-14 * (1 + np.abs(D0).max()))
         assert np.abs(rhs).max() > 1e-6  # the identity is not trivially 0 = 0
+
+
+@pytest.mark.parametrize("widths", [[2, 5, 7, 4], [6, 2, 5, 7], [5, 4, 2, 7, 3], [6, 5, 3, 2], [6, 3, 4, 2, 5, 1],
+                                    [4, 3, 5, 6]])
+def test_kernel_modes_against_the_formula(widths: list[int]) -> None:
+    """The gradient kernel's modes, with a pivot of width 2 (its loops) first, inside and last, and a pivot of
+    another width (dgemm only): loss, gradient, ||grad||^2 (mode 3) and the step w - eta grad (mode 4, w left
+    as it was) against (3.2) written out, to 1e-13 relative (rounding only: same formula, other order)."""
+    from dlnsim._kernels.linalg import _loss_grad_norm, workspace_size
+
+    rng = np.random.default_rng(sum(widths))
+    m = widths[0] + 4
+    problem = dlnsim.Problem(rng.standard_normal((widths[0], m)), rng.standard_normal((widths[-1], m)))
+    W = dlnsim.gaussian_init(widths, rng, 0.8)
+    dims = np.array(widths, dtype=np.int64)
+    offs = np.concatenate([[0], np.cumsum([a.size for a in W])]).astype(np.int64)
+    w = np.concatenate([a.ravel() for a in W])
+    b = int(np.argmin(dims))
+    ws = np.empty(workspace_size(dims, b))
+    ref = np.concatenate([a.ravel() for a in naive_gradient(problem, W)])
+    excess = 0.5 * np.sum((product(W) @ problem.X - problem.Y) ** 2) - problem.lstar
+    scale = np.abs(ref).max()
+    eta = 0.037
+    for mode in (1, 3, 4):
+        g = np.full_like(w, np.nan)
+        w_before = w.copy()
+        ex, gsq = _loss_grad_norm(w, dims, offs, b, problem.Rt, problem.F, g, ws, np.int64(mode), eta)
+        assert ex == pytest.approx(excess, rel=1e-12)
+        np.testing.assert_array_equal(w, w_before)
+        if mode == 4:
+            np.testing.assert_allclose(g, w - eta * ref, rtol=0, atol=1e-13 * (np.abs(w).max() + eta * scale))
+        else:
+            np.testing.assert_allclose(g, ref, rtol=0, atol=1e-13 * scale)
+        if mode == 1:
+            assert np.isnan(gsq)
+        else:
+            assert gsq == pytest.approx(float(ref @ ref), rel=1e-13)

@@ -1,7 +1,7 @@
 """Gradient descent (2.1) W_j(k+1) = W_j(k) - eta_k grad_{W_j} L^N(W(k)), run in resumable chunks.
 
 The loop evaluates the state W(k) for k = k_start, ..., k_stop - 1: loss and gradient every step (cheap,
-see `linalg._loss_and_grad`), records loss, ||grad||^2, eta_k and t_k when k is the next record point, then takes
+see `linalg._loss_grad_norm`), records loss, ||grad||^2, eta_k and t_k when k is the next record point, then takes
 the step unless k = n_iter.  The expensive diagnostics (eigenvalues, singular values) are left to the caller,
 which ends chunks at record points: that keeps LAPACK out of this kernel and its compile time short.
 
@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from .blas import _dot
-from .linalg import SOURCES, _loss_and_grad
+from .linalg import SOURCES, _copy_flat, _loss_grad_norm
 
 RUNNING = 0
 CONVERGED = 1
@@ -88,16 +87,23 @@ def _make_gd_chunk(stamp: str = SOURCES) -> Any:
     ):
         """Run iterations k_start <= k < k_stop (k_stop <= n_iter + 1).  Returns the status code.
 
-        ``g`` (like ``w``) and ``ws`` (`linalg.workspace_size`) are scratch arrays owned by the caller.
+        ``g`` (like ``w``) and ``ws`` (`linalg.workspace_size`) are scratch arrays owned by the caller; the state
+        is in ``w`` on return.
         """
         stamp  # noqa: B018  (the kernels' sources: part of the cache key, see `linalg.SOURCES`)
         constant = etas.shape[0] == 1
         n_rec = rec_k.shape[0]
         ltol_ex = acc[A_LTOL]
+        # The kernel writes the next iterate w - eta grad into the other buffer, and a step swaps the two;
+        # ``cur`` is the state, ``nxt`` the candidate (w stays untouched until a step is taken).
+        cur, nxt = w, g
+        status = RUNNING
         for k in range(k_start, k_stop):
-            ex = _loss_and_grad(w, dims, offs, pivot, Rt, F, g, ws, np.int64(1))
+            eta = 0.0
+            if k < n_iter:
+                eta = etas[0] if constant else etas[k]
+            ex, gn2 = _loss_grad_norm(cur, dims, offs, pivot, Rt, F, nxt, ws, np.int64(4), eta)
             loss = lstar + ex
-            gn2 = _dot(g.shape[0], g, 0, g, 0)
             iacc[I_LAST_K] = k
             acc[A_LAST_LOSS] = loss
             acc[A_LAST_GN2] = gn2
@@ -116,16 +122,15 @@ def _make_gd_chunk(stamp: str = SOURCES) -> Any:
                         rec_ratio[iacc[I_PENDING]] = ratio
             iacc[I_PENDING] = -1
             if not (np.isfinite(loss) and np.isfinite(gn2)):
-                iacc[I_STATUS] = DIVERGED_NONFINITE
+                status = DIVERGED_NONFINITE
+                iacc[I_STATUS] = status
                 iacc[I_STOP] = k
-                return DIVERGED_NONFINITE
+                break
             if loss > threshold:
-                iacc[I_STATUS] = DIVERGED_BLOWUP
+                status = DIVERGED_BLOWUP
+                iacc[I_STATUS] = status
                 iacc[I_STOP] = k
-                return DIVERGED_BLOWUP
-            eta = 0.0
-            if k < n_iter:
-                eta = etas[0] if constant else etas[k]
+                break
             r = iacc[I_NEXT_REC]
             if r < n_rec and rec_k[r] == k:
                 rec_loss[r] = loss
@@ -143,18 +148,20 @@ def _make_gd_chunk(stamp: str = SOURCES) -> Any:
                 if l_met and iacc[I_LTOL_K] < 0:
                     iacc[I_LTOL_K] = k
                 if stop_early:
-                    iacc[I_STATUS] = CONVERGED
+                    status = CONVERGED
+                    iacc[I_STATUS] = status
                     iacc[I_STOP] = k
-                    return CONVERGED
+                    break
             if k == n_iter:
                 iacc[I_STOP] = k
-                return RUNNING
+                break
             acc[A_PREV_EXCESS] = ex
             acc[A_PREV_DEN] = eta * gn2
-            for i in range(w.shape[0]):
-                w[i] -= eta * g[i]
+            cur, nxt = nxt, cur
             acc[A_T] += eta
-        return RUNNING
+        if cur is not w:
+            _copy_flat(w, 0, cur, 0, w.shape[0])
+        return status
 
     _gd_chunk.__qualname__ = "_gd_chunk"
     return njit(cache=True, nogil=True)(_gd_chunk)

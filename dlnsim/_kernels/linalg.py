@@ -38,6 +38,7 @@ import numpy as np
 from numba import njit
 
 from .blas import _dot, _matmul
+from .narrow import NARROW, _rank_update, _residual_pass, _step_block, _transpose
 
 
 def _sources_digest() -> str:
@@ -76,7 +77,8 @@ def workspace_size(dims: np.ndarray, b: int) -> int:
     """Length of the float64 workspace that `_loss_grad` needs (plain Python; `_workspace_size` in kernels).
 
     Chains L_0..L_{b-1} (d_b x d_j) and U_{b+1}..U_N (d_j x d_b), each twice (L/M and U/V), then
-    L_0 R^T (d_b x d_0), Z (d_N x d_0) and U_N^T Z (d_b x d_0).
+    L_0 R^T (d_b x d_0), Z (d_N x d_0), U_N^T Z (d_b x d_0) and a d_b x max_j d_j buffer (a transposed U_j
+    for the loops of `narrow`).
     """
     n = len(dims) - 1
     db = int(dims[b])
@@ -84,7 +86,7 @@ def workspace_size(dims: np.ndarray, b: int) -> int:
     for j in range(n + 1):
         if j != b:
             chains += db * int(dims[j])
-    return 2 * chains + (2 * db + int(dims[n])) * int(dims[0])
+    return 2 * chains + (2 * db + int(dims[n])) * int(dims[0]) + db * int(np.max(dims))
 
 
 _workspace_size = njit(cache=True, nogil=True)(workspace_size)
@@ -104,14 +106,29 @@ def _loss_grad(w, dims, offs, b, Rt, F, g, ws):
 def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
     """Excess loss 1/2 ||Z||_F^2 at ``w``; ``grad`` = 1 writes the gradient of L^N into ``g`` (same layout as
     ``w``), 0 leaves ``g`` untouched, 2 leaves out the blocks that are products with inner dimension d_b
-    (grad_j = L_j^T M_{j-1}, j < b, and V_j U_{j-1}^T, j > b + 1), for `_grad_norm_sq`.
+    (grad_j = L_j^T M_{j-1}, j < b, and V_j U_{j-1}^T, j > b + 1), for `_grad_norm_sq`.  `_loss_grad_norm`
+    with the squared gradient norm left out."""
+    return _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, 0.0)[0]
 
-    ``ws`` is a workspace of length `_workspace_size(dims, b)`.  Returns the excess loss; the caller adds
-    L*.  No allocation and no reshapes: every matrix is a C-ordered block of ``w``, ``g``, ``ws``, ``Rt`` or
-    ``F`` given by its offset, and every product is one dgemm call (`blas._matmul`), which keeps this
-    kernel's compile time short.  One function for the three uses: the integrator needs all of them, and each
-    compiled function costs seconds of compile time.  (Callers pass ``grad`` as a variable or ``np.int64(.)``:
-    a literal constant would compile the function once more per value.)
+
+@njit(cache=True, nogil=True)
+def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
+    """(1/2 ||Z||_F^2, ||grad L^N||_F^2) at ``w``, ``grad`` as in `_loss_and_grad`, and two more:
+
+    * 3: the gradient into ``g`` as for 1, and its squared norm (NaN for the other codes);
+    * 4: the next gradient-descent iterate w - eta grad L^N(w) into ``g`` instead of the gradient, and the
+      squared gradient norm; ``w`` is left as it is, so the caller can still decline the step.
+
+    For a pivot of width 2 the norm and the step come from the loops that form the gradient blocks, so
+    gradient descent makes no extra pass over the state (the pass over the 52 kB state of the paper's network
+    cost about 1 us a step, an eighth of it).
+
+    ``ws`` is a workspace of length `_workspace_size(dims, b)`.  The caller adds L* to the excess loss.  No
+    allocation and no reshapes: every matrix is a C-ordered block of ``w``, ``g``, ``ws``, ``Rt`` or ``F``
+    given by its offset, and every product is one dgemm call (`blas._matmul`) or, for a pivot of width 2, a
+    loop of `narrow`, which keeps this kernel's compile time short.  One function for all uses: the integrator
+    needs most of them, and each compiled function costs seconds of compile time.  (Callers pass ``grad`` as a
+    variable or ``np.int64(.)``: a literal constant would compile the function once more per value.)
     """
     n = dims.shape[0] - 1
     d0 = dims[0]
@@ -142,6 +159,13 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
     p_lr = p_v + size_u
     p_z = p_lr + db * d0
     p_t1 = p_z + dn * d0
+    p_buf = p_t1 + db * d0
+    # a narrow pivot: the residual pass and the products with inner dimension d_b are loops (see `narrow`)
+    narrow = db == NARROW
+    ff = F.reshape(dn * d0)
+    full = grad == 1 or grad >= 3  # every gradient block
+    step = grad == 4
+    gsq = 0.0 if grad >= 3 else np.nan
 
     # L_{b-1} = W_b and U_{b+1} = W_{b+1} are read in place from w, and the last matrices of the M and V
     # chains, M_{b-1} = grad_b and V_{b+1} = grad_{b+1}, are written straight into g: no copies.
@@ -172,20 +196,33 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
             un, uo = w, offs[b]
         else:
             un, uo = ws, p_u + uoff[n]
-        if b > 0:
+        if narrow:
+            pass
+        elif b > 0:
             _matmul(False, False, dn, d0, db, un, uo, ws, p_lr, ws, p_z)
         else:
             _matmul(False, False, dn, d0, db, un, uo, Rt, 0, ws, p_z)
     else:
         _copy_flat(ws, p_z, ws, p_lr, dn * d0)
-    # Z = W R^T - F; flat loops vectorise, and the norm goes to BLAS (a scalar running sum is latency-bound)
-    ff = F.reshape(dn * d0)
-    z = ws[p_z : p_z + dn * d0]  # a slice, so the loop index needs no wraparound check (see _copy_flat)
-    for i in range(dn * d0):
-        z[i] -= ff[i]
-    ex = 0.5 * _dot(dn * d0, ws, p_z, ws, p_z)
+    if narrow and b < n:
+        # one pass: 1/2 ||Z||^2, and with the gradient also U_N^T Z (lower layers) and V_N = Z (L_0 R^T)^T
+        if n == b + 1:
+            vd, vo = g, offs[b]
+        else:
+            vd, vo = ws, p_v + uoff[n]
+        want = grad != 0
+        if b > 0:
+            ex = _residual_pass(dn, d0, un, uo, ws, p_lr, ff, ws, p_t1, want, vd, vo, want)
+        else:
+            ex = _residual_pass(dn, d0, un, uo, Rt.reshape(d0 * d0), 0, ff, ws, p_t1, False, vd, vo, want)
+    else:
+        # Z = W R^T - F; flat loops vectorise, and the norm goes to BLAS (a scalar running sum is latency-bound)
+        z = ws[p_z : p_z + dn * d0]  # a slice, so the loop index needs no wraparound check (see _copy_flat)
+        for i in range(dn * d0):
+            z[i] -= ff[i]
+        ex = 0.5 * _dot(dn * d0, ws, p_z, ws, p_z)
     if grad == 0:
-        return ex
+        return ex, gsq
 
     # lower layers j = 1..b: grad_j = L_j^T M_{j-1},  M_0 = (U_N^T Z) R,  M_j = M_{j-1} W_j^T,  grad_b = M_{b-1}
     if b > 0:
@@ -194,7 +231,8 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
         else:
             dst, do = ws, p_m
         if b < n:
-            _matmul(True, False, db, d0, dn, un, uo, ws, p_z, ws, p_t1)
+            if not narrow:
+                _matmul(True, False, db, d0, dn, un, uo, ws, p_z, ws, p_t1)
             _matmul(False, True, db, d0, d0, ws, p_t1, Rt, 0, dst, do)
         else:
             _matmul(False, True, db, d0, d0, ws, p_z, Rt, 0, dst, do)
@@ -204,12 +242,21 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
             else:
                 dst, do = ws, p_m + loff[j]
             _matmul(False, True, db, dims[j], dims[j - 1], ws, p_m + loff[j - 1], w, offs[j - 1], dst, do)
-        for j in range(1, b if grad == 1 else 1):
+        if grad >= 3 and narrow:
+            if step:
+                gsq += _step_block(db * dims[b - 1], w, g, offs[b - 1], eta)
+            else:
+                gsq += _dot(db * dims[b - 1], g, offs[b - 1], g, offs[b - 1])
+        for j in range(1, b if full else 1):
             if j == b - 1:
                 src, so = w, offs[b - 1]
             else:
                 src, so = ws, p_l + loff[j]
-            _matmul(True, False, dims[j], dims[j - 1], db, src, so, ws, p_m + loff[j - 1], g, offs[j - 1])
+            if narrow:  # L_j^T: element (i, k) at so + k d_j + i
+                gsq += _rank_update(dims[j], dims[j - 1], src, so, 1, dims[j], ws, p_m + loff[j - 1], g,
+                                    offs[j - 1], w, eta, step)
+            else:
+                _matmul(True, False, dims[j], dims[j - 1], db, src, so, ws, p_m + loff[j - 1], g, offs[j - 1])
 
     # upper layers j = b+1..N: grad_j = V_j U_{j-1}^T,  V_N = Z (L_0 R^T)^T,  V_{j-1} = W_j^T V_j,
     # grad_{b+1} = V_{b+1}
@@ -218,7 +265,9 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
             dst, do = g, offs[b]
         else:
             dst, do = ws, p_v + uoff[n]
-        if b > 0:
+        if narrow:
+            pass  # V_N came from the residual pass
+        elif b > 0:
             _matmul(False, True, dn, db, d0, ws, p_z, ws, p_lr, dst, do)
         else:
             _matmul(False, True, dn, db, d0, ws, p_z, Rt, 0, dst, do)
@@ -228,13 +277,28 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
             else:
                 dst, do = ws, p_v + uoff[j - 1]
             _matmul(True, False, dims[j - 1], db, dims[j], w, offs[j - 1], ws, p_v + uoff[j], dst, do)
-        for j in range(b + 2, n + 1 if grad == 1 else b + 2):
+        if grad >= 3 and narrow:
+            if step:
+                gsq += _step_block(dims[b + 1] * db, w, g, offs[b], eta)
+            else:
+                gsq += _dot(dims[b + 1] * db, g, offs[b], g, offs[b])
+        for j in range(b + 2, n + 1 if full else b + 2):
             if j - 1 == b + 1:
                 src, so = w, offs[b]
             else:
                 src, so = ws, p_u + uoff[j - 1]
-            _matmul(False, True, dims[j], dims[j - 1], db, ws, p_v + uoff[j], src, so, g, offs[j - 1])
-    return ex
+            if narrow:  # V_j (U_{j-1}^T copied to unit-stride rows)
+                _transpose(dims[j - 1], db, src, so, ws, p_buf)
+                gsq += _rank_update(dims[j], dims[j - 1], ws, p_v + uoff[j], 2, 1, ws, p_buf, g, offs[j - 1], w,
+                                    eta, step)
+            else:
+                _matmul(False, True, dims[j], dims[j - 1], db, ws, p_v + uoff[j], src, so, g, offs[j - 1])
+    if grad >= 3 and not narrow:
+        if step:
+            gsq = _step_block(g.shape[0], w, g, 0, eta)
+        else:
+            gsq = _dot(g.shape[0], g, 0, g, 0)
+    return ex, gsq
 
 
 @njit(cache=True, nogil=True)
