@@ -129,6 +129,9 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
             if "dlnsim_serial_x_cpu" in r:
                 out.append({"target": "  (the same in CPU time: JAX may use every core)", "want": ">= 3",
                             "measured": r["dlnsim_serial_x_cpu"], "met": r["dlnsim_serial_x_cpu"] >= 3})
+            if "dlnsim_serial_no_diagnostics_x" in r:
+                out.append({"target": "  (dlnsim 1 core with diagnostics=False / JAX strong)", "want": "",
+                            "measured": r["dlnsim_serial_no_diagnostics_x"], "met": ""})
         if str(r.get("case", "")).startswith("target:"):
             out.append({"target": f"  (dlnsim 1 core vs the fastest JAX variant; {r['case'].split('(')[-1][:-1]})",
                         "want": "", "measured": r["dlnsim_serial_x"], "met": ""})

@@ -2,12 +2,14 @@
 
 The grid: the paper setup ``dlnsim.paper_setup(5, seed)`` (d = 70, m = 210, widths 70-2-19-36-53-70) for
 seeds 0..15, each with the constant stepsize 4 eta* of its own start (`dlnsim.stepsize_bound`), 20 000 GD
-steps (2000 with ``--quick``).  Both sides compute the same 16 trajectories in float64:
+steps (also with ``--quick``, which times each side once and leaves out ``jax_user``).  Both sides compute
+the same 16 trajectories in float64:
 
 * dlnsim: ``dlnsim.sweep(None, N=5, seed=range(16), eta=4, eta_mode="bound", ...)`` with its default records
   (loss, gradient norm, stepsize every step; balancedness, layer norms, singular values at log-spaced
   iterations), one NetCDF file per cell, combined: on one core (``executor="serial"``) and on all cores
-  (``executor="threads"``);
+  (``executor="threads"``); and on one core with ``diagnostics=False`` (loss, gradient norm and stepsize
+  only, still more than the JAX side keeps);
 * JAX (``pip install 'dlnsim[bench]'``; ``jax_enable_x64``, CPU): one ``jax.jit(jax.vmap(run))`` over the 16
   seeds, where ``run`` is a ``lax.scan`` of the GD step that keeps only the weights (no per-step loss, no
   records: less work than dlnsim does), then the final loss.  Three ways to write the gradient:
@@ -56,10 +58,10 @@ def _setups(seeds: int) -> tuple[list[Any], np.ndarray]:
     return setups, etas
 
 
-def _dlnsim_sweep(n_iter: int, seeds: int, executor: str) -> tuple[float, float, np.ndarray]:
+def _dlnsim_sweep(n_iter: int, seeds: int, executor: str, diagnostics: bool = True) -> tuple[float, float, np.ndarray]:
     c0, t0 = time.process_time(), time.perf_counter()
     ds = dlnsim.sweep(None, N=N_LAYERS, seed=list(range(seeds)), eta=ETA_MULTIPLE, eta_mode="bound", n_iter=n_iter,
-                      executor=executor, progress=False)
+                      executor=executor, diagnostics=diagnostics, progress=False)
     t = time.perf_counter() - t0
     return t, time.process_time() - c0, np.asarray(ds.final_loss.values, dtype=float).ravel()
 
@@ -128,8 +130,8 @@ def _jax_variants(jax: Any, jnp: Any, n_layers: int) -> dict[str, Callable[..., 
 
 
 def run(quick: bool = False, reps: int | None = None, seeds: int = SEEDS) -> list[dict[str, Any]]:
-    n_iter = 2000 if quick else 20_000
-    reps = reps if reps is not None else (2 if quick else 3)
+    n_iter = 20_000
+    reps = reps if reps is not None else (1 if quick else 3)
     cores = n_cores()
     rows: list[dict[str, Any]] = []
     try:
@@ -152,12 +154,15 @@ def run(quick: bool = False, reps: int | None = None, seeds: int = SEEDS) -> lis
         args = (W0, *(jax.device_put(a, cpu) for a in (X, Y, X @ X.transpose(0, 2, 1), Y @ X.transpose(0, 2, 1),
                                                            np.einsum("sij,sij->s", Y, Y), etas)))
         for name, fn in _jax_variants(jax, jnp, N_LAYERS).items():
+            if quick and name == "jax_user":
+                continue  # about 10x slower than the others and not the target (minutes at 20 000 steps)
             f = jax.jit(jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, 0, 0, None)), static_argnums=7)
             t0 = time.perf_counter()
             f(*args, n_iter).block_until_ready()  # compile (and a first run)
             variants[name] = {"f": f, "compile_s": time.perf_counter() - t0, "t": [], "cpu": []}
     t_ser: list[float] = []
     t_thr: list[float] = []
+    t_bare: list[float] = []
     c_ser: list[float] = []
     c_thr: list[float] = []
     losses = None
@@ -165,6 +170,7 @@ def run(quick: bool = False, reps: int | None = None, seeds: int = SEEDS) -> lis
         t, c, losses = _dlnsim_sweep(n_iter, seeds, "serial")
         t_ser.append(t)
         c_ser.append(c)
+        t_bare.append(_dlnsim_sweep(n_iter, seeds, "serial", diagnostics=False)[0])
         t, c, _ = _dlnsim_sweep(n_iter, seeds, "threads")
         t_thr.append(t)
         c_thr.append(c)
@@ -184,6 +190,9 @@ def run(quick: bool = False, reps: int | None = None, seeds: int = SEEDS) -> lis
     rows.append({"case": f"dlnsim sweep, threads ({cores} cores)", "cells_per_s": seeds / tt, "seconds": tt,
                  "cpu_per_wall": statistics.median(c_thr) / tt, "min_max_s": f"{min(t_thr):.2f}-{max(t_thr):.2f}",
                  "reps": reps, "ratio_vs_dlnsim_serial": ts / tt})
+    tn = statistics.median(t_bare)
+    rows.append({"case": "dlnsim sweep, serial, diagnostics=False", "cells_per_s": seeds / tn, "seconds": tn,
+                 "min_max_s": f"{min(t_bare):.2f}-{max(t_bare):.2f}", "reps": reps, "ratio_vs_dlnsim_serial": ts / tn})
     for name, v in variants.items():
         err = float(np.max(np.abs(v["loss"] - losses) / np.abs(losses)))
         if not err <= TOL:
@@ -195,6 +204,7 @@ def run(quick: bool = False, reps: int | None = None, seeds: int = SEEDS) -> lis
                      "compile_s": v["compile_s"], "final_loss_max_rel_diff": err,
                      # how many times faster dlnsim is than this variant (> 1: dlnsim faster)
                      "dlnsim_serial_x": tj / ts, "dlnsim_threads_x": tj / tt,
+                     "dlnsim_serial_no_diagnostics_x": tj / tn,
                      # the same in CPU time (this process, all threads): on a machine busy with other work a
                      # multi-threaded JAX gets a larger share of the cores than one dlnsim thread, which skews
                      # the wall-time ratio; CPU time measures the work
@@ -212,7 +222,7 @@ def run(quick: bool = False, reps: int | None = None, seeds: int = SEEDS) -> lis
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.jax_bench", description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="2000 steps, 2 repetitions")
+    ap.add_argument("--quick", action="store_true", help="one repetition, without jax_user")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3)")
     args = ap.parse_args(argv)
     for r in run(args.quick, args.reps):

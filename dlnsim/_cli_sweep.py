@@ -175,8 +175,8 @@ def _finish(ds: xr.Dataset, out: str | None) -> None:
 
 
 def _cli_sweep(args: argparse.Namespace) -> int:
-    ds = _run(sweep, args, eta=args.eta, record=args.record, eta_mode=args.eta_mode, schedule=args.schedule,
-              gamma=args.gamma)
+    ds = _run(sweep, args, eta=args.eta, record=args.record, diagnostics=not args.no_diagnostics,
+              eta_mode=args.eta_mode, schedule=args.schedule, gamma=args.gamma)
     _finish(ds, args.out)  # written first: a closed stdout does not lose it
     status = ds["status"].values.ravel().tolist()
     counts = ", ".join(f"{s}: {status.count(s)}" for s in sorted(set(status)))
@@ -244,6 +244,8 @@ def add_sweep_cli(subparsers: Any) -> None:
     p.add_argument("--eta-mode", choices=ETA_MODES, default="absolute",
                    help="eta as stepsizes or as multiples of the bound eta*(N, seed) of (5.1)")
     p.add_argument("--record", type=record_rule, default="log", help=RECORD_HELP + " (default log)")
+    p.add_argument("--no-diagnostics", action="store_true",
+                   help="record loss, gradient norm and stepsize only (no balancedness, layer norms, singular values)")
     p.add_argument("--schedule", choices=SCHEDULES, default="constant")
     p.add_argument("--gamma", type=float, nargs="+", default=None, help="decay rates (power_decay)")
     p.add_argument("--dir", required=True, help="sweep directory (created; reused to resume)")

@@ -7,6 +7,7 @@ All problems are small (paper setup with d = 8, m = 24, r = 2) so that the defau
 from __future__ import annotations
 
 import argparse
+import json
 import importlib
 import math
 import os
@@ -423,6 +424,11 @@ def test_cli_sweep_and_critical(tmp_path: Path, capsys: pytest.CaptureFixture[st
     ds = dlnsim.open(tmp_path / "all.nc")
     xr.testing.assert_identical(_no_created(ds), _no_created(S.open_sweep(tmp_path / "s")))
     assert ds.loss.dims == ("N", "eta", "seed", "k")
+    assert "balancedness" in ds
+    args = ap.parse_args(["sweep", "--N", "2", "--eta", "1", "--seeds", "0", "--iters", "30", "--dir",
+                          str(tmp_path / "bare"), "--no-diagnostics", "--d", "8", "--m", "24", "--no-progress"])
+    assert args.func(args) == 0
+    assert "balancedness" not in S.open_sweep(tmp_path / "bare")
     args = ap.parse_args(["critical", "--N", "1", "--seeds", "0", "--iters", "300", "--rtol", "0.05",
                           "--executor", "serial", "--d", "8", "--m", "24", "--no-progress"])
     assert args.func(args) == 0
@@ -458,3 +464,18 @@ def test_dask_local_and_serial_give_bitwise_equal_results(tmp_path: Path) -> Non
         a, b = dlnsim.open(f), dlnsim.open(tmp_path / "dask" / f.name)
         for v in a.data_vars:
             np.testing.assert_array_equal(a[v].values, b[v].values)
+
+
+def test_sweep_diagnostics_option(tmp_path: Path) -> None:
+    """diagnostics=False: the same losses as the default, without the state diagnostics; recorded in the
+    manifest (a rerun with the default is a different grid), the default leaves the manifest as it was."""
+    kw = dict(N=2, seed=[0], eta=[1.0], eta_mode="bound", n_iter=30, progress=False)
+    full = dlnsim.sweep(tmp_path / "a", **kw)
+    bare = dlnsim.sweep(tmp_path / "b", diagnostics=False, **kw)
+    np.testing.assert_array_equal(full.loss.values, bare.loss.values)
+    assert "balancedness" in full and "balancedness" not in bare
+    assert "diagnostics" not in json.loads((tmp_path / "a" / "grid.json").read_text())["params"]
+    with pytest.raises(ValueError, match="different"):
+        dlnsim.sweep(tmp_path / "b", **kw)
+    with pytest.raises(ValueError, match="diagnostics"):
+        dlnsim.sweep(None, diagnostics="nope", **kw)
