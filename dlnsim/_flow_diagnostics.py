@@ -10,6 +10,9 @@ y + th (r0 + (1 - th) (r1 + th (r2 + (1 - th) r3))) (`dense_output`).  The diagn
 * `dense_diagnostics`: from the states themselves (`record.stack_diagnostics`), for the times whose bounds
   do not close (their states from a second, identical integration, `states_at`), the times t <= 0, the
   end-to-end flow and N = 1.
+
+`states_diagnostics` applies the compressed problems to plain states (the records of gradient descent, whose
+rank-r balanced starts keep rank r as well: every gradient block is a product through the narrowest layer).
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from ._kernels.flow_diag import _compress, _times_k2
 from .record import _layers_of, stack_diagnostics
 
 __all__ = ["Steps", "compress_steps", "dense_diagnostics", "dense_output", "join_steps", "states_at",
-           "step_diagnostics"]
+           "states_diagnostics", "step_diagnostics"]
+
+#: widest bases for which `states_diagnostics` compresses (wider: the dense problems are as cheap)
+_K_MAX = 8
 
 
 def dense_output(poly: np.ndarray, slot: np.ndarray, th: np.ndarray) -> np.ndarray:
@@ -90,7 +96,11 @@ def _eig_ends(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mid = 0.5 * (g[..., 0, 0] + g[..., 1, 1])
         rad = np.hypot(0.5 * (g[..., 0, 0] - g[..., 1, 1]), 0.5 * (g[..., 0, 1] + g[..., 1, 0]))
         return mid - rad, mid + rad
-    ev = np.linalg.eigvalsh(0.5 * (g + np.swapaxes(g, -1, -2)))
+    # NaN for matrices with non-finite entries (LAPACK refuses them), so that their bounds never close
+    g = 0.5 * (g + np.swapaxes(g, -1, -2))
+    fin = np.all(np.isfinite(g), axis=(-2, -1))
+    ev = np.full(g.shape[:-1], np.nan)
+    ev[fin] = np.linalg.eigvalsh(g[fin])
     return ev[..., 0], ev[..., -1]
 
 
@@ -180,26 +190,33 @@ def compress_steps(poly: np.ndarray, n_slots: int, dims: np.ndarray, offs: np.nd
     there): the Gram matrices of the compressed layers as polynomials in th (``gram``, (S, 9, (2N - 2) K^2),
     the coefficients of th^0..th^8, see `_monomials`), the linear pieces of
     the product (``lin``, (S, 5, .)), the residual norms (``res``, (S, 5, 2N - 2)), the overflow guard
-    (``safe``, (S,)) and the largest residual relative to its block (``worst``), with the bases ``Q``."""
+    (``safe``, (S,)) and the largest residual relative to its block (``worst``), with the bases ``Q``.
+
+    ``poly`` may also hold plain states, (S, 1, n): the state of slot s at every th (the polynomials are
+    constant; the gradient-descent records)."""
     n = len(dims) - 1
+    npoly = poly.shape[1]
     d = [int(x) for x in dims]
     K = Q[1].shape[1]
     nk = 2 * n - 2  # compressed matrices: R_2..R_N, then L_1..L_{N-1}
     XR: dict[Any, np.ndarray] = {}
     XL: dict[int, np.ndarray] = {}
     grams: dict[tuple[str, int], np.ndarray] = {}
-    nres = np.empty((n_slots, 5, nk))
+    nres = np.zeros((n_slots, 5, nk))
     vnorm = np.zeros((n_slots, 5, n))
     with np.errstate(all="ignore"):
         for j in range(1, n + 1):
             qrt = np.ascontiguousarray(Q[j - 1].T) if j >= 2 else np.zeros((0, d[j - 1]))
             ql = Q[j] if j <= n - 1 else np.zeros((d[j], 0))
-            xr = np.empty((n_slots, 5, d[j] * qrt.shape[0]))
-            xl = np.empty((n_slots, 5, ql.shape[1] * d[j - 1]))
-            res = np.empty((n_slots, 5))
-            gr = np.empty((n_slots, 25, qrt.shape[0] ** 2))
-            gl = np.empty((n_slots, 25, ql.shape[1] ** 2))
+            # (zeros for the vectors p >= npoly: the pieces of a constant polynomial)
+            xr = np.zeros((n_slots, 5, d[j] * qrt.shape[0]))
+            xl = np.zeros((n_slots, 5, ql.shape[1] * d[j - 1]))
+            res = np.zeros((n_slots, 5))
+            gr = np.empty((n_slots, npoly * npoly, qrt.shape[0] ** 2))
+            gl = np.empty((n_slots, npoly * npoly, ql.shape[1] ** 2))
             _compress(poly, n_slots, int(offs[j - 1]), d[j], d[j - 1], qrt, ql, xr, xl, res, gr, gl)
+            if npoly == 1:  # as the 5 x 5 blocks of the dense output, with V_1..V_4 = 0
+                gr, gl = (np.concatenate([g, np.zeros((n_slots, 24, g.shape[2]))], axis=1) for g in (gr, gl))
             grams["R", j], grams["L", j] = gr, gl
             if j <= n - 1:
                 XL[j] = xl.reshape(n_slots, 5, K, d[j - 1])
@@ -211,9 +228,9 @@ def compress_steps(poly: np.ndarray, n_slots: int, dims: np.ndarray, offs: np.nd
                     XR[j, "inner"] = inner = np.swapaxes(Q[j], 0, 1) @ XR[j]  # Q_j^T W_j Q_{j-1}
                     nres[:, :, n - 2 + j] = _frob(XR[j] - Q[j] @ inner) + res
             else:  # the first layer: its left residual directly
-                v = poly[:n_slots, :, offs[0]:offs[1]].reshape(n_slots, 5, d[1], d[0])
-                nres[:, :, n - 1] = rl = _frob(v - Q[1] @ XL[1])
-                vnorm[:, :, 0] = np.sqrt(_frob(XL[1]) ** 2 + rl**2)
+                v = poly[:n_slots, :, offs[0]:offs[1]].reshape(n_slots, npoly, d[1], d[0])
+                nres[:, :npoly, n - 1] = rl = _frob(v - Q[1] @ XL[1][:, :npoly])
+                vnorm[:, :npoly, 0] = np.sqrt(_frob(XL[1][:, :npoly]) ** 2 + rl**2)
         # overflow guard of `_diag_safe` per step, with max |W_j(th)| <= ||W_j(th)||_F <= sum_p ||V_p||_F
         big = vnorm.sum(axis=1) * float(max(d))
         safe = np.all(np.isfinite(big), axis=1) & (np.where(big > 1.0, np.log10(np.maximum(big, 1.0)), 0.0)
@@ -389,6 +406,31 @@ class Steps:
                 done[sel] = step_diagnostics(seg, step[sel] - first, th[r], self.dims, b, lnr, s)
                 bal[r], ln[r], sv[r] = b, lnr, s
         return np.asarray(rows[~done])
+
+
+def states_diagnostics(states: np.ndarray, dims: np.ndarray, offs: np.ndarray, bal: np.ndarray, lnorm: np.ndarray,
+                       sv: np.ndarray) -> None:
+    """`record.stack_diagnostics` of a stack of factor states (m, n), into the rows of ``bal``, ``lnorm``,
+    ``sv``: through the compressed problems of `step_diagnostics` (bases from the first state, each state a
+    constant polynomial), with the same acceptance tests, when the layers have a numerical rank of at most
+    `_K_MAX`; the states whose bounds do not close, and all of them otherwise, densely.  The values agree with
+    `stack_diagnostics` to rounding (the acceptance tests bound the difference at that level)."""
+    m = states.shape[0]
+    n = len(dims) - 1
+    if m == 0 or not (bal.size or lnorm.size or sv.size):
+        return
+    states = np.ascontiguousarray(states)
+    rest = np.arange(m)
+    if n >= 2 and np.all(np.isfinite(states[0])):
+        Q = _bases(states[0], dims, offs)
+        if Q[1].shape[1] <= _K_MAX:
+            part = compress_steps(states[:, None, :], m, dims, offs, Q, sv.size > 0)
+            done = step_diagnostics(part, np.arange(m), np.zeros(m), dims, bal, lnorm, sv)
+            rest = np.flatnonzero(~done)
+    if rest.size:
+        b, ln, s = bal[rest], lnorm[rest], sv[rest]
+        stack_diagnostics(states[rest], dims, offs, b, ln, s)
+        bal[rest], lnorm[rest], sv[rest] = b, ln, s
 
 
 def states_at(kernel: Any, args: tuple[Any, ...], y0: np.ndarray, t: np.ndarray, idx: np.ndarray) -> np.ndarray:

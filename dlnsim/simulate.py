@@ -56,6 +56,7 @@ import xarray as xr
 
 from . import dataset
 from ._blas import blas_threads as _blas_threads
+from ._flow_diagnostics import states_diagnostics
 from ._kernels import gd as _gd
 from ._kernels.linalg import workspace_size
 from ._notice import compile_notice
@@ -74,7 +75,6 @@ from .record import (
     flag,
     record_points,
     record_rule,
-    stack_diagnostics,
     state_diagnostics,
 )
 from .schedules import Constant, Schedule, as_schedule
@@ -443,7 +443,7 @@ def _flush(held: np.ndarray, rows: np.ndarray, n_held: int, dims: np.ndarray, of
     """The state diagnostics of the ``n_held`` states waiting in ``held``, into their record rows."""
     r = rows[:n_held]
     bal, lnorm, sv = rec["balancedness"][r], rec["layer_norm_sq"][r], rec["product_sv"][r]  # copies
-    stack_diagnostics(held[:n_held], dims, offs, bal, lnorm, sv)
+    states_diagnostics(held[:n_held], dims, offs, bal, lnorm, sv)
     rec["balancedness"][r], rec["layer_norm_sq"][r], rec["product_sv"][r] = bal, lnorm, sv
 
 

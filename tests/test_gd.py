@@ -259,3 +259,44 @@ def test_progress_bar_starts_after_the_first_chunk(monkeypatch: pytest.MonkeyPat
     assert events[0] == "chunk"
     assert events[1][0] == "bar" and events[1][1] >= 1  # type: ignore[index]
     assert sum(e[1] for e in events if isinstance(e, tuple)) == 3000  # initial + updates = n_iter
+
+
+@pytest.mark.parametrize("start", ["balanced", "gaussian", "with_nan"])
+def test_compressed_state_diagnostics_agree_with_the_dense_ones(start: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The records' diagnostics through the compressed rank-2 problems (`states_diagnostics`) against the dense
+    eigenvalue problems (`stack_diagnostics`) on GD states: to 1e-11 relative to each quantity's scale (the
+    acceptance tests allow differences of the order d eps times the scale).  Gaussian starts have full-rank
+    layers (dense path); a non-finite state is left to the dense path's guard."""
+    from dlnsim._flow_diagnostics import states_diagnostics
+    from dlnsim.record import stack_diagnostics
+
+    s = paper(5)
+    W0 = s.W0 if start != "gaussian" else dlnsim.gaussian_init([70, 2, 19, 36, 53, 70], np.random.default_rng(1), 0.2)
+    eta = 4 * dlnsim.stepsize_bound(s.problem, s.W0).eta
+    states = []
+    for k in (0, 1, 10, 300, 3000):
+        ds = dlnsim.run_gd(s.problem, W0, eta, max(k, 1), record=[max(k, 1)], keep_weights=True)
+        W = dlnsim.weights_from(ds) if k else W0
+        states.append(np.concatenate([w.ravel() for w in W]))
+    if start == "with_nan":
+        states.append(np.full_like(states[0], np.nan))
+    st = np.array(states)
+    dims = np.array([70, 2, 19, 36, 53, 70])
+    offs = np.concatenate([[0], np.cumsum(dims[1:] * dims[:-1])])
+    out = [(np.full((len(st), 4), -1.0), np.full((len(st), 5), -1.0), np.full((len(st), 2), -1.0)) for _ in range(2)]
+    import dlnsim._flow_diagnostics as fd
+
+    dense_rows: list[int] = []
+
+    def counting(states: np.ndarray, *args: np.ndarray) -> None:
+        dense_rows.append(len(states))
+        stack_diagnostics(states, *args)
+
+    monkeypatch.setattr(fd, "stack_diagnostics", counting)
+    states_diagnostics(st, dims, offs, *out[0])
+    stack_diagnostics(st, dims, offs, *out[1])
+    # which path: balanced rank-2 states all compressed, full-rank ones all dense, the NaN state dense
+    assert sum(dense_rows) == {"balanced": 0, "gaussian": len(st), "with_nan": 1}[start]
+    for a, b in zip(*out, strict=True):
+        scale = np.nanmax(np.abs(b), axis=1, keepdims=True) if start != "with_nan" else 1.0
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-11 * np.max(scale) + 1e-300)

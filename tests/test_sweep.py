@@ -7,8 +7,8 @@ All problems are small (paper setup with d = 8, m = 24, r = 2) so that the defau
 from __future__ import annotations
 
 import argparse
-import json
 import importlib
+import json
 import math
 import os
 import signal

@@ -20,21 +20,23 @@ def _compress(poly, n_slots, lo, rows, cols, qrt, ql, xr, xl, res, gr, gl):
     """Compressions of one layer in the dense-output slots of the integrator, for the diagnostics of
     `dlnsim.record.poly_diagnostics`, in one pass over the data.
 
-    For s < ``n_slots`` and p < 5 the block V_p = ``poly[s, p, lo : lo + rows * cols]`` is a C-ordered
-    (rows x cols) matrix.  Writes ``xr[s, p]`` = V_p Q_r (rows x kr, flat), ``xl[s, p]`` = Q_l^T V_p
-    (kl x cols, flat), ``res[s, p]`` = ||V_p (I - Q_r Q_r^T)||_F (formed explicitly: a difference of norms
-    would cancel; ||V_p||_F when kr = 0), and the Gram blocks ``gr[s, 5 p + q]`` = (V_p Q_r)^T (V_q Q_r)
-    (kr x kr, flat) and ``gl[s, 5 p + q]`` = (Q_l^T V_p) (Q_l^T V_q)^T.  ``qrt`` = Q_r^T (kr x cols) and
+    For s < ``n_slots`` and p < P (P = ``poly.shape[1]``: 5 for the dense output of a step, 1 for plain
+    states) the block V_p = ``poly[s, p, lo : lo + rows * cols]`` is a C-ordered (rows x cols) matrix.  Writes
+    ``xr[s, p]`` = V_p Q_r (rows x kr, flat), ``xl[s, p]`` = Q_l^T V_p (kl x cols, flat), ``res[s, p]`` =
+    ||V_p (I - Q_r Q_r^T)||_F (formed explicitly: a difference of norms would cancel; ||V_p||_F when kr = 0),
+    and the Gram blocks ``gr[s, P p + q]`` = (V_p Q_r)^T (V_q Q_r) (kr x kr, flat) and ``gl[s, P p + q]`` =
+    (Q_l^T V_p) (Q_l^T V_q)^T.  ``qrt`` = Q_r^T (kr x cols) and
     ``ql`` (rows x kl) have orthonormal rows and columns.  Reassociation only changes rounding (no
     finiteness tests here).
     """
     kr = qrt.shape[0]
     kl = ql.shape[1]
+    npoly = poly.shape[1]
     size = rows * cols
     e = np.empty(cols)
     two = kr == 2 and (kl == 2 or kl == 0)
     for s in range(n_slots):
-        for p in range(5):
+        for p in range(npoly):
             v = poly[s, p, lo : lo + size]
             x_r = xr[s, p]
             x_l = xl[s, p]
@@ -87,8 +89,8 @@ def _compress(poly, n_slots, lo, rows, cols, qrt, ql, xr, xl, res, gr, gl):
                     for c in range(cols):
                         xb[c] += w * row[c]
             res[s, p] = np.sqrt(acc)
-        for p in range(5):  # Gram blocks of the five compressed matrices of this step (q >= p, then mirrored)
-            for q in range(p, 5):
+        for p in range(npoly):  # Gram blocks of the compressed matrices of this slot (q >= p, then mirrored)
+            for q in range(p, npoly):
                 xp = xr[s, p]
                 xq = xr[s, q]
                 if kr == 2:
@@ -105,17 +107,17 @@ def _compress(poly, n_slots, lo, rows, cols, qrt, ql, xr, xl, res, gr, gl):
                         t01 += p0 * q1
                         t10 += p1 * q0
                         t11 += p1 * q1
-                    gr[s, 5 * p + q, 0] = gr[s, 5 * q + p, 0] = t00
-                    gr[s, 5 * p + q, 1] = gr[s, 5 * q + p, 2] = t01
-                    gr[s, 5 * p + q, 2] = gr[s, 5 * q + p, 1] = t10
-                    gr[s, 5 * p + q, 3] = gr[s, 5 * q + p, 3] = t11
+                    gr[s, npoly * p + q, 0] = gr[s, npoly * q + p, 0] = t00
+                    gr[s, npoly * p + q, 1] = gr[s, npoly * q + p, 2] = t01
+                    gr[s, npoly * p + q, 2] = gr[s, npoly * q + p, 1] = t10
+                    gr[s, npoly * p + q, 3] = gr[s, npoly * q + p, 3] = t11
                 else:
                     for a in range(kr):
                         for b in range(kr):
                             t = 0.0
                             for r in range(rows):
                                 t += xp[r * kr + a] * xq[r * kr + b]
-                            gr[s, 5 * p + q, a * kr + b] = gr[s, 5 * q + p, b * kr + a] = t
+                            gr[s, npoly * p + q, a * kr + b] = gr[s, npoly * q + p, b * kr + a] = t
                 lp = xl[s, p]
                 lq = xl[s, q]
                 for a in range(kl):
@@ -125,7 +127,7 @@ def _compress(poly, n_slots, lo, rows, cols, qrt, ql, xr, xl, res, gr, gl):
                         lb = lq[b * cols : (b + 1) * cols]
                         for c in range(cols):
                             t += la[c] * lb[c]
-                        gl[s, 5 * p + q, a * kl + b] = gl[s, 5 * q + p, b * kl + a] = t
+                        gl[s, npoly * p + q, a * kl + b] = gl[s, npoly * q + p, b * kl + a] = t
 
 
 
