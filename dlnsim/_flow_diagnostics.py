@@ -214,7 +214,10 @@ def compress_steps(poly: np.ndarray, n_slots: int, dims: np.ndarray, offs: np.nd
             res = np.zeros((n_slots, 5))
             gr = np.empty((n_slots, npoly * npoly, qrt.shape[0] ** 2))
             gl = np.empty((n_slots, npoly * npoly, ql.shape[1] ** 2))
-            _compress(poly, n_slots, int(offs[j - 1]), d[j], d[j - 1], qrt, ql, xr, xl, res, gr, gl)
+            if npoly == 1:
+                _compress_states(poly[:n_slots, 0], int(offs[j - 1]), d[j], d[j - 1], qrt, ql, xr, xl, res, gr, gl)
+            else:
+                _compress(poly, n_slots, int(offs[j - 1]), d[j], d[j - 1], qrt, ql, xr, xl, res, gr, gl)
             if npoly == 1:  # as the 5 x 5 blocks of the dense output, with V_1..V_4 = 0
                 gr, gl = (np.concatenate([g, np.zeros((n_slots, 24, g.shape[2]))], axis=1) for g in (gr, gl))
             grams["R", j], grams["L", j] = gr, gl
@@ -249,6 +252,22 @@ def compress_steps(poly: np.ndarray, n_slots: int, dims: np.ndarray, offs: np.nd
             "res": nres, "safe": safe, "worst": worst if np.isfinite(worst) else np.inf}
 
 
+def _compress_states(states: np.ndarray, lo: int, rows: int, cols: int, qrt: np.ndarray, ql: np.ndarray,
+                     xr: np.ndarray, xl: np.ndarray, res: np.ndarray, gr: np.ndarray, gl: np.ndarray) -> None:
+    """`_compress` for plain states (m, n) (one vector per slot), in numpy: batched products of a few
+    columns, as fast as the kernel for the few hundred states of a record, without its compile time."""
+    m = states.shape[0]
+    v = states[:, lo:lo + rows * cols].reshape(m, rows, cols)
+    kr, kl = qrt.shape[0], ql.shape[1]
+    x_r = v @ qrt.T  # (m, rows, kr)
+    x_l = ql.T @ v  # (m, kl, cols)
+    xr[:, 0] = x_r.reshape(m, rows * kr)
+    xl[:, 0] = x_l.reshape(m, kl * cols)
+    res[:, 0] = _frob(v - x_r @ qrt)  # formed explicitly (a difference of norms would cancel)
+    gr[:, 0] = (np.swapaxes(x_r, 1, 2) @ x_r).reshape(m, kr * kr)
+    gl[:, 0] = (x_l @ np.swapaxes(x_l, 1, 2)).reshape(m, kl * kl)
+
+
 def join_steps(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """`compress_steps` of consecutive buffers (same K) as one."""
     return {"K": parts[0]["K"], "worst": max(p["worst"] for p in parts),
@@ -256,7 +275,7 @@ def join_steps(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def step_diagnostics(steps: dict[str, Any], slot: np.ndarray, th: np.ndarray, dims: np.ndarray, bal: np.ndarray,
-                     lnorm: np.ndarray, sv: np.ndarray) -> np.ndarray:
+                     lnorm: np.ndarray, sv: np.ndarray, kernel: bool = True) -> np.ndarray:
     """The state diagnostics (as `stack_diagnostics`) of a factor flow at the dense-output states of step
     ``slot`` at positions ``th`` (see `dense_output`), from `compress_steps`, through small compressed
     problems; returns the mask of the times done (the others are left as they are).
@@ -289,7 +308,7 @@ def step_diagnostics(steps: dict[str, Any], slot: np.ndarray, th: np.ndarray, di
     K = steps["K"]
     nk = 2 * n - 2
     gall, lall = steps["gram"], steps["lin"]
-    if K == 2:  # the common case (rank-2 layers, the paper's d_1 = 2): the same in Numba, time by time
+    if K == 2 and kernel:  # the common case (rank-2 layers, the paper's d_1 = 2): the same in Numba, time by time
         done = np.empty(m, dtype=bool)
         b, ln, s = (np.full((m, c.shape[1]), np.nan) for c in (bal, lnorm, sv))
         _times_k2(gall, lall, steps["res"], steps["safe"], np.ascontiguousarray(slot, dtype=np.int64),
@@ -414,7 +433,8 @@ def states_diagnostics(states: np.ndarray, dims: np.ndarray, offs: np.ndarray, b
     ``sv``: through the compressed problems of `step_diagnostics` (bases from the first state, each state a
     constant polynomial), with the same acceptance tests, when the layers have a numerical rank of at most
     `_K_MAX`; the states whose bounds do not close, and all of them otherwise, densely.  The values agree with
-    `stack_diagnostics` to rounding (the acceptance tests bound the difference at that level)."""
+    `stack_diagnostics` to rounding (the acceptance tests bound the difference at that level).  All in numpy:
+    gradient descent does not wait for the compile of the flow's diagnostic kernels."""
     m = states.shape[0]
     n = len(dims) - 1
     if m == 0 or not (bal.size or lnorm.size or sv.size):
@@ -425,7 +445,7 @@ def states_diagnostics(states: np.ndarray, dims: np.ndarray, offs: np.ndarray, b
         Q = _bases(states[0], dims, offs)
         if Q[1].shape[1] <= _K_MAX:
             part = compress_steps(states[:, None, :], m, dims, offs, Q, sv.size > 0)
-            done = step_diagnostics(part, np.arange(m), np.zeros(m), dims, bal, lnorm, sv)
+            done = step_diagnostics(part, np.arange(m), np.zeros(m), dims, bal, lnorm, sv, kernel=False)
             rest = np.flatnonzero(~done)
     if rest.size:
         b, ln, s = bal[rest], lnorm[rest], sv[rest]

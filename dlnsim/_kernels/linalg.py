@@ -162,6 +162,7 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
     p_buf = p_t1 + db * d0
     # a narrow pivot: the residual pass and the products with inner dimension d_b are loops (see `narrow`)
     narrow = db == NARROW
+    fused = narrow and 0 < b < n  # the one-pass residual (b = 0 means d_0 = 2: no 70 x 70 data to save on)
     ff = F.reshape(dn * d0)
     full = grad == 1 or grad >= 3  # every gradient block
     step = grad == 4
@@ -196,7 +197,7 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
             un, uo = w, offs[b]
         else:
             un, uo = ws, p_u + uoff[n]
-        if narrow:
+        if fused:
             pass
         elif b > 0:
             _matmul(False, False, dn, d0, db, un, uo, ws, p_lr, ws, p_z)
@@ -204,17 +205,15 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
             _matmul(False, False, dn, d0, db, un, uo, Rt, 0, ws, p_z)
     else:
         _copy_flat(ws, p_z, ws, p_lr, dn * d0)
-    if narrow and b < n:
+    if fused:
         # one pass: 1/2 ||Z||^2, and with the gradient also U_N^T Z (lower layers) and V_N = Z (L_0 R^T)^T
+        # (one call site per loop kernel: each site is compiled, and vectorised, once more)
         if n == b + 1:
             vd, vo = g, offs[b]
         else:
             vd, vo = ws, p_v + uoff[n]
         want = grad != 0
-        if b > 0:
-            ex = _residual_pass(dn, d0, un, uo, ws, p_lr, ff, ws, p_t1, want, vd, vo, want)
-        else:
-            ex = _residual_pass(dn, d0, un, uo, Rt.reshape(d0 * d0), 0, ff, ws, p_t1, False, vd, vo, want)
+        ex = _residual_pass(dn, d0, un, uo, ws, p_lr, ff, ws, p_t1, want, vd, vo, want)
     else:
         # Z = W R^T - F; flat loops vectorise, and the norm goes to BLAS (a scalar running sum is latency-bound)
         z = ws[p_z : p_z + dn * d0]  # a slice, so the loop index needs no wraparound check (see _copy_flat)
@@ -231,7 +230,7 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
         else:
             dst, do = ws, p_m
         if b < n:
-            if not narrow:
+            if not fused:
                 _matmul(True, False, db, d0, dn, un, uo, ws, p_z, ws, p_t1)
             _matmul(False, True, db, d0, d0, ws, p_t1, Rt, 0, dst, do)
         else:
@@ -242,21 +241,12 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
             else:
                 dst, do = ws, p_m + loff[j]
             _matmul(False, True, db, dims[j], dims[j - 1], ws, p_m + loff[j - 1], w, offs[j - 1], dst, do)
-        if grad >= 3 and narrow:
-            if step:
-                gsq += _step_block(db * dims[b - 1], w, g, offs[b - 1], eta)
-            else:
-                gsq += _dot(db * dims[b - 1], g, offs[b - 1], g, offs[b - 1])
-        for j in range(1, b if full else 1):
+        for j in range(1, b if full and not narrow else 1):
             if j == b - 1:
                 src, so = w, offs[b - 1]
             else:
                 src, so = ws, p_l + loff[j]
-            if narrow:  # L_j^T: element (i, k) at so + k d_j + i
-                gsq += _rank_update(dims[j], dims[j - 1], src, so, 1, dims[j], ws, p_m + loff[j - 1], g,
-                                    offs[j - 1], w, eta, step)
-            else:
-                _matmul(True, False, dims[j], dims[j - 1], db, src, so, ws, p_m + loff[j - 1], g, offs[j - 1])
+            _matmul(True, False, dims[j], dims[j - 1], db, src, so, ws, p_m + loff[j - 1], g, offs[j - 1])
 
     # upper layers j = b+1..N: grad_j = V_j U_{j-1}^T,  V_N = Z (L_0 R^T)^T,  V_{j-1} = W_j^T V_j,
     # grad_{b+1} = V_{b+1}
@@ -265,7 +255,7 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
             dst, do = g, offs[b]
         else:
             dst, do = ws, p_v + uoff[n]
-        if narrow:
+        if fused:
             pass  # V_N came from the residual pass
         elif b > 0:
             _matmul(False, True, dn, db, d0, ws, p_z, ws, p_lr, dst, do)
@@ -277,27 +267,55 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
             else:
                 dst, do = ws, p_v + uoff[j - 1]
             _matmul(True, False, dims[j - 1], db, dims[j], w, offs[j - 1], ws, p_v + uoff[j], dst, do)
-        if grad >= 3 and narrow:
-            if step:
-                gsq += _step_block(dims[b + 1] * db, w, g, offs[b], eta)
-            else:
-                gsq += _dot(dims[b + 1] * db, g, offs[b], g, offs[b])
-        for j in range(b + 2, n + 1 if full else b + 2):
+        for j in range(b + 2, n + 1 if full and not narrow else b + 2):
             if j - 1 == b + 1:
                 src, so = w, offs[b]
             else:
                 src, so = ws, p_u + uoff[j - 1]
-            if narrow:  # V_j (U_{j-1}^T copied to unit-stride rows)
-                _transpose(dims[j - 1], db, src, so, ws, p_buf)
-                gsq += _rank_update(dims[j], dims[j - 1], ws, p_v + uoff[j], 2, 1, ws, p_buf, g, offs[j - 1], w,
-                                    eta, step)
+            _matmul(False, True, dims[j], dims[j - 1], db, ws, p_v + uoff[j], src, so, g, offs[j - 1])
+
+    # a pivot of width 2: the blocks with inner dimension 2 as loops (L_j^T M_{j-1}, j < b; V_j U_{j-1}^T,
+    # j > b + 1), each with its share of ||grad||^2 (and with grad = 4 the step)
+    if narrow and full:
+        # the step w - eta grad, or the gradient itself as 0 w + 1 grad (exact for a finite w; at a non-finite
+        # w the gradient is not finite either)
+        keep, r_eta = (1.0, eta) if step else (0.0, -1.0)
+        for j in range(1, n + 1):
+            if j < b:  # A = L_j^T: element (i, k) at so + k d_j + i
+                if j == b - 1:
+                    a_arr, a_off = w, offs[b - 1]
+                else:
+                    a_arr, a_off = ws, p_l + loff[j]
+                sa_i, sa_c, b_off = 1, dims[j], p_m + loff[j - 1]
+            elif j >= b + 2:  # A = V_j, B = U_{j-1}^T copied to unit-stride rows
+                if j - 1 == b + 1:
+                    u_arr, u_off = w, offs[b]
+                else:
+                    u_arr, u_off = ws, p_u + uoff[j - 1]
+                _transpose(dims[j - 1], db, u_arr, u_off, ws, p_buf)
+                a_arr, a_off, sa_i, sa_c, b_off = ws, p_v + uoff[j], 2, 1, p_buf
             else:
-                _matmul(False, True, dims[j], dims[j - 1], db, ws, p_v + uoff[j], src, so, g, offs[j - 1])
-    if grad >= 3 and not narrow:
-        if step:
-            gsq = _step_block(g.shape[0], w, g, 0, eta)
-        else:
-            gsq = _dot(g.shape[0], g, 0, g, 0)
+                continue
+            gsq += _rank_update(dims[j], dims[j - 1], a_arr, a_off, sa_i, sa_c, ws, b_off, g, offs[j - 1], w, keep,
+                                r_eta)
+    # the blocks written by dgemm (all of them without a narrow pivot): their norm, and the step
+    if grad >= 3:
+        for q in range(2):
+            if narrow:
+                if q == 0 and b > 0:
+                    o, size = offs[b - 1], db * dims[b - 1]
+                elif q == 1 and b < n:
+                    o, size = offs[b], dims[b + 1] * db
+                else:
+                    continue
+            elif q == 0:
+                o, size = 0, g.shape[0]
+            else:
+                continue
+            if step:
+                gsq += _step_block(size, w, g, o, eta)
+            else:
+                gsq += _dot(size, g, o, g, o)
     return ex, gsq
 
 

@@ -47,52 +47,43 @@ def _residual_pass(dn, d0, u, uo, lr, lo, ff, t, to, want_t, v, vo, want_v):
         u0 = u[uo + 2 * i]
         u1 = u[uo + 2 * i + 1]
         acc = 0.0
-        if want_t or want_v:
-            v0 = 0.0
-            v1 = 0.0
-            for j in range(d0):
-                z = u0 * l0[j] + u1 * l1[j] - fr[j]
-                acc += z * z
-                v0 += z * l0[j]
-                v1 += z * l1[j]
-                t0[j] += u0 * z
-                t1[j] += u1 * z
-            if want_v:
-                v[vo + 2 * i] = v0
-                v[vo + 2 * i + 1] = v1
-        else:
-            for j in range(d0):
-                z = u0 * l0[j] + u1 * l1[j] - fr[j]
-                acc += z * z
+        v0 = 0.0
+        v1 = 0.0
+        for j in range(d0):
+            z = u0 * l0[j] + u1 * l1[j] - fr[j]
+            acc += z * z
+            v0 += z * l0[j]
+            v1 += z * l1[j]
+            t0[j] += u0 * z
+            t1[j] += u1 * z
+        if want_v:
+            v[vo + 2 * i] = v0
+            v[vo + 2 * i + 1] = v1
         s += acc
     return 0.5 * s
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
-def _rank_update(m, n, a, ao, sa_i, sa_c, b, bo, c, co, base, eta, step):
-    """C = A B into c[co : co + m n] (m x n, C-ordered) for an inner dimension 2: A (m x 2) has element (i, k)
-    at a[ao + i sa_i + k sa_c] (any strides), B (2 x n) is C-ordered at b[bo:]; with ``step``, C = X - eta A B
-    instead, X = base[co : co + m n] (a gradient step taken as the block is formed).  Returns ||A B||_F^2 (a
-    gradient block's share of ||grad||^2, for the price of a vectorised reduction instead of another pass)."""
+def _rank_update(m, n, a, ao, sa_i, sa_c, b, bo, c, co, base, keep, eta):
+    """C = keep X - eta A B into c[co : co + m n] (m x n, C-ordered), X = base[co : co + m n], for an inner
+    dimension 2: A (m x 2) has element (i, k) at a[ao + i sa_i + k sa_c] (any strides), B (2 x n) is C-ordered
+    at b[bo:].  keep = 1: a gradient step taken as the block is formed; keep = 0, eta = -1: the product A B
+    itself, exactly (for a finite X).  Returns ||A B||_F^2 (a gradient block's share of ||grad||^2, for the
+    price of a vectorised reduction instead of another pass).  (One loop for both uses: every variant of a loop
+    costs compile time at each of its call sites.)"""
     b0 = b[bo : bo + n]
     b1 = b[bo + n : bo + 2 * n]
     s = 0.0
     for i in range(m):
         row = c[co + i * n : co + (i + 1) * n]
+        xr = base[co + i * n : co + (i + 1) * n]
         x0 = a[ao + i * sa_i]
         x1 = a[ao + i * sa_i + sa_c]
         acc = 0.0
-        if step:
-            xr = base[co + i * n : co + (i + 1) * n]
-            for j in range(n):
-                x = x0 * b0[j] + x1 * b1[j]
-                row[j] = xr[j] - eta * x
-                acc += x * x
-        else:
-            for j in range(n):
-                x = x0 * b0[j] + x1 * b1[j]
-                row[j] = x
-                acc += x * x
+        for j in range(n):
+            x = x0 * b0[j] + x1 * b1[j]
+            row[j] = keep * xr[j] - eta * x
+            acc += x * x
         s += acc
     return s
 
