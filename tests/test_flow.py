@@ -447,8 +447,7 @@ def _assert_diagnostics_match(ds: xr.Dataset, states: np.ndarray, widths: tuple[
 )
 def test_state_diagnostics_agree_with_the_dense_computation_to_rounding(case):
     """The diagnostics from the compressed dense output (`dlnsim._flow_diagnostics`) are those of the states:
-    low-rank layers (compressed to k = 2, 3) and full-rank ones (nothing to compress); bases of 2 columns take
-    the compiled path (`_kernels.flow_diag._times_k2`), the others numpy."""
+    low-rank layers (compressed to k = 2, 3) and full-rank ones (nothing to compress)."""
     problem = _problem(5, 4, 12, seed=60)
     rng = np.random.default_rng(61)
     kind, eta = "factor", None
