@@ -11,8 +11,7 @@ y + th (r0 + (1 - th) (r1 + th (r2 + (1 - th) r3))) (`dense_output`).  The diagn
   do not close (their states from a second, identical integration, `states_at`), the times t <= 0, the
   end-to-end flow and N = 1.
 
-`states_diagnostics` applies the compressed problems to plain states (the records of gradient descent, whose
-rank-r balanced starts keep rank r as well: every gradient block is a product through the narrowest layer).
+`dlnsim._gd_diagnostics` applies the compressed problems to plain states (the records of gradient descent).
 """
 
 from __future__ import annotations
@@ -27,10 +26,7 @@ from ._kernels.flow_diag import _compress
 from .record import _layers_of, stack_diagnostics
 
 __all__ = ["Steps", "compress_steps", "dense_diagnostics", "dense_output", "join_steps", "states_at",
-           "states_diagnostics", "step_diagnostics"]
-
-#: widest bases for which `states_diagnostics` compresses (wider: the dense problems are as cheap)
-_K_MAX = 8
+           "step_diagnostics"]
 
 
 def dense_output(poly: np.ndarray, slot: np.ndarray, th: np.ndarray) -> np.ndarray:
@@ -426,32 +422,6 @@ class Steps:
                 done[sel] = step_diagnostics(seg, step[sel] - first, th[r], self.dims, b, lnr, s)
                 bal[r], ln[r], sv[r] = b, lnr, s
         return np.asarray(rows[~done])
-
-
-def states_diagnostics(states: np.ndarray, dims: np.ndarray, offs: np.ndarray, bal: np.ndarray, lnorm: np.ndarray,
-                       sv: np.ndarray) -> None:
-    """`record.stack_diagnostics` of a stack of factor states (m, n), into the rows of ``bal``, ``lnorm``,
-    ``sv``: through the compressed problems of `step_diagnostics` (bases from the first state, each state a
-    constant polynomial), with the same acceptance tests, when the layers have a numerical rank of at most
-    `_K_MAX`; the states whose bounds do not close, and all of them otherwise, densely.  The values agree with
-    `stack_diagnostics` to rounding (the acceptance tests bound the difference at that level).  All in numpy:
-    gradient descent does not wait for the compile of the flow's diagnostic kernel."""
-    m = states.shape[0]
-    n = len(dims) - 1
-    if m == 0 or not (bal.size or lnorm.size or sv.size):
-        return
-    states = np.ascontiguousarray(states)
-    rest = np.arange(m)
-    if n >= 2 and np.all(np.isfinite(states[0])):
-        Q = _bases(states[0], dims, offs)
-        if Q[1].shape[1] <= _K_MAX:
-            part = compress_steps(states[:, None, :], m, dims, offs, Q, sv.size > 0)
-            done = step_diagnostics(part, np.arange(m), np.zeros(m), dims, bal, lnorm, sv)
-            rest = np.flatnonzero(~done)
-    if rest.size:
-        b, ln, s = bal[rest], lnorm[rest], sv[rest]
-        stack_diagnostics(states[rest], dims, offs, b, ln, s)
-        bal[rest], lnorm[rest], sv[rest] = b, ln, s
 
 
 def states_at(kernel: Any, args: tuple[Any, ...], y0: np.ndarray, t: np.ndarray, idx: np.ndarray) -> np.ndarray:

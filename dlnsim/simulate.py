@@ -56,7 +56,7 @@ import xarray as xr
 
 from . import dataset
 from ._blas import blas_threads as _blas_threads
-from ._flow_diagnostics import states_diagnostics
+from ._gd_diagnostics import states_diagnostics
 from ._kernels import gd as _gd
 from ._kernels.linalg import workspace_size
 from ._notice import compile_notice

@@ -217,14 +217,28 @@ def _fig2(data: Path, n: Numbers, prefix: str) -> str:
     check = "; ".join(f"N = {n.i(N)}: estimate {n.i(need_a.sel(N=N))}, the run converged at "
                       f"{n.i(a['stop_iteration'].sel(N=N))}" for N in conv_a)
     not_conv = [N for N in Ns if b["status"].sel(N=N).item() != "converged"]
-    # a run that diverges with eta_k within 2 % of eta_s is at the edge of linear stability: say so
-    edge = [(int(N), float(r)) for N, r in zip(Ns, d["stop_eta_over_sharpness"].values, strict=True)
-            if abs(float(r) - 1.0) <= 0.02]
-    marginal = "".join(
-        f" N = {n.i(N)} is marginal: it first converges and diverges only once η_k has decayed to within "
-        f"{n.f(100 * abs(r - 1.0))} % of η_s, where its minimiser is barely stable, so the iteration at which it "
-        "diverges is sensitive to rounding (a different summation order in the kernel moves it by orders of "
-        "magnitude); the panel's conclusion does not depend on it." for N, r in edge)
+    # panel d, depth by depth from its status: the diverging runs, and any that converge instead (at this edge
+    # the outcome can depend on rounding: say so when eta_k is within 2 % of eta_s where the run stopped)
+    div = [N for N in Ns if d["status"].sel(N=N).item() == "diverged"]
+    other = [N for N in Ns if N not in div]
+
+    def at_stop(Ns_: list[Any]) -> str:
+        return (f"k = {n.seq([d['stop_iteration'].sel(N=N) for N in Ns_], n.i)}, where η_k is still "
+                f"{n.seq([d['stop_eta_over_sharpness'].sel(N=N) for N in Ns_], n.f)} η_s")
+
+    panel_d = (f"N = {n.seq(div, n.i)} first lower{'s' if len(div) == 1 else ''} the loss (to "
+               f"{n.seq([d['min_loss'].sel(N=N) for N in div], n.v)}) and diverge{'s' if len(div) == 1 else ''} at "
+               f"{at_stop(div)}: the schedule, not an oversized first step, makes "
+               f"{'it' if len(div) == 1 else 'them'} diverge.") if div else "No depth diverges."
+    for N in other:
+        r = float(d["stop_eta_over_sharpness"].sel(N=N))
+        panel_d += (f" N = {n.i(N)} does not diverge: it ends {d['status'].sel(N=N).item()} at L = "
+                    f"{n.v(d['final_loss'].sel(N=N))} (k = {n.i(d['stop_iteration'].sel(N=N))}, η_k = {n.f(r)} η_s)")
+        if abs(r - 1.0) <= 0.02:
+            panel_d += (", at the edge: η_k has decayed to η_s itself, where the balanced minimiser is barely "
+                        "stable and GD can settle at a flatter one, and whether it diverges there depends on rounding "
+                        "(with a kernel that summed in another order, this same run diverged)")
+        panel_d += "."
     return (
         f"**Figure 2 (decreasing stepsizes)** — η_k = {F('max{a₁(k+1)^−γ, a₂/(k+1)}')} is **our reconstruction of "
         f"(5.2)** (docs/theory.md); with a₁ = a₂ = η* in (a) and (b) every candidate form gives {F('η*(k+1)^−γ')}. "
@@ -249,12 +263,9 @@ def _fig2(data: Path, n: Numbers, prefix: str) -> str:
         f"the bound for the first {n.e(c_violate, 0)} steps: {ends(c)}.\n"
         f"* (d) is ours: a slowly decaying schedule, γ = {n.p(gd)}, a₁ = a₂ = "
         f"{n.p(d['eta0_over_sharpness'].isel(N=0))} η_s, where η_s = {F('2/λ_max')} of the Hessian at the balanced "
-        "global minimiser GD heads for (η_crit lies within a few per cent of it). GD first lowers the loss "
-        f"(to {n.seq(d['min_loss'].values, n.v)}) and diverges at k = "
-        f"{n.seq(d['stop_iteration'].values, n.i)}, where η_k is still "
-        f"{n.seq(d['stop_eta_over_sharpness'].values, n.f)} η_s: the schedule, not an oversized first step, "
-        f"makes it diverge.{marginal} The paper makes its panel d diverge by a larger a₂; in our form a₂ only acts "
-        f"during the first {F('(a₂/a₁)^(1/(1−γ))')} steps, where a larger a₂ can only mean an oversized first step."
+        f"global minimiser GD heads for (η_crit lies within a few per cent of it). {panel_d} The paper makes its "
+        f"panel d diverge by a larger a₂; in our form a₂ only acts during the first {F('(a₂/a₁)^(1/(1−γ))')} steps, "
+        "where a larger a₂ can only mean an oversized first step."
     )
 
 
