@@ -105,6 +105,9 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
                               ("reference_err", "scipy vs tight reference")):
                 out.append({"target": f"flow states agreement, {what} (in units of rtol)", "want": "<= 10",
                             "measured": r[key] / rtol, "met": r[key] / rtol <= 10})
+        if "diagnostics_ratio" in r:
+            out.append({"target": "run_flow with default diagnostics / without (20 000 times)", "want": "<= 2",
+                        "measured": r["diagnostics_ratio"], "met": r["diagnostics_ratio"] <= 2})
     for r in results.get("sweep", []):
         if "efficiency" in r:
             out.append({"target": "grid on all cores (threads), end to end: rate / (cores x serial rate)",

@@ -28,6 +28,7 @@ Compilation is excluded (warm-up calls first).
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -188,11 +189,38 @@ def _case(N: int, seed: int, T: float, n_times: int, rtol: float, atol: float, k
     return rows
 
 
+def diagnostics_cost(N: int = 5, seed: int = 0, T: float = 20.0, n_times: int = 20_000,
+                     pairs: int = 11) -> dict[str, Any]:
+    """`dlnsim.run_flow` with its default diagnostics (balancedness, layer norms, singular values, loss and
+    gradient norm at every time) against the same run with ``diagnostics=False``, in ``pairs`` back-to-back pairs
+    (the median of the pairs' ratios: this VM drifts by tens of per cent between seconds)."""
+    s = dlnsim.paper_setup(N, seed)
+    t = np.linspace(0.0, T, n_times)
+    dlnsim.run_flow(s.problem, s.W0, t)  # load the kernels
+    dlnsim.run_flow(s.problem, s.W0, t, diagnostics=False)
+    bare, full, ratio = [], [], []
+    for _ in range(pairs):
+        t0 = time.perf_counter()
+        dlnsim.run_flow(s.problem, s.W0, t, diagnostics=False)
+        bare.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        dlnsim.run_flow(s.problem, s.W0, t)
+        full.append(time.perf_counter() - t0)
+        ratio.append(full[-1] / bare[-1])
+    return {"case": f"diagnostics: run_flow default diagnostics vs diagnostics=False, paper setup N={N} "
+                    f"seed={seed}, T={T:g}, {n_times} times", "dlnsim_s": statistics.median(full),
+            "bare_s": statistics.median(bare), "diagnostics_ratio": statistics.median(ratio),
+            "ratio_min_max": f"{min(ratio):.2f}-{max(ratio):.2f}", "pairs": pairs}
+
+
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    """The benchmark rows (``quick``: one timing run per side instead of the best of 3)."""
+    """The benchmark rows (``quick``: one timing run per side instead of the best of 3, 5 pairs for the
+    diagnostics' cost instead of 11)."""
     with blas_threads(1):
-        return _case(N=5, seed=0, T=20.0, n_times=20_000, rtol=1e-8, atol=1e-10, keep_every=100,
+        rows = _case(N=5, seed=0, T=20.0, n_times=20_000, rtol=1e-8, atol=1e-10, keep_every=100,
                      repeats=1 if quick else 3)
+        rows.append(diagnostics_cost(pairs=5 if quick else 11))
+        return rows
 
 
 def main() -> None:

@@ -79,13 +79,13 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         flow_cold = _py(FIRST_FLOW, env)
         flow_warm = _py(FIRST_FLOW, env)
     rows.append({"case": "compile: first call, empty cache", "seconds": cold["first_call_s"],
-                 "import_s": cold["import_setup_s"], "target": "<= 15 s"})
+                 "import_s": cold["import_setup_s"], "target": "<= 5 s"})
     rows.append({"case": "compile: first call, warm cache", "seconds": warm["first_call_s"],
-                 "import_s": warm["import_setup_s"], "target": "<= 2 s"})
+                 "import_s": warm["import_setup_s"], "target": "<= 1 s"})
     rows.append({"case": "compile: first run_flow call, empty cache (GD kernels cached)",
-                 "seconds": flow_cold["first_call_s"], "import_s": flow_cold["import_setup_s"], "target": "<= 15 s"})
+                 "seconds": flow_cold["first_call_s"], "import_s": flow_cold["import_setup_s"], "target": "<= 10 s"})
     rows.append({"case": "compile: first run_flow call, warm cache", "seconds": flow_warm["first_call_s"],
-                 "import_s": flow_warm["import_setup_s"], "target": "<= 2 s"})
+                 "import_s": flow_warm["import_setup_s"], "target": "<= 1 s"})
     if not quick:
         t0 = time.perf_counter()
         long = _py(LONG_RUN, dict(os.environ))

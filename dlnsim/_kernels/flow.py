@@ -506,17 +506,23 @@ def _make_integrator(kind: int, name: str, stamp: str = SOURCES) -> Any:
                         p3[i] = r2[i]
                         p4[i] = r3[i]
                 while idx < n_t and t_eval[idx] <= t_new:
+                    # the state at a requested time only where something is recorded from it (a pass over
+                    # the state per time: most of the work when states are kept at a few of many times)
+                    need = save_idx[idx] >= 0 or with_loss or with_grad
                     if t_eval[idx] == t_new:
                         th = 1.0
-                        for i in range(n):
-                            ytmp[i] = y1[i]
+                        if need:
+                            for i in range(n):
+                                ytmp[i] = y1[i]
                     else:
                         th = (t_eval[idx] - t) / h_step
                         th1 = 1.0 - th
-                        for i in range(n):
-                            ytmp[i] = y[i] + th * (r0[i] + th1 * (r1[i] + th * (r2[i] + th1 * r3[i])))
-                    _emit(kind, ytmp, idx, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, rec, with_loss,
-                          with_grad)
+                        if need:
+                            for i in range(n):
+                                ytmp[i] = y[i] + th * (r0[i] + th1 * (r1[i] + th * (r2[i] + th1 * r3[i])))
+                    if need:
+                        _emit(kind, ytmp, idx, dims, offs, pivot, Rt, F, ws, g, save_idx, out_y, rec, with_loss,
+                              with_grad)
                     rec[REC_TH, idx] = th
                     slot[idx] = s
                     idx += 1
