@@ -13,6 +13,7 @@ import numpy as np
 import scipy.linalg
 
 from ._kernels import flow as _fk
+from ._kernels.flow_point import _point
 from ._validate import nonneg_int, positive_float
 from .objective import _checked, _layout
 from .problem import Problem
@@ -28,7 +29,7 @@ def _hvp_fn(problem: Problem, w: np.ndarray, dims: np.ndarray) -> Callable[[np.n
 
     def hvp(v: np.ndarray) -> np.ndarray:
         out = np.empty_like(w)
-        _fk._point(_fk.HVP, w, np.ascontiguousarray(v, dtype=np.float64), dims, offs, pivot, problem.Rt,
+        _point(_fk.HVP, w, np.ascontiguousarray(v, dtype=np.float64), dims, offs, pivot, problem.Rt,
                    problem.F, 0.0, 0, out)
         return out
 

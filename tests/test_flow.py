@@ -14,6 +14,7 @@ from scipy.integrate import solve_ivp
 import dlnsim
 from dlnsim import dataset
 from dlnsim._kernels import flow as fk
+from dlnsim._kernels.flow_point import _point
 from dlnsim.compare import COMPARE_SCHEMA, compare_flow
 from dlnsim.flow import FLOW_SCHEMA, _run_flow, run_flow
 from dlnsim.hessian import sharpness
@@ -39,7 +40,7 @@ def _rhs(kind: int, problem: dlnsim.Problem, y: np.ndarray, dims: np.ndarray, et
          rank: int = 0) -> np.ndarray:
     offs = np.concatenate([[0], np.cumsum(dims[1:] * dims[:-1])]).astype(np.int64)
     f = np.empty_like(y)
-    fk._point(kind, y, y, dims, offs, int(np.argmin(dims)), problem.Rt, problem.F, eta, rank, f)
+    _point(kind, y, y, dims, offs, int(np.argmin(dims)), problem.Rt, problem.F, eta, rank, f)
     return f
 
 
@@ -56,7 +57,7 @@ def test_numba_hvp_equals_numpy_reference(widths):
     V = dlnsim.gaussian_init(widths, rng, 1.0)
     w, dims, offs, _ = _layout(W)
     out = np.empty_like(w)
-    fk._point(fk.HVP, w, _flat(V), dims, offs, int(np.argmin(dims)), problem.Rt, problem.F, 0.0, 0, out)
+    _point(fk.HVP, w, _flat(V), dims, offs, int(np.argmin(dims)), problem.Rt, problem.F, 0.0, 0, out)
     ref = _flat(dlnsim.hessian_vector_product(problem, W, V))
     # two closed forms of the same products: agreement to rounding, 1e-12 of the largest entry
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
@@ -572,7 +573,7 @@ def test_sharpness_matches_dense_hessian():
     for i in range(n):
         e = np.zeros(n)
         e[i] = 1.0
-        fk._point(fk.HVP, w, e, dims, offs, int(np.argmin(dims)), problem.Rt, problem.F, 0.0, 0, col)
+        _point(fk.HVP, w, e, dims, offs, int(np.argmin(dims)), problem.Rt, problem.F, 0.0, 0, col)
         H[:, i] = col
     np.testing.assert_allclose(H, H.T, rtol=0, atol=1e-12 * np.abs(H).max())  # a Hessian: symmetric
     top = np.linalg.eigvalsh(0.5 * (H + H.T))[-1]

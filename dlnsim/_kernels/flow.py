@@ -20,13 +20,10 @@ Right-hand sides (selected by the integer ``kind``)
 
 Integrator
 ----------
-Dormand-Prince 5(4) (Hairer, Norsett & Wanner, *Solving ODEs I*, II.5 and the code DOPRI5): FSAL,
-local extrapolation (the 5th-order solution is propagated), error norm
-err = sqrt(mean((e_i / (atol + rtol max(|y_i|, |y_new_i|)))^2)), the PI step-size controller of DOPRI5
-(beta = 0.04, safety 0.9, step ratio in [0.2, 10], no growth right after a rejection), the initial step of
-Hairer's algorithm when ``h_init`` is 0, and the continuous extension of order 4 (CONTD5) for the
-requested times, so steps are never shortened to hit them (only the last step ends exactly at the last
-requested time).  With ``h_fixed > 0`` the error control is off: steps of equal length <= h_fixed.
+Dormand-Prince 5(4) as in DOPRI5 (coefficients and controller constants in `dopri`): FSAL, local
+extrapolation, the RMS error norm, the PI step-size controller, Hairer's initial step when ``h_init`` is 0,
+and the continuous extension of order 4 for the requested times, so steps are never shortened to hit them.
+With ``h_fixed > 0`` the error control is off: steps of equal length <= h_fixed.
 
 Outputs and diagnostics
 -----------------------
@@ -61,6 +58,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from . import dopri as dp
 from .flow_rhs import (
     _e2e_rhs,
     _excess_loss,  # noqa: F401  (the loss at the requested times, for callers of this module)
@@ -72,7 +70,7 @@ from .linalg import SOURCES, _grad_norm_sq, _loss_and_grad, _workspace_size
 FACTOR = 0
 END_TO_END = 1
 MODIFIED = 2
-HVP = 3  # `_point` only: a Hessian-vector product
+HVP = 3  # `flow_point._point` only: a Hessian-vector product
 
 DONE = 0
 MAX_STEPS = 1
@@ -115,83 +113,6 @@ F_H = 1  # proposed next step
 F_H0 = 2  # first step used
 F_FACOLD = 3  # error of the last accepted step (step-size controller)
 N_FSTATS = 4
-
-# Dormand-Prince 5(4) tableau
-C2 = 1.0 / 5.0
-C3 = 3.0 / 10.0
-C4 = 4.0 / 5.0
-C5 = 8.0 / 9.0
-A21 = 1.0 / 5.0
-A31 = 3.0 / 40.0
-A32 = 9.0 / 40.0
-A41 = 44.0 / 45.0
-A42 = -56.0 / 15.0
-A43 = 32.0 / 9.0
-A51 = 19372.0 / 6561.0
-A52 = -25360.0 / 2187.0
-A53 = 64448.0 / 6561.0
-A54 = -212.0 / 729.0
-A61 = 9017.0 / 3168.0
-A62 = -355.0 / 33.0
-A63 = 46732.0 / 5247.0
-A64 = 49.0 / 176.0
-A65 = -5103.0 / 18656.0
-A71 = 35.0 / 384.0
-A73 = 500.0 / 1113.0
-A74 = 125.0 / 192.0
-A75 = -2187.0 / 6784.0
-A76 = 11.0 / 84.0
-# error coefficients: b_i (5th order) - bhat_i (4th order)
-E1 = 71.0 / 57600.0
-E3 = -71.0 / 16695.0
-E4 = 71.0 / 1920.0
-E5 = -17253.0 / 339200.0
-E6 = 22.0 / 525.0
-E7 = -1.0 / 40.0
-# continuous extension (CONTD5)
-D1 = -12715105075.0 / 11282082432.0
-D3 = 87487479700.0 / 32700410799.0
-D4 = -10690763975.0 / 1880347072.0
-D5 = 701980252875.0 / 199316789632.0
-D6 = -1453857185.0 / 822651844.0
-D7 = 69997945.0 / 29380423.0
-
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _tableau():
-    """The Runge-Kutta matrix a_{sj} of the seven stages (row 6 = the 5th-order weights b_j)."""
-    a = np.zeros((7, 7))
-    a[1, 0] = A21
-    a[2, 0] = A31
-    a[2, 1] = A32
-    a[3, 0] = A41
-    a[3, 1] = A42
-    a[3, 2] = A43
-    a[4, 0] = A51
-    a[4, 1] = A52
-    a[4, 2] = A53
-    a[4, 3] = A54
-    a[5, 0] = A61
-    a[5, 1] = A62
-    a[5, 2] = A63
-    a[5, 3] = A64
-    a[5, 4] = A65
-    a[6, 0] = A71
-    a[6, 2] = A73
-    a[6, 3] = A74
-    a[6, 4] = A75
-    a[6, 5] = A76
-    return a
-
-
-# step-size control (DOPRI5 defaults)
-SAFE = 0.9
-BETA = 0.04
-EXPO1 = 0.2 - BETA * 0.75
-FACC1 = 1.0 / 0.2  # smallest step ratio 0.2
-FACC2 = 1.0 / 10.0  # largest step ratio 10
-
 
 # ----------------------------------------------------------------------------------------------------------
 # the right-hand sides (building blocks in `flow_rhs`)
@@ -341,7 +262,7 @@ def _make_integrator(kind: int, name: str, stamp: str = SOURCES) -> Any:
         y1 = np.empty(n)
         ytmp = np.empty(n)
         rc = np.empty((4, n))  # dense-output coefficients
-        tab = _tableau()
+        tab = dp._tableau()
         t_end = t_eval[n_t - 1] if n_t > 0 else 0.0
         fixed = h_fixed > 0.0
         n_fix = 0
@@ -443,8 +364,8 @@ def _make_integrator(kind: int, name: str, stamp: str = SOURCES) -> Any:
                 err = 0.0
                 for i in range(n):
                     sk = atol + rtol * max(abs(y[i]), abs(y1[i]))
-                    e = h_step * (E1 * ks[0, i] + E3 * ks[2, i] + E4 * ks[3, i] + E5 * ks[4, i] + E6 * ks[5, i]
-                                  + E7 * ks[6, i])
+                    e = h_step * (dp.E1 * ks[0, i] + dp.E3 * ks[2, i] + dp.E4 * ks[3, i] + dp.E5 * ks[4, i]
+                                  + dp.E6 * ks[5, i] + dp.E7 * ks[6, i])
                     err += (e / sk) ** 2
                 err = np.sqrt(err / max(n, 1))
                 if not np.isfinite(err):
@@ -453,9 +374,9 @@ def _make_integrator(kind: int, name: str, stamp: str = SOURCES) -> Any:
                     h_next = 0.1 * h_step
                     last_rejected = True
                 else:
-                    fac11 = err**EXPO1
-                    fac = fac11 / facold**BETA  # PI (Lund-stabilised) controller of DOPRI5
-                    fac = max(FACC2, min(FACC1, fac / SAFE))
+                    fac11 = err**dp.EXPO1
+                    fac = fac11 / facold**dp.BETA  # PI (Lund-stabilised) controller of DOPRI5
+                    fac = max(dp.FACC2, min(dp.FACC1, fac / dp.SAFE))
                     if err <= 1.0:
                         accept = True
                         facold = max(err, 1.0e-4)
@@ -465,7 +386,7 @@ def _make_integrator(kind: int, name: str, stamp: str = SOURCES) -> Any:
                         last_rejected = False
                     else:
                         accept = False
-                        h_next = h_step / min(FACC1, fac11 / SAFE)
+                        h_next = h_step / min(dp.FACC1, fac11 / dp.SAFE)
                         last_rejected = True
 
             if not accept:
@@ -483,8 +404,8 @@ def _make_integrator(kind: int, name: str, stamp: str = SOURCES) -> Any:
                     rc[0, i] = ydiff
                     rc[1, i] = bspl
                     rc[2, i] = ydiff - h_step * ks[6, i] - bspl
-                    rc[3, i] = h_step * (D1 * ks[0, i] + D3 * ks[2, i] + D4 * ks[3, i] + D5 * ks[4, i]
-                                         + D6 * ks[5, i] + D7 * ks[6, i])
+                    rc[3, i] = h_step * (dp.D1 * ks[0, i] + dp.D3 * ks[2, i] + dp.D4 * ks[3, i] + dp.D5 * ks[4, i]
+                                         + dp.D6 * ks[5, i] + dp.D7 * ks[6, i])
                 # 1-D rows: loops over contiguous vectors that LLVM vectorises (rc[q, i] does not)
                 r0 = rc[0]
                 r1 = rc[1]
@@ -555,35 +476,3 @@ _integrate_modified = _make_integrator(MODIFIED, "_integrate_modified")
 
 #: the entry point of each flow kind
 ENTRY = {FACTOR: _integrate_factor, END_TO_END: _integrate_end_to_end, MODIFIED: _integrate_modified}
-
-
-def _make_point(kind: int, name: str, stamp: str = SOURCES) -> Any:
-    """The single evaluation of `_point` for ``kind``, compiled on first use (a closure constant, as in
-    `_make_integrator`: the Hessian-vector product does not compile the flows' right-hand sides)."""
-
-    def point(y, v, dims, offs, pivot, Rt, F, eta, rank, out):
-        stamp  # noqa: B018  (the kernels' sources: part of the cache key, see `linalg.SOURCES`)
-        if kind == HVP:
-            _hvp(y, v, dims, offs, Rt, F, out)
-            return 0.0
-        ws = np.empty(_workspace_size(dims, pivot))
-        g = np.empty(y.shape[0])
-        return _rhs(kind, y, out, dims, offs, pivot, Rt, F, eta, rank, ws, g)
-
-    point.__name__ = point.__qualname__ = name
-    return njit(cache=True, nogil=True)(point)
-
-
-_POINTS = {kind: _make_point(kind, f"_point_{label}")
-           for kind, label in ((FACTOR, "factor"), (END_TO_END, "end_to_end"), (MODIFIED, "modified"), (HVP, "hvp"))}
-
-
-def _point(kind: int, y: Any, v: Any, dims: Any, offs: Any, pivot: int, Rt: Any, F: Any, eta: float, rank: int,
-           out: Any) -> float:
-    """One evaluation at ``y`` (own workspace), from Python.
-
-    ``kind`` FACTOR / END_TO_END / MODIFIED: ``out`` = right-hand side of that flow, returns the excess loss
-    (``v`` unused); ``kind`` HVP: ``out`` = Hess L^N(y) v, returns 0.  Each kind is its own compiled function
-    (`_make_point`), compiled on first use.
-    """
-    return float(_POINTS[kind](y, v, dims, offs, pivot, Rt, F, eta, rank, out))

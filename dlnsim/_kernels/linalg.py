@@ -43,7 +43,7 @@ from .narrow import NARROW, _rank_update, _residual_pass, _step_block, _transpos
 
 def _sources_digest() -> str:
     """A digest of the sources of all kernel modules.  The entry points compiled as closures (the integrators,
-    `flow._point`, `gd._gd_chunk`) hold it as a closure constant, which is part of Numba's cache key: Numba
+    `flow_point._point`, `gd._gd_chunk`) hold it as a closure constant, which is part of Numba's cache key: Numba
     checks only the source file of a cached function, not those of its callees, so without it an edit of the
     gradient kernel here or of `blas` would leave their cached machine code stale.  Kernels called from Python that
     are not closures (`_loss_grad`, `_loss_and_grad`, `flow_rhs._excess_loss`) are not covered: after an edit
