@@ -16,9 +16,10 @@ from .objective import gradient, hessian_form, hessian_vector_product, loss, pro
 from .problem import Problem, Setup, paper_setup, paper_widths
 from .schedules import Constant, Explicit, Power, PowerDecay, Schedule
 from .search import CriticalStepsize, StableCriticalStepsize, critical_stepsize, stable_critical_stepsize
+from .set_bound import set_stepsize_bound
 from .simulate import Every, LogSpaced, record_points, run_gd, weights_from
 from .sweeps import critical_sweep, open_sweep, sweep
-from .theory import Admissibility, StepsizeBound, admissible_alpha, set_stepsize_bound, stepsize_bound
+from .theory import Admissibility, StepsizeBound, admissible_alpha, stepsize_bound
 
 __all__ = [
     "Admissibility",

@@ -143,14 +143,15 @@ def test_resume_recomputes_only_missing_cells(tmp_path: Path) -> None:
     xr.testing.assert_identical(again, full)
 
 
+# cells long enough (about 0.2 s each) that the kill lands while the sweep runs, however fast the kernel
 KILL_SCRIPT = textwrap.dedent("""
     import importlib
     import sys
     S = importlib.import_module("dlnsim.sweeps")
-    S.sweep(sys.argv[1], N=[2, 3], eta=[0.5, 1.0, 1.5], seed=[0, 1], n_iter=20000, eta_mode="bound",
+    S.sweep(sys.argv[1], N=[2, 3], eta=[0.5, 1.0, 1.5], seed=[0, 1], n_iter=200000, eta_mode="bound",
             d=8, m=24, r=2, executor="processes", workers=2, progress=False)
 """)
-KILL_GRID = {"N": [2, 3], "eta": [0.5, 1.0, 1.5], "seed": [0, 1], "n_iter": 20000, "eta_mode": "bound", **SMALL}
+KILL_GRID = {"N": [2, 3], "eta": [0.5, 1.0, 1.5], "seed": [0, 1], "n_iter": 200000, "eta_mode": "bound", **SMALL}
 
 
 def _children(pid: int) -> list[int]:
