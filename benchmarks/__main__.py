@@ -132,6 +132,9 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
             if "dlnsim_serial_x_cpu" in r:
                 out.append({"target": "  (the same in CPU time: JAX may use every core)", "want": ">= 3",
                             "measured": r["dlnsim_serial_x_cpu"], "met": r["dlnsim_serial_x_cpu"] >= 3})
+            if "dlnsim_runs_x" in r:
+                out.append({"target": "  (dlnsim run_gd on the prepared setups, no files / JAX strong)", "want": "",
+                            "measured": r["dlnsim_runs_x"], "met": ""})
             if "dlnsim_serial_no_diagnostics_x" in r:
                 out.append({"target": "  (dlnsim 1 core with diagnostics=False / JAX strong)", "want": "",
                             "measured": r["dlnsim_serial_no_diagnostics_x"], "met": ""})

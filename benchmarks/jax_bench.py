@@ -9,7 +9,8 @@ the same 16 trajectories in float64:
   (loss, gradient norm, stepsize every step; balancedness, layer norms, singular values at log-spaced
   iterations), one NetCDF file per cell, combined: on one core (``executor="serial"``) and on all cores
   (``executor="threads"``); and on one core with ``diagnostics=False`` (loss, gradient norm and stepsize
-  only, still more than the JAX side keeps);
+  only, still more than the JAX side keeps); and, like the JAX side, with the 16 setups and stepsizes
+  prepared before the timing: `dlnsim.run_gd` on each in a loop, no files (``dlnsim_runs``);
 * JAX (``pip install 'dlnsim[bench]'``; ``jax_enable_x64``, CPU): one ``jax.jit(jax.vmap(run))`` over the 16
   seeds, where ``run`` is a ``lax.scan`` of the GD step that keeps only the weights (no per-step loss, no
   records: less work than dlnsim does), then the final loss.  Three ways to write the gradient:
@@ -163,6 +164,7 @@ def run(quick: bool = False, reps: int | None = None, seeds: int = SEEDS) -> lis
     t_ser: list[float] = []
     t_thr: list[float] = []
     t_bare: list[float] = []
+    t_runs: list[float] = []
     c_ser: list[float] = []
     c_thr: list[float] = []
     losses = None
@@ -171,6 +173,10 @@ def run(quick: bool = False, reps: int | None = None, seeds: int = SEEDS) -> lis
         t_ser.append(t)
         c_ser.append(c)
         t_bare.append(_dlnsim_sweep(n_iter, seeds, "serial", diagnostics=False)[0])
+        t0 = time.perf_counter()
+        for st, eta in zip(setups, etas, strict=True):
+            dlnsim.run_gd(st.problem, st.W0, float(eta), n_iter)
+        t_runs.append(time.perf_counter() - t0)
         t, c, _ = _dlnsim_sweep(n_iter, seeds, "threads")
         t_thr.append(t)
         c_thr.append(c)
@@ -193,6 +199,10 @@ def run(quick: bool = False, reps: int | None = None, seeds: int = SEEDS) -> lis
     tn = statistics.median(t_bare)
     rows.append({"case": "dlnsim sweep, serial, diagnostics=False", "cells_per_s": seeds / tn, "seconds": tn,
                  "min_max_s": f"{min(t_bare):.2f}-{max(t_bare):.2f}", "reps": reps, "ratio_vs_dlnsim_serial": ts / tn})
+    tr = statistics.median(t_runs)
+    rows.append({"case": "dlnsim_runs: run_gd on the 16 prepared setups in a loop, one core, no files",
+                 "cells_per_s": seeds / tr, "seconds": tr, "min_max_s": f"{min(t_runs):.2f}-{max(t_runs):.2f}",
+                 "reps": reps, "ratio_vs_dlnsim_serial": ts / tr})
     for name, v in variants.items():
         err = float(np.max(np.abs(v["loss"] - losses) / np.abs(losses)))
         if not err <= TOL:
@@ -204,7 +214,7 @@ def run(quick: bool = False, reps: int | None = None, seeds: int = SEEDS) -> lis
                      "compile_s": v["compile_s"], "final_loss_max_rel_diff": err,
                      # how many times faster dlnsim is than this variant (> 1: dlnsim faster)
                      "dlnsim_serial_x": tj / ts, "dlnsim_threads_x": tj / tt,
-                     "dlnsim_serial_no_diagnostics_x": tj / tn,
+                     "dlnsim_serial_no_diagnostics_x": tj / tn, "dlnsim_runs_x": tj / tr,
                      # the same in CPU time (this process, all threads): on a machine busy with other work a
                      # multi-threaded JAX gets a larger share of the cores than one dlnsim thread, which skews
                      # the wall-time ratio; CPU time measures the work

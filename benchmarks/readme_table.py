@@ -116,6 +116,13 @@ def rows(groups: dict[str, list[dict[str, Any]]]) -> list[Row]:
                         f"{strong['dlnsim_serial_no_diagnostics_x']:.2f}×", ""))
         except KeyError:
             pass
+        try:
+            runs = _find(jax, _starts("dlnsim_runs"))
+            out.append(("same, dlnsim `run_gd` on the 16 setups prepared before the timing, as the JAX side "
+                        "(no files)", f"{runs['cells_per_s']:.2f} cells/s", "", f"{strong['dlnsim_runs_x']:.2f}×",
+                        ""))
+        except KeyError:
+            pass
         thr = _find(jax, _starts("dlnsim sweep, threads"))
         out.append(("same, dlnsim on both cores (threads)", f"{thr['cells_per_s']:.2f} cells/s", "",
                     f"{strong['dlnsim_threads_x']:.2f}×", ""))
