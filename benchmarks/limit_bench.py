@@ -46,7 +46,7 @@ def loop_product(label: str, dims: list[int], b: int) -> bool:
     if dims[b] != NARROW:
         return False
     if label.startswith(("Z = ", "T = ", "V_N = ")):
-        return b < len(dims) - 1
+        return 0 < b < len(dims) - 1  # the one-pass residual (the kernel's `fused`)
     return label.startswith("grad_")
 
 

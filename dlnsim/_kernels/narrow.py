@@ -31,8 +31,9 @@ _FM = {"reassoc", "contract"}
 @njit(cache=True, nogil=True, fastmath=_FM)
 def _residual_pass(dn, d0, u, uo, lr, lo, ff, t, to, want_t, v, vo, want_v):
     """1/2 ||Z||_F^2 for Z = U LR - F with U = u[uo:] (dn x 2), LR = lr[lo:] (2 x d0) and F = ff (dn x d0), all
-    C-ordered, Z never stored.  With ``want_t``, T = U^T Z (2 x d0) is written to t[to:]; with ``want_v``,
-    V = Z LR^T (dn x 2) to v[vo:]."""
+    C-ordered, Z never stored.  With ``want_t``, T = U^T Z (2 x d0) is written to t[to:] (without it that slot
+    is scratch: the loop forms T anyway, one loop body being cheaper in compile time than two); with
+    ``want_v``, V = Z LR^T (dn x 2) goes to v[vo:]."""
     l0 = lr[lo : lo + d0]
     l1 = lr[lo + d0 : lo + 2 * d0]
     t0 = t[to : to + d0]
