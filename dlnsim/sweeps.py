@@ -261,7 +261,8 @@ def sweep(
     Parameters
     ----------
     directory : path or None
-        One file per finished cell and the manifest (rerun the same call to resume); ``None``: temporary.
+        One file per finished cell and the manifest (rerun the same call to resume); ``None``: no files, the
+        cells kept in memory (nothing to resume).
     eta : float or list of float
         Stepsizes, or multiples of eta* with ``eta_mode="bound"``.
     n_iter : int
@@ -385,7 +386,8 @@ def critical_sweep(
     Parameters
     ----------
     directory : path or None
-        One file per finished cell and the manifest (rerun the same call to resume); ``None``: temporary.
+        One file per finished cell and the manifest (rerun the same call to resume); ``None``: no files, the
+        cells kept in memory (nothing to resume).
     n_iter : int
         GD steps per trial run, >= 1.
     N, seed : int or list of int, optional

@@ -218,3 +218,46 @@ def test_run_gd_eta_bound_with_alpha_on_an_unbalanced_start() -> None:
     assert ds.eta.values[0] == b.eta
     ds2 = dlnsim.run_gd(s.problem, W0, "0.5xbound", 5, bound=b)
     assert ds2.eta.values[0] == 0.5 * b.eta
+
+
+def cell_varied_attrs(kind: str, x: float) -> xr.Dataset:
+    """Attributes of every kind the codec carries (bool, None, tuple, list, int, float, NaN, text), some equal
+    in every cell (global) and some not (variables), integer, text and boolean-free variables, and an error."""
+    if kind == "bad" and x > 1:
+        raise RuntimeError("broken cell")
+    k = np.arange(int(2 + x))
+    return xr.Dataset({"y": ("k", np.sqrt(x) * k), "n": ("k", k * 3), "tag": ((), f"{kind}:{x}")},
+                      coords={"k": k}, attrs={"status": "ok", "flag": x > 1, "none": None, "pair": (1, 2.5),
+                                              "seq": [x, 2 * x], "ratio": x / 3, "nan": float("nan"),
+                                              "units_note": "text", "count": int(4 * x)})
+
+
+@pytest.mark.parametrize("case", ["varied", "gd_sweep", "flow_sweep", "critical"])
+def test_a_grid_without_directory_equals_one_on_disk(tmp_path: Path, case: str) -> None:
+    """directory=None keeps the cells in memory (no NetCDF round trip): the combined Dataset is the one the same
+    grid gives from its files, attributes and variables alike (only the creation time differs)."""
+
+    def grid(directory: Path | None) -> xr.Dataset:
+        small = {"d": 8, "m": 24, "progress": False}
+        if case == "varied":
+            return dlnsim.run_grid(directory, cell_varied_attrs, {"kind": ["good", "bad"], "x": [0.5, 2.0, 3.0]},
+                                   progress=False, executor="serial")
+        if case == "gd_sweep":
+            return dlnsim.sweep(directory, N=[2, 3], seed=[0, 1], eta=[1.0, 60.0], eta_mode="bound", n_iter=300,
+                                **small)
+        if case == "flow_sweep":
+            return dlnsim.sweep(directory, N=[2], seed=[0], eta=[1.0], eta_mode="bound", n_iter=50, flow=True,
+                                **small)
+        return dlnsim.critical_sweep(directory, N=[2], seed=[0, 1], n_iter=400, rtol=0.1, **small)
+
+    def comparable(ds: xr.Dataset) -> xr.Dataset:
+        out = ds.copy()
+        out.attrs = {k: ("nan" if isinstance(v, float) and np.isnan(v) else v) for k, v in ds.attrs.items()
+                     if k != "created"}
+        return out
+
+    in_memory, on_disk = grid(None), grid(tmp_path / "g")
+    xr.testing.assert_identical(comparable(in_memory), comparable(on_disk))
+    if case == "varied":
+        assert in_memory.status.sel(kind="bad", x=2.0).item() == "error"
+        assert in_memory.attrs["none"] is None and in_memory.attrs["units_note"] == "text"
