@@ -8,7 +8,7 @@ Rows, each timed from the initial state to the last output (best of 3 runs per s
 
 * ``to T``: the integrators alone from 0 to T, final state only (no dense output on either side).
 * ``states``: integrate and evaluate the solution at all 20 000 times, keeping every 100th state (the whole
-  record would be 1 GB).  dlnsim: the kernel behind `run_flow` / `compare_flow` (`dlnsim.flow._integrate`)
+  record would be 1 GB).  dlnsim: the kernel behind `run_flow` / `compare_flow` (`dlnsim.runs.flow.integrate`)
   with the loss switched off; reference: ``solve_ivp(..., dense_output=True)``, then ``sol.sol(t)`` at the
   20 000 times in chunks of 500.  This is the benchmark target.
 * ``states+loss``: the same plus the loss L^N at all 20 000 times, with the same Numba loss function
@@ -41,8 +41,8 @@ import dlnsim
 from dlnsim._blas import blas_threads
 from dlnsim._kernels.flow import _excess_loss
 from dlnsim._kernels.linalg import _loss_grad, workspace_size
-from dlnsim.flow import KINDS, _integrate
-from dlnsim.objective import _layout, _unflatten
+from dlnsim.objective import flat_layout, unflatten
+from dlnsim.runs.flow import KINDS, integrate
 
 
 @njit
@@ -69,7 +69,7 @@ def _numpy_gradient(problem: dlnsim.Problem, dims: np.ndarray) -> Callable[[np.n
     n = len(dims) - 1
 
     def grad(y: np.ndarray) -> np.ndarray:
-        W = _unflatten(y, dims)
+        W = unflatten(y, dims)
         P = [np.eye(int(dims[0]))]
         for j in range(n):
             P.append(W[j] @ P[-1])
@@ -87,7 +87,7 @@ def _case(N: int, seed: int, T: float, n_times: int, rtol: float, atol: float, k
           repeats: int) -> list[dict[str, Any]]:
     setup = dlnsim.paper_setup(N, seed)
     problem, W0 = setup.problem, setup.W0
-    w0, dims, offs, pivot = _layout(W0)
+    w0, dims, offs, pivot = flat_layout(W0)
     t = T / n_times * np.arange(1, n_times + 1, dtype=np.float64)
     t[-1] = T
     keep = np.zeros(n_times, dtype=bool)
@@ -110,7 +110,7 @@ def _case(N: int, seed: int, T: float, n_times: int, rtol: float, atol: float, k
     assert np.allclose(rhs_numpy(0.0, w0), -g_ref, rtol=1e-12, atol=1e-12 * np.abs(g_ref).max())
 
     # warm-up (compilation / cache loading), untimed
-    _integrate(problem, W0, t[:2], code, 0.0, rtol, atol, 1000, 0.0, 0.0, None, False)
+    integrate(problem, W0, t[:2], code, 0.0, rtol, atol, 1000, 0.0, 0.0, None, False)
     _column_losses(np.zeros((w0.size, 1)), dims, offs, pivot, problem.Rt, problem.F, 0.0, np.empty(1))
 
     # tight reference for the errors, untimed
@@ -118,10 +118,10 @@ def _case(N: int, seed: int, T: float, n_times: int, rtol: float, atol: float, k
 
     def ours(row: str) -> Any:
         if row == "to T":
-            out = _integrate(problem, W0, t[-1:], code, 0.0, rtol, atol, 10_000_000, 0.0, 0.0,
+            out = integrate(problem, W0, t[-1:], code, 0.0, rtol, atol, 10_000_000, 0.0, 0.0,
                              np.ones(1, dtype=bool), False, with_loss=False)
         else:
-            out = _integrate(problem, W0, t, code, 0.0, rtol, atol, 10_000_000, 0.0, 0.0, keep, False,
+            out = integrate(problem, W0, t, code, 0.0, rtol, atol, 10_000_000, 0.0, 0.0, keep, False,
                              with_loss=row == "states+loss")
         if out.status != 0:
             raise RuntimeError(f"dlnsim flow stopped with status {out.status}")

@@ -5,21 +5,27 @@ Public API; everything is re-exported here and nothing else lives in this module
 
 __version__ = "0.1.0"
 
-from . import plot, stability
-from .compare import compare_flow
-from .dataset import open, save
-from .flow import run_flow
-from .grid import combine_runs, open_grid, run_grid
-from .hessian import sharpness
-from .init import balanced_init, balancedness, gaussian_init, haar_orthogonal, perturbed_init
-from .objective import gradient, hessian_form, hessian_vector_product, loss, product
-from .problem import Problem, Setup, paper_setup, paper_widths
-from .schedules import Constant, Explicit, Power, PowerDecay, Schedule
-from .search import CriticalStepsize, StableCriticalStepsize, critical_stepsize, stable_critical_stepsize
-from .set_bound import set_stepsize_bound
-from .simulate import Every, LogSpaced, record_points, run_gd, weights_from
-from .sweeps import critical_sweep, open_sweep, sweep
-from .theory import Admissibility, StepsizeBound, admissible_alpha, stepsize_bound
+from dlnsim import plot
+from dlnsim.analysis import stability
+from dlnsim.analysis.critical import (
+    CriticalStepsize,
+    StableCriticalStepsize,
+    critical_stepsize,
+    stable_critical_stepsize,
+)
+from dlnsim.analysis.sharpness import sharpness
+from dlnsim.grid import combine_runs, open_grid, run_grid
+from dlnsim.init import balanced_init, balancedness, gaussian_init, haar_orthogonal, perturbed_init
+from dlnsim.io.dataset import open, save
+from dlnsim.objective import gradient, hessian_form, hessian_vector_product, loss, product
+from dlnsim.problem import Problem, Setup, paper_setup, paper_widths
+from dlnsim.runs.compare import compare_flow
+from dlnsim.runs.flow import run_flow
+from dlnsim.runs.gd import Every, LogSpaced, record_points, run_gd, weights_from
+from dlnsim.schedules import Constant, Explicit, Power, PowerDecay, Schedule
+from dlnsim.sweeps.grid_sweeps import critical_sweep, open_sweep, sweep
+from dlnsim.theory.bounds import Admissibility, StepsizeBound, admissible_alpha, stepsize_bound
+from dlnsim.theory.set_bound import set_stepsize_bound
 
 __all__ = [
     "Admissibility",

@@ -1,3 +1,3 @@
-from dlnsim.cli import main
+from dlnsim.cli.app import main
 
 raise SystemExit(main())

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.optimize
 
-from ._validate import as_weights, as_widths, nonneg_int, positive_float
+from dlnsim.checks import as_weights, as_widths, nonneg_int, positive_float
 
 __all__ = ["balanced_init", "balancedness", "gaussian_init", "haar_orthogonal", "perturbed_init"]
 

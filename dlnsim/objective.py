@@ -20,21 +20,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._kernels.linalg import _loss_grad, workspace_size
-from ._validate import as_weights
-from .problem import Problem
+from dlnsim._kernels.linalg import _loss_grad, workspace_size
+from dlnsim.checks import as_weights
+from dlnsim.problem import Problem
 
 __all__ = ["gradient", "hessian_form", "hessian_vector_product", "loss", "product"]
 
 
-def _layout(W: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def flat_layout(W: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     dims = np.array([W[0].shape[1], *(Wj.shape[0] for Wj in W)], dtype=np.int64)
     offs = np.concatenate([[0], np.cumsum(dims[1:] * dims[:-1])]).astype(np.int64)
     w = np.concatenate([np.ascontiguousarray(Wj, dtype=np.float64).ravel() for Wj in W])
     return w, dims, offs, int(np.argmin(dims))
 
 
-def _unflatten(w: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
+def unflatten(w: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
     out, p = [], 0
     for j in range(1, len(dims)):
         n = int(dims[j] * dims[j - 1])
@@ -43,7 +43,7 @@ def _unflatten(w: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _checked(problem: Problem, W: Sequence[np.ndarray], name: str = "W") -> list[np.ndarray]:
+def checked_weights(problem: Problem, W: Sequence[np.ndarray], name: str = "W") -> list[np.ndarray]:
     if not isinstance(problem, Problem):
         raise ValueError(f"problem must be a dlnsim.Problem, got {type(problem).__name__}")
     mats = as_weights(W, name)
@@ -106,8 +106,8 @@ def loss(problem: Problem, W: Sequence[np.ndarray]) -> float:
         If ``problem`` is not a `Problem`, or ``W`` is not a non-empty list of real, finite 2-D matrices with
         chained shapes whose product is d_y x d_x.
     """
-    mats = _checked(problem, W)
-    w, dims, offs, b = _layout(mats)
+    mats = checked_weights(problem, W)
+    w, dims, offs, b = flat_layout(mats)
     g = np.empty_like(w)
     ws = np.empty(workspace_size(dims, b))
     return problem.lstar + float(_loss_grad(w, dims, offs, b, problem.Rt, problem.F, g, ws))
@@ -134,11 +134,11 @@ def gradient(problem: Problem, W: Sequence[np.ndarray]) -> list[np.ndarray]:
         If ``problem`` is not a `Problem`, or ``W`` is not a non-empty list of real, finite 2-D matrices with
         chained shapes whose product is d_y x d_x.
     """
-    mats = _checked(problem, W)
-    w, dims, offs, b = _layout(mats)
+    mats = checked_weights(problem, W)
+    w, dims, offs, b = flat_layout(mats)
     g = np.empty_like(w)
     _loss_grad(w, dims, offs, b, problem.Rt, problem.F, g, np.empty(workspace_size(dims, b)))
-    return _unflatten(g, dims)
+    return unflatten(g, dims)
 
 
 def hessian_form(problem: Problem, W: Sequence[np.ndarray], V: Sequence[np.ndarray]) -> float:
@@ -164,7 +164,7 @@ def hessian_form(problem: Problem, W: Sequence[np.ndarray], V: Sequence[np.ndarr
         If ``problem`` is not a `Problem`, ``W`` is not a non-empty list of real, finite 2-D matrices with
         chained shapes whose product is d_y x d_x, or ``V`` does not have the same widths as ``W``.
     """
-    mats = _checked(problem, W)
+    mats = checked_weights(problem, W)
     dirs = as_weights(V, "V", widths=(mats[0].shape[1], *(M.shape[0] for M in mats)))
     n = len(mats)
     X, Y = problem.X, problem.Y
@@ -204,7 +204,7 @@ def hessian_vector_product(
         If ``problem`` is not a `Problem`, ``W`` is not a non-empty list of real, finite 2-D matrices with
         chained shapes whose product is d_y x d_x, or ``V`` does not have the same widths as ``W``.
     """
-    mats = _checked(problem, W)
+    mats = checked_weights(problem, W)
     dirs = as_weights(V, "V", widths=(mats[0].shape[1], *(M.shape[0] for M in mats)))
     n = len(mats)
     C, E = problem.XXt, problem.YXt

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.linalg
 
-from ._validate import as_matrix, is_int
+from dlnsim.checks import as_matrix, is_int
 
 Array = np.ndarray
 
@@ -237,7 +237,7 @@ def paper_setup(N: int, seed: int, d: int = 70, m: int | None = None, r: int = 2
         If ``N``, ``d`` or ``r`` are invalid (as in `paper_widths`), ``seed`` is not an integer, or ``m`` is
         not an integer >= d.
     """
-    from .init import balanced_init  # local: init imports nothing from here, keep the graph acyclic
+    from dlnsim.init import balanced_init  # local: init imports nothing from here, keep the graph acyclic
 
     widths = paper_widths(N, d, r)
     if not is_int(seed):

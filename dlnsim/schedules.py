@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import positive_float
+from dlnsim.checks import positive_float
 
 __all__ = ["Constant", "Explicit", "Power", "PowerDecay", "Schedule", "as_schedule"]
 

@@ -21,10 +21,10 @@ import xarray as xr
 
 import dlnsim
 import dlnsim.plot as P
-from dlnsim import dataset
+from dlnsim.analysis.stability import compress_widths
 from dlnsim.grid import run_grid
 from dlnsim.grid.combine import ALWAYS_VARIABLES
-from dlnsim.stability import compress_widths
+from dlnsim.io import dataset
 
 #: the repository root (studies/ lives in it)
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,7 +190,7 @@ def study_attrs(study: str, quick: bool, description: str, **attrs: Any) -> dict
 
 
 #: how the studies of the Section-5 instance set it up (see `compressed_paper`)
-COMPRESSED = ("hidden widths compressed to 2 (dlnsim.stability.compress_widths): the same losses, products, "
+COMPRESSED = ("hidden widths compressed to 2 (dlnsim.analysis.stability.compress_widths): the same losses, products, "
               "gradient norms, balancedness and layer norms as the paper's widths, to rounding")
 
 
@@ -252,7 +252,7 @@ COORD_NAMES = {
 def describe_variables(ds: xr.Dataset) -> xr.Dataset:
     """Every numeric variable and coordinate with ``units`` (``"1"``: dimensionless) and a ``long_name``; text
     variables without ``units`` (a unit means nothing for text)."""
-    from dlnsim.dataset import AXES
+    from dlnsim.io.dataset import AXES
 
     for name, v in ds.variables.items():
         if v.dtype.kind in "OUS":

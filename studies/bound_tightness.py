@@ -37,7 +37,7 @@ import numpy as np
 import xarray as xr
 
 import dlnsim
-from dlnsim import stability as S
+from dlnsim.analysis import stability as S
 
 from . import _common as C
 
@@ -196,7 +196,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         "rtol": cfg["rtol"],
         "ltol": LTOL,
         "gtol": GTOL,
-        **dlnsim.dataset.provenance(),
+        **dlnsim.io.dataset.provenance(),
     })
     return ds
 

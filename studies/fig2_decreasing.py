@@ -9,7 +9,7 @@ constants the paper does not report (ours are below).
 (a) gamma = 0.2, a1 = a2 = eta*;            (b) gamma = 0.4, a1 = a2 = eta*;
 (c) gamma = 0.2, a1 = 10 eta*, a2 = 100 eta*: the bound is violated for the first ~10^5 steps, GD converges;
 (d) gamma = 0.05, a1 = a2 = 1.75 eta_s, with eta_s = 2/lambda_max of the Hessian at the balanced global
-    minimiser that GD heads for (`dlnsim.stability.balanced_minimum_sharpness`; the critical stepsize of
+    minimiser that GD heads for (`dlnsim.analysis.stability.balanced_minimum_sharpness`; the critical stepsize of
     these instances lies within a few per cent of it): a slowly decaying schedule whose stepsizes stay above
     that stability limit for long.  GD first lowers the loss and diverges once it nears the minimiser, while
     eta_k is still above eta_s: the schedule, not an oversized first step, makes it diverge.  (For N = 5 the
@@ -39,7 +39,7 @@ import xarray as xr
 
 import dlnsim
 import dlnsim.plot as P
-from dlnsim.stability import balanced_minimum_sharpness
+from dlnsim.analysis.stability import balanced_minimum_sharpness
 
 from . import _common as C
 
@@ -187,7 +187,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
                                                "(k+1)^-gamma, a2/(k+1)} on the Section-5 instance",
                                   **C.paper_gd_attrs(SEED, n_iter, record, GTOL), schedule_formula=RECONSTRUCTION,
                                   cases=cases, eta_s="2/lambda_max of the Hessian of L^N at the balanced global "
-                                  "minimiser (dlnsim.stability.balanced_minimum_sharpness)"))
+                                  "minimiser (dlnsim.analysis.stability.balanced_minimum_sharpness)"))
     return ds
 
 

@@ -1,8 +1,8 @@
 """Regime map above the critical stepsize: what GD does for eta from 0.5 to 3 x eta_crit.
 
 For N = 2, 3, 5 and two seeds of ``dlnsim.paper_setup(N, seed)`` (hidden widths compressed to 2,
-`dlnsim.stability.compress_widths`), the first grid finds eta_crit with the linear-stability criterion
-(`dlnsim.stability.stable_critical_stepsize`); the second runs GD for ``n_iter`` = 10^5 steps at eta = ratio x
+`dlnsim.analysis.stability.compress_widths`), the first grid finds eta_crit with the linear-stability criterion
+(`dlnsim.analysis.stability.stable_critical_stepsize`); the second runs GD for ``n_iter`` = 10^5 steps at eta = ratio x
 eta_crit and classifies the run:
 
 * ``converges``: it meets the convergence tests (relative excess loss <= 1e-12 or gradient <= 1e-8 x the
@@ -33,7 +33,7 @@ import numpy as np
 import xarray as xr
 
 import dlnsim
-from dlnsim import stability as S
+from dlnsim.analysis import stability as S
 
 from . import _common as C
 
@@ -80,7 +80,7 @@ def map_cell(N: int, seed: int, ratio: float, *, eta_crit: dict[str, float], n_i
     W0, _ = S.compress_widths(setup.W0)
     eta = ratio * eta_crit[f"{N},{seed}"]
     rec = np.arange(n_iter - tail + 1, n_iter + 1)
-    res = dlnsim.simulate.solve_gd(problem, W0, eta, n_iter, rec, diagnostics=False, gtol=GTOL, ltol=LTOL,
+    res = dlnsim.runs.gd.solve_gd(problem, W0, eta, n_iter, rec, diagnostics=False, gtol=GTOL, ltol=LTOL,
                                    stop_early=True, snapshots=True)
     nan = math.nan
     period, rep, sharp = 0, nan, nan
@@ -198,7 +198,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
                           "a sharper point; periodic: max_k ||w(k+p) - w(k)|| <= period_tol ||w|| over the tail "
                           "for some 2 <= p <= max_period (smallest p); stalled: the same with p = 1 (a critical "
                           "point that is not a minimiser); bounded: none of these; diverges: loss blow-up",
-        **dlnsim.dataset.provenance(),
+        **dlnsim.io.dataset.provenance(),
     })
     return ds
 

@@ -6,11 +6,11 @@ depth N and seed of ``dlnsim.paper_setup(N, seed)`` the cell computes
 * ``sharpness_min``: lambda_max of the Hessian of L^N at the global minimiser the gradient flow from the
   balanced start reaches.  The flow conserves balancedness (2.3), so that minimiser is the balanced
   factorisation of the least-squares product W_ls; its sharpness has a closed form
-  (`dlnsim.stability.balanced_minimum_sharpness`, docs/theory.md), checked against Lanczos at the
-  integrated flow limit (`dlnsim.stability.flow_limit`) for the seeds in ``flow_seeds``;
+  (`dlnsim.analysis.stability.balanced_minimum_sharpness`, docs/theory.md), checked against Lanczos at the
+  integrated flow limit (`dlnsim.analysis.stability.flow_limit`) for the seeds in ``flow_seeds``;
 * ``sharpness_flat``: the flattest minimiser with the same product (unbalanced; a local minimum of lambda_max
-  over the set of minimisers, `dlnsim.minima.flattest_minimum`);
-* ``eta_crit``: the critical constant stepsize by bisection (`dlnsim.stability.stable_critical_stepsize`): a
+  over the set of minimisers, `dlnsim.analysis.minima.flattest_minimum`);
+* ``eta_crit``: the critical constant stepsize by bisection (`dlnsim.analysis.stability.stable_critical_stepsize`): a
   stepsize converges when GD reaches the loss or gradient tolerance within the horizon *and* stops at a
   linearly stable point (lambda_max <= 2/eta), starting from the bracket [0.995 eta_sharpness,
   1.003 eta_flat] that the hypothesis predicts (walks outward when that is wrong);
@@ -18,7 +18,7 @@ depth N and seed of ``dlnsim.paper_setup(N, seed)`` the cell computes
 * the minimiser GD reaches at fractions of eta_crit (sharpness, balancedness), and, for the seeds in
   ``traj_seeds``, the sharpness along the GD trajectory at 0.5 and 1 x eta_crit.
 
-GD runs on the network with hidden widths compressed to 2 (`dlnsim.stability.compress_widths`): with d_1 = 2
+GD runs on the network with hidden widths compressed to 2 (`dlnsim.analysis.stability.compress_widths`): with d_1 = 2
 every iterate of the paper's network stays in the initial 2-dimensional hidden subspaces, so the losses are
 the same and the nonzero Hessian spectrum at the minimisers is the same; a step is ~5x cheaper at N = 30.
 """
@@ -35,8 +35,8 @@ import numpy as np
 import xarray as xr
 
 import dlnsim
-from dlnsim import stability as S
-from dlnsim.minima import flattest_minimum
+from dlnsim.analysis import stability as S
+from dlnsim.analysis.minima import flattest_minimum
 
 from . import _common as C
 
@@ -119,7 +119,7 @@ def cell(N: int, seed: int, *, n_iter: int, rtol: float, flow_seeds: list[int], 
     traj = {k: np.full((len(TRAJ_FRACS), n_traj + 2), nan) for k in ("k", "loss", "sharpness", "balancedness")}
     if seed in traj_seeds and math.isfinite(eta_crit):
         for i, f in enumerate(TRAJ_FRACS):
-            r = dlnsim.simulate.solve_gd(problem, W0, f * eta_crit, n_iter, f"log:{n_traj}", diagnostics=False,
+            r = dlnsim.runs.gd.solve_gd(problem, W0, f * eta_crit, n_iter, f"log:{n_traj}", diagnostics=False,
                                          gtol=GTOL, ltol=LTOL, stop_early=True, bound=bound, snapshots=True)
             assert r.snapshots is not None
             ok = np.isfinite(r.records["loss"])
@@ -304,7 +304,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         "command": f"python -m studies {'--quick ' if quick else ''}{NAME}",
         "source": f"studies/{NAME}.py",
         "setup_call": "dlnsim.paper_setup(N, seed), hidden widths compressed to 2 "
-                      "(dlnsim.stability.compress_widths)",
+                      "(dlnsim.analysis.stability.compress_widths)",
         "horizon": cfg["n_iter"],
         "horizon_long": cfg["n_iter_long"],
         "horizon_reason": "at the stability edge GD converges slowly (N = 2, 3: up to ~2e4 steps while it drifts "
@@ -318,7 +318,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
                             "Hessian-vector products (dlnsim.sharpness, residual tol 1e-11) elsewhere",
         "flow_seeds": cfg["flow_seeds"],
         "traj_seeds": cfg["traj_seeds"],
-        **dlnsim.dataset.provenance(),
+        **dlnsim.io.dataset.provenance(),
     })
     return ds
 

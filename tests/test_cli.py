@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import dlnsim
-from dlnsim._cli_sweep import count
-from dlnsim.cli import add_compare_options, add_flow_cli, build_parser, compare_kwargs, main
+from dlnsim.cli.app import add_compare_options, add_flow_cli, build_parser, compare_kwargs, main
+from dlnsim.cli.sweep import count
 
 SUBCOMMANDS = ("bound", "run", "flow", "sweep", "critical", "info", "plot")
 
@@ -187,7 +187,7 @@ def test_iters_accepts_scientific_and_underscores(text: str) -> None:
 
 
 def test_one_parser_of_counts() -> None:
-    """Every count option uses `dlnsim._cli_sweep.count` (one definition)."""
+    """Every count option uses `dlnsim.cli.sweep.count` (one definition)."""
     parser = build_parser()
     sub: dict[str, argparse.ArgumentParser] = parser._subparsers._group_actions[0].choices  # type: ignore[assignment, union-attr]
     types = {a.dest: a.type for name in ("run", "flow", "sweep") for a in sub[name]._actions

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 import dlnsim
-import dlnsim._cli_plot
-import dlnsim._cli_sweep
-import dlnsim.cli
-import dlnsim.sweeps
-from dlnsim.cli import main
+import dlnsim.cli.app
+import dlnsim.cli.plot
+import dlnsim.cli.sweep
+import dlnsim.sweeps.grid_sweeps
+from dlnsim.cli.app import main
 from dlnsim.grid.store import Store
 
 SMALL = ["--d", "4"]
@@ -48,8 +48,8 @@ def forbid(monkeypatch: pytest.MonkeyPatch, *targets: tuple[Any, str]) -> None:
 
 
 def no_computation(monkeypatch: pytest.MonkeyPatch) -> None:
-    forbid(monkeypatch, (dlnsim.cli, "run_gd"), (dlnsim.cli, "run_flow"), (dlnsim.cli, "compare_flow"),
-           (dlnsim.cli, "paper_setup"), (dlnsim._cli_sweep, "sweep"), (dlnsim._cli_sweep, "critical_sweep"))
+    forbid(monkeypatch, (dlnsim.cli.app, "run_gd"), (dlnsim.cli.app, "run_flow"), (dlnsim.cli.app, "compare_flow"),
+           (dlnsim.cli.app, "paper_setup"), (dlnsim.cli.sweep, "sweep"), (dlnsim.cli.sweep, "critical_sweep"))
 
 
 # ---------------------------------------------------------------------------------------------- output paths
@@ -105,7 +105,7 @@ def test_an_unwritable_output_directory_is_refused_first(sub: str, tmp_path: Pat
     """/proc takes no new files, not even from root (the permission bits would not tell)."""
     no_computation(monkeypatch)
     if sub == "plot":
-        forbid(monkeypatch, (dlnsim._cli_plot, "open_results"))
+        forbid(monkeypatch, (dlnsim.cli.plot, "open_results"))
         argv = ["plot", str(tmp_path / "run.nc"), "--out", "/proc/fig.png"]
     else:
         argv = out_argv(sub, "/proc/r.nc")
@@ -176,7 +176,7 @@ def test_engine_options_are_checked(extra: list[str], message: str, tmp_path: Pa
 
 def failing_cells(monkeypatch: pytest.MonkeyPatch) -> None:
     """Cells with seed 1 raise (a message over two lines); the others run."""
-    gd, crit = dlnsim.sweeps.gd_cell, dlnsim.sweeps.critical_cell
+    gd, crit = dlnsim.sweeps.grid_sweeps.gd_cell, dlnsim.sweeps.grid_sweeps.critical_cell
 
     def cell(real: Any) -> Any:
         def run(**kw: Any) -> Any:
@@ -185,8 +185,8 @@ def failing_cells(monkeypatch: pytest.MonkeyPatch) -> None:
             return real(**kw)
         return run
 
-    monkeypatch.setattr(dlnsim.sweeps, "gd_cell", cell(gd))
-    monkeypatch.setattr(dlnsim.sweeps, "critical_cell", cell(crit))
+    monkeypatch.setattr(dlnsim.sweeps.grid_sweeps, "gd_cell", cell(gd))
+    monkeypatch.setattr(dlnsim.sweeps.grid_sweeps, "critical_cell", cell(crit))
 
 
 def test_a_sweep_with_failed_cells_exits_1_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -239,7 +239,7 @@ def test_eta_is_a_number_bound_or_c_x_bound(eta: str, tmp_path: Path, monkeypatc
 @pytest.mark.parametrize(("eta", "value"), [("bound", (1.0, True)), ("BOUND", (1.0, True)),
                                             ("2.5xbound", (2.5, True)), ("1e-3", (1e-3, False))])
 def test_eta_forms_that_are_accepted(eta: str, value: tuple[float, bool]) -> None:
-    assert dlnsim.cli.build_parser().parse_args(["run", "--eta", eta, "--out", "r.nc"]).eta == value
+    assert dlnsim.cli.app.build_parser().parse_args(["run", "--eta", eta, "--out", "r.nc"]).eta == value
 
 
 def test_a2_needs_gamma(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -306,7 +306,7 @@ def test_ctrl_c_is_exit_130_with_one_line(tmp_path: Path, monkeypatch: pytest.Mo
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dlnsim.cli, "run_gd", interrupted)
+    monkeypatch.setattr(dlnsim.cli.app, "run_gd", interrupted)
     assert main(["run", "--N", "2", *SMALL, "--out", str(tmp_path / "r.nc"), "--quiet"]) == 130
     assert capsys.readouterr().err.strip().splitlines() == ["dlnsim run: interrupted"]
     assert list(tmp_path.iterdir()) == []
@@ -317,7 +317,7 @@ def test_an_unexpected_error_is_one_line_and_traceback_shows_it(tmp_path: Path, 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise ZeroDivisionError("deep inside")
 
-    monkeypatch.setattr(dlnsim.cli, "run_gd", broken)
+    monkeypatch.setattr(dlnsim.cli.app, "run_gd", broken)
     argv = ["run", "--N", "2", *SMALL, "--out", str(tmp_path / "r.nc"), "--quiet"]
     assert main(argv) == 1
     assert failure(capsys, "run").startswith("ZeroDivisionError: deep inside (dlnsim --traceback run ... shows")
@@ -330,7 +330,7 @@ def test_an_os_error_while_writing_is_one_line(tmp_path: Path, monkeypatch: pyte
     def full(ds: Any, path: Any) -> Any:
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(dlnsim.cli, "save", full)
+    monkeypatch.setattr(dlnsim.cli.app, "save", full)
     out = tmp_path / "r.nc"
     assert main(["run", "--N", "2", *SMALL, "--iters", "5", "--out", str(out), "--quiet"]) == 2
     assert failure(capsys, "run") == f"{out}: No space left on device"

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dlnsim
-from dlnsim import dataset
+from dlnsim.io import dataset
 
 
 @pytest.fixture(scope="module")

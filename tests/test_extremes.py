@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dlnsim
-from dlnsim.compare import compare_flow
-from dlnsim.flow import solve_flow
-from dlnsim.record import MAX_N_ITER
-from dlnsim.simulate import STATUSES as GD_STATUSES
+from dlnsim.runs.compare import compare_flow
+from dlnsim.runs.flow import solve_flow
+from dlnsim.runs.gd import STATUSES as GD_STATUSES
+from dlnsim.runs.record import MAX_N_ITER
 
 FLOW_STATUSES = ("done", "max_steps", "nonfinite", "step_underflow")
 

@@ -12,14 +12,14 @@ import xarray as xr
 from scipy.integrate import solve_ivp
 
 import dlnsim
-from dlnsim import dataset
 from dlnsim._kernels import flow as fk
 from dlnsim._kernels.flow_point import _point
-from dlnsim.compare import COMPARE_SCHEMA, compare_flow
-from dlnsim.flow import FLOW_SCHEMA, _run_flow, run_flow
-from dlnsim.hessian import sharpness
-from dlnsim.objective import _layout, _unflatten
-from dlnsim.record import state_diagnostics
+from dlnsim.analysis.sharpness import sharpness
+from dlnsim.io import dataset
+from dlnsim.objective import flat_layout, unflatten
+from dlnsim.runs.compare import COMPARE_SCHEMA, compare_flow
+from dlnsim.runs.flow import FLOW_SCHEMA, _run_flow, run_flow
+from dlnsim.runs.record import state_diagnostics
 
 
 def _problem(d_x: int, d_y: int, m: int, seed: int, scale: float = 1.0) -> dlnsim.Problem:
@@ -55,7 +55,7 @@ def test_numba_hvp_equals_numpy_reference(widths):
     rng = np.random.default_rng(2)
     W = dlnsim.gaussian_init(widths, rng, 0.8)
     V = dlnsim.gaussian_init(widths, rng, 1.0)
-    w, dims, offs, _ = _layout(W)
+    w, dims, offs, _ = flat_layout(W)
     out = np.empty_like(w)
     _point(fk.HVP, w, _flat(V), dims, offs, int(np.argmin(dims)), problem.Rt, problem.F, 0.0, 0, out)
     ref = _flat(dlnsim.hessian_vector_product(problem, W, V))
@@ -70,7 +70,7 @@ def test_factor_rhs_is_the_gd_gradient_and_modified_rhs_adds_the_hvp():
     widths = (4, 5, 2, 3)
     problem = _problem(4, 3, 12, seed=3)
     W = dlnsim.gaussian_init(widths, np.random.default_rng(4), 0.7)
-    w, dims, _, _ = _layout(W)
+    w, dims, _, _ = flat_layout(W)
     g = _flat(dlnsim.gradient(problem, W))
     # the same kernel (linalg._loss_grad) as GD: bitwise equal
     np.testing.assert_array_equal(_rhs(fk.FACTOR, problem, w, dims), -g)
@@ -114,20 +114,20 @@ def test_end_to_end_rhs_depth_one_is_minus_the_gradient():
 def test_factor_flow_matches_scipy_dop853(widths, seed):
     problem = _problem(widths[0], widths[-1], 12, seed=seed)
     W0 = dlnsim.gaussian_init(widths, np.random.default_rng(seed + 100), 0.7)
-    w0, dims, _, _ = _layout(W0)
+    w0, dims, _, _ = flat_layout(W0)
     t = np.linspace(0.0, 4.0, 50)
     ds, states = _run_flow(problem, W0, t, save=True)  # default rtol = 1e-10, atol = 1e-12
     assert ds.attrs["status"] == "done"
 
     def rhs(_t, y):
-        return -_flat(dlnsim.gradient(problem, _unflatten(y, dims)))
+        return -_flat(dlnsim.gradient(problem, unflatten(y, dims)))
 
     ref = solve_ivp(rhs, (0.0, 4.0), w0, method="DOP853", rtol=1e-12, atol=1e-14, t_eval=t)
     assert ref.success
     # required accuracy: relative difference <= 1e-8 at the 50 requested times
     assert _rel_rows(states, ref.y.T).max() <= 1e-8
     # the recorded loss is the loss of the recorded state
-    losses = [dlnsim.loss(problem, _unflatten(s, dims)) for s in states]
+    losses = [dlnsim.loss(problem, unflatten(s, dims)) for s in states]
     np.testing.assert_allclose(ds["loss"].values, losses, rtol=1e-12)  # same formula, rounding
 
 
@@ -181,7 +181,7 @@ def test_factor_flow_conserves_balancedness():
     n = len(W0)
     D0 = [W0[j + 1].T @ W0[j + 1] - W0[j] @ W0[j].T for j in range(n - 1)]
     for s in states:
-        W = _unflatten(s, np.array(widths))
+        W = unflatten(s, np.array(widths))
         for j in range(n - 1):
             D = W[j + 1].T @ W[j + 1] - W[j] @ W[j].T
             scale = np.linalg.norm(W0[j + 1]) ** 2 + np.linalg.norm(W0[j]) ** 2
@@ -203,7 +203,7 @@ def test_end_to_end_flow_equals_product_of_factor_flow(widths, rank):
     dse, se = _run_flow(problem, W0, t, rtol=rtol, atol=atol, kind="end_to_end", save=True)
     assert dsf.attrs["status"] == dse.attrs["status"] == "done"
     assert dse.attrs["end_to_end_rank"] == (rank or min(widths))
-    prods = np.array([dlnsim.product(_unflatten(s, np.array(widths))).ravel() for s in sf])
+    prods = np.array([dlnsim.product(unflatten(s, np.array(widths))).ravel() for s in sf])
     # two integrations at rtol = 1e-11: agreement to 1e-8 (measured 1.5e-12 .. 2.8e-12)
     assert _rel_rows(se, prods).max() <= 1e-8
     np.testing.assert_allclose(dse["loss"].values, dsf["loss"].values, rtol=1e-8)
@@ -428,7 +428,7 @@ def _dense_reference(states: np.ndarray, widths: tuple[int, ...]) -> tuple[np.nd
 
 def _assert_diagnostics_match(ds: xr.Dataset, states: np.ndarray, widths: tuple[int, ...]) -> None:
     bal, ln, sv = _dense_reference(states, widths)
-    W = [np.array([_unflatten(s, np.array(widths))[j] for s in states]) for j in range(len(widths) - 1)]
+    W = [np.array([unflatten(s, np.array(widths))[j] for s in states]) for j in range(len(widths) - 1)]
     fro2 = [np.sum(Wj**2, axis=(1, 2)) for Wj in W]
     for j in range(len(widths) - 2):
         # D_j formed from Gram matrices of W_{j+1}, W_j: rounding d_j eps (||W_{j+1}||_F^2 + ||W_j||_F^2), with
@@ -447,7 +447,7 @@ def _assert_diagnostics_match(ds: xr.Dataset, states: np.ndarray, widths: tuple[
      "wide_pivot0"],
 )
 def test_state_diagnostics_agree_with_the_dense_computation_to_rounding(case):
-    """The diagnostics from the compressed dense output (`dlnsim._flow_diagnostics`) are those of the states:
+    """The diagnostics from the compressed dense output (`dlnsim.diagnostics.flow`) are those of the states:
     low-rank layers (compressed to k = 2, 3) and full-rank ones (nothing to compress)."""
     problem = _problem(5, 4, 12, seed=60)
     rng = np.random.default_rng(61)
@@ -483,7 +483,7 @@ def test_state_diagnostics_agree_with_the_dense_computation_to_rounding(case):
 def test_times_whose_bounds_do_not_close_come_from_a_second_integration(monkeypatch):
     """A time the compressed diagnostics leave is computed from its state, taken from a second run of the
     same steps: the same values to rounding, the loss and ||grad||^2 untouched."""
-    from dlnsim import _flow_diagnostics as fd
+    from dlnsim.diagnostics import flow as fd
 
     setup = dlnsim.paper_setup(3, 1, d=12, m=40)
     t = np.concatenate([[0.0], np.linspace(0.01, 3.0, 400)])
@@ -505,7 +505,7 @@ def test_times_whose_bounds_do_not_close_come_from_a_second_integration(monkeypa
 
 def test_a_run_resumed_after_each_batch_of_steps_takes_the_same_steps(monkeypatch):
     """The kernel returns whenever its dense-output slots are full and resumes: bitwise the run of one call."""
-    from dlnsim import flow as flow_module
+    from dlnsim.runs import flow as flow_module
 
     setup = dlnsim.paper_setup(3, 1, d=12, m=40)
     t = np.linspace(0.0, 3.0, 200)
@@ -527,7 +527,7 @@ def test_grad_norm_sq_equals_the_norm_of_the_gradient():
         problem = dlnsim.Problem(rng.standard_normal((widths[0], 15)), rng.standard_normal((widths[-1], 15)))
         W0 = dlnsim.gaussian_init(widths, rng, 0.6)
         ds, states = _run_flow(problem, W0, np.linspace(0.0, 1.0, 5), save=True)
-        ref = [sum(np.sum(G * G) for G in dlnsim.gradient(problem, _unflatten(s, np.array(widths)))) for s in states]
+        ref = [sum(np.sum(G * G) for G in dlnsim.gradient(problem, unflatten(s, np.array(widths)))) for s in states]
         np.testing.assert_allclose(ds["grad_norm_sq"].values, ref, rtol=1e-14)  # sums of squares: rounding
 
 
@@ -566,7 +566,7 @@ def test_sharpness_matches_dense_hessian():
     widths = (3, 4, 2, 2)
     problem = _problem(3, 2, 10, seed=50)
     W = dlnsim.gaussian_init(widths, np.random.default_rng(51), 0.9)
-    w, dims, offs, _ = _layout(W)
+    w, dims, offs, _ = flat_layout(W)
     n = w.size
     H = np.empty((n, n))
     col = np.empty(n)
@@ -591,7 +591,7 @@ def test_paper_setup_end_to_end_flow_with_rank_two_product():
     dsf, sf = _run_flow(setup.problem, setup.W0, t, save=True, diagnostics=False)
     dse, se = _run_flow(setup.problem, setup.W0, t, kind="end_to_end", save=True, diagnostics=False)
     assert dse.attrs["end_to_end_rank"] == 2
-    prods = np.array([dlnsim.product(_unflatten(s, np.array(setup.widths))).ravel() for s in sf])
+    prods = np.array([dlnsim.product(unflatten(s, np.array(setup.widths))).ravel() for s in sf])
     assert _rel_rows(se[1:], prods[1:]).max() <= 1e-8  # rtol 1e-10 runs; measured ~1e-10
     np.testing.assert_allclose(dse["loss"].values, dsf["loss"].values, rtol=1e-8)
 
@@ -605,6 +605,6 @@ def test_paper_setup_gd_against_flow_at_the_bound():
     assert np.all(np.isfinite(d)) and np.all(np.isfinite(dm))
     # at the bound eta is small: GD stays within 1e-2 of the flow (relative to ||W||) and the modified flow
     # is closer than the plain flow after the first steps
-    norm = np.linalg.norm(_layout(setup.W0)[0])
+    norm = np.linalg.norm(flat_layout(setup.W0)[0])
     assert d.max() <= 1e-2 * norm
     assert np.all(dm[2:] <= d[2:])

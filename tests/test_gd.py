@@ -267,8 +267,8 @@ def test_compressed_state_diagnostics_agree_with_the_dense_ones(start: str, monk
     eigenvalue problems (`stack_diagnostics`) on GD states: to 1e-12 times the layers' scale max_j ||W_j||^2
     (the acceptance tests allow differences of the order d eps times that scale, d <= 70).  Gaussian starts
     have full-rank layers (dense path); a non-finite state is left to the dense path's guard."""
-    from dlnsim._gd_diagnostics import states_diagnostics
-    from dlnsim.record import stack_diagnostics
+    from dlnsim.diagnostics.gd import states_diagnostics
+    from dlnsim.runs.record import stack_diagnostics
 
     s = paper(5)
     W0 = s.W0 if start != "gaussian" else dlnsim.gaussian_init([70, 2, 19, 36, 53, 70], np.random.default_rng(1), 0.2)
@@ -284,7 +284,7 @@ def test_compressed_state_diagnostics_agree_with_the_dense_ones(start: str, monk
     dims = np.array([70, 2, 19, 36, 53, 70])
     offs = np.concatenate([[0], np.cumsum(dims[1:] * dims[:-1])])
     out = [(np.full((len(st), 4), -1.0), np.full((len(st), 5), -1.0), np.full((len(st), 2), -1.0)) for _ in range(2)]
-    import dlnsim._gd_diagnostics as fd
+    import dlnsim.diagnostics.gd as fd
 
     dense_rows: list[int] = []
 

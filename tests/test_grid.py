@@ -33,7 +33,7 @@ def test_sweep_on_a_user_setup_equals_direct_runs(tmp_path: Path) -> None:
     ds = dlnsim.sweep(tmp_path / "s", setup=my_setup, N=[2, 3], eta=[1e-3, 5e-3], seed=[0, 1], scale=[0.5, 1.0],
                       m=40, n_iter=300, record="log:30", executor="threads", workers=2, progress=False)
     assert ds.loss.dims == ("N", "eta", "seed", "scale", "k")
-    assert ds.attrs["grid_cell"] == "dlnsim.sweeps:gd_cell"
+    assert ds.attrs["grid_cell"] == "dlnsim.sweeps.grid_sweeps:gd_cell"
     manifest = (tmp_path / "s" / "grid.json").read_text()
     assert "test_grid:my_setup" in manifest and '"m": 40' in manifest
     for N in (2, 3):

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 import dlnsim
 from dlnsim import plot
-from dlnsim._cli_plot import add_plot_cli
+from dlnsim.cli.plot import add_plot_cli
 
 D, M = 8, 24
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -444,11 +444,11 @@ def test_cli_errors_for_files(tmp_path: Path) -> None:
 
 
 def test_dlnsim_command_has_plot(gd: xr.Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from dlnsim import cli
+    from dlnsim.cli import app as cli
 
     commands: Any = [getattr(a, "choices", None) or {} for a in cli.build_parser()._actions]
     if not any("plot" in c for c in commands):
-        pytest.skip("dlnsim plot is not wired into dlnsim.cli yet")
+        pytest.skip("dlnsim plot is not wired into dlnsim.cli.app yet")
     path = dlnsim.save(gd, tmp_path / "gd.nc")
     assert cli.main(["plot", str(path)]) == 0
     assert cli.main(["plot", str(tmp_path / "missing.nc")]) == 2

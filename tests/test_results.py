@@ -8,11 +8,11 @@ import pytest
 import xarray as xr
 
 import dlnsim
-from dlnsim import dataset
-from dlnsim.compare import compare_flow
-from dlnsim.flow import FlowResult, flow_dataset, solve_flow
-from dlnsim.record import DIAGNOSTICS, LogSpaced, diagnostics_set, flow_times, record_points
-from dlnsim.simulate import GDResult, gd_dataset, solve_gd
+from dlnsim.io import dataset
+from dlnsim.runs.compare import compare_flow
+from dlnsim.runs.flow import FlowResult, flow_dataset, solve_flow
+from dlnsim.runs.gd import GDResult, gd_dataset, solve_gd
+from dlnsim.runs.record import DIAGNOSTICS, LogSpaced, diagnostics_set, flow_times, record_points
 
 SHARED = ("loss", "excess_loss", "grad_norm_sq", "balancedness", "balancedness_max", "layer_norm_sq",
           "product_sv")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from dlnsim.search import _bracket_and_bisect, _Outcome
+from dlnsim.analysis.critical import _bracket_and_bisect, _Outcome
 
 INITIAL = 1.0
 

@@ -1,5 +1,5 @@
-"""dlnsim.stability and dlnsim.minima: sharpness of minimisers (closed form vs Lanczos), flattest minimiser,
-flow limit, width compression and the critical stepsize with the linear-stability check."""
+"""dlnsim.analysis.stability and dlnsim.analysis.minima: sharpness of minimisers (closed form vs Lanczos), flattest
+minimiser, flow limit, width compression and the critical stepsize with the linear-stability check."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import dlnsim
-from dlnsim import minima as M
-from dlnsim import stability as S
+from dlnsim.analysis import minima as M
+from dlnsim.analysis import stability as S
 
 LANCZOS = {"iters": 400, "tol": 1e-12}
 

@@ -49,7 +49,7 @@ EXPECTED = {
 
 
 def _has_flow() -> bool:
-    return importlib.util.find_spec("dlnsim.flow") is not None
+    return importlib.util.find_spec("dlnsim.runs.flow") is not None
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +89,7 @@ def _cell_files(directory: Path) -> dict[str, int]:
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_quick_variant_writes_dataset_and_figures(name: str, quick_run, quick_outdir: Path) -> None:
     if name == "gd_vs_flow" and not _has_flow():
-        pytest.skip("dlnsim.flow (compare_flow) is not available")
+        pytest.skip("dlnsim.runs.flow (compare_flow) is not available")
     ds = quick_run(name)
     dims, variables = EXPECTED[name]
     assert dims <= set(ds.dims), f"{name}: dims {set(ds.dims)}"
@@ -184,7 +184,7 @@ def test_balancedness_drift_stays_below_delta_at_the_bound(quick_run) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _has_flow(), reason="dlnsim.flow (compare_flow) is not available")
+@pytest.mark.skipif(not _has_flow(), reason="dlnsim.runs.flow (compare_flow) is not available")
 def test_gd_vs_flow_slopes(quick_run) -> None:
     ds = quick_run("gd_vs_flow")
     # forward Euler: O(eta) from the gradient flow, O(eta^2) from the modified flow

@@ -25,7 +25,7 @@ import xarray as xr
 
 import dlnsim
 
-S = importlib.import_module("dlnsim.sweeps")
+S = importlib.import_module("dlnsim.sweeps.grid_sweeps")
 
 SMALL = {"d": 8, "m": 24, "r": 2}
 
@@ -147,7 +147,7 @@ def test_resume_recomputes_only_missing_cells(tmp_path: Path) -> None:
 KILL_SCRIPT = textwrap.dedent("""
     import importlib
     import sys
-    S = importlib.import_module("dlnsim.sweeps")
+    S = importlib.import_module("dlnsim.sweeps.grid_sweeps")
     S.sweep(sys.argv[1], N=[2, 3], eta=[0.5, 1.0, 1.5], seed=[0, 1], n_iter=200000, eta_mode="bound",
             d=8, m=24, r=2, executor="processes", workers=2, progress=False)
 """)
@@ -325,7 +325,9 @@ def test_mismatched_directory_is_refused_untouched(tmp_path: Path) -> None:
         _grid(d, N=[2], seed=[0], n_iter=20, eta=[0.5, 2.0])
     with pytest.raises(ValueError, match="n_iter is 20 there, 30 here"):
         _grid(d, N=[2], seed=[0], n_iter=30)
-    with pytest.raises(ValueError, match=r"'dlnsim\.sweeps:gd_cell' there, 'dlnsim\.sweeps:critical_cell' here"):
+    with pytest.raises(ValueError,
+                       match=r"'dlnsim\.sweeps\.grid_sweeps:gd_cell' there, "
+                             r"'dlnsim\.sweeps\.grid_sweeps:critical_cell' here"):
         S.critical_sweep(d, N=[2], seed=[0], n_iter=20, executor="serial", progress=False, **SMALL)
     assert _stamps(d) == before
     # cell files without a manifest, a foreign manifest, and a missing sweep
@@ -411,7 +413,7 @@ def test_critical_bad_input(tmp_path: Path, bad: dict, match: str) -> None:
 
 
 def test_cli_sweep_and_critical(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from dlnsim._cli_sweep import add_sweep_cli
+    from dlnsim.cli.sweep import add_sweep_cli
 
     ap = argparse.ArgumentParser(prog="dlnsim")
     add_sweep_cli(ap.add_subparsers(dest="command", required=True))

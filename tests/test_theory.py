@@ -9,7 +9,7 @@ import pytest
 from conftest import paper, random_problem
 
 import dlnsim
-from dlnsim.theory import admissible_alpha
+from dlnsim.theory.bounds import admissible_alpha
 
 
 @pytest.mark.parametrize(("N", "paper_eta"), [(2, 7.73e-4), (3, 1.29e-4), (5, 3.91e-5)])

@@ -7,7 +7,7 @@ import pytest
 from conftest import random_problem
 
 import dlnsim
-from dlnsim._validate import as_matrix, as_weights, flag, is_int, nonneg_int, positive_float
+from dlnsim.checks import as_matrix, as_weights, flag, is_int, nonneg_int, positive_float
 
 
 @pytest.mark.parametrize("value", [True, False, np.True_, np.False_])

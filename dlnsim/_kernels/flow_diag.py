@@ -1,5 +1,5 @@
 """The Numba kernel of the state diagnostics of a gradient flow from the dense output of its integrator (used
-by `dlnsim._flow_diagnostics`, which explains the method and its bounds).
+by `dlnsim.diagnostics.flow`, which explains the method and its bounds).
 
 `_compress`: one layer of a batch of steps compressed onto orthonormal bases, in one pass over the data: the
 compressed matrices, the residual norms, the Gram blocks of the dense-output vectors.  Plain loops, no LAPACK
@@ -15,7 +15,7 @@ from numba import njit
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _compress(poly, n_slots, lo, rows, cols, qrt, ql, xr, xl, res, gr, gl):
     """Compressions of one layer in the dense-output slots of the integrator, for the diagnostics of
-    `dlnsim.record.poly_diagnostics`, in one pass over the data.
+    `dlnsim.runs.record.poly_diagnostics`, in one pass over the data.
 
     For s < ``n_slots`` and p < P (P = ``poly.shape[1]``: 5 for the dense output of a step, 1 for plain
     states) the block V_p = ``poly[s, p, lo : lo + rows * cols]`` is a C-ordered (rows x cols) matrix.  Writes

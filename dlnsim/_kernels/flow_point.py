@@ -1,5 +1,5 @@
 """Single evaluations of a flow's right-hand side, or of a Hessian-vector product, from Python (`_point`): for
-tests, for `dlnsim.hessian`, and wherever one value is wanted without integrating."""
+tests, for `dlnsim.analysis.sharpness`, and wherever one value is wanted without integrating."""
 
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ the axes; `open_grid` combines what a directory holds; `combine_runs` combines r
 Modules: `plan` (axes, manifest), `store` (directory, files, lock), `executors`, `combine`, `engine`.
 """
 
-from .combine import combine_runs
-from .engine import open_grid, run_grid
-from .executors import EXECUTORS, process_pool
-from .plan import MAX_CELLS
+from dlnsim.grid.combine import combine_runs
+from dlnsim.grid.engine import open_grid, run_grid
+from dlnsim.grid.executors import EXECUTORS, process_pool
+from dlnsim.grid.plan import MAX_CELLS
 
 __all__ = ["EXECUTORS", "MAX_CELLS", "combine_runs", "open_grid", "process_pool", "run_grid"]

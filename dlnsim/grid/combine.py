@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import dataset
+from dlnsim.io import dataset
 
 __all__ = ["ALWAYS_VARIABLES", "Run", "combine", "combine_runs"]
 
@@ -303,7 +303,7 @@ def combine_runs(datasets: Any, dims: Mapping[str, Sequence[Any]]) -> xr.Dataset
     xarray.Dataset
         Over ``dims`` + the runs' own dimensions; attributes equal in every run are global.
     """
-    from .plan import validate_axes
+    from dlnsim.grid.plan import validate_axes
 
     axes = validate_axes(dims)
     names = list(axes)

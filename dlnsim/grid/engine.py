@@ -11,18 +11,18 @@ from typing import Any
 
 import xarray as xr
 
-from .. import dataset
-from .._blas import blas_threads
-from .combine import Run, combine
-from .executors import check_executor, connect, run_cells
-from .plan import Plan, cell_id_of
-from .store import Store, _now
+from dlnsim._blas import blas_threads
+from dlnsim.grid.combine import Run, combine
+from dlnsim.grid.executors import check_executor, connect, run_cells
+from dlnsim.grid.plan import Plan, cell_id_of
+from dlnsim.grid.store import Store, utc_now
+from dlnsim.io import dataset
 
 __all__ = ["open_grid", "run_grid"]
 
 
 def _version() -> str:
-    from .. import __version__
+    from dlnsim import __version__
 
     return __version__
 
@@ -198,7 +198,7 @@ def _run_in_memory(plan: Plan, cell: Callable[..., xr.Dataset], executor: Any, w
 
     _execute(keep, label, label, plan, cell, todo, executor, workers, client, progress)
     failed = sum(r is not None and r.attrs.get("status") == "error" for r in runs.values())
-    manifest = {"created": _now()}
+    manifest = {"created": utc_now()}
     return combine(runs, plan.axes, None, _grid_attrs(plan, manifest, len(runs), failed))
 
 

@@ -29,8 +29,8 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from .._blas import blas_threads
-from .._validate import nonneg_int
+from dlnsim._blas import blas_threads
+from dlnsim.checks import nonneg_int
 
 __all__ = ["BLAS_ENV", "EXECUTORS", "WorkerDied", "check_executor", "n_cores", "process_pool", "run_cells"]
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import xarray as xr
 
-from .. import dataset
-from .plan import Plan
+from dlnsim.grid.plan import Plan
+from dlnsim.io import dataset
 
 __all__ = ["LOG", "MANIFEST", "Store"]
 
@@ -38,7 +38,7 @@ LOG = "cells.log"
 _MAX_LINE = 4096
 
 
-def _now() -> str:
+def utc_now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
@@ -119,7 +119,7 @@ class Store:
         return old
 
     def create(self, plan: Plan, version: str) -> dict[str, Any]:
-        manifest = {**plan.manifest(), "created": _now(), "dlnsim_version": version}
+        manifest = {**plan.manifest(), "created": utc_now(), "dlnsim_version": version}
         dataset.write_json_atomic(manifest, self.path / MANIFEST)
         return manifest
 

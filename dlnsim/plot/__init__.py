@@ -16,10 +16,10 @@ The quantities and the constants of Theorem 2.4 they are drawn against are defin
 
 from __future__ import annotations
 
-from ._data import with_end
-from ._runs import flow_distance, loss, theory_panel
-from ._standard import standard_panels
-from ._style import (
+from dlnsim.plot._data import with_end
+from dlnsim.plot._runs import flow_distance, loss, theory_panel
+from dlnsim.plot._standard import standard_panels
+from dlnsim.plot._style import (
     DEPTH_COLORS,
     LABELS,
     STYLE,
@@ -30,7 +30,7 @@ from ._style import (
     style,
     subplots,
 )
-from ._sweeps import sweep_facets
+from dlnsim.plot._sweeps import sweep_facets
 
 __all__ = [
     "DEPTH_COLORS",

@@ -9,20 +9,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from ._style import DEPTH_COLORS, LABELS, _canonical, depth_color, label, plain_log_ticks, subplots
+from dlnsim.plot._style import DEPTH_COLORS, LABELS, canonical, depth_color, label, plain_log_ticks, subplots
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 
 _SERIES = ("k", "time")
-_INNER = ("pair", "layer", "sv", "trial", "widths_index")
+INNER = ("pair", "layer", "sv", "trial", "widths_index")
 #: variables drawn on a log scale (values <= 0 are left out)
 _LOG = {"loss", "excess_loss", "grad_norm_sq", "balancedness", "balancedness_max", "layer_norm_sq", "product_sv",
         "descent_ratio", "sharpness", "sharpness_limit", "eta", "eta_k", "t"}
 
 
-def _value(run: xr.Dataset, name: str) -> float:
+def run_value(run: xr.Dataset, name: str) -> float:
     """A scalar of one run: a 0-d variable or an attribute (NaN when absent or not a number)."""
     raw = run[name].values if name in run.variables else run.attrs.get(name)
     try:
@@ -42,41 +42,41 @@ def with_end(run: xr.Dataset, var: str = "loss", final: str = "final_loss") -> t
     da = run[var].dropna("k")
     k = np.asarray(da["k"].values, dtype=float)
     y = np.asarray(da.values, dtype=float)
-    k_end, y_end = _value(run, "stop_iteration"), _value(run, final)
+    k_end, y_end = run_value(run, "stop_iteration"), run_value(run, final)
     if var == "excess_loss" and final == "final_loss":
-        y_end -= _value(run, "optimal_loss")
+        y_end -= run_value(run, "optimal_loss")
     if math.isfinite(y_end) and k_end >= 0 and (k.size == 0 or k_end > k[-1]):
         k, y = np.append(k, k_end), np.append(y, y_end)
     return k, y
 
 
-def _find(ds: xr.Dataset, name: str) -> str | None:
+def find_var(ds: xr.Dataset, name: str) -> str | None:
     return next((c for c in (name, f"{name}_t") if c in ds.variables), None)
 
 
-def _check_ds(ds: Any) -> None:
+def check_ds(ds: Any) -> None:
     if not isinstance(ds, xr.Dataset):
         raise ValueError(f"ds must be an xarray Dataset, got {type(ds).__name__}")
 
 
-def _get(ds: xr.Dataset, name: str, what: str) -> xr.DataArray:
-    _check_ds(ds)
-    found = _find(ds, name)
+def get_var(ds: xr.Dataset, name: str, what: str) -> xr.DataArray:
+    check_ds(ds)
+    found = find_var(ds, name)
     if found is None:
         have = ", ".join(sorted(map(str, ds.data_vars))) or "none"
         raise ValueError(f"{what}: the Dataset has no variable {name!r} (variables: {have})")
     return ds[found]
 
 
-def _series_dim(da: xr.DataArray) -> str | None:
+def series_dim(da: xr.DataArray) -> str | None:
     return next((d for d in _SERIES if d in da.dims), None)
 
 
-def _grid_dims(da: xr.DataArray) -> list[str]:
-    return [str(d) for d in da.dims if d not in _SERIES and d not in _INNER]
+def grid_dims(da: xr.DataArray) -> list[str]:
+    return [str(d) for d in da.dims if d not in _SERIES and d not in INNER]
 
 
-def _check_x(x: str | None, sdim: str) -> str:
+def check_x(x: str | None, sdim: str) -> str:
     if x is None:
         return "k" if sdim == "k" else "t"
     if x not in ("k", "t"):
@@ -86,18 +86,18 @@ def _check_x(x: str | None, sdim: str) -> str:
     return x
 
 
-def _check_dim(value: str | None, dims: Sequence[str], what: str) -> str | None:
+def check_dim(value: str | None, dims: Sequence[str], what: str) -> str | None:
     if value is not None and value not in dims:
         raise ValueError(f"{what}: {value!r} is not a grid dimension of the Dataset (grid dims: {list(dims)})")
     return value
 
 
-def _default_hue(ds: xr.Dataset, dims: Sequence[str]) -> str | None:
+def default_hue(ds: xr.Dataset, dims: Sequence[str]) -> str | None:
     varying = [d for d in dims if ds.sizes[d] > 1]
     return "N" if "N" in varying else (varying[0] if varying else None)
 
 
-def _on_grid(ds: xr.Dataset, name: str, template: xr.DataArray) -> np.ndarray | None:
+def on_grid(ds: xr.Dataset, name: str, template: xr.DataArray) -> np.ndarray | None:
     """``name`` (a variable over some of the template's dims, or an attribute) as floats over the template."""
     if name in ds.variables:
         v = ds[name]
@@ -107,27 +107,27 @@ def _on_grid(ds: xr.Dataset, name: str, template: xr.DataArray) -> np.ndarray | 
             return np.asarray(v.broadcast_like(template).transpose(*template.dims).values, dtype=float)
         except (TypeError, ValueError):
             return None
-    value = _value(ds, name)
+    value = run_value(ds, name)
     return None if name not in ds.attrs or math.isnan(value) else np.full(template.shape, value)
 
 
-def _fmt(v: Any) -> str:
+def fmt_value(v: Any) -> str:
     if isinstance(v, float | np.floating):
         return f"{float(v):.3g}"
     return str(v.item() if isinstance(v, np.generic) else v)
 
 
-class _Grid:
+class PlotGrid:
     """The grid points of a variable: their dims, shape, and the colour and legend text of each hue value."""
 
     def __init__(self, ds: xr.Dataset, da: xr.DataArray, hue: str | None) -> None:
-        self.dims = _grid_dims(da)
+        self.dims = grid_dims(da)
         self.template = da.isel({d: 0 for d in da.dims if d not in self.dims}, drop=True).transpose(*self.dims)
         self.shape: tuple[int, ...] = tuple(self.template.shape)
-        self.hue = _check_dim(hue, self.dims, "hue") if hue is not None else _default_hue(ds, self.dims)
+        self.hue = check_dim(hue, self.dims, "hue") if hue is not None else default_hue(ds, self.dims)
         values = list(ds[self.hue].values) if self.hue else []
         self.colors = _palette(self.hue, values)
-        self.names = [f"{label(ds, self.hue)} = {_fmt(v)}" for v in values] if self.hue else []
+        self.names = [f"{label(ds, self.hue)} = {fmt_value(v)}" for v in values] if self.hue else []
         self._named: set[int] = set()
 
     def color(self, idx: tuple[int, ...]) -> Any:
@@ -156,11 +156,11 @@ def _palette(dim: str | None, values: Sequence[Any]) -> list[Any]:
     return [cmap(0.9 * i / max(len(values) - 1, 1)) for i in range(len(values))]
 
 
-def _xy(ds: xr.Dataset, da: xr.DataArray, grid: _Grid, x: str) -> tuple[np.ndarray, np.ndarray]:
+def xy_of(ds: xr.Dataset, da: xr.DataArray, grid: PlotGrid, x: str) -> tuple[np.ndarray, np.ndarray]:
     """x over (grid, series) and y over (grid, series, inner) as float arrays."""
-    sdim = _series_dim(da)
+    sdim = series_dim(da)
     assert sdim is not None
-    inner = [str(d) for d in da.dims if d in _INNER]
+    inner = [str(d) for d in da.dims if d in INNER]
     y = np.asarray(da.transpose(*grid.dims, sdim, *inner).values, dtype=float)
     y = y.reshape((*grid.shape, da.sizes[sdim], -1))
     shape = (*grid.shape, da.sizes[sdim])
@@ -175,7 +175,7 @@ def _xy(ds: xr.Dataset, da: xr.DataArray, grid: _Grid, x: str) -> tuple[np.ndarr
     return np.asarray(t.values, dtype=float), y
 
 
-def _curves(ax: Axes, x: np.ndarray, y: np.ndarray, grid: _Grid, *, logy: bool, color: Any = None,
+def draw_curves(ax: Axes, x: np.ndarray, y: np.ndarray, grid: PlotGrid, *, logy: bool, color: Any = None,
             ls: str = "-", name: str | None = None, inner: Sequence[str] = (), **kw: Any) -> int:
     """One line per grid point and inner index; returns the number drawn.  Colour: ``color``, else the hue,
     else one per inner index.  Legend: ``name`` once, else the hue values, else ``inner``."""
@@ -203,14 +203,14 @@ def _curves(ax: Axes, x: np.ndarray, y: np.ndarray, grid: _Grid, *, logy: bool, 
 
 
 def _inner_names(da: xr.DataArray) -> list[str]:
-    inner = [d for d in da.dims if d in _INNER]
+    inner = [d for d in da.dims if d in INNER]
     if len(inner) != 1:
         return []
     sym = LABELS.get(str(inner[0]), str(inner[0]))
-    return [f"{sym} = {_fmt(v)}" for v in da[inner[0]].values]
+    return [f"{sym} = {fmt_value(v)}" for v in da[inner[0]].values]
 
 
-def _finish(ax: Axes, x: str, ylabel: str, *, legend: bool, logy: bool = True) -> None:
+def finish_axes(ax: Axes, x: str, ylabel: str, *, legend: bool, logy: bool = True) -> None:
     ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
@@ -222,7 +222,7 @@ def _finish(ax: Axes, x: str, ylabel: str, *, legend: bool, logy: bool = True) -
         ax.legend(loc="best" if len(ax.lines) < 40 else "upper right")
 
 
-def _new_axes(ax: Axes | None) -> Axes:
+def new_axes(ax: Axes | None) -> Axes:
     if ax is not None:
         return ax
     _, axes = subplots(figsize=(3.6, 2.8))
@@ -230,33 +230,33 @@ def _new_axes(ax: Axes | None) -> Axes:
     return result
 
 
-def _series(ax: Axes, ds: xr.Dataset, var: str, x: str | None, hue: str | None, *, legend: bool,
-            what: str = "var") -> tuple[str, _Grid, np.ndarray]:
+def draw_series(ax: Axes, ds: xr.Dataset, var: str, x: str | None, hue: str | None, *, legend: bool,
+            what: str = "var") -> tuple[str, PlotGrid, np.ndarray]:
     """Draw ``var`` (over k or time) on ``ax``; returns the x used, the grid and the x array."""
-    da = _get(ds, var, what)
-    sdim = _series_dim(da)
+    da = get_var(ds, var, what)
+    sdim = series_dim(da)
     if sdim is None:
         raise ValueError(f"{what}: {var!r} is not recorded over k or time (dims {da.dims})")
-    x = _check_x(x, sdim)
-    grid = _Grid(ds, da, hue)
-    X, Y = _xy(ds, da, grid, x)
-    logy = _canonical(var) in _LOG or var.endswith(("_distance", "_loss")) or bool(np.all(Y[np.isfinite(Y)] > 0))
+    x = check_x(x, sdim)
+    grid = PlotGrid(ds, da, hue)
+    X, Y = xy_of(ds, da, grid, x)
+    logy = canonical(var) in _LOG or var.endswith(("_distance", "_loss")) or bool(np.all(Y[np.isfinite(Y)] > 0))
     if var in ("loss", "excess_loss") and sdim == "k" and x == "k":
         X, Y = _append_end(ds, var, grid, X, Y)
-    _curves(ax, X, Y, grid, logy=logy, inner=_inner_names(da), alpha=0.85 if grid.dims else 1.0)
-    _finish(ax, x, label(ds, str(da.name)), legend=legend, logy=logy)
+    draw_curves(ax, X, Y, grid, logy=logy, inner=_inner_names(da), alpha=0.85 if grid.dims else 1.0)
+    finish_axes(ax, x, label(ds, str(da.name)), legend=legend, logy=logy)
     return x, grid, X
 
 
-def _append_end(ds: xr.Dataset, var: str, grid: _Grid, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray,
+def _append_end(ds: xr.Dataset, var: str, grid: PlotGrid, X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray,
                                                                                                  np.ndarray]:
     """Add the point (stop_iteration + 1, final value) to each run that stopped between record points."""
-    k_end = _on_grid(ds, "stop_iteration", grid.template)
-    y_end = _on_grid(ds, "final_loss", grid.template)
+    k_end = on_grid(ds, "stop_iteration", grid.template)
+    y_end = on_grid(ds, "final_loss", grid.template)
     if k_end is None or y_end is None or Y.shape[-1] != 1:
         return X, Y
     if var == "excess_loss":
-        opt = _on_grid(ds, "optimal_loss", grid.template)
+        opt = on_grid(ds, "optimal_loss", grid.template)
         y_end = y_end - (opt if opt is not None else np.nan)
     X = np.concatenate([X, np.full((*grid.shape, 1), np.nan)], axis=-1)
     Y = np.concatenate([Y, np.full((*grid.shape, 1, 1), np.nan)], axis=-2)

@@ -10,32 +10,32 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import xarray as xr
 
-from ._data import (
-    _check_ds,
-    _check_x,
-    _curves,
-    _find,
-    _finish,
-    _Grid,
-    _new_axes,
-    _on_grid,
-    _series,
-    _series_dim,
-    _value,
-    _xy,
+from dlnsim.plot._data import (
+    PlotGrid,
+    check_ds,
+    check_x,
+    draw_curves,
+    draw_series,
+    find_var,
+    finish_axes,
+    new_axes,
+    on_grid,
+    run_value,
+    series_dim,
+    xy_of,
 )
-from ._style import label, style, subplots
-from ._sweeps import _distance_vs_eta
+from dlnsim.plot._style import label, style, subplots
+from dlnsim.plot._sweeps import distance_vs_eta
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from ..theory import StepsizeBound
+    from dlnsim.theory.bounds import StepsizeBound
 
 
 #: GD-vs-flow distances: variable, legend text, colour, line style
-_DISTANCES = (
+DISTANCES = (
     ("flow_distance", "flow (2.2): factors", "C0", "-"),
     ("flow_product_distance", "flow (2.2): product", "C0", "--"),
     ("modified_flow_distance", "modified flow: factors", "C1", "-"),
@@ -74,21 +74,21 @@ def loss(ds: xr.Dataset, x: Literal["k", "t"] | None = None, ax: Axes | None = N
     -------
     matplotlib Axes
     """
-    _check_ds(ds)
+    check_ds(ds)
     if var not in ("loss", "excess_loss"):
         raise ValueError(f"var must be 'loss' or 'excess_loss', got {var!r}")
     with style():
-        ax = _new_axes(ax)
+        ax = new_axes(ax)
         present = [f for f in _FLOW_LOSSES if f[0] in ds.variables] if flows else []
-        x_used, grid, X = _series(ax, ds, var, x, hue, legend=False, what="ds")
+        x_used, grid, X = draw_series(ax, ds, var, x, hue, legend=False, what="ds")
         if present and not grid.dims and ax.lines:
             ax.lines[0].set(color="black", label="GD")
-            opt = _on_grid(ds, "optimal_loss", grid.template) if var == "excess_loss" else np.zeros(())
+            opt = on_grid(ds, "optimal_loss", grid.template) if var == "excess_loss" else np.zeros(())
             for name, text, color in present:
                 y = np.asarray(ds[name].values, dtype=float) - (opt if opt is not None else np.nan)
-                _curves(ax, X[..., : y.size], y.reshape(*grid.shape, -1, 1), grid, logy=True, color=color, ls="--",
+                draw_curves(ax, X[..., : y.size], y.reshape(*grid.shape, -1, 1), grid, logy=True, color=color, ls="--",
                         name=text)
-        _finish(ax, x_used, ax.get_ylabel(), legend=legend)
+        finish_axes(ax, x_used, ax.get_ylabel(), legend=legend)
     return ax
 
 
@@ -125,7 +125,7 @@ def theory_panel(ds: xr.Dataset, bound: StepsizeBound | None = None, axes: Seque
     -------
     matplotlib Figure
     """
-    _check_ds(ds)
+    check_ds(ds)
     with style():
         if axes is None:
             _, grid_axes = subplots(1, 3, figsize=(7.0, 2.5))
@@ -134,29 +134,29 @@ def theory_panel(ds: xr.Dataset, bound: StepsizeBound | None = None, axes: Seque
             raise ValueError(f"axes: give three Axes, got {len(axes)}")
         for ax, (var, const, sym, title) in zip(axes, _THEORY, strict=True):
             ax.set_title(title, loc="left")
-            name = _find(ds, var) or (_find(ds, "balancedness") if var == "balancedness_max" else None)
+            name = find_var(ds, var) or (find_var(ds, "balancedness") if var == "balancedness_max" else None)
             if name is None:
                 ax.text(0.5, 0.5, f"no {var} recorded", transform=ax.transAxes, ha="center", va="center")
                 continue
             da = ds[name]
-            sdim = _series_dim(da)
+            sdim = series_dim(da)
             if sdim is None:
                 raise ValueError(f"ds: {name!r} is not recorded over k or time")
-            xs = _check_x(x, sdim)
-            grid = _Grid(ds, da, hue)
-            X, Y = _xy(ds, da, grid, xs)
+            xs = check_x(x, sdim)
+            grid = PlotGrid(ds, da, hue)
+            X, Y = xy_of(ds, da, grid, xs)
             if Y.shape[-1] > 1:  # per layer or pair: the max over j (NaN only where all are NaN)
                 Y = np.fmax.reduce(Y, axis=-1, keepdims=True)
-            c = _on_grid(ds, f"bound_{const}", grid.template) if bound is None else np.full(
+            c = on_grid(ds, f"bound_{const}", grid.template) if bound is None else np.full(
                 grid.shape, float(getattr(bound, const)))
             bad = int(np.sum(np.isfinite(Y) & (Y <= 0)))
             symlog = bad > 0 and var == "descent_ratio"  # the loss rose somewhere: show those ratios too
-            _curves(ax, X, Y, grid, logy=not symlog, alpha=0.85 if grid.dims else 1.0)
+            draw_curves(ax, X, Y, grid, logy=not symlog, alpha=0.85 if grid.dims else 1.0)
             if bad and not symlog:
                 ax.text(0.02, 0.97, f"{bad} record(s) ≤ 0 not shown", transform=ax.transAxes, fontsize=7, va="top")
             lines = [(c, sym, "--")]
             if const == "delta" and c is not None:
-                alpha = float(bound.alpha) if bound is not None else _value(ds, "bound_alpha")
+                alpha = float(bound.alpha) if bound is not None else run_value(ds, "bound_alpha")
                 if math.isfinite(alpha) and alpha > 0:
                     lines.append((alpha * c, "αδ", ":"))
             for values, text, ls in lines:
@@ -172,7 +172,7 @@ def theory_panel(ds: xr.Dataset, bound: StepsizeBound | None = None, axes: Seque
                 ax.yaxis.set_major_locator(FixedLocator(_symlog_ticks(finite_y.min(), finite_y.max(), thresh)))
                 ax.yaxis.set_minor_locator(NullLocator())
             ylabel = r"${\rm max}_j\|W_j\|^2$" if var == "layer_norm_sq" else label(ds, var)
-            _finish(ax, xs, ylabel, legend=True, logy=not symlog)
+            finish_axes(ax, xs, ylabel, legend=True, logy=not symlog)
     fig_out = axes[0].get_figure(root=True)
     assert fig_out is not None
     return fig_out
@@ -189,7 +189,7 @@ def _symlog_ticks(lo: float, hi: float, thresh: float) -> list[float]:
     return sorted(ticks)
 
 
-def _constant(ax: Axes, values: np.ndarray, X: np.ndarray, grid: _Grid, sym: str, ls: str) -> None:
+def _constant(ax: Axes, values: np.ndarray, X: np.ndarray, grid: PlotGrid, sym: str, ls: str) -> None:
     """A constant of the theorem: one line when it is the same for every grid point, else a dashed segment
     over each run in its colour."""
     finite = values[np.isfinite(values)]
@@ -234,20 +234,20 @@ def flow_distance(ds: xr.Dataset, x: Literal["t", "k", "eta"] = "t", ax: Axes | 
     -------
     matplotlib Axes
     """
-    _check_ds(ds)
-    present = [d for d in _DISTANCES if d[0] in ds.variables]
+    check_ds(ds)
+    present = [d for d in DISTANCES if d[0] in ds.variables]
     if not present:
         raise ValueError("ds: no GD-vs-flow distances (flow_distance, ...); make them with dlnsim.compare_flow")
     if x not in ("t", "k", "eta"):
         raise ValueError(f"x must be 't', 'k' or 'eta', got {x!r}")
     with style():
-        ax = _new_axes(ax)
+        ax = new_axes(ax)
         if x != "eta":
             for name, text, color, ls in present:
-                grid = _Grid(ds, ds[name], None)
-                X, Y = _xy(ds, ds[name], grid, x)
-                _curves(ax, X, Y, grid, logy=True, color=color, ls=ls, name=text, alpha=0.85 if grid.dims else 1)
-            _finish(ax, x, r"distance at $t_k$" if len(present) > 1 else label(ds, present[0][0]), legend=legend)
+                grid = PlotGrid(ds, ds[name], None)
+                X, Y = xy_of(ds, ds[name], grid, x)
+                draw_curves(ax, X, Y, grid, logy=True, color=color, ls=ls, name=text, alpha=0.85 if grid.dims else 1)
+            finish_axes(ax, x, r"distance at $t_k$" if len(present) > 1 else label(ds, present[0][0]), legend=legend)
             return ax
-        _distance_vs_eta(ax, ds, present, hue, legend)
+        distance_vs_eta(ax, ds, present, hue, legend)
     return ax

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import xarray as xr
 
-from ._data import _check_ds, _default_hue, _find, _grid_dims, _series, _series_dim
-from ._runs import _DISTANCES, flow_distance, loss, theory_panel
-from ._style import label, style, subplots
-from ._sweeps import _critical_panels, _scalar, _status_map, _stepsize_dim
+from dlnsim.plot._data import check_ds, default_hue, draw_series, find_var, grid_dims, series_dim
+from dlnsim.plot._runs import DISTANCES, flow_distance, loss, theory_panel
+from dlnsim.plot._style import label, style, subplots
+from dlnsim.plot._sweeps import critical_panels, scalar_panel, status_map, stepsize_dim
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -19,25 +19,25 @@ if TYPE_CHECKING:
 
 def _kind(ds: xr.Dataset) -> str:
     """What a dlnsim Dataset holds: critical, sweep, flow, compare or gd."""
-    _check_ds(ds)
-    name = _find(ds, "loss") or _find(ds, "excess_loss")
-    sdim = _series_dim(ds[name]) if name else None
+    check_ds(ds)
+    name = find_var(ds, "loss") or find_var(ds, "excess_loss")
+    sdim = series_dim(ds[name]) if name else None
     if name is None or sdim is None:
         if "eta_crit" in ds.variables:
             return "critical"
         raise ValueError("ds: not a dlnsim result (no loss over k or time, no eta_crit)")
-    if _grid_dims(ds[name]):
+    if grid_dims(ds[name]):
         return "sweep"
     if sdim == "time":
         return "flow"
-    return "compare" if any(d[0] in ds.variables for d in _DISTANCES) else "gd"
+    return "compare" if any(d[0] in ds.variables for d in DISTANCES) else "gd"
 
 
 def _fill(axes: Sequence[Axes], ds: xr.Dataset, names: Sequence[str], x: str | None, start: int = 0) -> None:
     """Draw the first ``len(axes)`` of ``names`` that the Dataset holds; hide the panels left over."""
-    names = [n for n in names if _find(ds, n)][: len(axes)]
+    names = [n for n in names if find_var(ds, n)][: len(axes)]
     for i, (ax, name) in enumerate(zip(axes, names, strict=False)):
-        _series(ax, ds, name, x, None, legend=True)
+        draw_series(ax, ds, name, x, None, legend=True)
         ax.set_title(f"({chr(ord('a') + start + i)}) {label(ds, name)}", loc="left")
     for ax in axes[len(names):]:
         ax.set_visible(False)
@@ -60,18 +60,18 @@ def standard_panels(ds: xr.Dataset, *, x: Literal["k", "t"] | None = None) -> Fi
     kind = _kind(ds)
     with style():
         if kind == "critical":
-            fig = _critical_panels(ds)
+            fig = critical_panels(ds)
         elif kind == "sweep":
             fig = _sweep_panels(ds, x)
         elif kind == "flow":
             fig, axes = subplots(2, 2, figsize=(7.0, 4.8))
-            main = "excess_loss" if _find(ds, "excess_loss") else "loss"
+            main = "excess_loss" if find_var(ds, "excess_loss") else "loss"
             _fill(list(axes.flat), ds, (main, "grad_norm_sq", "balancedness_max", "product_sv",
                                         "layer_norm_sq"), x)
         else:
             fig, axes = subplots(2, 3, figsize=(7.5, 5.0))
             top = list(axes[0])
-            loss(ds, x, top[0], var="excess_loss" if _find(ds, "excess_loss") else "loss")
+            loss(ds, x, top[0], var="excess_loss" if find_var(ds, "excess_loss") else "loss")
             top[0].set_title("(a) loss", loc="left")
             if kind == "compare":
                 flow_distance(ds, "k" if x == "k" else "t", top[1])
@@ -92,24 +92,24 @@ def standard_panels(ds: xr.Dataset, *, x: Literal["k", "t"] | None = None) -> Fi
 def _sweep_panels(ds: xr.Dataset, x: str | None) -> Figure:
     """Four panels, the first of these that the grid holds: loss of every run, balancedness, distances to the
     flows against the stepsize, final loss, distances against t, status of every run."""
-    main = "excess_loss" if _find(ds, "excess_loss") else "loss"
-    dims = _grid_dims(ds[_find(ds, main) or main])
-    hue = _default_hue(ds, dims)
+    main = "excess_loss" if find_var(ds, "excess_loss") else "loss"
+    dims = grid_dims(ds[find_var(ds, main) or main])
+    hue = default_hue(ds, dims)
     free = [d for d in dims if d != hue and ds.sizes[d] > 1]
-    step = _stepsize_dim(ds, dims)
+    step = stepsize_dim(ds, dims)
     xdim = step if step in free else (free[0] if free else None)
-    flows = any(d[0] in ds.variables for d in _DISTANCES)
+    flows = any(d[0] in ds.variables for d in DISTANCES)
     status_ok = "status" in ds.variables and xdim in ds["status"].dims and (hue is None or hue in ds["status"].dims)
     panels: list[tuple[str, Any] | None] = [
-        (f"{label(ds, main)}, every run", lambda ax: _series(ax, ds, main, x, None, legend=True)),
-        (label(ds, "balancedness_max"), lambda ax: _series(ax, ds, "balancedness_max", x, None, legend=False))
-        if _find(ds, "balancedness_max") else None,
+        (f"{label(ds, main)}, every run", lambda ax: draw_series(ax, ds, main, x, None, legend=True)),
+        (label(ds, "balancedness_max"), lambda ax: draw_series(ax, ds, "balancedness_max", x, None, legend=False))
+        if find_var(ds, "balancedness_max") else None,
         ("GD − flow against the stepsize", lambda ax: flow_distance(ds, "eta", ax, hue=hue))
         if flows and step is not None and step != hue else None,
-        (f"final loss against {label(ds, xdim or '')}", lambda ax: _scalar(ax, ds, "final_loss", str(xdim), hue))
+        (f"final loss against {label(ds, xdim or '')}", lambda ax: scalar_panel(ax, ds, "final_loss", str(xdim), hue))
         if xdim is not None and "final_loss" in ds.variables else None,
         ("GD − flow at equal times", lambda ax: flow_distance(ds, "t", ax, legend=False)) if flows else None,
-        ("status of each run", lambda ax: _status_map(ax, ds, str(xdim), hue)) if status_ok else None,
+        ("status of each run", lambda ax: status_map(ax, ds, str(xdim), hue)) if status_ok else None,
     ]
     chosen = [p for p in panels if p is not None][:4]
     fig, axes = subplots(2, 2, figsize=(7.0, 5.2))

@@ -102,7 +102,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, formats: Sequence[
     return paths
 
 
-def _canonical(name: str) -> str:
+def canonical(name: str) -> str:
     return name[:-2] if name.endswith("_t") and name[:-2] in LABELS else name
 
 
@@ -126,7 +126,7 @@ def label(obj: xr.Dataset | xr.DataArray, name: str | None = None) -> str:
         text = "η/η*"
     else:
         text = str(attrs.get("label") or "")
-        known = LABELS.get(_canonical(name))
+        known = LABELS.get(canonical(name))
         if not text or (known is not None and "$" in known and "$" not in text and "_" in text):
             text = known or name
     units = str(attrs.get("units", "1"))

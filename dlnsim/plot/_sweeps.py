@@ -10,8 +10,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from ._data import _INNER, _check_dim, _default_hue, _fmt, _get, _Grid, _grid_dims, _on_grid, _series, _series_dim, _xy
-from ._style import label, style, subplots
+from dlnsim.plot._data import (
+    INNER,
+    PlotGrid,
+    check_dim,
+    default_hue,
+    draw_series,
+    fmt_value,
+    get_var,
+    grid_dims,
+    on_grid,
+    series_dim,
+    xy_of,
+)
+from dlnsim.plot._style import label, style, subplots
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -22,7 +34,7 @@ _STATUS_COLORS = {"converged": "#009E73", "max_iter": "#0072B2", "diverged": "#D
                   "not_run": "0.6"}
 
 
-def _stepsize_dim(ds: xr.Dataset, dims: Sequence[str]) -> str | None:
+def stepsize_dim(ds: xr.Dataset, dims: Sequence[str]) -> str | None:
     """The grid dim of the stepsize: ``eta``, else the one dim (not N, seed) along which ``eta_value`` varies."""
     if "eta" in dims:
         return "eta" if ds.sizes["eta"] > 1 else None
@@ -32,28 +44,28 @@ def _stepsize_dim(ds: xr.Dataset, dims: Sequence[str]) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-def _distance_vs_eta(ax: Axes, ds: xr.Dataset, present: Sequence[tuple[str, str, str, str]], hue: str | None,
+def distance_vs_eta(ax: Axes, ds: xr.Dataset, present: Sequence[tuple[str, str, str, str]], hue: str | None,
                      legend: bool) -> None:
     from matplotlib.lines import Line2D
 
     first = ds[present[0][0]]
-    dims = _grid_dims(first)
-    step = _stepsize_dim(ds, dims)
+    dims = grid_dims(first)
+    step = stepsize_dim(ds, dims)
     if step is None:
         raise ValueError(f"x: 'eta' needs a Dataset over several stepsizes (a sweep with flow=True); grid dims: "
                          f"{dims}")
     others = [d for d in dims if d != step]
-    grid = _Grid(ds, first, _check_dim(hue, others, "hue") if hue else _default_hue(ds, others))
-    X, _ = _xy(ds, first, grid, "t")
+    grid = PlotGrid(ds, first, check_dim(hue, others, "hue") if hue else default_hue(ds, others))
+    X, _ = xy_of(ds, first, grid, "t")
     horizon = math.inf
     maxima = {}
     for name, *_ in present:
-        _, Y = _xy(ds, ds[name], grid, "t")
+        _, Y = xy_of(ds, ds[name], grid, "t")
         ok = np.isfinite(X) & np.isfinite(Y[..., 0])
         reach = np.where(ok, X, -np.inf).max(axis=-1)
         horizon = min(horizon, float(reach.min()))
         maxima[name] = (ok, Y[..., 0])
-    eta = _on_grid(ds, "eta_value", grid.template)
+    eta = on_grid(ds, "eta_value", grid.template)
     eta = eta if eta is not None else np.asarray(grid.template[step].broadcast_like(grid.template).values, float)
     markers = "osv^D"
     for m, (name, *_rest) in enumerate(present):
@@ -81,16 +93,16 @@ def _distance_vs_eta(ax: Axes, ds: xr.Dataset, present: Sequence[tuple[str, str,
         ax.legend(handles=handles, loc="best", fontsize=6.5, frameon=True, framealpha=0.85, edgecolor="none")
 
 
-def _scalar(ax: Axes, ds: xr.Dataset, var: str, xdim: str, hue: str | None, *, color: Any = None,
+def scalar_panel(ax: Axes, ds: xr.Dataset, var: str, xdim: str, hue: str | None, *, color: Any = None,
             marker: str = "o", ls: str = "-", name: str | None = None) -> None:
     """A variable with one value per grid point against the grid dim ``xdim``: one line per value of the
     other dims, coloured by ``hue``."""
-    da = _get(ds, var, "var")
-    if da.dtype.kind not in "fiu" or any(d in _INNER for d in da.dims):
+    da = get_var(ds, var, "var")
+    if da.dtype.kind not in "fiu" or any(d in INNER for d in da.dims):
         raise ValueError(f"var: {var!r} is not one number per grid point (dims {da.dims}, dtype {da.dtype})")
     if xdim not in da.dims:
         da = da.expand_dims({xdim: ds[xdim].values})
-    grid = _Grid(ds, da, hue)
+    grid = PlotGrid(ds, da, hue)
     pos = grid.dims.index(xdim)
     Y = np.moveaxis(np.asarray(da.transpose(*grid.dims).values, dtype=np.float64), pos, -1)
     values = ds[xdim].values
@@ -142,12 +154,12 @@ def sweep_facets(ds: xr.Dataset, var: str = "loss", row: str | None = None, col:
     -------
     matplotlib Figure
     """
-    da = _get(ds, var, "var")
-    dims = _grid_dims(da)
+    da = get_var(ds, var, "var")
+    dims = grid_dims(da)
     if not dims:
         raise ValueError("ds: no grid dimensions (a single run); use loss() or standard_panels()")
     for what, value in (("row", row), ("col", col), ("hue", hue)):
-        _check_dim(value, dims, what)
+        check_dim(value, dims, what)
     used = [v for v in (row, col, hue) if v is not None]
     if len(set(used)) != len(used):
         raise ValueError(f"row, col, hue must be different grid dims, got {used}")
@@ -156,7 +168,7 @@ def sweep_facets(ds: xr.Dataset, var: str = "loss", row: str | None = None, col:
         col = "N" if "N" in varying else (varying[0] if len(varying) > 1 else None)
         rest = [d for d in varying if d != col]
         hue = "eta" if "eta" in rest else (rest[0] if rest else None)
-    series = _series_dim(da) is not None
+    series = series_dim(da) is not None
     xdim = None
     if not series:
         free = [d for d in dims if d not in (row, col, hue)]
@@ -176,11 +188,12 @@ def sweep_facets(ds: xr.Dataset, var: str = "loss", row: str | None = None, col:
         for ax, cell in zip(axes.flat, cells, strict=False):
             sub = ds.isel(cell)
             if series:
-                _series(ax, sub, var, x, hue, legend=False)
+                draw_series(ax, sub, var, x, hue, legend=False)
             else:
                 assert xdim is not None
-                _scalar(ax, sub, var, xdim, hue)
-            ax.set_title(", ".join(f"{label(ds, d)} = {_fmt(ds[d].values[i])}" for d, i in cell.items()), loc="left")
+                scalar_panel(ax, sub, var, xdim, hue)
+            ax.set_title(", ".join(f"{label(ds, d)} = {fmt_value(ds[d].values[i])}" for d, i in cell.items()),
+                         loc="left")
             ax.label_outer()
         for ax in list(axes.flat)[len(cells):]:
             ax.set_visible(False)
@@ -190,7 +203,7 @@ def sweep_facets(ds: xr.Dataset, var: str = "loss", row: str | None = None, col:
     return fig
 
 
-def _status_map(ax: Axes, ds: xr.Dataset, xdim: str, hue: str | None) -> None:
+def status_map(ax: Axes, ds: xr.Dataset, xdim: str, hue: str | None) -> None:
     """Each run's status as a marker at (its ``xdim`` value, its ``hue`` value); other dims side by side."""
     st = ds["status"]
     dims = [str(d) for d in st.dims]
@@ -198,7 +211,7 @@ def _status_map(ax: Axes, ds: xr.Dataset, xdim: str, hue: str | None) -> None:
     xs_all = ds[xdim].values
     numeric = xs_all.dtype.kind in "fiu" and xs_all.min() > 0
     if not numeric:
-        ax.set_xticks(range(xs_all.size), [_fmt(v) for v in xs_all])
+        ax.set_xticks(range(xs_all.size), [fmt_value(v) for v in xs_all])
     seen: set[str] = set()
     other = [d for d in dims if d not in (xdim, hue)]
     n_other = int(np.prod([ds.sizes[d] for d in other])) if other else 1
@@ -213,7 +226,7 @@ def _status_map(ax: Axes, ds: xr.Dataset, xdim: str, hue: str | None) -> None:
     if numeric and xs_all.max() >= 10 * xs_all.min():
         ax.set_xscale("log")
     if hue:
-        ax.set_yticks(range(ds.sizes[hue]), [_fmt(v) for v in ds[hue].values])
+        ax.set_yticks(range(ds.sizes[hue]), [fmt_value(v) for v in ds[hue].values])
         ax.set_ylabel(label(ds, hue))
     else:
         ax.set_yticks([])
@@ -222,23 +235,23 @@ def _status_map(ax: Axes, ds: xr.Dataset, xdim: str, hue: str | None) -> None:
     ax.legend(loc="best", fontsize=7)
 
 
-def _critical_panels(ds: xr.Dataset) -> Figure:
+def critical_panels(ds: xr.Dataset) -> Figure:
     fig, axes = subplots(1, 3, figsize=(7.5, 2.7))
     a = list(axes.flat)
-    dims = _grid_dims(ds["eta_crit"])
+    dims = grid_dims(ds["eta_crit"])
     if not dims:
         raise ValueError("ds: a critical-stepsize Dataset needs grid dims (as dlnsim.critical_sweep makes)")
     xdim = "N" if "N" in dims else dims[0]
-    _scalar(a[0], ds, "eta_crit", xdim, None, color="C0", ls="none", name=label(ds, "eta_crit"))
+    scalar_panel(a[0], ds, "eta_crit", xdim, None, color="C0", ls="none", name=label(ds, "eta_crit"))
     star = next((n for n in ("eta_star", "eta_bound", "bound_eta") if n in ds.variables), None)
     if star:
-        _scalar(a[0], ds, star, xdim, None, color="C1", marker="s", ls="none", name=label(ds, star))
+        scalar_panel(a[0], ds, star, xdim, None, color="C1", marker="s", ls="none", name=label(ds, star))
         a[0].set_yscale("log")
     a[0].set_ylabel("η")
     a[0].legend(loc="best")
     a[0].set_title("(a) critical stepsize and bound", loc="left")
     if "ratio" in ds.variables:
-        _scalar(a[1], ds, "ratio", xdim, None, ls="none")
+        scalar_panel(a[1], ds, "ratio", xdim, None, ls="none")
         a[1].set_title(f"(b) {label(ds, 'ratio')}", loc="left")
     else:
         a[1].set_visible(False)

@@ -2,7 +2,7 @@
 
 The integrator (`dlnsim._kernels.flow`) hands over, for each step that reaches requested times, the five
 vectors (y, r0, r1, r2, r3) of its dense output: the state at position th in [0, 1] of the step is
-y + th (r0 + (1 - th) (r1 + th (r2 + (1 - th) r3))) (`dense_output`).  The diagnostics of `dlnsim.record`
+y + th (r0 + (1 - th) (r1 + th (r2 + (1 - th) r3))) (`dense_output`).  The diagnostics of `dlnsim.runs.record`
 (balancedness, ||W_j||^2, singular values of the product) are computed from them here:
 
 * `Steps` / `compress_steps` / `step_diagnostics`: for factor flows, through small compressed problems with
@@ -11,7 +11,7 @@ y + th (r0 + (1 - th) (r1 + th (r2 + (1 - th) r3))) (`dense_output`).  The diagn
   do not close (their states from a second, identical integration, `states_at`), the times t <= 0, the
   end-to-end flow and N = 1.
 
-`dlnsim._gd_diagnostics` applies the compressed problems to plain states (the records of gradient descent).
+`dlnsim.diagnostics.gd` applies the compressed problems to plain states (the records of gradient descent).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ._kernels import flow as _fk
-from ._kernels.flow_diag import _compress
-from .record import _layers_of, stack_diagnostics
+from dlnsim._kernels import flow as _fk
+from dlnsim._kernels.flow_diag import _compress
+from dlnsim.runs.record import layers_of, stack_diagnostics
 
 __all__ = ["Steps", "compress_steps", "dense_diagnostics", "dense_output", "join_steps", "states_at",
            "step_diagnostics"]
@@ -65,11 +65,11 @@ _MONO = _monomials()
 _TOL = np.array([1.0, 4.0, 4.0])
 
 
-def _bases(w: np.ndarray, dims: np.ndarray, offs: np.ndarray) -> dict[int, np.ndarray]:
+def compression_bases(w: np.ndarray, dims: np.ndarray, offs: np.ndarray) -> dict[int, np.ndarray]:
     """For each inner width j = 1..N-1 an orthonormal basis of the numerically nonzero part of
     row(W_{j+1}) + col(W_j) at the state ``w``, as a (d_j x K) matrix whose columns beyond its k_j basis
     vectors are zero (K = max_j k_j, so that all compressed matrices have K columns)."""
-    W = [a[0] for a in _layers_of(w[None], dims, offs)]
+    W = [a[0] for a in layers_of(w[None], dims, offs)]
     vecs = {}
     for j in range(1, len(W)):
         _, s, vt = np.linalg.svd(np.concatenate([W[j], W[j - 1].T], axis=0), full_matrices=False)
@@ -289,7 +289,7 @@ def step_diagnostics(steps: dict[str, Any], slot: np.ndarray, th: np.ndarray, di
     problems; returns the mask of the times done (the others are left as they are).
 
     The layers of a deep linear network often have a low numerical rank (a rank-r balanced start keeps rank
-    r along the flow).  With orthonormal bases Q_j of the inner widths (`_bases`), every diagnostic of W_j
+    r along the flow).  With orthonormal bases Q_j of the inner widths (`compression_bases`), every diagnostic of W_j
     comes from R_j = W_j Q_{j-1} (d_j x k) and L_j = Q_j^T W_j (k x d_{j-1}), linear in the five dense-output
     vectors of a step: their Gram matrices are quadratic forms in the five weights of a time, formed once per
     step, so each time costs O(k^2) work:
@@ -394,10 +394,10 @@ class Steps:
                 return False
             reused = self.Q is not None
             if self.Q is None:
-                self.Q = _bases(poly[0, 0], self.dims, self.offs)
+                self.Q = compression_bases(poly[0, 0], self.dims, self.offs)
             part = compress_steps(poly, used, self.dims, self.offs, self.Q, self.with_sv)
             if reused and part["worst"] > 1e-12:  # the layers left the old bases: new ones
-                self.Q = _bases(poly[0, 0], self.dims, self.offs)
+                self.Q = compression_bases(poly[0, 0], self.dims, self.offs)
                 part = compress_steps(poly, used, self.dims, self.offs, self.Q, self.with_sv)
             if self.parts and self.parts[-1]["K"] != part["K"]:
                 self._close()

@@ -4,7 +4,7 @@ GD (2.1): W_j(k+1) = W_j(k) - eta_k grad_{W_j} L^N(W(k)).  The state W(k) is eva
 (n_iter steps).  `solve_gd` runs it and returns a `GDResult`; `gd_dataset` turns that into a Dataset over
 ``k`` (with the time t_k = eta_0 + ... + eta_{k-1} as a coordinate along ``k``); `run_gd` does both.
 
-Records (see `dlnsim.record` for ``record`` and ``diagnostics``): at record points the loss, the excess
+Records (see `dlnsim.runs.record` for ``record`` and ``diagnostics``): at record points the loss, the excess
 loss L - L*, eta_k, the descent ratio of Prop. 3.4(4) and the selected diagnostics (||grad||^2, the
 balancedness per pair and its max, ||W_j||^2 per layer, the singular values of the product).  Over *all*
 steps the attributes keep max_k L(k+1) - L(k) and min_k of the descent ratio.
@@ -54,17 +54,17 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import dataset
-from ._blas import blas_threads as _blas_threads
-from ._gd_diagnostics import states_diagnostics
-from ._kernels import gd as _gd
-from ._kernels.linalg import workspace_size
-from ._notice import compile_notice
-from ._validate import positive_float
-from .gd_result import GDResult, gd_dataset, weights_from
-from .objective import _checked, _layout
-from .problem import Problem
-from .record import (
+from dlnsim._blas import blas_threads as _blas_threads
+from dlnsim._kernels import gd as _gd
+from dlnsim._kernels.linalg import workspace_size
+from dlnsim._notice import compile_notice
+from dlnsim.checks import positive_float
+from dlnsim.diagnostics.gd import states_diagnostics
+from dlnsim.io import dataset
+from dlnsim.objective import checked_weights, flat_layout
+from dlnsim.problem import Problem
+from dlnsim.runs.gd_result import GDResult, gd_dataset, weights_from
+from dlnsim.runs.record import (
     Every,
     LogSpaced,
     attrs_arg,
@@ -77,8 +77,8 @@ from .record import (
     record_rule,
     state_diagnostics,
 )
-from .schedules import Constant, Schedule, as_schedule
-from .theory import StepsizeBound, stepsize_bound
+from dlnsim.schedules import Constant, Schedule, as_schedule
+from dlnsim.theory.bounds import StepsizeBound, stepsize_bound
 
 __all__ = ["STATUSES", "Every", "GDResult", "LogSpaced", "gd_dataset", "record_points", "run_gd", "solve_gd",
            "weights_from"]
@@ -156,7 +156,7 @@ def run_gd(
     n_iter : int
         Number of steps, in [0, 2**62].
     record : str, int, Every, LogSpaced or sequence of int, default "log"
-        Which iterations are recorded (the save policy of `dlnsim.record`; see `record_points`).
+        Which iterations are recorded (the save policy of `dlnsim.runs.record`; see `record_points`).
     diagnostics : bool, str or sequence of str, default True
         Which state diagnostics are recorded: True (all), False (none) or a name or names from
         ``("grad_norm_sq", "balancedness", "layer_norm_sq", "product_sv")``.
@@ -231,7 +231,7 @@ def solve_gd(
     """`run_gd` without the Dataset: the `GDResult`.  With ``snapshots`` it also keeps the flat state W(k)
     at every record point, shape (n_rec, n_params) (NaN where not reached), for comparisons with the
     gradient flow at the same times."""
-    W = _checked(problem, W0, "W0")
+    W = checked_weights(problem, W0, "W0")
     n_iter = checked_n_iter(n_iter)
     diag = diagnostics_set(diagnostics)
     gtol = positive_float(gtol, "gtol", allow_zero=True)
@@ -249,7 +249,7 @@ def solve_gd(
     if bound is not None and not isinstance(bound, StepsizeBound):
         raise ValueError(f"bound must be a StepsizeBound (from dlnsim.stepsize_bound), got {type(bound).__name__}")
     rule = record_rule(record)
-    w, dims, offs, pivot = _layout(W)
+    w, dims, offs, pivot = flat_layout(W)
     n = len(W)
     n_sv = int(min(dims))
     row = 6 + (n - 1) + n + n_sv + (w.size if snapshots else 0)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import nonneg_int, positive_float
+from dlnsim.checks import nonneg_int, positive_float
 
 __all__ = ["DIAGNOSTICS", "MAX_N_ITER", "MAX_RECORD_BYTES", "Every", "LogSpaced", "diagnostics_set",
            "flow_times", "record_points"]
@@ -314,7 +314,7 @@ def state_diagnostics(w: np.ndarray, dims: np.ndarray, offs: np.ndarray, bal: np
 # ------------------------------------------------------------------ state diagnostics of many states (numpy)
 
 
-def _layers_of(states: np.ndarray, dims: np.ndarray, offs: np.ndarray) -> list[np.ndarray]:
+def layers_of(states: np.ndarray, dims: np.ndarray, offs: np.ndarray) -> list[np.ndarray]:
     """The layers of a stack of flat states (m, n): W_j as an (m, d_j, d_{j-1}) view."""
     m = states.shape[0]
     return [states[:, offs[j]:offs[j + 1]].reshape(m, int(dims[j + 1]), int(dims[j])) for j in range(len(dims) - 1)]
@@ -324,7 +324,7 @@ def _safe_rows(states: np.ndarray, dims: np.ndarray, offs: np.ndarray) -> np.nda
     """`_diag_safe` of each row of ``states``."""
     with np.errstate(all="ignore"):
         total = np.zeros(states.shape[0])
-        for a in _layers_of(states, dims, offs):
+        for a in layers_of(states, dims, offs):
             mx = np.max(np.abs(a.reshape(a.shape[0], -1)), axis=1, initial=0.0) * float(max(dims))
             total += np.where(mx > 1.0, np.log10(np.maximum(mx, 1.0)), 0.0)
         return np.asarray(np.all(np.isfinite(states), axis=1) & (total < 150.0), dtype=bool)
@@ -343,7 +343,7 @@ def stack_diagnostics(states: np.ndarray, dims: np.ndarray, offs: np.ndarray, ba
     ok = _safe_rows(states, dims, offs)
     if not np.any(ok) or not (bal.size or lnorm.size or sv.size):
         return
-    W = _layers_of(np.ascontiguousarray(states[ok]), dims, offs)
+    W = layers_of(np.ascontiguousarray(states[ok]), dims, offs)
     n = len(W)
     T = np.swapaxes
     if lnorm.size:

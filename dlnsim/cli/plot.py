@@ -1,4 +1,4 @@
-"""The ``dlnsim plot`` subcommand (part of the ``dlnsim`` command, see `dlnsim.cli`).
+"""The ``dlnsim plot`` subcommand (part of the ``dlnsim`` command, see `dlnsim.cli.app`).
 
     dlnsim plot run.nc                     standard panels of a result file -> run.png
     dlnsim plot sweep_dir/ --out sw.pdf    a grid or sweep directory (with grid.json)
@@ -15,7 +15,7 @@ from typing import Any
 
 import xarray as xr
 
-from ._cli_sweep import writable
+from dlnsim.cli.sweep import writable
 
 __all__ = ["add_plot_cli", "open_results", "plot_cli"]
 
@@ -25,8 +25,8 @@ _FORMATS = (".png", ".pdf", ".svg")
 def open_results(path: str | os.PathLike[str]) -> xr.Dataset:
     """Any dlnsim result: a NetCDF file (`dlnsim.open`) or a grid/sweep directory holding grid.json
     (`dlnsim.open_sweep`).  Errors are ``ValueError`` naming FILE."""
-    from .dataset import open as open_file
-    from .sweeps import open_sweep
+    from dlnsim.io.dataset import open as open_file
+    from dlnsim.sweeps.grid_sweeps import open_sweep
 
     p = Path(path)
     try:
@@ -63,7 +63,7 @@ def _out_path(args: argparse.Namespace) -> Path:
 
 def plot_cli(args: argparse.Namespace) -> int:
     """Handler of ``dlnsim plot``: write the standard panels of FILE to --out; returns the exit status."""
-    from .plot import save_figure, standard_panels
+    from dlnsim.plot import save_figure, standard_panels
 
     out = _out_path(args)  # checked before any reading
     ds = open_results(args.file)

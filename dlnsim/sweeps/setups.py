@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import nonneg_int
-from .grid.plan import cell_id_of
-from .grid.store import suggest
-from .init import balanced_init, gaussian_init
-from .problem import Problem, paper_setup, paper_widths
+from dlnsim.checks import nonneg_int
+from dlnsim.grid.plan import cell_id_of
+from dlnsim.grid.store import suggest
+from dlnsim.init import balanced_init, gaussian_init
+from dlnsim.problem import Problem, paper_setup, paper_widths
 
 __all__ = ["INITS", "on_problem", "paper", "problem_digest", "resolve", "start_of"]
 

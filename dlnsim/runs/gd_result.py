@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import dataset
-from .objective import _unflatten
-from .schedules import Schedule
+from dlnsim.io import dataset
+from dlnsim.objective import unflatten
+from dlnsim.schedules import Schedule
 
 __all__ = ["GDResult", "gd_dataset", "weights_from"]
 
@@ -24,7 +24,7 @@ class GDResult:
     ``balancedness`` (k, pair), ``layer_norm_sq`` (k, layer), ``product_sv`` (k, sv)).  ``w`` is the final
     flat state (factor layout of ``dims``), ``snapshots`` the flat state at every record point when asked
     for (NaN where not reached).  ``schedule`` is the stepsize schedule used, ``status`` one of
-    `dlnsim.simulate.STATUSES`, ``stop_iteration`` the iteration where the run ended, ``attrs`` the run's
+    `dlnsim.runs.gd.STATUSES`, ``stop_iteration`` the iteration where the run ended, ``attrs`` the run's
     attributes (settings, status, theory constants, provenance).
     """
 
@@ -94,4 +94,4 @@ def weights_from(ds: xr.Dataset) -> list[np.ndarray]:
     if "final_weights" not in ds:
         raise ValueError("ds has no final_weights; run run_gd with keep_weights=True")
     dims = np.asarray(ds.attrs["widths"], dtype=np.int64)
-    return _unflatten(np.asarray(ds["final_weights"].values), dims)
+    return unflatten(np.asarray(ds["final_weights"].values), dims)

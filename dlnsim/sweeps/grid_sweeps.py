@@ -8,7 +8,7 @@ The setup.  A cell builds ``(problem, W0)`` from its grid point: by default the 
 grid point's non-stepsize axes as keywords, ``f(N=3, seed=0)``, or ``f(N=3, seed=0, scale=0.1)`` when the
 grid has a ``scale`` axis.  It returns ``(problem, W0)`` (or a `Setup`).  With ``problem=p`` (and
 ``init="balanced"`` or ``"gaussian"``), the cells run your data with a start drawn for each ``seed``, of
-widths ``widths=(d_0, ..., d_N)`` or axes ``N`` and ``width`` (see `dlnsim.setups.on_problem`).
+widths ``widths=(d_0, ..., d_N)`` or axes ``N`` and ``width`` (see `dlnsim.sweeps.setups.on_problem`).
 
 Every keyword of `sweep` that is not one of its own parameters is a parameter of the setup: a list of values
 makes it a grid axis, a single value a fixed parameter (for the paper setup: ``d``, ``m`` and ``r``).  A setup
@@ -37,16 +37,16 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import dataset
-from ._validate import flag, nonneg_int, positive_float
-from .grid import open_grid, run_grid
-from .problem import Problem
-from .record import DIAGNOSTICS, diagnostics_set
-from .schedules import Constant, PowerDecay, Schedule
-from .search import critical_stepsize
-from .setups import resolve, start_of
-from .simulate import Every, LogSpaced, record_points, run_gd
-from .theory import StepsizeBound, stepsize_bound
+from dlnsim.analysis.critical import critical_stepsize
+from dlnsim.checks import flag, nonneg_int, positive_float
+from dlnsim.grid import open_grid, run_grid
+from dlnsim.io import dataset
+from dlnsim.problem import Problem
+from dlnsim.runs.gd import Every, LogSpaced, record_points, run_gd
+from dlnsim.runs.record import DIAGNOSTICS, diagnostics_set
+from dlnsim.schedules import Constant, PowerDecay, Schedule
+from dlnsim.sweeps.setups import resolve, start_of
+from dlnsim.theory.bounds import StepsizeBound, stepsize_bound
 
 __all__ = ["critical_sweep", "open_sweep", "sweep"]
 
@@ -86,7 +86,7 @@ def gd_cell(*, setup: Callable[..., Any], eta: float, n_iter: int, record: Any, 
     sched: Schedule = Constant(value) if schedule == "constant" else PowerDecay(value, value, float(gamma or 0.0))
     attrs = {"eta_value": value, "eta_mode": eta_mode}
     if flow is not False:
-        from .compare import compare_flow
+        from dlnsim.runs.compare import compare_flow
 
         ds = compare_flow(problem, W0, sched, n_iter, record, **flow, gtol=gtol, stop_early=stop_early,
                           blowup=blowup, bound=bound, diagnostics=diagnostics, attrs=attrs)
@@ -169,7 +169,7 @@ def _flow_option(flow: Any) -> Any:
     else:
         raise ValueError(f"flow must be False, True or a dict of options of dlnsim.compare_flow (rtol, atol, "
                          f"kinds, ...), got {flow!r}")
-    from .compare import compare_flow
+    from dlnsim.runs.compare import compare_flow
 
     own = {"problem", "W0", "eta", "n_iter", "record", "gtol", "stop_early", "blowup", "bound", "attrs",
            "keep_weights", "progress", "blas_threads"}
@@ -273,7 +273,7 @@ def sweep(
         Module-level ``f(**point) -> (problem, W0)``; default the paper's Section-5 instance.
     problem, init : Problem and {"balanced", "gaussian"} or callable, optional
         Instead of ``setup``: your data, with a start drawn by ``init`` for each ``seed`` (see
-        `dlnsim.setups.on_problem`; fixed ``widths=(d_0, ..., d_N)``, or axes ``N`` and ``width``, and
+        `dlnsim.sweeps.setups.on_problem`; fixed ``widths=(d_0, ..., d_N)``, or axes ``N`` and ``width``, and
         ``scale``).
     record : str, int or list
         Record rule of `run_gd`.
@@ -332,7 +332,8 @@ def sweep(
         params["diagnostics"] = list(diag)
     cell = functools.partial(_gd_entry, fn)
     ds = run_grid(directory, cell, axes, params=params, executor=executor, workers=workers, client=client,
-                  scheduler=scheduler, progress=progress, cost=_cost, cell_id="dlnsim.sweeps:gd_cell", label="sweep")
+                  scheduler=scheduler, progress=progress, cost=_cost, cell_id="dlnsim.sweeps.grid_sweeps:gd_cell",
+                  label="sweep")
     return _tidy(ds)
 
 
@@ -435,11 +436,11 @@ def critical_sweep(
         ``rtol``, ``loss_tol`` or ``blowup`` not finite and > 0, ``gtol`` negative, ``max_expand`` negative or
         ``eta_mode`` not ``"bound"`` or ``"absolute"``.
     """
-    from .search import _bracket
+    from dlnsim.analysis.critical import checked_bracket
 
     given = {"N": N, "seed": seed, **setup_args}
     fn, setup_name, axes, fixed = resolve(setup, problem, init, given, "critical_sweep", _CRIT_OWN)
-    lo, hi = _bracket(bracket)
+    lo, hi = checked_bracket(bracket)
     factor = positive_float(factor, "factor (bracket expansion factor)")
     if factor <= 1.0:
         raise ValueError(f"factor must be > 1, got {factor!r}")
@@ -458,7 +459,7 @@ def critical_sweep(
     }
     cell = functools.partial(_critical_entry, fn)
     ds = run_grid(directory, cell, axes, params=params, executor=executor, workers=workers, client=client,
-                  scheduler=scheduler, progress=progress, cost=_cost, cell_id="dlnsim.sweeps:critical_cell",
+                  scheduler=scheduler, progress=progress, cost=_cost, cell_id="dlnsim.sweeps.grid_sweeps:critical_cell",
                   label="critical")
     return _tidy(ds)
 

@@ -1,6 +1,6 @@
 """The flattest global minimiser of L^N with a given product: how far below the balanced one its sharpness goes.
 
-Notation as in `dlnsim.stability`: W = U diag(s) V^T is the product, r = rank W, C = X X^T, and the nonzero
+Notation as in `dlnsim.analysis.stability`: W = U diag(s) V^T is the product, r = rank W, C = X X^T, and the nonzero
 Hessian spectrum at a global minimiser is that of T T^* composed with Z -> Z C.  With hidden widths r every
 minimiser with product W is W_{j:1} = M_j V_r^T, M_j in GL(r), and
 T T^* Z = sum_j L_j Z R_j with L_j = U_r S Gamma_j^{-1} S U_r^T (L_N = I), R_{j+1} = V_r Gamma_j V_r^T
@@ -20,8 +20,14 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from .problem import Problem
-from .stability import _check_problem, _critical_product, _depth, _svd_rank, balanced_minimum_sharpness
+from dlnsim.analysis.stability import (
+    balanced_minimum_sharpness,
+    check_problem,
+    checked_depth,
+    critical_product,
+    svd_rank,
+)
+from dlnsim.problem import Problem
 
 __all__ = ["FlatMinimum", "flattest_minimum"]
 
@@ -52,7 +58,7 @@ class _GaussNewton:
     """lambda(Gamma) and its gradient for the minimisers W_{j:1} = M_j V_r^T with Gamma_j = M_j^T M_j."""
 
     def __init__(self, C: np.ndarray, W: np.ndarray, N: int) -> None:
-        U, s, V, r = _svd_rank(W)
+        U, s, V, r = svd_rank(W)
         self.N, self.r, self.d = N, r, C.shape[0]
         self.U, self.V, self.S = U[:, :r], V[:, :r], np.diag(s[:r])
         w, q = np.linalg.eigh(C)
@@ -164,7 +170,7 @@ def flattest_minimum(
     Parameters
     ----------
     problem, N, product, check
-        As in `dlnsim.stability.balanced_minimum_sharpness` (product default ``problem.W_ls``).
+        As in `dlnsim.analysis.stability.balanced_minimum_sharpness` (product default ``problem.W_ls``).
     taus : sequence of float
         Temperatures of the smoothed maximum, relative to the balanced sharpness.
     maxiter, ftol : int, float
@@ -172,9 +178,9 @@ def flattest_minimum(
     n_top : int
         Number of top eigenvalues in the smoothed maximum.
     """
-    problem = _check_problem(problem)
-    N = _depth(N)
-    W = _critical_product(problem, product, check)
+    problem = check_problem(problem)
+    N = checked_depth(N)
+    W = critical_product(problem, product, check)
     lam_bal = balanced_minimum_sharpness(problem, N, W, check=False)
     if N == 1:
         return FlatMinimum(lam_bal, lam_bal, [], [W.copy()])

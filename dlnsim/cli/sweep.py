@@ -1,5 +1,5 @@
 """The ``dlnsim sweep`` and ``dlnsim critical`` subcommands, and the argument helpers every subcommand of the
-``dlnsim`` command shares (see `dlnsim.cli`): counts, record rules, output paths and directories."""
+``dlnsim`` command shares (see `dlnsim.cli.app`): counts, record rules, output paths and directories."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .dataset import save
-from .grid.executors import EXECUTORS
-from .search import CRITERION
-from .sweeps import ETA_MODES, SCHEDULES, critical_sweep, sweep
+from dlnsim.analysis.critical import CRITERION
+from dlnsim.grid.executors import EXECUTORS
+from dlnsim.io.dataset import save
+from dlnsim.sweeps.grid_sweeps import ETA_MODES, SCHEDULES, critical_sweep, sweep
 
 __all__ = ["RECORD_HELP", "add_sweep_cli", "check_dir", "check_out", "count", "record_rule", "writable"]
 
@@ -125,7 +125,7 @@ def _engine(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         import distributed  # noqa: F401
     except ImportError:
         raise ValueError("--scheduler needs dask.distributed: pip install 'dlnsim[dask]'") from None
-    from .grid.executors import connect
+    from dlnsim.grid.executors import connect
 
     try:
         client = connect(args.scheduler, timeout=args.scheduler_timeout)

@@ -11,13 +11,13 @@
   dW/dt = -grad L - (eta/2) Hess L grad L; constant-stepsize GD follows it to O(eta^2) at fixed time,
   the plain flow only to O(eta).
 
-GD next to the flows at equal times is `dlnsim.compare_flow` (module `dlnsim.compare`), the sharpness
-`dlnsim.sharpness` (module `dlnsim.hessian`).
+GD next to the flows at equal times is `dlnsim.compare_flow` (module `dlnsim.runs.compare`), the sharpness
+`dlnsim.sharpness` (module `dlnsim.analysis.sharpness`).
 
 `solve_flow` integrates and returns a `FlowResult`; `flow_dataset` turns it into a Dataset over ``time``
 whose variables have the names of a GD Dataset (``loss``, ``excess_loss``, ``grad_norm_sq``,
 ``balancedness``, ``balancedness_max``, ``layer_norm_sq``, ``product_sv``); `run_flow` does both.  The
-save policy (``record``, ``diagnostics``) is that of `dlnsim.record`.
+save policy (``record``, ``diagnostics``) is that of `dlnsim.runs.record`.
 
 Status (attribute ``status``, with ``status_reason`` and ``t_reached``):
 
@@ -44,18 +44,18 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import dataset
-from ._blas import blas_threads as _blas_threads
-from ._flow_diagnostics import Steps, dense_diagnostics, states_at
-from ._kernels import flow as _fk
-from ._kernels.flow_diag import _compress
-from ._notice import compile_notice
-from ._validate import nonneg_int, positive_float
-from .flow_result import FLOW_SCHEMA, FlowResult, flow_dataset
-from .init import balancedness
-from .objective import _checked, _layout, product
-from .problem import Problem
-from .record import attrs_arg, blas_arg, check_size, diagnostics_set, flow_times
+from dlnsim._blas import blas_threads as _blas_threads
+from dlnsim._kernels import flow as _fk
+from dlnsim._kernels.flow_diag import _compress
+from dlnsim._notice import compile_notice
+from dlnsim.checks import nonneg_int, positive_float
+from dlnsim.diagnostics.flow import Steps, dense_diagnostics, states_at
+from dlnsim.init import balancedness
+from dlnsim.io import dataset
+from dlnsim.objective import checked_weights, flat_layout, product
+from dlnsim.problem import Problem
+from dlnsim.runs.flow_result import FLOW_SCHEMA, FlowResult, flow_dataset
+from dlnsim.runs.record import attrs_arg, blas_arg, check_size, diagnostics_set, flow_times
 
 __all__ = ["FLOW_SCHEMA", "STATUSES", "FlowResult", "flow_dataset", "run_flow", "solve_flow"]
 
@@ -98,13 +98,13 @@ def _times(t: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _kind(kind: Any) -> int:
+def kind_code(kind: Any) -> int:
     if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
     return KINDS[kind]
 
 
-def _eta_for(kind: str, eta: Any) -> float:
+def eta_for(kind: str, eta: Any) -> float:
     if kind == "modified":
         if eta is None:
             raise ValueError("eta is required for kind='modified' (the GD stepsize of the modified flow)")
@@ -114,7 +114,7 @@ def _eta_for(kind: str, eta: Any) -> float:
     return 0.0
 
 
-def _check_balanced(mats: list[np.ndarray], tol: float) -> float:
+def check_balanced(mats: list[np.ndarray], tol: float) -> float:
     """The balancedness constant of W0, relative to max_j ||W_j||^2; ValueError above ``tol``."""
     if len(mats) < 2:
         return 0.0
@@ -170,7 +170,7 @@ _STATE_DIAGNOSTICS = ("balancedness", "layer_norm_sq", "product_sv")
 _SLOT_BYTES = 8 * 2**20
 
 
-def _integrate(
+def integrate(
     problem: Problem,
     mats: list[np.ndarray],
     t: np.ndarray,
@@ -198,7 +198,7 @@ def _integrate(
     end-to-end flow and N = 1 (nothing to compress) use `record.stack_diagnostics` on each batch.
     """
     names = (_STATE_DIAGNOSTICS if diag else ()) if isinstance(diag, bool) else diag
-    w, dims, offs, pivot = _layout(mats)
+    w, dims, offs, pivot = flat_layout(mats)
     rank = 0
     if code == _fk.END_TO_END:
         with np.errstate(all="ignore"):
@@ -304,11 +304,11 @@ def solve_flow(
 ) -> FlowResult:
     """`run_flow` without the Dataset: the `FlowResult`.  ``save`` (None, True or a bool per time) selects
     the times whose state is kept in ``states``."""
-    mats = _checked(problem, W0, "W0")
+    mats = checked_weights(problem, W0, "W0")
     row = 5 + 2 * len(mats) + min(mats[0].shape[1], *(M.shape[0] for M in mats))  # values per time
     times, record_rule = _times_arg(t, record, row)
-    code = _kind(kind)
-    eta_v = _eta_for(kind, eta)
+    code = kind_code(kind)
+    eta_v = eta_for(kind, eta)
     diag = diagnostics_set(diagnostics)
     rtol = positive_float(rtol, "rtol")
     atol = positive_float(atol, "atol")
@@ -318,7 +318,7 @@ def solve_flow(
     balance_tol = positive_float(balance_tol, "balance_tol", allow_zero=True)
     user_attrs = attrs_arg(attrs)
     blas = blas_arg(blas_threads)
-    bal0 = _check_balanced(mats, balance_tol) if code == _fk.END_TO_END else None
+    bal0 = check_balanced(mats, balance_tol) if code == _fk.END_TO_END else None
     if save is None or save is False:
         save_mask = None
     elif save is True:
@@ -335,7 +335,7 @@ def solve_flow(
     check_size(n_saved, n_params, "save (states kept)")
     state_diag = tuple(d for d in diag if d in _STATE_DIAGNOSTICS)
     with _blas_threads(blas), np.errstate(all="ignore"):
-        res = _integrate(problem, mats, times, code, eta_v, rtol, atol, max_steps, first_step, h_fixed,
+        res = integrate(problem, mats, times, code, eta_v, rtol, atol, max_steps, first_step, h_fixed,
                          save_mask, state_diag, "grad_norm_sq" in diag)
         loss0 = problem.lstar + _excess_numpy(problem, mats)
     status, reason = STATUS[res.status]
@@ -418,7 +418,7 @@ def run_flow(
 
     The flows are those of docs/theory.md#gradient-flows.  The diagnostics agree with a dense computation on
     the states to rounding: for factor flows they come from the dense output of each step, compressed once per
-    step to the numerical rank of the layers, with a posteriori bounds (`dlnsim._flow_diagnostics`), so with
+    step to the numerical rank of the layers, with a posteriori bounds (`dlnsim.diagnostics.flow`), so with
     low-rank layers (a rank-r balanced start keeps rank r) they cost about as much as the flow itself at
     20 000 times; with full-rank wide layers they cost small eigenproblems per time.  `solve_flow` returns
     the `FlowResult` this Dataset is built from.
@@ -431,7 +431,7 @@ def run_flow(
         The start [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}), with d_0 = d_x and d_N = d_y.
     t : float or array_like
         The record times: 1-D, finite, non-decreasing and >= 0; or a final time T with ``record`` =
-        ``"linear:N"`` or ``"log:N"`` (see `dlnsim.record`).
+        ``"linear:N"`` or ``"log:N"`` (see `dlnsim.runs.record`).
     rtol, atol : float, default 1e-10 and 1e-12
         Local error tolerances of the adaptive integrator (finite, > 0).
     kind : {"factor", "end_to_end", "modified"}, default "factor"

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import dataset
+from dlnsim.io import dataset
 
 __all__ = ["FLOW_SCHEMA", "FlowResult", "flow_dataset"]
 
@@ -38,7 +38,7 @@ class FlowResult:
     ``loss``, ``excess_loss`` and the selected diagnostics (``grad_norm_sq``, ``balancedness``,
     ``layer_norm_sq``, ``product_sv``; the end-to-end flow has no factors, so only ``product_sv``).
     ``states`` holds the flat states at the times selected by ``save`` (factor layout for factor/modified
-    flows, the C-ordered product for end_to_end), ``status`` is one of `dlnsim.flow.STATUSES`, ``attrs`` the run's
+    flows, the C-ordered product for end_to_end), ``status`` is one of `dlnsim.runs.flow.STATUSES`, ``attrs`` the run's
     attributes.
     """
 

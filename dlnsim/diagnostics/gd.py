@@ -1,20 +1,20 @@
 """State diagnostics of the records of gradient descent (balancedness, ||W_j||^2, singular values of the
-product) through the compressed problems of `dlnsim._flow_diagnostics`.
+product) through the compressed problems of `dlnsim.diagnostics.flow`.
 
 A rank-r balanced start keeps rank r under gradient descent as under the flow: the gradient block of W_j has its
 column space in the row space of W_{j+1} and its row space in the column space of W_{j-1}, so at every inner
 width the subspace of a balanced start (col W_j = row W_{j+1}) does not move, in exact arithmetic.  Each recorded
 state is then a constant "dense output" for `compress_steps` and `step_diagnostics`, with their a posteriori
 bounds; the states whose bounds do not close at rounding level (and all of them for layers of higher rank) get
-the dense eigenvalue problems of `dlnsim.record.stack_diagnostics`.
+the dense eigenvalue problems of `dlnsim.runs.record.stack_diagnostics`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._flow_diagnostics import _bases, compress_steps, step_diagnostics
-from .record import stack_diagnostics
+from dlnsim.diagnostics.flow import compress_steps, compression_bases, step_diagnostics
+from dlnsim.runs.record import stack_diagnostics
 
 __all__ = ["states_diagnostics"]
 
@@ -37,7 +37,7 @@ def states_diagnostics(states: np.ndarray, dims: np.ndarray, offs: np.ndarray, b
     states = np.ascontiguousarray(states)
     rest = np.arange(m)
     if n >= 2 and np.all(np.isfinite(states[0])):
-        Q = _bases(states[0], dims, offs)
+        Q = compression_bases(states[0], dims, offs)
         if Q[1].shape[1] <= _K_MAX:
             part = compress_steps(states[:, None, :], m, dims, offs, Q, sv.size > 0)
             done = step_diagnostics(part, np.arange(m), np.zeros(m), dims, bal, lnorm, sv)

@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ._attrs import ATTR_TYPES, clean_attrs, decode_attrs, encode_attrs
-from ._validate import positive_float
+from dlnsim.checks import positive_float
+from dlnsim.io.attrs import ATTR_TYPES, clean_attrs, decode_attrs, encode_attrs
 
 __all__ = [
     "ATTR_TYPES",
@@ -166,7 +166,7 @@ def provenance() -> dict[str, Any]:
     import numba
     import scipy
 
-    from . import __version__
+    from dlnsim import __version__
 
     return {
         "dlnsim_version": __version__,

@@ -21,19 +21,19 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from . import __version__
-from ._cli_plot import add_plot_cli
-from ._cli_sweep import RECORD_HELP, add_sweep_cli, check_out, count, record_rule
-from ._validate import positive_float
-from .compare import compare_flow
-from .dataset import open as open_results
-from .dataset import save
-from .flow import KINDS, run_flow
-from .init import balanced_init
-from .problem import Problem, Setup, paper_setup
-from .schedules import Constant, Power, PowerDecay, Schedule
-from .simulate import run_gd
-from .theory import stepsize_bound
+from dlnsim import __version__
+from dlnsim.checks import positive_float
+from dlnsim.cli.plot import add_plot_cli
+from dlnsim.cli.sweep import RECORD_HELP, add_sweep_cli, check_out, count, record_rule
+from dlnsim.init import balanced_init
+from dlnsim.io.dataset import open as open_results
+from dlnsim.io.dataset import save
+from dlnsim.problem import Problem, Setup, paper_setup
+from dlnsim.runs.compare import compare_flow
+from dlnsim.runs.flow import KINDS, run_flow
+from dlnsim.runs.gd import run_gd
+from dlnsim.schedules import Constant, Power, PowerDecay, Schedule
+from dlnsim.theory.bounds import stepsize_bound
 
 __all__ = ["add_compare_options", "add_flow_cli", "build_parser", "compare_kwargs", "flow_cli", "main"]
 
@@ -246,7 +246,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _info_grid(path: Path) -> None:
-    from .grid import open_grid
+    from dlnsim.grid import open_grid
 
     if not (path / "grid.json").is_file():
         raise ValueError(f"FILE: {str(path)!r} is a directory without grid.json (not a sweep or grid directory)")

@@ -33,7 +33,7 @@ that K_delta^{N-1}, and so B_delta, overflows float64 is refused with a ValueErr
 would be below 1e-308, no usable stepsize.
 
 (2.14) of Theorem 2.6 is the same formula with L_0 -> L_B and M -> M_B for a bounded set B of starts with
-sup balancedness delta_B <= alpha delta: `dlnsim.set_bound.set_stepsize_bound`.
+sup balancedness delta_B <= alpha delta: `dlnsim.theory.set_bound.set_stepsize_bound`.
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ from typing import Any, Literal
 import numpy as np
 import scipy.optimize
 
-from ._validate import as_weights, positive_float
-from .init import balancedness
-from .problem import Problem
+from dlnsim.checks import as_weights, positive_float
+from dlnsim.init import balancedness
+from dlnsim.problem import Problem
 
 __all__ = ["Admissibility", "StepsizeBound", "admissible_alpha", "stepsize_bound"]
 
@@ -115,7 +115,7 @@ class Admissibility:
         return (self.balancedness0 / a, math.inf)
 
 
-def _k_coef(N: int, k_constant: str) -> float:
+def k_coef(N: int, k_constant: str) -> float:
     if k_constant == "theorem":
         return float((N + 1) ** 2)
     if k_constant == "remark3.3":
@@ -123,7 +123,7 @@ def _k_coef(N: int, k_constant: str) -> float:
     raise ValueError(f"k_constant must be 'theorem' ((N+1)^2, eq. 2.10) or 'remark3.3' (N^2), got {k_constant!r}")
 
 
-def _M(problem: Problem, L: float) -> float:
+def M_constant(problem: Problem, L: float) -> float:
     return (problem.norm_X * math.sqrt(2.0 * L) + problem.norm_XYt) / problem.lambda_min
 
 
@@ -153,7 +153,7 @@ def _argmax_log(f: Any, lo: float, hi: float) -> float:
     return math.exp(best)
 
 
-def _resolve_delta(
+def resolve_delta(
     problem: Problem, N: int, L: float, M: float, delta: DeltaChoice, k_constant: KConstant | None,
 ) -> tuple[str, float | None, str]:
     """(rule, delta value or None for "optimal", k_constant) for a delta choice."""
@@ -164,7 +164,7 @@ def _resolve_delta(
                 raise ValueError("delta='remark2.5' fixes K = M^{2/N} + (N+1)^2 delta; k_constant must be 'theorem'")
             return delta, m2n / (N * (N + 1) ** 2), "theorem"
         kc = k_constant or "remark3.3"
-        _k_coef(N, kc)
+        k_coef(N, kc)
         if delta == "section5":
             return delta, m2n / N**3, kc
         if delta == "optimal":
@@ -173,11 +173,11 @@ def _resolve_delta(
     if isinstance(delta, bool | np.bool_):
         raise ValueError(f"delta must be 'section5', 'remark2.5', 'optimal' or a positive number, got {delta!r}")
     kc = k_constant or "remark3.3"
-    _k_coef(N, kc)
+    k_coef(N, kc)
     return "value", positive_float(delta, "delta"), kc
 
 
-def _optimal_delta(
+def optimal_delta(
     problem: Problem, N: int, L: float, M: float, c: float, alpha: float | None, b: float, delta_min: float,
 ) -> float:
     """The delta maximising (2.8): for a fixed ``alpha`` over delta >= delta_min; for ``alpha=None`` (the
@@ -212,7 +212,7 @@ def _optimal_delta(
     return max(dval, delta_min)
 
 
-def _constants(
+def bound_constants(
     problem: Problem, N: int, L: float, M: float, dval: float, alpha: float, c: float, rule: str, k_constant: str,
     balancedness0: float,
 ) -> StepsizeBound:
@@ -252,20 +252,20 @@ def _constants(
     )
 
 
-def _check_N(N: Any) -> int:
+def check_N(N: Any) -> int:
     if isinstance(N, bool) or not isinstance(N, int | np.integer) or N < 1:
         raise ValueError(f"N must be an integer >= 1, got {N!r}")
     return int(N)
 
 
-def _check_alpha(alpha: Any) -> float:
+def check_alpha(alpha: Any) -> float:
     a = positive_float(alpha, "alpha", allow_zero=True)
     if a >= 1.0:
         raise ValueError(f"alpha must lie in [0, 1), got {alpha!r}")
     return a
 
 
-def _check_problem(problem: Any) -> Problem:
+def check_problem(problem: Any) -> Problem:
     if not isinstance(problem, Problem):
         raise ValueError(f"problem must be a dlnsim.Problem, got {type(problem).__name__}")
     return problem
@@ -288,7 +288,7 @@ def _start(problem: Problem, W0: Sequence[np.ndarray]) -> tuple[int, float, floa
     if not math.isfinite(L0):
         raise ValueError("W0: the loss L^N(W0) overflows float64 (the factors are too large); rescale W0")
     N = len(W)
-    M = _M(problem, L0)
+    M = M_constant(problem, L0)
     bal0 = float(balancedness(W).max()) if N > 1 else 0.0
     if not math.isfinite(bal0):
         raise ValueError("W0: its balancedness constant overflows float64 (the factors are too large); rescale W0")
@@ -347,27 +347,27 @@ def stepsize_bound(
         message gives the smallest alpha for this delta, or says that delta must exceed b); or delta is so
         large that B_delta overflows float64 (or the bound underflows to 0).
     """
-    problem = _check_problem(problem)
+    problem = check_problem(problem)
     N, L0, M, bal0, b = _start(problem, W0)
-    rule, dval, kc = _resolve_delta(problem, N, L0, M, delta, k_constant)
-    c = _k_coef(N, kc)
+    rule, dval, kc = resolve_delta(problem, N, L0, M, delta, k_constant)
+    c = k_coef(N, kc)
     if isinstance(alpha, str):
         if alpha != "min":
             raise ValueError(f"alpha must be a number in [0, 1) or 'min', got {alpha!r}")
         if dval is None:
-            dval = _optimal_delta(problem, N, L0, M, c, None, b, 0.0)
+            dval = optimal_delta(problem, N, L0, M, c, None, b, 0.0)
         if b >= dval:
             raise ValueError(_not_admitted(b, 0.0, dval, rule))
         a = b / dval
     else:
-        a = _check_alpha(alpha)
+        a = check_alpha(alpha)
         if dval is None:
             if b > 0.0 and a == 0.0:
                 raise ValueError(_not_admitted(b, a, None, rule))
-            dval = _optimal_delta(problem, N, L0, M, c, a, b, b / a if b > 0.0 else 0.0)
+            dval = optimal_delta(problem, N, L0, M, c, a, b, b / a if b > 0.0 else 0.0)
         if b > a * dval * (1.0 + 1e-12):
             raise ValueError(_not_admitted(b, a, dval, rule))
-    return _constants(problem, N, L0, M, dval, a, c, rule, kc, bal0)
+    return bound_constants(problem, N, L0, M, dval, a, c, rule, kc, bal0)
 
 
 def _not_admitted(b: float, alpha: float, delta: float | None, rule: str) -> str:
@@ -423,14 +423,14 @@ def admissible_alpha(
         When b >= delta, with the reason: no alpha in [0, 1) works at that delta, any delta > b does.  Also for
         the invalid inputs and overflows listed in `stepsize_bound`.
     """
-    problem = _check_problem(problem)
+    problem = check_problem(problem)
     N, L0, M, bal0, b = _start(problem, W0)
-    rule, dval, kc = _resolve_delta(problem, N, L0, M, delta, k_constant)
-    c = _k_coef(N, kc)
+    rule, dval, kc = resolve_delta(problem, N, L0, M, delta, k_constant)
+    c = k_coef(N, kc)
     if dval is None:
-        dval = _optimal_delta(problem, N, L0, M, c, None, b, 0.0)
+        dval = optimal_delta(problem, N, L0, M, c, None, b, 0.0)
     if b >= dval:
         raise ValueError(_not_admitted(b, 0.0, dval, rule))
     a = b / dval
-    bound = _constants(problem, N, L0, M, dval, a, c, rule, kc, bal0)
+    bound = bound_constants(problem, N, L0, M, dval, a, c, rule, kc, bal0)
     return Admissibility(balancedness0=b, delta=dval, rule=rule, alpha_min=a, delta_min=b, bound=bound)

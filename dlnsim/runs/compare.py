@@ -1,6 +1,6 @@
 """Gradient descent next to the gradient flows at equal times.
 
-`compare_flow` runs GD (`dlnsim.simulate.solve_gd`) and integrates the flows of `dlnsim.flow` to the GD
+`compare_flow` runs GD (`dlnsim.runs.gd.solve_gd`) and integrates the flows of `dlnsim.runs.flow` to the GD
 times t_k = eta_0 + ... + eta_{k-1} of the record points (the continuous extension of the integrator
 evaluates the solution there, so no step is shortened to hit them).  The result is GD's Dataset over ``k``
 with the flows' quantities at t_k next to GD's.
@@ -12,7 +12,7 @@ over the factor tuple (not for the end-to-end flow, which has no factors) and ``
 = ||W_N...W_1 (GD, k) - W_N...W_1 (t_k)||_F.  The attributes of each integration are
 ``flow_<kind>_status``, ``flow_<kind>_n_steps``, ``flow_<kind>_n_rejected`` and ``flow_<kind>_t_reached``.
 
-This module imports both `dlnsim.simulate` and `dlnsim.flow`; neither of them imports it.
+This module imports both `dlnsim.runs.gd` and `dlnsim.runs.flow`; neither of them imports it.
 """
 
 from __future__ import annotations
@@ -23,18 +23,18 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from . import dataset
-from ._blas import blas_threads as _blas_threads
-from ._kernels import flow as _fk
-from ._validate import nonneg_int, positive_float
-from .flow import INTEGRATOR, KINDS, STATUS, _check_balanced, _eta_for, _integrate, _kind
-from .hessian import _sharpness_flat
-from .objective import _checked, _unflatten, product
-from .problem import Problem
-from .record import flag
-from .schedules import Constant
-from .simulate import gd_dataset, solve_gd
-from .theory import StepsizeBound
+from dlnsim._blas import blas_threads as _blas_threads
+from dlnsim._kernels import flow as _fk
+from dlnsim.analysis.sharpness import sharpness_flat
+from dlnsim.checks import nonneg_int, positive_float
+from dlnsim.io import dataset
+from dlnsim.objective import checked_weights, product, unflatten
+from dlnsim.problem import Problem
+from dlnsim.runs.flow import INTEGRATOR, KINDS, STATUS, check_balanced, eta_for, integrate, kind_code
+from dlnsim.runs.gd import gd_dataset, solve_gd
+from dlnsim.runs.record import flag
+from dlnsim.schedules import Constant
+from dlnsim.theory.bounds import StepsizeBound
 
 __all__ = ["COMPARE_SCHEMA", "PREFIX", "compare_flow"]
 
@@ -66,7 +66,7 @@ COMPARE_SCHEMA = _compare_schema()
 
 
 def _products(states: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
-    return [product(_unflatten(s, dims)) for s in states]
+    return [product(unflatten(s, dims)) for s in states]
 
 
 def _kinds_arg(kinds: Any) -> tuple[str, ...] | None:
@@ -75,7 +75,7 @@ def _kinds_arg(kinds: Any) -> tuple[str, ...] | None:
     if isinstance(kinds, str) or not isinstance(kinds, Sequence) or len(kinds) == 0:
         raise ValueError(f"kinds must be a non-empty sequence of flow kinds, got {kinds!r}")
     for kd in kinds:
-        _kind(kd)
+        kind_code(kd)
     if len(set(kinds)) != len(kinds):
         raise ValueError(f"kinds must not repeat a kind, got {kinds!r}")
     return tuple(kinds)
@@ -162,9 +162,9 @@ def compare_flow(
     sharpness = flag(sharpness, "sharpness")
     sharpness_iters = nonneg_int(sharpness_iters, "sharpness_iters", minimum=1)
     kinds = _kinds_arg(kinds)
-    mats = _checked(problem, W0, "W0")
+    mats = checked_weights(problem, W0, "W0")
     if kinds is not None and "end_to_end" in kinds:
-        _check_balanced(mats, positive_float(balance_tol, "balance_tol", allow_zero=True))
+        check_balanced(mats, positive_float(balance_tol, "balance_tol", allow_zero=True))
 
     gd = solve_gd(problem, mats, eta, n_iter, record, diagnostics=diagnostics, gtol=gtol, ltol=ltol,
                   stop_early=stop_early, record_stop=record_stop, blowup=blowup, bound=bound,
@@ -200,9 +200,9 @@ def compare_flow(
         pdist = np.full(n_rec, np.nan)
         status, n_steps, n_rej, t_reached = "done", 0, 0, 0.0
         if n_fin:
-            e = _eta_for(kd, eta_c if kd == "modified" else None)
+            e = eta_for(kd, eta_c if kd == "modified" else None)
             with _blas_threads(blas_threads), np.errstate(all="ignore"):
-                res = _integrate(problem, mats, times, code, e, rtol, atol, max_steps, 0.0, 0.0,
+                res = integrate(problem, mats, times, code, e, rtol, atol, max_steps, 0.0, 0.0,
                                  np.ones(n_fin, dtype=bool), False)
                 f_loss[:n_fin] = res.loss
                 f_excess[:n_fin] = res.excess
@@ -213,7 +213,7 @@ def compare_flow(
                         flow_prod = res.states[r].reshape(problem.d_y, problem.d_x)
                     else:
                         dist[r] = np.linalg.norm(snaps[r] - res.states[r])
-                        flow_prod = product(_unflatten(res.states[r], dims))
+                        flow_prod = product(unflatten(res.states[r], dims))
                     pdist[r] = np.linalg.norm(gd_prod[r] - flow_prod)
             status = STATUS[res.status][0]
             n_steps, n_rej = int(res.istats[_fk.S_ACCEPTED]), int(res.istats[_fk.S_REJECTED])
@@ -234,7 +234,7 @@ def compare_flow(
             for r in range(n_fin):
                 # a state whose Hessian-vector products could overflow has no sharpness (NaN)
                 if np.all(np.isfinite(snaps[r])) and np.max(np.abs(snaps[r]), initial=0.0) < 1e50:
-                    sh[r] = _sharpness_flat(problem, snaps[r], dims, sharpness_iters, 1e-10, 0)[0]
+                    sh[r] = sharpness_flat(problem, snaps[r], dims, sharpness_iters, 1e-10, 0)[0]
             new_vars["sharpness_limit"] = 2.0 / gd.records["eta"]
         new_vars["sharpness"] = sh
         new_attrs["sharpness_iters"] = sharpness_iters

@@ -31,11 +31,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._validate import as_weights, nonneg_int, positive_float
-from .hessian import sharpness
-from .problem import Problem
-from .simulate import run_gd, weights_from
-from .theory import StepsizeBound, _check_problem
+from dlnsim.analysis.sharpness import sharpness
+from dlnsim.checks import as_weights, nonneg_int, positive_float
+from dlnsim.problem import Problem
+from dlnsim.runs.gd import run_gd, weights_from
+from dlnsim.theory.bounds import StepsizeBound, check_problem
 
 __all__ = [
     "CRITERION",
@@ -118,7 +118,7 @@ class CriticalStepsize:
         }
 
 
-def _bracket(bracket: Any) -> tuple[float, float]:
+def checked_bracket(bracket: Any) -> tuple[float, float]:
     try:
         lo, hi = (positive_float(b, "bracket") for b in bracket)
     except (TypeError, ValueError):
@@ -252,7 +252,7 @@ def critical_stepsize(
         ``eta_crit``, the bracket, the status and every trial.
     """
     n_iter = nonneg_int(n_iter, "n_iter", minimum=1)
-    lo, hi = _bracket(bracket)
+    lo, hi = checked_bracket(bracket)
     loss_tol = positive_float(loss_tol, "loss_tol (relative final excess loss that counts as converged)")
     rtol = positive_float(rtol, "rtol (relative precision of the bracket)")
     factor, max_expand = _walk(factor, max_expand)
@@ -365,10 +365,10 @@ def stable_critical_stepsize(
     sharpness_tol : float
         Relative residual of the Lanczos iteration (`sharpness`) of the stability check.
     """
-    problem = _check_problem(problem)
+    problem = check_problem(problem)
     W0 = as_weights(W0, "W0")
     n_iter = nonneg_int(n_iter, "n_iter", minimum=1)
-    lo, hi = _bracket(bracket)
+    lo, hi = checked_bracket(bracket)
     ltol = positive_float(ltol, "ltol")
     gtol = positive_float(gtol, "gtol")
     rtol = positive_float(rtol, "rtol")

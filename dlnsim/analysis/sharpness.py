@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import scipy.linalg
 
-from ._kernels import flow as _fk
-from ._kernels.flow_point import _point
-from ._validate import nonneg_int, positive_float
-from .objective import _checked, _layout
-from .problem import Problem
+from dlnsim._kernels import flow as _fk
+from dlnsim._kernels.flow_point import _point
+from dlnsim.checks import nonneg_int, positive_float
+from dlnsim.objective import checked_weights, flat_layout
+from dlnsim.problem import Problem
 
 __all__ = ["sharpness"]
 
@@ -36,7 +36,7 @@ def _hvp_fn(problem: Problem, w: np.ndarray, dims: np.ndarray) -> Callable[[np.n
     return hvp
 
 
-def _sharpness_flat(
+def sharpness_flat(
     problem: Problem, w: np.ndarray, dims: np.ndarray, iters: int, tol: float, seed: int
 ) -> tuple[float, int, bool]:
     """Largest eigenvalue of Hess L^N(w) by Lanczos with full reorthogonalisation (twice) on exact HVPs.
@@ -109,9 +109,9 @@ def sharpness(
         chained shapes whose product is d_y x d_x, ``iters`` is not an integer >= 1, ``tol`` is not finite and
         > 0, or ``seed`` is not an integer >= 0.
     """
-    mats = _checked(problem, W, "W")
+    mats = checked_weights(problem, W, "W")
     iters = nonneg_int(iters, "iters", minimum=1)
     tol = positive_float(tol, "tol")
     seed = nonneg_int(seed, "seed")
-    w, dims, _, _ = _layout(mats)
-    return _sharpness_flat(problem, w, dims, iters, tol, seed)[0]
+    w, dims, _, _ = flat_layout(mats)
+    return sharpness_flat(problem, w, dims, iters, tol, seed)[0]

@@ -1,5 +1,5 @@
 """The stepsize bound (2.14) of Theorem 2.6 for a bounded set B of starts: (2.8) with L_0 -> L_B (2.13) and
-M -> M_B, for sup balancedness delta_B (2.12) <= alpha delta.  The constants are those of `dlnsim.theory`
+M -> M_B, for sup balancedness delta_B (2.12) <= alpha delta.  The constants are those of `dlnsim.theory.bounds`
 (formulas in docs/theory.md)."""
 
 from __future__ import annotations
@@ -7,19 +7,19 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from ._validate import positive_float
-from .problem import Problem
-from .theory import (
-    _M,
+from dlnsim.checks import positive_float
+from dlnsim.problem import Problem
+from dlnsim.theory.bounds import (
     KConstant,
+    M_constant,
     StepsizeBound,
-    _check_alpha,
-    _check_N,
-    _check_problem,
-    _constants,
-    _k_coef,
-    _optimal_delta,
-    _resolve_delta,
+    bound_constants,
+    check_alpha,
+    check_N,
+    check_problem,
+    k_coef,
+    optimal_delta,
+    resolve_delta,
 )
 
 __all__ = ["set_stepsize_bound"]
@@ -72,24 +72,24 @@ def set_stepsize_bound(
         ``delta`` is neither ``"optimal"`` nor a positive number, ``k_constant`` is unknown, delta is below
         delta_B/alpha, or delta is so large that B_delta overflows float64 (or the bound underflows to 0).
     """
-    problem = _check_problem(problem)
-    n = _check_N(N)
+    problem = check_problem(problem)
+    n = check_N(N)
     dB = positive_float(delta_B, "delta_B", allow_zero=True)
     LB = positive_float(L_B, "L_B", allow_zero=True)
-    a = _check_alpha(alpha)
+    a = check_alpha(alpha)
     if dB > 0 and a == 0:
         raise ValueError("alpha must be > 0 when delta_B > 0 (Theorem 2.6 needs delta_B <= alpha*delta)")
     dmin = dB / a if dB > 0 else 0.0
-    M = _M(problem, LB)
+    M = M_constant(problem, LB)
     if not math.isfinite(M):
         raise ValueError(f"L_B = {LB!r} is too large: M_B overflows float64")
     if isinstance(delta, str) and delta != "optimal":
         raise ValueError(f"delta must be 'optimal' or a positive number, got {delta!r}")
-    rule, dval, kc = _resolve_delta(problem, n, LB, M, delta, k_constant)
-    c = _k_coef(n, kc)
+    rule, dval, kc = resolve_delta(problem, n, LB, M, delta, k_constant)
+    c = k_coef(n, kc)
     if dval is None:
-        dval = _optimal_delta(problem, n, LB, M, c, a, dB, dmin)
+        dval = optimal_delta(problem, n, LB, M, c, a, dB, dmin)
     if dval < dmin * (1.0 - 1e-12):
         raise ValueError(f"delta = {dval:.6g} is below delta_B / alpha = {dmin:.6g} (Theorem 2.6 needs "
                          "delta_B <= alpha*delta)")
-    return _constants(problem, n, LB, M, dval, a, c, rule, kc, dB)
+    return bound_constants(problem, n, LB, M, dval, a, c, rule, kc, dB)

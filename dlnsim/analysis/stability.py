@@ -3,8 +3,8 @@
 Near a minimiser W* of L^N, GD with a constant stepsize eta is the linear map v -> (I - eta H) v on the
 deviation, H = Hess L^N(W*).  It is stable when the sharpness lambda_max(H) is at most 2/eta, so GD cannot
 converge to a minimiser sharper than 2/eta (apart from a set of starts of measure zero).  This module gives
-the sharpness of the balanced minimisers and the minimiser the gradient flow reaches; `dlnsim.minima` gives
-the flattest minimiser with a given product, and `dlnsim.search` a critical-stepsize search whose convergence
+the sharpness of the balanced minimisers and the minimiser the gradient flow reaches; `dlnsim.analysis.minima` gives
+the flattest minimiser with a given product, and `dlnsim.analysis.critical` a critical-stepsize search whose convergence
 criterion includes the stability condition (`stable_critical_stepsize`, re-exported here).
 
 Sharpness at a balanced global minimiser (closed form, `balanced_minimum_sharpness`)
@@ -60,9 +60,9 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import as_matrix, as_weights, nonneg_int, positive_float
-from .problem import Problem
-from .search import STABLE_CRITERION, StableCriticalStepsize, stable_critical_stepsize
+from dlnsim.analysis.critical import STABLE_CRITERION, StableCriticalStepsize, stable_critical_stepsize
+from dlnsim.checks import as_matrix, as_weights, nonneg_int, positive_float
+from dlnsim.problem import Problem
 
 __all__ = [
     "STABLE_CRITERION",
@@ -77,17 +77,17 @@ __all__ = [
 ]
 
 
-def _check_problem(problem: Any) -> Problem:
+def check_problem(problem: Any) -> Problem:
     if not isinstance(problem, Problem):
         raise ValueError(f"problem must be a dlnsim.Problem, got {type(problem).__name__}")
     return problem
 
 
-def _depth(N: Any) -> int:
+def checked_depth(N: Any) -> int:
     return nonneg_int(N, "N (depth)", minimum=1)
 
 
-def _svd_rank(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def svd_rank(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     U, s, Vt = np.linalg.svd(W)
     tol = max(W.shape) * np.finfo(float).eps * (s[0] if s.size else 0.0) * 100.0
     return U, s, Vt.T, int(np.sum(s > tol))
@@ -96,7 +96,7 @@ def _svd_rank(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
 def kappa(x: Any, y: Any, N: int) -> np.ndarray:
     """kappa_N(x, y) = sum_{j=1}^N x^{2(N-j)/N} y^{2(j-1)/N} (with 0^0 = 1): the eigenvalue of A_W (2.5) on
     u_a v_b^T for singular values x = s_a, y = s_b of W."""
-    N = _depth(N)
+    N = checked_depth(N)
     x, y = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
     out = np.zeros(x.shape)
     for j in range(1, N + 1):
@@ -105,7 +105,7 @@ def kappa(x: Any, y: Any, N: int) -> np.ndarray:
     return out
 
 
-def _critical_product(problem: Problem, product: Any, check: bool) -> np.ndarray:
+def critical_product(problem: Problem, product: Any, check: bool) -> np.ndarray:
     if product is None:
         return np.asarray(problem.W_ls, dtype=float)
     W = as_matrix(product, "product", shape=(problem.d_y, problem.d_x))
@@ -148,13 +148,13 @@ def balanced_minimum_sharpness(problem: Problem, N: int, product: Any = None, *,
     for any hidden widths >= rank W.  GD with a constant stepsize cannot converge to this minimiser when
     eta > 2 / lambda_max.
     """
-    problem = _check_problem(problem)
-    N = _depth(N)
+    problem = check_problem(problem)
+    N = checked_depth(N)
     C = np.asarray(problem.XXt)
     if N == 1:
         return float(np.linalg.eigvalsh(C)[-1])
-    W = _critical_product(problem, product, check)
-    _, s, V, r = _svd_rank(W)
+    W = critical_product(problem, product, check)
+    _, s, V, r = svd_rank(W)
     if r == 0:
         return 0.0  # every factor vanishes: J = 0 for N >= 2
     Ct = V.T @ C @ V
@@ -176,8 +176,8 @@ def balanced_factors(product: Any, N: int, widths: Sequence[int] | None = None) 
     W_{j+1}^T W_{j+1} = W_j W_j^T = E_j S^{2/N} E_j^T.
     """
     W = as_matrix(product, "product")
-    N = _depth(N)
-    U, s, V, r = _svd_rank(W)
+    N = checked_depth(N)
+    U, s, V, r = svd_rank(W)
     if r == 0:
         raise ValueError("product must be nonzero")
     if widths is None:
@@ -269,11 +269,11 @@ def flow_limit(problem: Problem, W0: Sequence[np.ndarray], *, t_first: float = 5
     FlowLimit
         The factors at the final time, with the excess loss, the gradient norm and the balancedness.
     """
-    from .flow import solve_flow
-    from .init import balancedness
-    from .objective import gradient, loss
+    from dlnsim.init import balancedness
+    from dlnsim.objective import gradient, loss
+    from dlnsim.runs.flow import solve_flow
 
-    problem = _check_problem(problem)
+    problem = check_problem(problem)
     W = as_weights(W0, "W0")
     t_first = positive_float(t_first, "t_first")
     t_max = positive_float(t_max, "t_max")
