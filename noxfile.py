@@ -1,10 +1,16 @@
 #!/usr/bin/env -S uv run --script
 # /// script
+# requires-python = ">=3.11"
 # dependencies = ["nox>=2025.2.9"]
 # ///
 """Sessions: ``nox`` (= tests), ``nox -s lint``, ``nox -s slow``, ``nox -s bench``, ``nox -s studies``,
-``nox -s docs``.  Only ``tests`` runs by default (the others have ``default=False``); ``./noxfile.py`` also
-works (a PEP 723 script: ``uv run``, or ``python3 noxfile.py`` with nox installed).
+``nox -s docs``, ``nox -s tests_all``.  Only ``tests`` runs by default (the others have ``default=False``);
+``./noxfile.py`` also works (a PEP 723 script: ``uv run``, or ``python3 noxfile.py`` with nox installed).
+
+Every session except ``tests_all`` runs on the Python that runs nox when it is a supported one (3.11 to 3.13),
+otherwise on the first of python3.11, python3.12, python3.13 found on PATH.  ``tests_all`` runs the fast
+tests on each supported Python (``nox -s tests_all-3.13`` for one).  A Python that cannot be found is an
+error, never a skipped session.
 
 Every session forwards extra arguments: ``nox -s tests -- -k bound -x``, ``nox -s studies -- --quick``.
 """
@@ -12,14 +18,34 @@ Every session forwards extra arguments: ``nox -s tests -- -k bound -x``, ``nox -
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 
 import nox
 
 nox.needs_version = ">=2025.2.9"  # nox.main() and default= per session
 nox.options.reuse_existing_virtualenvs = True
 nox.options.default_venv_backend = "venv"
+# without this nox reports a session whose Python is missing as "skipped" and exits 0 (outside CI)
+nox.options.error_on_missing_interpreters = True
 
-PYTHON = "3.11"
+#: the Python versions dlnsim supports (pyproject.toml: requires-python and the classifiers)
+SUPPORTED = ("3.11", "3.12", "3.13")
+
+
+def _default_python() -> str | None:
+    """The interpreter of the single-Python sessions: None (= the one running nox) when it is supported, else
+    the first supported ``pythonX.Y`` on PATH, else the lowest supported version (which nox then reports as
+    not found, an error)."""
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" in SUPPORTED:
+        return None
+    for version in SUPPORTED:
+        if shutil.which(f"python{version}"):
+            return version
+    return SUPPORTED[0]
+
+
+PYTHON = _default_python()
 # one BLAS thread per process: the kernels are single-threaded by design and sweeps parallelise over cells
 ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -29,11 +55,21 @@ def _numba_cache(session: nox.Session) -> dict[str, str]:
     return {**ENV, "NUMBA_CACHE_DIR": os.path.join(session.virtualenv.location, "numba-cache")}
 
 
+def _fast_tests(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "not slow", *session.posargs, env=_numba_cache(session))
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The default test run (fast tests; the slow ones run in ``nox -s slow``)."""
-    session.install("-e", ".[test]")
-    session.run("pytest", "-m", "not slow", *session.posargs, env=_numba_cache(session))
+    _fast_tests(session)
+
+
+@nox.session(python=list(SUPPORTED), default=False)
+def tests_all(session: nox.Session) -> None:
+    """The fast tests on every supported Python, one session each (``nox -s tests_all-3.11``)."""
+    _fast_tests(session)
 
 
 @nox.session(python=PYTHON, default=False)
@@ -45,10 +81,16 @@ def slow(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def lint(session: nox.Session) -> None:
-    """ruff (style) and mypy (types of the package)."""
-    session.install("-e", ".[dev,dask]")  # dask too: mypy must see the same imports as the package uses
+    """ruff (style), mypy (types of the package), then every pre-commit hook on every file.
+
+    The hooks come from ``.pre-commit-config.yaml`` (local hooks installed from PyPI, kept in this session's
+    venv); its mypy hook is skipped here, as the mypy run before it is the same check.  Arguments go to ruff.
+    """
+    session.install("-e", ".[dev,dask]", "pre-commit>=3.6")  # dask too: mypy must see the package's imports
     session.run("ruff", "check", "dlnsim", "tests", "benchmarks", "studies", "examples", "docs", *session.posargs)
     session.run("mypy", "dlnsim")
+    session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure",
+                env={"PRE_COMMIT_HOME": os.path.join(session.virtualenv.location, "pre-commit"), "SKIP": "mypy"})
 
 
 @nox.session(python=PYTHON, default=False)
