@@ -17,30 +17,39 @@ from dlnsim.analysis.sharpness import sharpness
 from dlnsim.grid import combine_runs, open_grid, run_grid
 from dlnsim.init import balanced_init, balancedness, gaussian_init, haar_orthogonal, perturbed_init
 from dlnsim.io.dataset import open, save
+from dlnsim.methods import GD, StepRule
 from dlnsim.objective import gradient, hessian_form, hessian_vector_product, loss, product
+from dlnsim.options import Engine, Every, Linear, LogSpaced, Record, Stop, Tolerances, record_points
 from dlnsim.problem import Problem, Setup, paper_setup, paper_widths
 from dlnsim.runs.compare import compare_flow
 from dlnsim.runs.flow import run_flow
-from dlnsim.runs.gd import Every, LogSpaced, record_points, run_gd, weights_from
+from dlnsim.runs.gd import run_gd, weights_from
 from dlnsim.schedules import Constant, Explicit, Power, PowerDecay, Schedule
 from dlnsim.sweeps.grid_sweeps import critical_sweep, open_sweep, sweep
 from dlnsim.theory.bounds import Admissibility, StepsizeBound, admissible_alpha, stepsize_bound
 from dlnsim.theory.set_bound import set_stepsize_bound
 
 __all__ = [
+    "GD",
     "Admissibility",
     "Constant",
     "CriticalStepsize",
+    "Engine",
     "Every",
     "Explicit",
+    "Linear",
     "LogSpaced",
     "Power",
     "PowerDecay",
     "Problem",
+    "Record",
     "Schedule",
     "Setup",
     "StableCriticalStepsize",
+    "StepRule",
     "StepsizeBound",
+    "Stop",
+    "Tolerances",
     "__version__",
     "admissible_alpha",
     "balanced_init",

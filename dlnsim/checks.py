@@ -111,3 +111,17 @@ def flag(value: Any, name: str) -> bool:
     if isinstance(value, bool | np.bool_):
         return bool(value)
     raise ValueError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+
+
+def attrs_arg(attrs: Any) -> dict[str, Any]:
+    """The extra global attributes ``attrs`` of a run (None or a dict with str keys) as a new dict."""
+    if attrs is None:
+        return {}
+    if not isinstance(attrs, dict) or not all(isinstance(k, str) for k in attrs):
+        raise ValueError(f"attrs must be a dict with str keys (extra global attributes), got {attrs!r}")
+    return dict(attrs)
+
+
+def blas_arg(n: Any) -> int | None:
+    """The ``blas_threads`` argument: None or an int >= 1."""
+    return None if n is None else nonneg_int(n, "blas_threads", minimum=1)

@@ -31,7 +31,7 @@ At each requested time the kernel records the loss (and optionally ||grad L||^2)
 The state diagnostics (eigen- and singular values) are not computed here: the kernel hands the dense
 output of each step that reaches a requested time (five vectors per step, the state at th in [0, 1] being
 a polynomial in th) to a buffer of slots and returns when it is full; the caller computes the diagnostics
-from them in numpy (`dlnsim.runs.record`) and calls again, and the run resumes where it stopped.  That keeps
+from them in numpy (`dlnsim.options`) and calls again, and the run resumes where it stopped.  That keeps
 LAPACK out of the integrator: it compiles faster, and the diagnostics of all the times of a step come
 from one set of vectors.
 

@@ -15,7 +15,7 @@ from numba import njit
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _compress(poly, n_slots, lo, rows, cols, qrt, ql, xr, xl, res, gr, gl):
     """Compressions of one layer in the dense-output slots of the integrator, for the diagnostics of
-    `dlnsim.runs.record.poly_diagnostics`, in one pass over the data.
+    `dlnsim.options.poly_diagnostics`, in one pass over the data.
 
     For s < ``n_slots`` and p < P (P = ``poly.shape[1]``: 5 for the dense output of a step, 1 for plain
     states) the block V_p = ``poly[s, p, lo : lo + rows * cols]`` is a C-ordered (rows x cols) matrix.  Writes

@@ -33,6 +33,8 @@ import numpy as np
 
 from dlnsim.analysis.sharpness import sharpness
 from dlnsim.checks import as_weights, nonneg_int, positive_float
+from dlnsim.methods import StepRule, as_method
+from dlnsim.options import Record, Stop, as_stop
 from dlnsim.problem import Problem
 from dlnsim.runs.gd import run_gd, weights_from
 from dlnsim.theory.bounds import StepsizeBound, check_problem
@@ -216,8 +218,8 @@ def critical_stepsize(
     rtol: float = 0.01,
     factor: float = 2.0,
     max_expand: int = 40,
-    gtol: float = 1e-10,
-    blowup: float = 1e8,
+    method: StepRule | str | None = None,
+    stop: Stop | None = None,
     bound: StepsizeBound | None = None,
 ) -> CriticalStepsize:
     """The critical constant stepsize of GD from ``W0`` on ``problem`` (criterion and search: module docstring).
@@ -241,8 +243,11 @@ def critical_stepsize(
         Expansion factor (> 1) of the bracket walk.
     max_expand : int
         Largest number of steps of each walk.
-    gtol, blowup : float
-        Passed to `run_gd` (runs stop early at ||grad L||_F <= gtol, or when they blow up).
+    method : StepRule, optional
+        The step rule of the trial runs (default plain `dlnsim.GD`).
+    stop : Stop, optional
+        The convergence tests and divergence threshold of the trial runs (default ``Stop()``); the trials
+        always stop early, at the first iteration where a test holds.
     bound : StepsizeBound, optional
         Passed to `run_gd` (saves recomputing the bound in every trial).
 
@@ -253,6 +258,8 @@ def critical_stepsize(
     """
     n_iter = nonneg_int(n_iter, "n_iter", minimum=1)
     lo, hi = checked_bracket(bracket)
+    rule = as_method(method)
+    stop_opt = as_stop(stop).replace(early=True)
     loss_tol = positive_float(loss_tol, "loss_tol (relative final excess loss that counts as converged)")
     rtol = positive_float(rtol, "rtol (relative precision of the bracket)")
     factor, max_expand = _walk(factor, max_expand)
@@ -261,7 +268,8 @@ def critical_stepsize(
 
     def trial(eta: float) -> _Outcome:
         nonlocal initial
-        ds = run_gd(problem, W0, eta, n_iter, [0], gtol=gtol, stop_early=True, blowup=blowup, bound=bound)
+        ds = run_gd(problem, W0, eta, n_iter, method=rule, record=Record([0], diagnostics=False), stop=stop_opt,
+                    bound=bound)
         a = ds.attrs
         initial = float(a["initial_loss"])
         excess0 = initial - problem.lstar
@@ -334,9 +342,9 @@ class StableCriticalStepsize:
 
 
 def stable_critical_stepsize(
-    problem: Problem, W0: Sequence[np.ndarray], *, n_iter: int, bracket: Sequence[float], ltol: float = 1e-12,
-    gtol: float = 1e-8, rtol: float = 0.002, factor: float = 1.02, max_expand: int = 60, blowup: float = 1e8,
-    bound: StepsizeBound | None = None, sharpness_tol: float = 1e-10,
+    problem: Problem, W0: Sequence[np.ndarray], *, n_iter: int, bracket: Sequence[float],
+    rtol: float = 0.002, factor: float = 1.02, max_expand: int = 60, method: StepRule | str | None = None,
+    stop: Stop | None = None, bound: StepsizeBound | None = None, sharpness_tol: float = 1e-10,
 ) -> StableCriticalStepsize:
     """The critical constant stepsize of GD from ``W0``, with linear stability in the criterion.
 
@@ -355,12 +363,15 @@ def stable_critical_stepsize(
         GD steps per trial run (the horizon).
     bracket : (float, float)
         Absolute stepsizes (lo, hi), 0 < lo < hi; a tight bracket around 2/sharpness saves trials.
-    ltol, gtol : float
-        The convergence tests of `run_gd` (relative excess loss; gradient norm relative to the gradient
-        scale of the problem); runs stop at the first iteration passing one.
+    method : StepRule, optional
+        The step rule of the trial runs (default plain `dlnsim.GD`).
+    stop : Stop, optional
+        The convergence tests of the trial runs, default ``Stop(gtol=1e-8, ltol=1e-12)`` (relative excess
+        loss; gradient norm relative to the gradient scale of the problem); runs stop at the first iteration
+        passing one.
     rtol, factor, max_expand : float, float, int
         Final relative width of the bracket, walk factor (> 1), largest number of steps of each walk.
-    blowup, bound
+    bound
         Passed to `run_gd`.
     sharpness_tol : float
         Relative residual of the Lanczos iteration (`sharpness`) of the stability check.
@@ -369,8 +380,8 @@ def stable_critical_stepsize(
     W0 = as_weights(W0, "W0")
     n_iter = nonneg_int(n_iter, "n_iter", minimum=1)
     lo, hi = checked_bracket(bracket)
-    ltol = positive_float(ltol, "ltol")
-    gtol = positive_float(gtol, "gtol")
+    rule = as_method(method)
+    stop_opt = (Stop(gtol=1e-8, ltol=1e-12) if stop is None else as_stop(stop)).replace(early=True)
     rtol = positive_float(rtol, "rtol")
     factor, max_expand = _walk(factor, max_expand)
     sharpness_tol = positive_float(sharpness_tol, "sharpness_tol")
@@ -380,8 +391,8 @@ def stable_critical_stepsize(
 
     def trial(eta: float) -> _Outcome:
         nonlocal initial
-        ds = run_gd(problem, W0, eta, n_iter, [0], diagnostics=False, gtol=gtol, ltol=ltol, stop_early=True,
-                    blowup=blowup, bound=bound, keep_weights=True)
+        ds = run_gd(problem, W0, eta, n_iter, method=rule, record=Record([0], diagnostics=False, final_weights=True),
+                    stop=stop_opt, bound=bound)
         a = ds.attrs
         initial = float(a["initial_loss"])
         lam = math.nan

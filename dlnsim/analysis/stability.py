@@ -271,6 +271,7 @@ def flow_limit(problem: Problem, W0: Sequence[np.ndarray], *, t_first: float = 5
     """
     from dlnsim.init import balancedness
     from dlnsim.objective import gradient, loss
+    from dlnsim.options import Record, Tolerances
     from dlnsim.runs.flow import solve_flow
 
     problem = check_problem(problem)
@@ -285,7 +286,8 @@ def flow_limit(problem: Problem, W0: Sequence[np.ndarray], *, t_first: float = 5
 
     t_done, span, status, g_prev = 0.0, t_first, "done", gnorm(W)
     while True:
-        res = solve_flow(problem, W, [0.0, span], rtol, atol, diagnostics=False, save=[False, True])
+        res = solve_flow(problem, W, [0.0, span], record=Record(diagnostics=False),
+                         tolerances=Tolerances(rtol=rtol, atol=atol), save=[False, True])
         status = res.status
         if status != "done" or res.states is None:
             break

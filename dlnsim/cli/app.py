@@ -28,6 +28,7 @@ from dlnsim.cli.sweep import RECORD_HELP, add_sweep_cli, check_out, count, recor
 from dlnsim.init import balanced_init
 from dlnsim.io.dataset import open as open_results
 from dlnsim.io.dataset import save
+from dlnsim.options import Record, Stop, Tolerances
 from dlnsim.problem import Problem, Setup, paper_setup
 from dlnsim.runs.compare import compare_flow
 from dlnsim.runs.flow import KINDS, run_flow
@@ -222,17 +223,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(f"{', '.join(flow_only)}: only used with --flow")
     setup = _setup(args)
     schedule = _schedule(args, setup)
+    record = Record(args.record, final_weights=args.keep_weights)
+    stop = Stop(early=args.stop_early)
     t0 = time.perf_counter()
     if args.flow:
-        ds = compare_flow(setup.problem, setup.W0, schedule, args.iters, args.record, **compare_kwargs(args),
-                          progress=not args.quiet, keep_weights=args.keep_weights)
+        ds = compare_flow(setup.problem, setup.W0, schedule, args.iters, **compare_kwargs(args), record=record,
+                          stop=stop, progress=not args.quiet)
     else:
-        ds = run_gd(setup.problem, setup.W0, schedule, args.iters, record=args.record,
-                    progress=not args.quiet, keep_weights=args.keep_weights)
+        ds = run_gd(setup.problem, setup.W0, schedule, args.iters, record=record, stop=stop,
+                    progress=not args.quiet)
     elapsed = time.perf_counter() - t0
     save(ds, out)
-    a = ds.attrs
-    stop = f" at k = {a['stop_iteration']}" if a["status"] != "max_iter" else ""
+    a = {**ds.attrs, **{name: ds[name].item() for name in ds.data_vars if ds[name].ndim == 0}}
+    where = ""
+    if a["status"] == "converged":
+        firsts = [int(a[key]) for key in ("gtol_iteration", "ltol_iteration") if int(a.get(key, -1)) >= 0]
+        where = f" at k = {min(firsts)}" if firsts else ""
+    elif a["status"] != "max_iter":
+        where = f" at k = {a['stop_iteration']}"
     eta0 = float(schedule.values(1)[0])
     bound = f" ({eta0 / a['bound_eta']:.3g} x eta*)" if "bound_eta" in a else ""
     flow = ""
@@ -240,7 +248,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         last = ds["flow_distance"].dropna("k")
         if last.size:
             flow = f", |GD - flow| at k={int(last.k[-1])}: {float(last[-1]):.3g}"
-    print(f"{a['status']}{stop}: N={a['N']} eta_0={eta0:.4g}{bound} iters={args.iters} "
+    print(f"{a['status']}{where}: N={a['N']} eta_0={eta0:.4g}{bound} iters={args.iters} "
           f"loss {a['initial_loss']:.4g} -> {a['final_loss']:.4g}{flow}, {elapsed:.2f} s -> {out}")
     return 0
 
@@ -342,7 +350,8 @@ def compare_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kinds = tuple(s.strip() for s in args.flow_kinds.split(",") if s.strip())
     rtol = 1e-10 if args.flow_rtol is None else args.flow_rtol
     atol = 1e-12 if args.flow_atol is None else args.flow_atol
-    return {"rtol": rtol, "atol": atol, "kinds": kinds, "sharpness": bool(args.sharpness)}
+    return {"tolerances": Tolerances(rtol=rtol, atol=atol, max_steps=10_000_000), "kind": kinds,
+            "sharpness": bool(args.sharpness)}
 
 
 def flow_cli(args: argparse.Namespace) -> int:
@@ -355,9 +364,9 @@ def flow_cli(args: argparse.Namespace) -> int:
         raise ValueError("--kind modified needs --eta (the GD stepsize it models)" if args.eta is None
                          else f"--eta is only used with --kind modified, got --kind {args.kind}")
     setup = paper_setup(args.N, args.seed, d=args.d)
-    ds = run_flow(setup.problem, setup.W0, T, rtol=args.rtol, atol=args.atol, kind=args.kind, eta=args.eta,
-                  max_steps=args.max_steps, record=f"{args.spacing}:{args.n_times}",
-                  diagnostics=not args.no_diagnostics)
+    ds = run_flow(setup.problem, setup.W0, T, kind=args.kind, eta=args.eta,
+                  record=Record(f"{args.spacing}:{args.n_times}", diagnostics=not args.no_diagnostics),
+                  tolerances=Tolerances(rtol=args.rtol, atol=args.atol, max_steps=args.max_steps))
     path = save(ds, out)
     a = ds.attrs
     print(f"{args.kind} flow, N={args.N}, seed={args.seed}: status {a['status']}, "
@@ -409,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="output file (.nc)")
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     g.add_argument("--keep-weights", action="store_true", help="store the final factors")
+    g.add_argument("--stop-early", action="store_true",
+                   help="stop at the first iteration where a convergence test holds")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     add_compare_options(p)
     p.set_defaults(func=_cmd_run)

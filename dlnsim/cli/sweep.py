@@ -17,7 +17,8 @@ import xarray as xr
 from dlnsim.analysis.critical import CRITERION
 from dlnsim.grid.executors import EXECUTORS
 from dlnsim.io.dataset import save
-from dlnsim.sweeps.grid_sweeps import ETA_MODES, SCHEDULES, critical_sweep, sweep
+from dlnsim.options import Engine, Record, Stop
+from dlnsim.sweeps.grid_sweeps import SCHEDULES, critical_sweep, sweep
 
 __all__ = ["RECORD_HELP", "add_sweep_cli", "check_dir", "check_out", "count", "record_rule", "writable"]
 
@@ -145,8 +146,9 @@ def _run(fn: Any, args: argparse.Namespace, **kw: Any) -> xr.Dataset:
         check_dir(args.dir)
     with _engine(args) as engine:
         try:
-            ds: xr.Dataset = fn(args.dir, N=args.N, seed=args.seed, n_iter=args.iters, progress=not args.no_progress,
-                      d=args.d, m=args.m, r=args.r, **engine, **kw)
+            ds: xr.Dataset = fn(args.dir, N=args.N, seed=args.seed, n_iter=args.iters,
+                                engine=Engine(progress=not args.no_progress, **engine), d=args.d, m=args.m,
+                                r=args.r, **kw)
             return ds
         except (ValueError, RuntimeError) as exc:
             raise _as_option_error(exc) from None
@@ -175,8 +177,9 @@ def _finish(ds: xr.Dataset, out: str | None) -> None:
 
 
 def _cli_sweep(args: argparse.Namespace) -> int:
-    ds = _run(sweep, args, eta=args.eta, record=args.record, diagnostics=not args.no_diagnostics,
-              eta_mode=args.eta_mode, schedule=args.schedule, gamma=args.gamma)
+    ds = _run(sweep, args, eta=args.eta, eta_factor=args.eta_factor,
+              record=Record(args.record, diagnostics=not args.no_diagnostics), stop=Stop(early=args.stop_early),
+              schedule=args.schedule, gamma=args.gamma)
     _finish(ds, args.out)  # written first: a closed stdout does not lose it
     status = ds["status"].values.ravel().tolist()
     counts = ", ".join(f"{s}: {status.count(s)}" for s in sorted(set(status)))
@@ -192,8 +195,10 @@ def _number(c: xr.Dataset, name: str) -> str:
 
 
 def _cli_critical(args: argparse.Namespace) -> int:
-    ds = _run(critical_sweep, args, rtol=args.rtol, loss_tol=args.loss_tol, bracket=tuple(args.bracket),
-              eta_mode=args.eta_mode)
+    bracket = None if args.bracket is None else tuple(args.bracket)
+    bracket_factor = (1.0, 4.0) if args.bracket_factor is None and bracket is None else args.bracket_factor
+    ds = _run(critical_sweep, args, rtol=args.rtol, loss_tol=args.loss_tol, bracket=bracket,
+              bracket_factor=None if bracket_factor is None else tuple(bracket_factor))
     _finish(ds, args.out)
     print(f"{'N':>3} {'seed':>5} {'eta_crit':>12} {'eta_star':>12} {'ratio':>12}  status")
     for n in ds["N"].values:
@@ -238,11 +243,14 @@ def add_sweep_cli(subparsers: Any) -> None:
         "sweep", help="run GD on a grid of depths x stepsizes x seeds (resumable)", formatter_class=raw,
         description="Run GD on the paper setup for every (N, eta, seed); one NetCDF file per cell in --dir; "
                     "rerun the same command to resume.  Exit status 1 when a cell failed (rerun to retry it).",
-        epilog="example:\n  dlnsim sweep --N 2 3 --eta 0.5 1 2 --eta-mode bound --seed 0 1 --iters 2e4 --dir sw/\n"
+        epilog="example:\n  dlnsim sweep --N 2 3 --eta-factor 0.5 1 2 --seed 0 1 --iters 2e4 --dir sw/\n"
                "  dlnsim info sw/")
-    p.add_argument("--eta", type=float, nargs="+", required=True, help="stepsizes (see --eta-mode)")
-    p.add_argument("--eta-mode", choices=ETA_MODES, default="absolute",
-                   help="eta as stepsizes or as multiples of the bound eta*(N, seed) of (5.1)")
+    steps = p.add_mutually_exclusive_group(required=True)
+    steps.add_argument("--eta", type=float, nargs="+", default=None, help="stepsizes (the axis eta)")
+    steps.add_argument("--eta-factor", type=float, nargs="+", default=None,
+                       help="stepsizes as multiples of the bound eta*(N, seed) of (5.1) (the axis eta_factor)")
+    p.add_argument("--stop-early", action="store_true",
+                   help="stop each run at the first iteration where a convergence test holds")
     p.add_argument("--record", type=record_rule, default="log", help=RECORD_HELP + " (default log)")
     p.add_argument("--no-diagnostics", action="store_true",
                    help="record loss, gradient norm and stepsize only (no balancedness, layer norms, singular values)")
@@ -258,9 +266,11 @@ def add_sweep_cli(subparsers: Any) -> None:
         epilog="example:\n  dlnsim critical --N 2 3 --seed 0 1 --iters 5000 --out crit.nc")
     c.add_argument("--rtol", type=float, default=0.01, help="relative precision of the bracket (default 0.01)")
     c.add_argument("--loss-tol", type=float, default=1e-3, help="final/initial excess loss that counts as converged")
-    c.add_argument("--bracket", type=float, nargs=2, default=[1.0, 4.0], metavar=("LO", "HI"),
-                   help="starting bracket (multiples of eta* with --eta-mode bound, the default)")
-    c.add_argument("--eta-mode", choices=ETA_MODES, default="bound")
+    brackets = c.add_mutually_exclusive_group()
+    brackets.add_argument("--bracket-factor", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                          help="starting bracket in multiples of eta* of each start (default 1 4)")
+    brackets.add_argument("--bracket", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                          help="starting bracket of absolute stepsizes")
     c.add_argument("--dir", default=None, help="directory for the cells (default: temporary)")
     _add_common(c)
     c.set_defaults(func=_cli_critical)

@@ -2,7 +2,7 @@
 
 The integrator (`dlnsim._kernels.flow`) hands over, for each step that reaches requested times, the five
 vectors (y, r0, r1, r2, r3) of its dense output: the state at position th in [0, 1] of the step is
-y + th (r0 + (1 - th) (r1 + th (r2 + (1 - th) r3))) (`dense_output`).  The diagnostics of `dlnsim.runs.record`
+y + th (r0 + (1 - th) (r1 + th (r2 + (1 - th) r3))) (`dense_output`).  The diagnostics of `dlnsim.options`
 (balancedness, ||W_j||^2, singular values of the product) are computed from them here:
 
 * `Steps` / `compress_steps` / `step_diagnostics`: for factor flows, through small compressed problems with
@@ -23,7 +23,7 @@ import numpy as np
 
 from dlnsim._kernels import flow as _fk
 from dlnsim._kernels.flow_diag import _compress
-from dlnsim.runs.record import layers_of, stack_diagnostics
+from dlnsim.diagnostics.dense import layers_of, stack_diagnostics
 
 __all__ = ["Steps", "compress_steps", "dense_diagnostics", "dense_output", "join_steps", "states_at",
            "step_diagnostics"]

@@ -6,15 +6,15 @@ column space in the row space of W_{j+1} and its row space in the column space o
 width the subspace of a balanced start (col W_j = row W_{j+1}) does not move, in exact arithmetic.  Each recorded
 state is then a constant "dense output" for `compress_steps` and `step_diagnostics`, with their a posteriori
 bounds; the states whose bounds do not close at rounding level (and all of them for layers of higher rank) get
-the dense eigenvalue problems of `dlnsim.runs.record.stack_diagnostics`.
+the dense eigenvalue problems of `dlnsim.options.stack_diagnostics`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from dlnsim.diagnostics.dense import stack_diagnostics
 from dlnsim.diagnostics.flow import compress_steps, compression_bases, step_diagnostics
-from dlnsim.runs.record import stack_diagnostics
 
 __all__ = ["states_diagnostics"]
 

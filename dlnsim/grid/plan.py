@@ -7,6 +7,7 @@ name a file outside the directory nor make the engine allocate without bound.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -17,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_CELLS", "Plan", "cell_id_of", "validate_axes"]
+from dlnsim.io import dataset
+
+__all__ = ["MAX_CELLS", "RESERVED", "Plan", "cell_id_of", "cell_name", "point_digest", "point_json",
+           "validate_axes"]
 
 FORMAT = "dlnsim-grid"
 VERSION = 1
@@ -26,6 +30,11 @@ MAX_CELLS = 1_000_000
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 _TEXT = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9_.+\-]{0,63}\Z")
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*\Z")
+#: names a grid axis may not have: the run outcomes a combined grid always holds as variables over its axes
+#: (``status``, ``error``, ...) and the dimensions of dlnsim's runs (``k``, ``layer``, ``sv``, ...); either
+#: would clash only when the cells are combined, after every cell ran
+RESERVED: tuple[str, ...] = tuple(dict.fromkeys(
+    [*dataset.RUN_ATTRS, *(d for dims, _, _ in dataset.SCHEMA.values() for d in dims)]))
 
 
 def _axis_value(v: Any, name: str) -> int | float | str | bool:
@@ -56,7 +65,8 @@ def validate_axes(axes: Any, reserved: Sequence[str] = ()) -> dict[str, list[Any
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"axes: an axis name must be an identifier of letters, digits and '_', got {name!r}")
         if name in reserved:
-            raise ValueError(f"axis {name!r}: this name is reserved (it is a dimension of every cell)")
+            raise ValueError(f"axis {name!r}: this name is reserved (a run outcome or a dimension of dlnsim's runs, "
+                             "which the combined grid holds too); rename the axis")
         if isinstance(values, str | bytes) or values is None or isinstance(values, Mapping):
             raise ValueError(f"axis {name!r}: expected a list of values, got {values!r}")
         if isinstance(values, np.ndarray):
@@ -122,7 +132,7 @@ class Plan:
     params: dict[str, Any]
 
     @staticmethod
-    def make(cell_id: Any, axes: Any, params: Any, reserved: Sequence[str] = ()) -> Plan:
+    def make(cell_id: Any, axes: Any, params: Any, reserved: Sequence[str] = RESERVED) -> Plan:
         if not isinstance(cell_id, str) or not _ID.match(cell_id):
             raise ValueError(f"cell_id: expected 'module:qualname', got {cell_id!r}")
         ax = validate_axes(axes, reserved)
@@ -133,7 +143,9 @@ class Plan:
         both = sorted(set(ax) & set(params))
         if both:
             raise ValueError(f"params: {', '.join(both)} is both an axis and a fixed parameter")
-        return Plan(cell_id, ax, _json(dict(params), "params"))
+        plan = Plan(cell_id, ax, _json(dict(params), "params"))
+        plan.check_names()
+        return plan
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -147,15 +159,33 @@ class Plan:
         return {"format": FORMAT, "version": VERSION, "cell": self.cell_id, "axes": self.axes,
                 "params": self.params}
 
-    def cells(self) -> Iterator[tuple[tuple[int, ...], str, dict[str, Any]]]:
-        """(index, file name, point) of every cell, in C order."""
+    @functools.cached_property
+    def _names(self) -> list[str]:
+        # computed once: a grid of a million cells takes seconds to name, and a run lists its cells several times
+        return [cell_name(point) for point in self._points()]
+
+    def _points(self) -> Iterator[dict[str, Any]]:
         names = list(self.axes)
         for idx in np.ndindex(*self.shape):
-            point = {n: self.axes[n][i] for n, i in zip(names, idx, strict=True)}
-            yield tuple(int(i) for i in idx), cell_name(point), point
+            yield {n: self.axes[n][i] for n, i in zip(names, idx, strict=True)}
+
+    def check_names(self) -> None:
+        """ValueError when two cells would share a file name, also when letter case is ignored (a case-insensitive
+        file system); `cell_name` is built to be injective, so this guards that property before any cell runs."""
+        seen: dict[str, int] = {}
+        for i, name in enumerate(self._names):
+            j = seen.setdefault(name.casefold(), i)
+            if j != i:
+                raise ValueError(f"axes: two points of the grid would share the cell file {name!r} "
+                                 f"(cells {j} and {i} in C order); rename an axis or a value")
+
+    def cells(self) -> Iterator[tuple[tuple[int, ...], str, dict[str, Any]]]:
+        """(index, file name, point) of every cell, in C order."""
+        for idx, name, point in zip(np.ndindex(*self.shape), self._names, self._points(), strict=True):
+            yield tuple(int(i) for i in idx), name, point
 
     @staticmethod
-    def from_manifest(m: Any, where: str, reserved: Sequence[str] = ()) -> Plan:
+    def from_manifest(m: Any, where: str, reserved: Sequence[str] = RESERVED) -> Plan:
         if not isinstance(m, dict) or m.get("format") != FORMAT:
             raise ValueError(f"directory: {where} is not a dlnsim grid manifest")
         if m.get("version") != VERSION:
@@ -167,10 +197,31 @@ class Plan:
             raise ValueError(f"directory: {where} is a damaged grid manifest ({exc})") from None
 
 
+def _escape(text: str) -> str:
+    """A text value without ``_`` (the separator of a file name) or upper-case letters (on a case-insensitive
+    file system ``A`` and ``a`` would name one file): each becomes ``%`` and its two hex digits, and ``%`` is
+    never in a value, so the escape is reversible."""
+    return "".join(f"%{ord(c):02X}" if c == "_" or c.isupper() else c for c in text)
+
+
 def cell_name(point: Mapping[str, Any]) -> str:
-    """The file name of a cell: ``cell_N2_eta0.5_seed0.nc`` (a hash when that would be too long)."""
-    name = "cell_" + "_".join(f"{k}{_fmt(v)}" for k, v in point.items())
+    """The file name of a cell: ``cell_N2_eta0.5_seed0.nc`` (``cell_%`` and a digest when that would be too long).
+
+    For the axes of one grid the name is injective, also when letter case is ignored: text values are escaped
+    (see `_escape`), numbers and booleans hold no ``_``, so the value of each axis ends at the first ``_`` after
+    the axis name.  A digest name starts with ``cell_%``, which no readable name does (an axis name is a letter).
+    """
+    name = "cell_" + "_".join(f"{k}{_escape(v) if isinstance(v, str) else _fmt(v)}" for k, v in point.items())
     if len(name) > 200:
-        digest = hashlib.sha256(json.dumps(point, sort_keys=True).encode()).hexdigest()[:24]
-        name = f"cell_{digest}"
+        name = "cell_%" + point_digest(point)[:32]
     return name + ".nc"
+
+
+def point_digest(point: Mapping[str, Any]) -> str:
+    """The SHA-256 (hex) of a point's canonical JSON (what a digest file name and a log line are checked by)."""
+    return hashlib.sha256(point_json(point).encode()).hexdigest()
+
+
+def point_json(point: Mapping[str, Any]) -> str:
+    """A point as canonical JSON text (sorted keys): equal text means equal values of equal types."""
+    return json.dumps(dict(point), sort_keys=True, allow_nan=False)

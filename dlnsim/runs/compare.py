@@ -26,13 +26,14 @@ import xarray as xr
 from dlnsim._blas import blas_threads as _blas_threads
 from dlnsim._kernels import flow as _fk
 from dlnsim.analysis.sharpness import sharpness_flat
-from dlnsim.checks import nonneg_int, positive_float
+from dlnsim.checks import flag, nonneg_int
 from dlnsim.io import dataset
+from dlnsim.methods import StepRule
 from dlnsim.objective import checked_weights, product, unflatten
+from dlnsim.options import Record, Stop, Tolerances, as_tolerances
 from dlnsim.problem import Problem
 from dlnsim.runs.flow import INTEGRATOR, KINDS, STATUS, check_balanced, eta_for, integrate, kind_code
 from dlnsim.runs.gd import gd_dataset, solve_gd
-from dlnsim.runs.record import flag
 from dlnsim.schedules import Constant
 from dlnsim.theory.bounds import StepsizeBound
 
@@ -72,12 +73,14 @@ def _products(states: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
 def _kinds_arg(kinds: Any) -> tuple[str, ...] | None:
     if kinds is None:
         return None
-    if isinstance(kinds, str) or not isinstance(kinds, Sequence) or len(kinds) == 0:
-        raise ValueError(f"kinds must be a non-empty sequence of flow kinds, got {kinds!r}")
+    if isinstance(kinds, str):
+        kinds = (kinds,)
+    if not isinstance(kinds, Sequence) or len(kinds) == 0:
+        raise ValueError(f"kind must be a flow kind or a non-empty sequence of them, got {kinds!r}")
     for kd in kinds:
         kind_code(kd)
     if len(set(kinds)) != len(kinds):
-        raise ValueError(f"kinds must not repeat a kind, got {kinds!r}")
+        raise ValueError(f"kind must not repeat a kind, got {kinds!r}")
     return tuple(kinds)
 
 
@@ -86,27 +89,18 @@ def compare_flow(
     W0: Sequence[np.ndarray],
     eta: Any,
     n_iter: int,
-    record: Any = "log",
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
-    kinds: Sequence[str] | None = None,
     *,
-    max_steps: int = 10_000_000,
+    kind: str | Sequence[str] | None = None,
+    method: StepRule | str | None = None,
+    record: Record | Any = None,
+    stop: Stop | None = None,
+    tolerances: Tolerances | None = None,
     sharpness: bool = False,
     sharpness_iters: int = 100,
-    balance_tol: float = 1e-8,
-    diagnostics: Any = True,
-    gtol: float = 1e-10,
-    ltol: float | None = None,
-    stop_early: bool = False,
-    record_stop: bool = True,
-    blowup: float = 1e8,
     bound: StepsizeBound | None = None,
-    keep_weights: bool = False,
     progress: bool = False,
     attrs: dict[str, Any] | None = None,
     blas_threads: int | None = 1,
-    **gd_kwargs: Any,
 ) -> xr.Dataset:
     """Run GD (like `dlnsim.run_gd`) and put the gradient flows next to it at the GD times t_k.
 
@@ -115,27 +109,22 @@ def compare_flow(
 
     Parameters
     ----------
-    problem, W0, eta, n_iter, record
-        As in `dlnsim.run_gd` (``record`` default ``"log"``).  There is no ``alpha``: ``eta="bound"`` or
-        ``"<c>xbound"`` needs a balanced start or a ``bound``.
-    rtol, atol : float, default 1e-10 and 1e-12
-        The integrator's local error tolerances (finite, > 0; see `dlnsim.run_flow`).
-    kinds : sequence of str, optional
-        The flows, without repetition: ``"factor"``, ``"modified"`` (needs a constant stepsize: its eta is
-        GD's) and ``"end_to_end"`` (needs a balanced W0).  Default ``("factor", "modified")``, the modified
-        flow only for a constant stepsize.
-    max_steps : int, default 10_000_000
-        Bound (>= 1) on the integrator's accepted + rejected steps per flow.
+    problem, W0, eta, n_iter, method, record, stop
+        As in `dlnsim.run_gd`.  There is no ``alpha``: ``eta="bound"`` or ``"<c>xbound"`` needs a balanced
+        start or a ``bound``.
+    kind : str or sequence of str, optional
+        The flow or flows, without repetition: ``"factor"``, ``"modified"`` (needs a constant stepsize: its
+        eta is GD's) and ``"end_to_end"`` (needs a balanced W0).  Default ``("factor", "modified")``, the
+        modified flow only for a constant stepsize.
+    tolerances : Tolerances, optional
+        The integrator's tolerances (`dlnsim.Tolerances`), for every flow; default
+        ``Tolerances(max_steps=10_000_000)``.  ``first_step`` and ``fixed_step`` are not used.
     sharpness : bool, default False
         Also record the top Hessian eigenvalue of the GD state at each record point (`dlnsim.sharpness`).
     sharpness_iters : int, default 100
         Lanczos iterations (>= 1) of each sharpness.
-    balance_tol : float, default 1e-8
-        The balancedness check (>= 0) of the end-to-end flow, relative to max_j ||W_j||^2.
-    diagnostics, gtol, ltol, stop_early, record_stop, blowup, bound, keep_weights, progress, attrs, blas_threads
+    bound, progress, attrs, blas_threads
         As in `dlnsim.run_gd` (same defaults); ``blas_threads`` also applies to the flows and the sharpness.
-    **gd_kwargs
-        No other keyword is accepted: an unknown one is a ValueError.
 
     Returns
     -------
@@ -150,26 +139,21 @@ def compare_flow(
     Raises
     ------
     ValueError
-        For an unknown keyword, an invalid or repeated kind, ``"modified"`` with a non-constant stepsize,
-        ``"end_to_end"`` with an unbalanced ``W0``, non-positive ``rtol``, ``atol``, ``max_steps`` or
-        ``sharpness_iters``, a non-bool ``sharpness``, and the invalid inputs of `dlnsim.run_gd`.
+        For an invalid or repeated kind, ``"modified"`` with a non-constant stepsize, ``"end_to_end"`` with
+        an unbalanced ``W0``, ``tolerances`` that are not `Tolerances`, a non-positive ``sharpness_iters``, a
+        non-bool ``sharpness``, and the invalid inputs of `dlnsim.run_gd`.
     """
-    if gd_kwargs:
-        raise ValueError(f"compare_flow: unknown option(s) {sorted(gd_kwargs)}")
-    rtol = positive_float(rtol, "rtol")
-    atol = positive_float(atol, "atol")
-    max_steps = nonneg_int(max_steps, "max_steps", minimum=1)
+    tol = Tolerances(max_steps=10_000_000) if tolerances is None else as_tolerances(tolerances)
+    rtol, atol, max_steps = tol.rtol, tol.atol, tol.max_steps
     sharpness = flag(sharpness, "sharpness")
     sharpness_iters = nonneg_int(sharpness_iters, "sharpness_iters", minimum=1)
-    kinds = _kinds_arg(kinds)
+    kinds = _kinds_arg(kind)
     mats = checked_weights(problem, W0, "W0")
     if kinds is not None and "end_to_end" in kinds:
-        check_balanced(mats, positive_float(balance_tol, "balance_tol", allow_zero=True))
+        check_balanced(mats, tol.balance_tol)
 
-    gd = solve_gd(problem, mats, eta, n_iter, record, diagnostics=diagnostics, gtol=gtol, ltol=ltol,
-                  stop_early=stop_early, record_stop=record_stop, blowup=blowup, bound=bound,
-                  keep_weights=keep_weights, progress=progress, attrs=attrs, snapshots=True,
-                  blas_threads=blas_threads)
+    gd = solve_gd(problem, mats, eta, n_iter, method=method, record=record, stop=stop, bound=bound,
+                  progress=progress, attrs=attrs, snapshots=True, blas_threads=blas_threads)
     snaps = gd.snapshots
     assert snaps is not None
     eta_c = gd.schedule.eta if isinstance(gd.schedule, Constant) else None
@@ -177,7 +161,7 @@ def compare_flow(
         kinds = ("factor", "modified") if eta_c is not None else ("factor",)
     elif "modified" in kinds and eta_c is None:
         raise ValueError(
-            f"kinds: the modified flow needs a constant stepsize (its eta is GD's), got schedule {gd.schedule!r}"
+            f"kind: the modified flow needs a constant stepsize (its eta is GD's), got schedule {gd.schedule!r}"
         )
 
     t_k = gd.records["t"]

@@ -17,7 +17,7 @@ GD next to the flows at equal times is `dlnsim.compare_flow` (module `dlnsim.run
 `solve_flow` integrates and returns a `FlowResult`; `flow_dataset` turns it into a Dataset over ``time``
 whose variables have the names of a GD Dataset (``loss``, ``excess_loss``, ``grad_norm_sq``,
 ``balancedness``, ``balancedness_max``, ``layer_norm_sq``, ``product_sv``); `run_flow` does both.  The
-save policy (``record``, ``diagnostics``) is that of `dlnsim.runs.record`.
+save policy (``record``, ``diagnostics``) is that of `dlnsim.options`.
 
 Status (attribute ``status``, with ``status_reason`` and ``t_reached``):
 
@@ -48,14 +48,14 @@ from dlnsim._blas import blas_threads as _blas_threads
 from dlnsim._kernels import flow as _fk
 from dlnsim._kernels.flow_diag import _compress
 from dlnsim._notice import compile_notice
-from dlnsim.checks import nonneg_int, positive_float
+from dlnsim.checks import attrs_arg, blas_arg, positive_float
 from dlnsim.diagnostics.flow import Steps, dense_diagnostics, states_at
 from dlnsim.init import balancedness
 from dlnsim.io import dataset
 from dlnsim.objective import checked_weights, flat_layout, product
+from dlnsim.options import Record, Tolerances, as_record, as_tolerances, check_size, flow_times
 from dlnsim.problem import Problem
 from dlnsim.runs.flow_result import FLOW_SCHEMA, FlowResult, flow_dataset
-from dlnsim.runs.record import attrs_arg, blas_arg, check_size, diagnostics_set, flow_times
 
 __all__ = ["FLOW_SCHEMA", "STATUSES", "FlowResult", "flow_dataset", "run_flow", "solve_flow"]
 
@@ -274,48 +274,47 @@ _KERNEL_NAMES = {_fk.FACTOR: "the gradient-flow kernel", _fk.END_TO_END: "the en
                  _fk.MODIFIED: "the modified-flow kernel"}
 
 
-def _times_arg(t: Any, record: Any, row_floats: int) -> tuple[np.ndarray, str]:
-    if record is None:
-        return _times(t), "explicit"
+def _times_arg(t: Any, record: Record, row_floats: int) -> tuple[np.ndarray, str]:
+    points = record.points
+    if isinstance(points, tuple):
+        raise ValueError("record: give the times of a flow as t (an array of times), not as Record.points")
+    if record.final_weights:
+        raise ValueError("record: Record.final_weights is for gradient descent; a flow keeps no final weights")
     if np.ndim(t) != 0:
-        raise ValueError(f"record: with an array of times t leave record unset (got record={record!r}); "
-                         "give a final time t with record='linear:N' or 'log:N'")
-    return _times(flow_times(t, record, row_floats)), str(record)
+        if points is not None:
+            raise ValueError(f"record: with an array of times t leave Record.points unset (got {points!r}); "
+                             "give a final time t with record='linear:N' or 'log:N'")
+        return _times(t), "explicit"
+    rule = "linear" if points is None else points
+    return _times(flow_times(t, rule, row_floats)), rule
 
 
 def solve_flow(
     problem: Problem,
     W0: Sequence[np.ndarray],
     t: Any,
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
+    *,
     kind: str = "factor",
     eta: float | None = None,
-    max_steps: int = 1_000_000,
-    first_step: float = 0.0,
-    *,
-    record: Any = None,
-    diagnostics: Any = True,
-    fixed_step: float | None = None,
-    balance_tol: float = 1e-8,
-    save: Any = None,
+    record: Record | Any = None,
+    tolerances: Tolerances | None = None,
     attrs: dict[str, Any] | None = None,
     blas_threads: int | None = 1,
+    save: Any = None,
 ) -> FlowResult:
     """`run_flow` without the Dataset: the `FlowResult`.  ``save`` (None, True or a bool per time) selects
     the times whose state is kept in ``states``."""
+    rec_opt = as_record(record)
+    tol = as_tolerances(tolerances)
     mats = checked_weights(problem, W0, "W0")
     row = 5 + 2 * len(mats) + min(mats[0].shape[1], *(M.shape[0] for M in mats))  # values per time
-    times, record_rule = _times_arg(t, record, row)
+    times, record_rule = _times_arg(t, rec_opt, row)
     code = kind_code(kind)
     eta_v = eta_for(kind, eta)
-    diag = diagnostics_set(diagnostics)
-    rtol = positive_float(rtol, "rtol")
-    atol = positive_float(atol, "atol")
-    max_steps = nonneg_int(max_steps, "max_steps", minimum=1)
-    first_step = positive_float(first_step, "first_step", allow_zero=True)
-    h_fixed = 0.0 if fixed_step is None else positive_float(fixed_step, "fixed_step")
-    balance_tol = positive_float(balance_tol, "balance_tol", allow_zero=True)
+    diag = rec_opt.diagnostics
+    rtol, atol, max_steps, first_step = tol.rtol, tol.atol, tol.max_steps, tol.first_step
+    h_fixed = 0.0 if tol.fixed_step is None else tol.fixed_step
+    balance_tol = tol.balance_tol
     user_attrs = attrs_arg(attrs)
     blas = blas_arg(blas_threads)
     bal0 = check_balanced(mats, balance_tol) if code == _fk.END_TO_END else None
@@ -388,29 +387,15 @@ def solve_flow(
                       states=res.states)
 
 
-def _run_flow(problem: Problem, W0: Sequence[np.ndarray], t: Any, *args: Any,
-              **kwargs: Any) -> tuple[xr.Dataset, np.ndarray]:
-    """`run_flow` and the states kept by ``save`` (see `solve_flow`)."""
-    res = solve_flow(problem, W0, t, *args, **kwargs)
-    assert res.states is not None
-    return flow_dataset(res), res.states
-
-
 def run_flow(
     problem: Problem,
     W0: Sequence[np.ndarray],
     t: Any,
-    rtol: float = 1e-10,
-    atol: float = 1e-12,
+    *,
     kind: str = "factor",
     eta: float | None = None,
-    max_steps: int = 1_000_000,
-    first_step: float = 0.0,
-    *,
-    record: Any = None,
-    diagnostics: Any = True,
-    fixed_step: float | None = None,
-    balance_tol: float = 1e-8,
+    record: Record | Any = None,
+    tolerances: Tolerances | None = None,
     attrs: dict[str, Any] | None = None,
     blas_threads: int | None = 1,
 ) -> xr.Dataset:
@@ -430,30 +415,22 @@ def run_flow(
     W0 : sequence of array_like
         The start [W_1, ..., W_N], W_j of shape (d_j, d_{j-1}), with d_0 = d_x and d_N = d_y.
     t : float or array_like
-        The record times: 1-D, finite, non-decreasing and >= 0; or a final time T with ``record`` =
-        ``"linear:N"`` or ``"log:N"`` (see `dlnsim.runs.record`).
-    rtol, atol : float, default 1e-10 and 1e-12
-        Local error tolerances of the adaptive integrator (finite, > 0).
+        The record times: 1-D, finite, non-decreasing and >= 0; or a final time T, with the points to record
+        in ``record`` (default 200 equally spaced times in [0, T]).
     kind : {"factor", "end_to_end", "modified"}, default "factor"
-        ``"factor"`` (2.2), ``"end_to_end"`` (2.5; needs W0 balanced to ``balance_tol`` relative to
-        max_j ||W_j||^2) or ``"modified"`` (the modified flow of backward error analysis; needs ``eta``).
+        ``"factor"`` (2.2), ``"end_to_end"`` (2.5; needs W0 balanced to ``Tolerances.balance_tol`` relative
+        to max_j ||W_j||^2) or ``"modified"`` (the modified flow of backward error analysis; needs ``eta``).
     eta : float, optional
-        The GD stepsize of the modified flow (> 0); required for ``kind="modified"``, refused otherwise.
-    max_steps : int, default 1_000_000
-        Bound (>= 1) on the accepted + rejected steps.
-    first_step : float, default 0.0
-        Initial step (>= 0); 0 selects it automatically.
-    record : str, optional
-        With a final time ``t``: ``"linear"`` / ``"linear:N"`` (N equally spaced times in [0, T], default 200)
-        or ``"log"`` / ``"log:N"`` (0 and N - 1 log-spaced times in [1e-6 T, T]).  Leave it None with an
-        array of times.
-    diagnostics : bool, str or sequence of str, default True
-        True, False or names, as for `dlnsim.run_gd`: selects ||grad L||^2, the balancedness, ||W_j||^2 and
-        the singular values of the product at every requested time.
-    fixed_step : float, optional
-        Switches the error control off: equal steps <= fixed_step (> 0).
-    balance_tol : float, default 1e-8
-        Tolerance (>= 0) of the balancedness check of ``kind="end_to_end"``, relative to max_j ||W_j||^2.
+        The GD stepsize that the modified flow follows (> 0); required for ``kind="modified"``, refused
+        otherwise.
+    record : Record or the points to record, optional
+        What is recorded (`dlnsim.Record`), as for `dlnsim.run_gd`: with a final time ``t`` the points
+        ``"linear"`` / ``"linear:N"`` (N equally spaced times in [0, T], default 200) or ``"log"`` /
+        ``"log:N"`` (0 and N - 1 log-spaced times in [1e-6 T, T]), left unset with an array of times; the
+        diagnostics ||grad L||^2, the balancedness, ||W_j||^2 and the singular values of the product.
+    tolerances : Tolerances, optional
+        The integrator's tolerances (`dlnsim.Tolerances`): rtol 1e-10, atol 1e-12, at most 10^6 steps, an
+        automatic first step, adaptive steps (or ``fixed_step``), and ``balance_tol`` 1e-8.
     attrs : dict, optional
         Extra global attributes (str keys).
     blas_threads : int or None, default 1
@@ -471,10 +448,9 @@ def run_flow(
     ------
     ValueError
         For an invalid argument: ``W0`` not fitting ``problem``, bad times ``t`` or ``record`` (or both an
-        array ``t`` and a ``record``), an unknown ``kind``, a missing or unused ``eta``, a non-positive
-        ``rtol``, ``atol``, ``fixed_step`` or ``max_steps``, a negative ``first_step`` or ``balance_tol``, an
-        unbalanced ``W0`` with ``kind="end_to_end"``, or records larger than the size limit.
+        array ``t`` and points to record), an unknown ``kind``, a missing or unused ``eta``, ``tolerances``
+        that are not `Tolerances`, an unbalanced ``W0`` with ``kind="end_to_end"``, or records larger than
+        the size limit.
     """
-    return flow_dataset(solve_flow(problem, W0, t, rtol, atol, kind, eta, max_steps, first_step, record=record,
-                                   diagnostics=diagnostics, fixed_step=fixed_step, balance_tol=balance_tol,
+    return flow_dataset(solve_flow(problem, W0, t, kind=kind, eta=eta, record=record, tolerances=tolerances,
                                    attrs=attrs, blas_threads=blas_threads))

@@ -4,7 +4,7 @@ GD (2.1): W_j(k+1) = W_j(k) - eta_k grad_{W_j} L^N(W(k)).  The state W(k) is eva
 (n_iter steps).  `solve_gd` runs it and returns a `GDResult`; `gd_dataset` turns that into a Dataset over
 ``k`` (with the time t_k = eta_0 + ... + eta_{k-1} as a coordinate along ``k``); `run_gd` does both.
 
-Records (see `dlnsim.runs.record` for ``record`` and ``diagnostics``): at record points the loss, the excess
+Records (see `dlnsim.options` for ``record`` and ``diagnostics``): at record points the loss, the excess
 loss L - L*, eta_k, the descent ratio of Prop. 3.4(4) and the selected diagnostics (||grad||^2, the
 balancedness per pair and its max, ||W_j||^2 per layer, the singular values of the product).  Over *all*
 steps the attributes keep max_k L(k+1) - L(k) and min_k of the descent ratio.
@@ -58,30 +58,19 @@ from dlnsim._blas import blas_threads as _blas_threads
 from dlnsim._kernels import gd as _gd
 from dlnsim._kernels.linalg import workspace_size
 from dlnsim._notice import compile_notice
-from dlnsim.checks import positive_float
+from dlnsim.checks import attrs_arg, blas_arg, flag, positive_float
+from dlnsim.diagnostics.dense import state_diagnostics
 from dlnsim.diagnostics.gd import states_diagnostics
 from dlnsim.io import dataset
+from dlnsim.methods import StepRule, as_method
 from dlnsim.objective import checked_weights, flat_layout
+from dlnsim.options import Record, Stop, as_record, as_stop, check_size, checked_n_iter
 from dlnsim.problem import Problem
 from dlnsim.runs.gd_result import GDResult, gd_dataset, weights_from
-from dlnsim.runs.record import (
-    Every,
-    LogSpaced,
-    attrs_arg,
-    blas_arg,
-    check_size,
-    checked_n_iter,
-    diagnostics_set,
-    flag,
-    record_points,
-    record_rule,
-    state_diagnostics,
-)
 from dlnsim.schedules import Constant, Schedule, as_schedule
 from dlnsim.theory.bounds import StepsizeBound, stepsize_bound
 
-__all__ = ["STATUSES", "Every", "GDResult", "LogSpaced", "gd_dataset", "record_points", "run_gd", "solve_gd",
-           "weights_from"]
+__all__ = ["STATUSES", "GDResult", "gd_dataset", "run_gd", "solve_gd", "weights_from"]
 
 #: the statuses of a GD run
 STATUSES = ("converged", "diverged", "critical_start", "max_iter")
@@ -122,26 +111,21 @@ def run_gd(
     W0: Sequence[np.ndarray],
     eta: float | str | Schedule | np.ndarray,
     n_iter: int,
-    record: Any = "log",
     *,
-    diagnostics: Any = True,
-    gtol: float = 1e-10,
-    ltol: float | None = None,
-    stop_early: bool = False,
-    record_stop: bool = True,
-    blowup: float = 1e8,
+    method: StepRule | str | None = None,
+    record: Record | Any = None,
+    stop: Stop | None = None,
     bound: StepsizeBound | None = None,
     alpha: Any = 0.0,
-    keep_weights: bool = False,
     progress: bool = False,
     attrs: dict[str, Any] | None = None,
     blas_threads: int | None = 1,
 ) -> xr.Dataset:
-    """Run ``n_iter`` steps of gradient descent from ``W0`` and return the records as a Dataset over ``k``.
+    """Run ``n_iter`` steps of a gradient method from ``W0`` and return the records as a Dataset over ``k``.
 
-    GD is (2.1) (docs/theory.md#gradient-descent-21); the convergence tests and the statuses are described
-    in the module docstring.  `solve_gd` takes the same arguments and returns the `GDResult` this Dataset is
-    built from; GD next to the gradient flows is `dlnsim.compare_flow`.
+    Plain GD is (2.1) (docs/theory.md#gradient-descent-21); the convergence tests and the statuses are
+    described in the module docstring.  `solve_gd` takes the same arguments and returns the `GDResult` this
+    Dataset is built from; GD next to the gradient flows is `dlnsim.compare_flow`.
 
     Parameters
     ----------
@@ -155,29 +139,21 @@ def run_gd(
         > 0 or ``"min"``, as in `dlnsim.stepsize_bound`).
     n_iter : int
         Number of steps, in [0, 2**62].
-    record : str, int, Every, LogSpaced or sequence of int, default "log"
-        Which iterations are recorded (the save policy of `dlnsim.runs.record`; see `record_points`).
-    diagnostics : bool, str or sequence of str, default True
-        Which state diagnostics are recorded: True (all), False (none) or a name or names from
-        ``("grad_norm_sq", "balancedness", "layer_norm_sq", "product_sv")``.
-    gtol : float, default 1e-10
-        Gradient test, relative to the gradient scale of the problem; >= 0.
-    ltol : float, optional
-        Loss test, relative to the initial excess loss, in [0, 1); default gtol^2, 0 turns the loss test off.
-    stop_early : bool, default False
-        Stop at the first iteration that passes one of the tests.
-    record_stop : bool, default True
-        Make an early stop (``stop_early`` or divergence) a record point.
-    blowup : float, default 1e8
-        Divergence threshold (> 0): the run diverges when the loss exceeds blowup x max(L(0), 1/2 ||Y||_F^2).
+    method : StepRule, optional
+        The step rule (`dlnsim.methods`); default plain gradient descent, `dlnsim.GD`.
+    record : Record or the points to record, optional
+        What is recorded (`dlnsim.Record`): the iterations (default ``"log"``: about 200 log-spaced ones),
+        the state diagnostics (default all), the state where an early stop happened, the final weights.  A
+        plain value is the points: ``record="log:50"`` is ``Record("log:50")``.
+    stop : Stop, optional
+        The convergence tests, early stopping and the divergence threshold (`dlnsim.Stop`); default
+        ``Stop()`` (gtol 1e-10, ltol gtol^2, no early stop, blowup 1e8).
     bound : StepsizeBound, optional
-        Theory constants to put in the attributes (and the eta* of ``"bound"`` / ``"<c>xbound"``); default
-        the section-5 bound when W0 is balanced.
+        Theory constants to put in the run (and the eta* of ``"bound"`` / ``"<c>xbound"``); default the
+        section-5 bound when W0 is balanced.
     alpha : float or "min", default 0.0
         The alpha of `dlnsim.stepsize_bound`, used only when ``eta`` is ``"bound"`` / ``"<c>xbound"`` and
         ``bound`` is not given.
-    keep_weights : bool, default False
-        Store the final factors (see `weights_from`).
     progress : bool, default False
         Show a progress bar on stderr, from the end of the first chunk of iterations on (so that its rate and
         remaining time never include the one-off compilation of the kernel, which a first call announces on
@@ -191,20 +167,25 @@ def run_gd(
     -------
     xarray.Dataset
         The records over ``k`` (with the time t_k as a coordinate): loss, excess loss, eta_k, the descent
-        ratio and the selected diagnostics, with the run's status and settings in the attributes.
+        ratio and the selected diagnostics; the run's outcomes (status, stop and test iterations, final and
+        initial loss, the bound constants) as 0-d variables; its settings and provenance in the attributes.
 
     Raises
     ------
     ValueError
-        For an invalid argument: ``W0`` not fitting ``problem``, a bad ``eta``, ``n_iter``, ``record`` or
-        ``diagnostics``, a negative ``gtol``, an ``ltol`` outside [0, 1), a non-bool flag, a ``bound`` that
-        is not a `StepsizeBound`, records larger than the size limit, or (for ``"bound"``) a start that
-        `dlnsim.stepsize_bound` does not admit.
+        For an invalid argument: ``W0`` not fitting ``problem``, a bad ``eta``, ``n_iter``, ``method``,
+        ``record`` or ``stop``, a ``bound`` that is not a `StepsizeBound`, records larger than the size limit,
+        or (for ``"bound"``) a start that `dlnsim.stepsize_bound` does not admit.
+
+    Examples
+    --------
+    >>> problem, widths, W0 = dlnsim.paper_setup(N=2, seed=0, d=6, m=12)
+    >>> ds = dlnsim.run_gd(problem, W0, "0.5xbound", 2000, stop=dlnsim.Stop(early=True))
+    >>> str(ds["status"].values)
+    'converged'
     """
-    return gd_dataset(solve_gd(problem, W0, eta, n_iter, record, diagnostics=diagnostics, gtol=gtol, ltol=ltol,
-                               stop_early=stop_early, record_stop=record_stop, blowup=blowup, bound=bound,
-                               alpha=alpha, keep_weights=keep_weights, progress=progress, attrs=attrs,
-                               blas_threads=blas_threads))
+    return gd_dataset(solve_gd(problem, W0, eta, n_iter, method=method, record=record, stop=stop, bound=bound,
+                               alpha=alpha, progress=progress, attrs=attrs, blas_threads=blas_threads))
 
 
 def solve_gd(
@@ -212,43 +193,35 @@ def solve_gd(
     W0: Sequence[np.ndarray],
     eta: float | str | Schedule | np.ndarray,
     n_iter: int,
-    record: Any = "log",
     *,
-    diagnostics: Any = True,
-    gtol: float = 1e-10,
-    ltol: float | None = None,
-    stop_early: bool = False,
-    record_stop: bool = True,
-    blowup: float = 1e8,
+    method: StepRule | str | None = None,
+    record: Record | Any = None,
+    stop: Stop | None = None,
     bound: StepsizeBound | None = None,
     alpha: Any = 0.0,
-    keep_weights: bool = False,
     progress: bool = False,
     attrs: dict[str, Any] | None = None,
-    snapshots: bool = False,
     blas_threads: int | None = 1,
+    snapshots: bool = False,
 ) -> GDResult:
     """`run_gd` without the Dataset: the `GDResult`.  With ``snapshots`` it also keeps the flat state W(k)
     at every record point, shape (n_rec, n_params) (NaN where not reached), for comparisons with the
     gradient flow at the same times."""
+    rule_obj = as_method(method)
+    rec_opt = as_record(record)
+    stop_opt = as_stop(stop)
     W = checked_weights(problem, W0, "W0")
     n_iter = checked_n_iter(n_iter)
-    diag = diagnostics_set(diagnostics)
-    gtol = positive_float(gtol, "gtol", allow_zero=True)
-    ltol = gtol * gtol if ltol is None else positive_float(ltol, "ltol", allow_zero=True)
-    if ltol >= 1.0:
-        raise ValueError(f"ltol must be < 1 (a fraction of the initial excess loss), got {ltol!r}")
-    stop_early = flag(stop_early, "stop_early")
-    record_stop = flag(record_stop, "record_stop")
-    keep_weights = flag(keep_weights, "keep_weights")
+    diag = rec_opt.diagnostics
+    gtol, ltol, stop_early, blowup = stop_opt.gtol, stop_opt.ltol_value, stop_opt.early, stop_opt.blowup
+    record_stop, keep_weights = rec_opt.stop_point, rec_opt.final_weights
     progress = flag(progress, "progress")
     snapshots = flag(snapshots, "snapshots")
-    blowup = positive_float(blowup, "blowup")
     user_attrs = attrs_arg(attrs)
     blas = blas_arg(blas_threads)
     if bound is not None and not isinstance(bound, StepsizeBound):
         raise ValueError(f"bound must be a StepsizeBound (from dlnsim.stepsize_bound), got {type(bound).__name__}")
-    rule = record_rule(record)
+    rule = rec_opt.iteration_rule()
     w, dims, offs, pivot = flat_layout(W)
     n = len(W)
     n_sv = int(min(dims))
@@ -384,13 +357,16 @@ def solve_gd(
     elif g_end or l_end:
         status_name = "converged"
         which = "gradient" if g_end else "loss"
-        reason = f"the {which} test holds at k = {stop_k} ({tests})"
+        first = gtol_k if g_end else ltol_k
+        reason = (f"the {which} test first held at k = {first}" + ("" if first == stop_k else
+                  f" and holds at the end of the run, k = {stop_k}") + f" ({tests})")
     else:
         status_name = "max_iter"
         reason = f"n_iter = {n_iter} steps done, neither test holds ({tests})"
 
     run_attrs: dict[str, Any] = {
         "title": f"gradient descent on a depth-{n} linear network",
+        **rule_obj.attrs(),
         "N": n,
         "widths": dims,
         "d_x": problem.d_x,

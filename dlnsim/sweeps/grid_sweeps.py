@@ -14,12 +14,13 @@ Every keyword of `sweep` that is not one of its own parameters is a parameter of
 makes it a grid axis, a single value a fixed parameter (for the paper setup: ``d``, ``m`` and ``r``).  A setup
 that raises for one cell records that cell with status ``error`` and the message; the other cells go on.
 
-The stepsize.  ``eta`` values are stepsizes, or with ``eta_mode="bound"`` multiples of the bound eta* (5.1)
-of that cell's start (see `dlnsim.stepsize_bound`).  ``schedule="power_decay"`` runs
-``PowerDecay(a1=eta, a2=eta, gamma)`` for each ``gamma`` (an extra axis after ``eta``).
+The stepsize.  ``eta`` values are stepsizes (the axis ``eta``), ``eta_factor`` values multiples of the bound
+eta* (5.1) of that cell's start (the axis ``eta_factor``; see `dlnsim.stepsize_bound`), so that a reader of
+the file alone never mistakes 1000 eta* for eta = 1000.  ``schedule="power_decay"`` runs
+``PowerDecay(a1=eta, a2=eta, gamma)`` for each ``gamma`` (an extra axis after the stepsizes).
 
-The result of `sweep` is one Dataset over (setup axes..., eta[, gamma], k): the variables of `run_gd` (its
-per-step stepsize renamed ``eta_k``, since ``eta`` is the axis), the outcome of each run (``status``,
+The result of `sweep` is one Dataset over (setup axes..., eta or eta_factor[, gamma], k): the variables of
+`run_gd` (the per-step stepsize ``eta_k``), the outcome of each run (``status``,
 ``stop_iteration``, ``final_loss``, ``eta_value`` = the stepsize used, ...), and the quantities of the start
 (``eta_bound`` = eta*, the other bound constants, ``initial_loss``, ``widths``) over the setup axes only.
 """
@@ -38,22 +39,32 @@ import numpy as np
 import xarray as xr
 
 from dlnsim.analysis.critical import critical_stepsize
-from dlnsim.checks import flag, nonneg_int, positive_float
+from dlnsim.checks import nonneg_int, positive_float
 from dlnsim.grid import open_grid, run_grid
 from dlnsim.io import dataset
+from dlnsim.methods import StepRule, as_method, method_from_json
+from dlnsim.options import (
+    Engine,
+    Record,
+    Stop,
+    Tolerances,
+    as_engine,
+    as_record,
+    as_stop,
+    as_tolerances,
+    record_points,
+)
 from dlnsim.problem import Problem
-from dlnsim.runs.gd import Every, LogSpaced, record_points, run_gd
-from dlnsim.runs.record import DIAGNOSTICS, diagnostics_set
+from dlnsim.runs.gd import run_gd
 from dlnsim.schedules import Constant, PowerDecay, Schedule
 from dlnsim.sweeps.setups import resolve, start_of
 from dlnsim.theory.bounds import StepsizeBound, stepsize_bound
 
 __all__ = ["critical_sweep", "open_sweep", "sweep"]
 
-ETA_MODES = ("absolute", "bound")
 SCHEDULES = ("constant", "power_decay")
 #: stepsize axes: the quantities of the start do not depend on them
-_STEP_AXES = ("eta", "gamma")
+_STEP_AXES = ("eta", "eta_factor", "gamma")
 #: attributes of a run that describe its start (reduced to the setup axes in the combined result)
 _START = ("widths", "initial_loss", "optimal_loss", "q", "pivot_layer", "lambda_max_XXt", "eta_star")
 
@@ -65,47 +76,51 @@ def _bound(problem: Problem, W0: list[np.ndarray]) -> StepsizeBound | None:
         return None
 
 
-def _scale(eta_mode: str, bound: StepsizeBound | None) -> float:
-    if eta_mode == "absolute":
-        return 1.0
+def _scale(bound: StepsizeBound | None) -> float:
     if bound is None:
-        raise ValueError("eta_mode='bound': the start is not balanced, so it has no bound eta* (5.1)")
+        raise ValueError("eta_factor: the start is not balanced, so it has no bound eta* (5.1) to multiply")
     return bound.eta
 
 
 # ------------------------------------------------------------------------------------------------------ cells
 
 
-def gd_cell(*, setup: Callable[..., Any], eta: float, n_iter: int, record: Any, eta_mode: str, schedule: str,
-            gtol: float, blowup: float, stop_early: bool, flow: Any, gamma: float | None = None,
-            diagnostics: Any = True, **point: Any) -> xr.Dataset:
-    """One GD run of a sweep: the setup at ``point``, then `run_gd` (or `compare_flow` with ``flow``)."""
+def gd_cell(*, setup: Callable[..., Any], n_iter: int, method: Any, record: Any, stop: Any, schedule: str,
+            flow: Any, eta: float | None = None, eta_factor: float | None = None, gamma: float | None = None,
+            **point: Any) -> xr.Dataset:
+    """One run of a sweep: the setup at ``point``, then `run_gd` (or `compare_flow` with ``flow``).
+
+    ``method``, ``record`` and ``stop`` are the JSON forms of the option objects (as the manifest stores
+    them); the stepsize is ``eta``, or ``eta_factor`` times eta* (5.1) of the start.
+    """
     problem, W0 = start_of(setup, point)
     bound = _bound(problem, W0)
-    value = float(eta) * _scale(eta_mode, bound)
+    value = float(eta) if eta is not None else float(eta_factor) * _scale(bound)  # type: ignore[arg-type]
     sched: Schedule = Constant(value) if schedule == "constant" else PowerDecay(value, value, float(gamma or 0.0))
-    attrs = {"eta_value": value, "eta_mode": eta_mode}
+    options: dict[str, Any] = {"method": method_from_json(method), "record": Record.from_json(record),
+               "stop": Stop.from_json(stop), "bound": bound, "attrs": {"eta_value": value}}
     if flow is not False:
         from dlnsim.runs.compare import compare_flow
 
-        ds = compare_flow(problem, W0, sched, n_iter, record, **flow, gtol=gtol, stop_early=stop_early,
-                          blowup=blowup, bound=bound, diagnostics=diagnostics, attrs=attrs)
-    else:
-        ds = run_gd(problem, W0, sched, n_iter, record, diagnostics=diagnostics, gtol=gtol, stop_early=stop_early,
-                    blowup=blowup, bound=bound, attrs=attrs)
-    return ds.rename({"eta": "eta_k"}) if "eta" in ds.variables else ds
+        flow_opts: dict[str, Any] = dict(flow)
+        if "tolerances" in flow_opts:
+            flow_opts["tolerances"] = Tolerances.from_json(flow_opts["tolerances"])
+        return compare_flow(problem, W0, sched, n_iter, **flow_opts, **options)
+    return run_gd(problem, W0, sched, n_iter, **options)
 
 
-def critical_cell(*, setup: Callable[..., Any], n_iter: int, rtol: float, loss_tol: float, bracket: list[float],
-                  eta_mode: str, factor: float, max_expand: int, gtol: float, blowup: float,
-                  **point: Any) -> xr.Dataset:
-    """One critical-stepsize search of `critical_sweep`: the setup at ``point``, then `critical_stepsize`."""
+def critical_cell(*, setup: Callable[..., Any], n_iter: int, rtol: float, loss_tol: float, method: Any,
+                  stop: Any, factor: float, max_expand: int, bracket: list[float] | None = None,
+                  bracket_factor: list[float] | None = None, **point: Any) -> xr.Dataset:
+    """One critical-stepsize search of `critical_sweep`: the setup at ``point``, then `critical_stepsize`
+    from ``bracket`` (absolute) or ``bracket_factor`` (multiples of eta* of the start)."""
     problem, W0 = start_of(setup, point)
     bound = _bound(problem, W0)
-    scale = _scale(eta_mode, bound)
-    res = critical_stepsize(problem, W0, n_iter=n_iter, bracket=(bracket[0] * scale, bracket[1] * scale),
-                            loss_tol=loss_tol, rtol=rtol, factor=factor, max_expand=max_expand, gtol=gtol,
-                            blowup=blowup, bound=bound)
+    lo, hi = (bracket[0], bracket[1]) if bracket is not None else (
+        bracket_factor[0] * _scale(bound), bracket_factor[1] * _scale(bound))  # type: ignore[index]
+    res = critical_stepsize(problem, W0, n_iter=n_iter, bracket=(lo, hi), loss_tol=loss_tol, rtol=rtol,
+                            factor=factor, max_expand=max_expand, method=method_from_json(method),
+                            stop=Stop.from_json(stop), bound=bound)
     eta_star = bound.eta if bound is not None else math.nan
     attrs = {
         "title": "critical stepsize search",
@@ -122,7 +137,6 @@ def critical_cell(*, setup: Callable[..., Any], n_iter: int, rtol: float, loss_t
     return dataset.build(res.trial_arrays(), coords, attrs)
 
 
-
 # -------------------------------------------------------------------------------------------------- validation
 
 
@@ -132,30 +146,18 @@ def _choice(value: Any, name: str, choices: Sequence[str]) -> str:
     return value
 
 
-def _record_json(record: Any, n_iter: int) -> Any:
-    """The record rule in a JSON form that `run_gd` accepts (validated)."""
-    if isinstance(record, LogSpaced):
-        rec: Any = f"log:{record.n}"
-    elif isinstance(record, Every):
-        rec = f"every:{record.n}"
-    elif isinstance(record, bool):
-        raise ValueError(f"record must be 'log', 'log:N', 'all', 'every:N', an int or a list, got {record!r}")
-    elif isinstance(record, int | np.integer):
-        rec = int(record)
-    elif isinstance(record, str):
-        rec = record
-    elif isinstance(record, Sequence | np.ndarray):
-        arr = np.asarray(record)
-        if arr.dtype.kind not in "iu":
-            raise ValueError("record: an explicit list of iterations must hold integers")
-        rec = [int(x) for x in np.unique(arr)]
-    else:
-        raise ValueError(f"record must be 'log', 'log:N', 'all', 'every:N', an int or a list, got {record!r}")
+def _record_json(record: Any, n_iter: int) -> dict[str, Any]:
+    """The `Record` of a sweep in its JSON form, checked against ``n_iter``."""
+    rec = as_record(record)
     try:
-        record_points(n_iter, rec)
+        record_points(n_iter, rec.iteration_rule())
     except (ValueError, TypeError) as exc:
         raise ValueError(f"record: {exc}") from None
-    return rec
+    return rec.to_json()
+
+
+#: the options of `dlnsim.compare_flow` that a sweep's ``flow`` may set
+_FLOW_OPTIONS = ("kind", "tolerances", "sharpness", "sharpness_iters")
 
 
 def _flow_option(flow: Any) -> Any:
@@ -167,16 +169,13 @@ def _flow_option(flow: Any) -> Any:
     elif isinstance(flow, dict):
         opts = dict(flow)
     else:
-        raise ValueError(f"flow must be False, True or a dict of options of dlnsim.compare_flow (rtol, atol, "
-                         f"kinds, ...), got {flow!r}")
-    from dlnsim.runs.compare import compare_flow
-
-    own = {"problem", "W0", "eta", "n_iter", "record", "gtol", "stop_early", "blowup", "bound", "attrs",
-           "keep_weights", "progress", "blas_threads"}
-    allowed = set(inspect.signature(compare_flow).parameters) - own
-    bad = sorted(set(opts) - allowed)
+        raise ValueError(f"flow must be False, True or a dict of options of dlnsim.compare_flow "
+                         f"({', '.join(_FLOW_OPTIONS)}), got {flow!r}")
+    bad = sorted(set(opts) - set(_FLOW_OPTIONS))
     if bad:
-        raise ValueError(f"flow: unknown option(s) {bad}; compare_flow accepts {sorted(allowed)}")
+        raise ValueError(f"flow: unknown option(s) {bad}; a sweep's flow takes {list(_FLOW_OPTIONS)}")
+    if "tolerances" in opts:
+        opts["tolerances"] = as_tolerances(opts["tolerances"], "flow['tolerances']").to_json()
     try:
         return json.loads(json.dumps(opts))
     except (TypeError, ValueError):
@@ -225,48 +224,52 @@ def _equal(a: xr.DataArray, b: xr.DataArray) -> bool:
 
 # ------------------------------------------------------------------------------------------------- public API
 
-_SWEEP_OWN = ("directory", "setup", "problem", "init", "eta", "n_iter", "record", "diagnostics", "eta_mode",
-              "schedule", "gamma", "gtol", "blowup", "stop_early", "flow", "executor", "workers", "client",
-              "scheduler", "progress")
+def _one_stepsize_axis(eta: Any, eta_factor: Any, func: str) -> tuple[str, Any]:
+    if (eta is None) == (eta_factor is None):
+        raise ValueError(f"{func}: give the stepsizes as eta (absolute) or as eta_factor (multiples of the bound "
+                         f"eta* of each start), exactly one of them")
+    return ("eta", eta) if eta is not None else ("eta_factor", eta_factor)
+
+
+def _own(func: Callable[..., Any]) -> tuple[str, ...]:
+    """The keywords of a sweep function itself (the others are setup parameters)."""
+    return tuple(p.name for p in inspect.signature(func).parameters.values() if p.kind is not p.VAR_KEYWORD)
 
 
 def sweep(
     directory: str | os.PathLike[str] | None,
     *,
-    eta: Any,
     n_iter: int,
+    eta: Any = None,
+    eta_factor: Any = None,
     N: Any = None,
     seed: Any = None,
     setup: Callable[..., Any] | None = None,
     problem: Problem | None = None,
     init: Any = "balanced",
-    record: Any = "log",
-    diagnostics: Any = True,
-    eta_mode: str = "absolute",
+    method: StepRule | str | None = None,
+    record: Record | Any = None,
+    stop: Stop | None = None,
     schedule: str = "constant",
     gamma: Any = None,
-    gtol: float = 1e-10,
-    blowup: float = 1e8,
-    stop_early: bool = False,
     flow: Any = False,
-    executor: Any = "threads",
-    workers: int | None = None,
-    client: Any = None,
-    scheduler: str | None = None,
-    progress: bool = True,
+    engine: Engine | str | None = None,
     **setup_args: Any,
 ) -> xr.Dataset:
-    """Run GD on every point of the grid (setup axes) x eta (x gamma) and return the combined Dataset.
+    """Run GD on every point of the grid (setup axes) x stepsizes (x gamma) and return the combined Dataset.
 
     Parameters
     ----------
     directory : path or None
         One file per finished cell and the manifest (rerun the same call to resume); ``None``: no files, the
         cells kept in memory (nothing to resume).
-    eta : float or list of float
-        Stepsizes, or multiples of eta* with ``eta_mode="bound"``.
     n_iter : int
         GD steps per cell.
+    eta : float or list of float
+        Stepsizes (the axis ``eta``).
+    eta_factor : float or list of float
+        Instead of ``eta``: multiples of the bound eta* (5.1) of each cell's start (the axis ``eta_factor``;
+        the stepsize used is the variable ``eta_value``).
     N, seed : int or list of int
         Depths and seeds (axes; required by the paper setup, optional for your own).
     setup : callable, optional
@@ -275,21 +278,19 @@ def sweep(
         Instead of ``setup``: your data, with a start drawn by ``init`` for each ``seed`` (see
         `dlnsim.sweeps.setups.on_problem`; fixed ``widths=(d_0, ..., d_N)``, or axes ``N`` and ``width``, and
         ``scale``).
-    record : str, int or list
-        Record rule of `run_gd`.
-    diagnostics : bool, str or list of str, default True
-        State diagnostics of `run_gd` at the record points (False: loss, gradient norm and stepsize only,
-        which saves their eigenvalue problems: about a fifth of a 20 000-step paper-setup cell).
-    eta_mode : {"absolute", "bound"}
+    method, record, stop
+        As in `dlnsim.run_gd` (the step rule, what to record, when to stop); ``Record(diagnostics=False)``
+        saves the eigenvalue problems of the state diagnostics, about a fifth of a 20 000-step paper-setup
+        cell.
     schedule : {"constant", "power_decay"}
     gamma : float or list of float
         Decay rates of ``schedule="power_decay"`` (an axis).
-    gtol, blowup, stop_early
-        Passed to `run_gd`.
     flow : bool or dict
-        Also integrate the gradient flow(s) at the GD times (`dlnsim.compare_flow` options).
-    executor, workers, client, scheduler, progress
-        Where and how the cells run (see `dlnsim.run_grid`).
+        Also integrate the gradient flow(s) at the GD times: True, or a dict of the `dlnsim.compare_flow`
+        options ``kind``, ``tolerances``, ``sharpness``, ``sharpness_iters``.
+    engine : Engine or str, optional
+        Where the cells run (`dlnsim.Engine`, or an executor name); default threads on every core, with a
+        progress bar.
     **setup_args
         Further setup parameters: a list makes a grid axis, a single value a fixed parameter (``d``, ``m``,
         ``r`` for the paper setup; any keyword of your ``setup``).
@@ -297,16 +298,17 @@ def sweep(
     Returns
     -------
     xarray.Dataset
-        Over (setup axes, eta[, gamma], k); see the module docstring.
+        Over (setup axes, eta or eta_factor[, gamma], k); see the module docstring.
     """
     given = {"N": N, "seed": seed, **setup_args}
-    fn, setup_name, axes_setup, fixed = resolve(setup, problem, init, given, "sweep", _SWEEP_OWN)
+    fn, setup_name, axes_setup, fixed = resolve(setup, problem, init, given, "sweep", _own(sweep))
     n_iter = nonneg_int(n_iter, "n_iter", minimum=1)
-    eta_mode = _choice(eta_mode, "eta_mode", ETA_MODES)
+    step_name, step_values = _one_stepsize_axis(eta, eta_factor, "sweep")
     schedule = _choice(schedule, "schedule", SCHEDULES)
-    # dimension order: N, eta[, gamma], then the other setup axes (seed, ...)
+    run_engine = as_engine(engine)
+    # dimension order: N, the stepsizes[, gamma], then the other setup axes (seed, ...)
     axes: dict[str, Any] = {"N": axes_setup["N"]} if "N" in axes_setup else {}
-    axes["eta"] = _as_axis(eta, "eta")
+    axes[step_name] = _as_axis(step_values, step_name)
     if schedule == "power_decay":
         if gamma is None:
             raise ValueError("gamma: schedule='power_decay' needs decay rates gamma >= 0 (a number or a list)")
@@ -317,42 +319,23 @@ def sweep(
     axes.update({k: v for k, v in axes_setup.items() if k != "N"})
     params = {
         "n_iter": n_iter,
+        "method": as_method(method).to_json(),
         "record": _record_json(record, n_iter),
-        "eta_mode": eta_mode,
+        "stop": as_stop(stop).to_json(),
         "schedule": schedule,
-        "gtol": positive_float(gtol, "gtol", allow_zero=True),
-        "blowup": positive_float(blowup, "blowup"),
-        "stop_early": flag(stop_early, "stop_early"),
         "flow": _flow_option(flow),
         "setup_name": setup_name,
         **fixed,
     }
-    diag = diagnostics_set(diagnostics)
-    if diag != DIAGNOSTICS:  # in the manifest only when not the default, so that older grids still resume
-        params["diagnostics"] = list(diag)
-    cell = functools.partial(_gd_entry, fn)
-    ds = run_grid(directory, cell, axes, params=params, executor=executor, workers=workers, client=client,
-                  scheduler=scheduler, progress=progress, cost=_cost, cell_id="dlnsim.sweeps.grid_sweeps:gd_cell",
-                  label="sweep")
+    cell = functools.partial(_entry, gd_cell, fn)
+    ds = run_grid(directory, cell, axes, params=params, **run_engine.grid_kwargs(), cost=_cost,
+                  cell_id="dlnsim.sweeps.grid_sweeps:gd_cell", label="sweep")
     return _tidy(ds)
 
 
-def _gd_entry(setup: Callable[..., Any], **kw: Any) -> xr.Dataset:
+def _entry(cell: Callable[..., xr.Dataset], setup: Callable[..., Any], **kw: Any) -> xr.Dataset:
     kw.pop("setup_name")
-    split = {k: kw.pop(k) for k in ("eta", "n_iter", "record", "eta_mode", "schedule", "gtol", "blowup",
-                                    "stop_early", "flow", "gamma", "diagnostics") if k in kw}
-    return gd_cell(setup=setup, **split, **kw)
-
-
-def _critical_entry(setup: Callable[..., Any], **kw: Any) -> xr.Dataset:
-    kw.pop("setup_name")
-    split = {k: kw.pop(k) for k in ("n_iter", "rtol", "loss_tol", "bracket", "eta_mode", "factor", "max_expand",
-                                    "gtol", "blowup")}
-    return critical_cell(setup=setup, **split, **kw)
-
-
-_CRIT_OWN = ("directory", "setup", "problem", "init", "n_iter", "rtol", "loss_tol", "bracket", "eta_mode", "factor",
-             "max_expand", "gtol", "blowup", "executor", "workers", "client", "scheduler", "progress")
+    return cell(setup=setup, **kw)
 
 
 def critical_sweep(
@@ -364,25 +347,20 @@ def critical_sweep(
     setup: Callable[..., Any] | None = None,
     problem: Problem | None = None,
     init: Any = "balanced",
+    bracket: Sequence[float] | None = None,
+    bracket_factor: Sequence[float] | None = None,
     rtol: float = 0.01,
     loss_tol: float = 1e-3,
-    bracket: Sequence[float] = (1.0, 4.0),
-    eta_mode: str = "bound",
     factor: float = 2.0,
     max_expand: int = 40,
-    gtol: float = 1e-10,
-    blowup: float = 1e8,
-    executor: Any = "threads",
-    workers: int | None = None,
-    client: Any = None,
-    scheduler: str | None = None,
-    progress: bool = True,
+    method: StepRule | str | None = None,
+    stop: Stop | None = None,
+    engine: Engine | str | None = None,
     **setup_args: Any,
 ) -> xr.Dataset:
     """`dlnsim.critical_stepsize` for every point of a grid of setups (criterion and search: there).
 
-    ``bracket`` is in multiples of eta* of each start with ``eta_mode="bound"`` (the default), absolute with
-    ``"absolute"``.  Setups, axes, ``directory`` and executors work as in `sweep`.
+    Setups, axes, ``directory`` and ``engine`` work as in `sweep`.
 
     Parameters
     ----------
@@ -398,24 +376,23 @@ def critical_sweep(
     problem, init : Problem and {"balanced", "gaussian"} or callable, optional
         Instead of ``setup``: your data, with a start drawn by ``init`` (default ``"balanced"``) for each
         ``seed``, as in `sweep`.
+    bracket : (float, float), optional
+        Starting bracket ``(lo, hi)`` of absolute stepsizes, 0 < lo < hi.
+    bracket_factor : (float, float), optional
+        Instead of ``bracket``: the starting bracket in multiples of eta* (5.1) of each start; the default
+        when neither is given is ``bracket_factor=(1.0, 4.0)``.
     rtol : float, default 0.01
         Relative width of the final bracket (> 0): the search stops when eta_hi / eta_lo <= 1 + rtol.
     loss_tol : float, default 1e-3
         Final excess loss, relative to the initial one, that counts as converged (> 0).
-    bracket : (float, float), default (1.0, 4.0)
-        Starting bracket ``(lo, hi)`` with 0 < lo < hi, in units set by ``eta_mode``.
-    eta_mode : {"bound", "absolute"}, default "bound"
-        ``"bound"``: ``bracket`` in multiples of eta* of each start; ``"absolute"``: absolute stepsizes.
     factor : float, default 2.0
         Expansion factor (> 1) of the bracket walk.
     max_expand : int, default 40
         Largest number of steps of each walk (>= 0).
-    gtol : float, default 1e-10
-        Passed to `run_gd` (>= 0): runs stop early at ||grad L||_F <= gtol.
-    blowup : float, default 1e8
-        Passed to `run_gd` (> 0): the divergence threshold.
-    executor, workers, client, scheduler, progress
-        Where and how the cells run (see `dlnsim.run_grid`); defaults ``"threads"``, None, None, None, True.
+    method, stop
+        The step rule and the tests of the trial runs, as in `dlnsim.critical_stepsize`.
+    engine : Engine or str, optional
+        Where the cells run (`dlnsim.Engine`).
     **setup_args
         Further setup parameters: a list makes a grid axis, a single value a fixed parameter (``d``, ``m``,
         ``r`` for the paper setup; any keyword of your ``setup``).
@@ -432,35 +409,37 @@ def critical_sweep(
     Raises
     ------
     ValueError
-        For an invalid setup or axis (as in `sweep`), an invalid ``bracket``, ``factor`` <= 1, ``n_iter`` < 1,
-        ``rtol``, ``loss_tol`` or ``blowup`` not finite and > 0, ``gtol`` negative, ``max_expand`` negative or
-        ``eta_mode`` not ``"bound"`` or ``"absolute"``.
+        For an invalid setup or axis (as in `sweep`), an invalid ``bracket`` or ``bracket_factor`` (or both),
+        ``factor`` <= 1, ``n_iter`` < 1, ``rtol`` or ``loss_tol`` not finite and > 0, ``max_expand``
+        negative, or an invalid ``method``, ``stop`` or ``engine``.
     """
     from dlnsim.analysis.critical import checked_bracket
 
     given = {"N": N, "seed": seed, **setup_args}
-    fn, setup_name, axes, fixed = resolve(setup, problem, init, given, "critical_sweep", _CRIT_OWN)
-    lo, hi = checked_bracket(bracket)
+    fn, setup_name, axes, fixed = resolve(setup, problem, init, given, "critical_sweep", _own(critical_sweep))
+    if bracket is not None and bracket_factor is not None:
+        raise ValueError("critical_sweep: give bracket (absolute) or bracket_factor (multiples of eta*), not both")
+    which = "bracket" if bracket is not None else "bracket_factor"
+    lo, hi = checked_bracket(bracket if bracket is not None else (bracket_factor or (1.0, 4.0)))
     factor = positive_float(factor, "factor (bracket expansion factor)")
     if factor <= 1.0:
         raise ValueError(f"factor must be > 1, got {factor!r}")
+    run_engine = as_engine(engine)
     params = {
         "n_iter": nonneg_int(n_iter, "n_iter", minimum=1),
         "rtol": positive_float(rtol, "rtol (relative precision of the bracket)"),
         "loss_tol": positive_float(loss_tol, "loss_tol (relative final excess loss that counts as converged)"),
-        "bracket": [lo, hi],
-        "eta_mode": _choice(eta_mode, "eta_mode", ETA_MODES),
+        which: [lo, hi],
         "factor": factor,
         "max_expand": nonneg_int(max_expand, "max_expand"),
-        "gtol": positive_float(gtol, "gtol", allow_zero=True),
-        "blowup": positive_float(blowup, "blowup"),
+        "method": as_method(method).to_json(),
+        "stop": as_stop(stop).to_json(),
         "setup_name": setup_name,
         **fixed,
     }
-    cell = functools.partial(_critical_entry, fn)
-    ds = run_grid(directory, cell, axes, params=params, executor=executor, workers=workers, client=client,
-                  scheduler=scheduler, progress=progress, cost=_cost, cell_id="dlnsim.sweeps.grid_sweeps:critical_cell",
-                  label="critical")
+    cell = functools.partial(_entry, critical_cell, fn)
+    ds = run_grid(directory, cell, axes, params=params, **run_engine.grid_kwargs(), cost=_cost,
+                  cell_id="dlnsim.sweeps.grid_sweeps:critical_cell", label="critical")
     return _tidy(ds)
 
 
