@@ -17,7 +17,8 @@ like the balanced initialisation, widths d_j = round(r + (d - r)(j - 1)/(N - 1))
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 import scipy.linalg
@@ -73,10 +74,17 @@ class Problem:
 
     Raises ``ValueError`` naming the parameter for wrong shapes, complex or non-finite entries, values whose
     squares overflow or underflow float64 (X X^T, Y X^T or ||Y||_F^2 not finite, or X X^T below the normal
-    range), or a singular X X^T (the message gives the smallest eigenvalue).  All cached arrays are read-only.
+    range), or a singular X X^T (the message gives the smallest eigenvalue).
+
+    A Problem is immutable: every array (X and Y, copies of the data given, and the cached quantities) is
+    read-only, ``meta`` is a read-only mapping, and setting or deleting an attribute raises ``AttributeError``.
+    A changed X or Y would leave the cached quantities (F, R^T, L*, ...) describing the old data; make a new
+    ``Problem(X, Y)`` instead (`with_meta` for other metadata).
     """
 
-    def __init__(self, X: Any, Y: Any, *, meta: dict[str, Any] | None = None) -> None:
+    meta: Mapping[str, Any]
+
+    def __init__(self, X: Any, Y: Any, *, meta: Mapping[str, Any] | None = None) -> None:
         X = as_matrix(X, "X")
         Y = as_matrix(Y, "Y")
         if X.shape[1] != Y.shape[1]:
@@ -107,7 +115,7 @@ class Problem:
             )
         self.X = X
         self.Y = Y
-        self.meta: dict[str, Any] = dict(meta or {})
+        self.meta = _Meta(meta or {})
         self.d_x, self.m = d_x, m
         self.d_y = Y.shape[0]
         self.XXt = C
@@ -136,9 +144,26 @@ class Problem:
         tails = np.concatenate([np.cumsum((s**2)[::-1])[::-1], [0.0]])
         #: optimal_loss_by_rank[k] = min of L^1 over matrices of rank <= k, k = 0..min(d_x, d_y)
         self.optimal_loss_by_rank = self.lstar + 0.5 * tails
-        for a in (self.XXt, self.YXt, self.Rt, self.F, self.Q, self.q_singular_values, self.W_ls,
-                  self.optimal_loss_by_rank):
-            a.setflags(write=False)
+        _freeze(self.__dict__)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self.__dict__.get("_frozen", False):
+            raise AttributeError(f"Problem is immutable: cannot set {name!r}; make a new Problem(X, Y) instead")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Problem is immutable: cannot delete {name!r}")
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = {**state, "meta": _Meta(state["meta"])}
+        _freeze(state)  # unpickled arrays come back writeable
+        self.__dict__.update(state)
+
+    def with_meta(self, **entries: Any) -> Problem:
+        """The same problem (sharing its read-only arrays) with ``entries`` added to its ``meta``."""
+        new = object.__new__(Problem)
+        new.__setstate__({**self.__dict__, "meta": {**self.meta, **entries}})
+        return new
 
     def optimal_loss(self, rank: int | None = None) -> float:
         """min L^1 over matrices of rank <= ``rank`` (all matrices when None)."""
@@ -156,6 +181,27 @@ class Problem:
 
     def __repr__(self) -> str:
         return f"Problem(d_x={self.d_x}, d_y={self.d_y}, m={self.m}, q={self.q})"
+
+
+class _Meta(dict[str, Any]):
+    """`Problem.meta`: a dict that refuses changes (so it still pickles, compares and unpacks as one)."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("Problem is immutable: its meta is read-only; problem.with_meta(key=value, ...) returns "
+                        "the same problem with more metadata")
+
+    __setitem__ = __delitem__ = __ior__ = update = setdefault = pop = popitem = clear = _refuse
+
+    def __reduce__(self) -> tuple[type[_Meta], tuple[dict[str, Any]]]:
+        return _Meta, (dict(self),)
+
+
+def _freeze(state: dict[str, Any]) -> None:
+    """Make the arrays among the attributes ``state`` read-only and mark the instance frozen."""
+    for value in state.values():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+    state["_frozen"] = True
 
 
 class Setup(NamedTuple):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -28,6 +30,57 @@ def test_cached_quantities_match_definitions() -> None:
     np.testing.assert_allclose(p.F @ p.Rt.T, p.YXt, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="read-only"):
         p.XXt[0, 0] = 1.0
+
+
+def _assert_read_only(p: dlnsim.Problem) -> None:
+    arrays = {k: v for k, v in vars(p).items() if isinstance(v, np.ndarray)}
+    assert {"X", "Y", "XXt", "YXt", "Rt", "F", "Q", "W_ls", "optimal_loss_by_rank"} <= set(arrays)
+    for name, a in arrays.items():
+        assert not a.flags.writeable, name
+        with pytest.raises(ValueError, match="read-only"):
+            a[(0,) * a.ndim] = 1.0
+    for name in [*vars(p), "q", "new_attribute"]:
+        if name.startswith("_"):
+            continue
+        with pytest.raises(AttributeError, match="Problem is immutable: cannot set"):
+            setattr(p, name, 1.0)
+    with pytest.raises(AttributeError, match="Problem is immutable: cannot delete"):
+        del p.X
+    for change in (lambda m: m.update(seed=1), lambda m: m.__setitem__("seed", 1), lambda m: m.pop("seed"),
+                   lambda m: m.clear(), lambda m: m.__delitem__("seed"), lambda m: m.setdefault("x", 1)):
+        with pytest.raises(TypeError, match="Problem is immutable: its meta is read-only"):
+            change(p.meta)
+
+
+def test_problem_is_immutable() -> None:
+    """Changing X or Y (or anything else) would leave F, R^T, L* ... describing the old data: all refused."""
+    X, Y = _data()
+    p = dlnsim.Problem(X, Y, meta={"seed": 0})
+    _assert_read_only(p)
+    assert X.flags.writeable and Y.flags.writeable  # the caller's arrays are copied, not frozen
+    X[0, 0] += 1.0
+    assert p.X[0, 0] != X[0, 0]
+    np.testing.assert_array_equal(p.X, _data()[0])
+    assert p.meta == {"seed": 0} and p.lstar == dlnsim.Problem(*_data()).lstar
+
+
+def test_problem_stays_immutable_through_copy_and_pickle() -> None:
+    p = dlnsim.Problem(*_data(), meta={"seed": 0, "name": "x"})
+    for q in (pickle.loads(pickle.dumps(p)), copy.deepcopy(p), copy.copy(p)):
+        _assert_read_only(q)
+        assert q.meta == p.meta and q.lstar == p.lstar
+        np.testing.assert_array_equal(q.F, p.F)
+    assert pickle.loads(pickle.dumps(p.meta)) == p.meta
+    assert {**p.meta} == {"seed": 0, "name": "x"}  # unpacks like a dict (the runs copy it into their attributes)
+
+
+def test_with_meta_returns_a_new_problem() -> None:
+    p = dlnsim.paper_setup(2, 0, d=5, m=10).problem
+    q = p.with_meta(init="balanced", init_seed=3)
+    assert q.meta == {**p.meta, "init": "balanced", "init_seed": 3}
+    assert "init" not in p.meta
+    assert q.X is p.X and q.F is p.F and q.lstar == p.lstar  # the read-only arrays are shared
+    _assert_read_only(q)
 
 
 def test_rank_k_optimum_against_brute_force() -> None:
