@@ -33,6 +33,7 @@ import numpy as np
 
 from dlnsim.analysis.sharpness import sharpness
 from dlnsim.checks import as_weights, nonneg_int, positive_float
+from dlnsim.io.dataset import outcomes
 from dlnsim.methods import StepRule, as_method
 from dlnsim.options import Record, Stop, as_stop
 from dlnsim.problem import Problem
@@ -105,10 +106,13 @@ class CriticalStepsize:
     search: str = SEARCH
 
     def attrs(self) -> dict[str, Any]:
-        """The scalar results, for Dataset attributes."""
+        """The settings of the search, for Dataset attributes."""
+        return {"optimal_loss": self.optimal_loss, "criterion": self.criterion, "search": self.search}
+
+    def outcomes(self) -> dict[str, Any]:
+        """The scalar results, for the 0-d variables of a Dataset."""
         return {"eta_crit": self.eta_crit, "eta_lo": self.eta_lo, "eta_hi": self.eta_hi,
-                "search_status": self.status, "n_trials": len(self.trials), "initial_loss": self.initial_loss,
-                "optimal_loss": self.optimal_loss, "criterion": self.criterion, "search": self.search}
+                "search_status": self.status, "n_trials": len(self.trials), "initial_loss": self.initial_loss}
 
     def trial_arrays(self) -> dict[str, np.ndarray]:
         """The trials as arrays over ``trial``: eta, outcome, final loss, stop iteration."""
@@ -270,7 +274,7 @@ def critical_stepsize(
         nonlocal initial
         ds = run_gd(problem, W0, eta, n_iter, method=rule, record=Record([0], diagnostics=False), stop=stop_opt,
                     bound=bound)
-        a = ds.attrs
+        a = outcomes(ds)
         initial = float(a["initial_loss"])
         excess0 = initial - problem.lstar
         excess = float(a["final_loss"]) - problem.lstar
@@ -393,7 +397,7 @@ def stable_critical_stepsize(
         nonlocal initial
         ds = run_gd(problem, W0, eta, n_iter, method=rule, record=Record([0], diagnostics=False, final_weights=True),
                     stop=stop_opt, bound=bound)
-        a = ds.attrs
+        a = outcomes(ds)
         initial = float(a["initial_loss"])
         lam = math.nan
         if a["status"] == "diverged":

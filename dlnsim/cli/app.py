@@ -27,7 +27,7 @@ from dlnsim.cli.plot import add_plot_cli
 from dlnsim.cli.sweep import RECORD_HELP, add_sweep_cli, check_out, count, record_rule
 from dlnsim.init import balanced_init
 from dlnsim.io.dataset import open as open_results
-from dlnsim.io.dataset import save
+from dlnsim.io.dataset import outcomes, save
 from dlnsim.options import Record, Stop, Tolerances
 from dlnsim.problem import Problem, Setup, paper_setup
 from dlnsim.runs.compare import compare_flow
@@ -163,7 +163,7 @@ def _setup(args: argparse.Namespace) -> Setup:
             )
         seed, scale = _value(args, "init_seed", _OWN), _value(args, "init_scale", _OWN)
         W0 = balanced_init(widths, np.random.default_rng(seed), scale=scale)
-        problem.meta.update({"init": "balanced", "init_seed": seed, "init_scale": scale})
+        problem = problem.with_meta(init="balanced", init_seed=seed, init_scale=scale)
         return Setup(problem, widths, W0)
     paper = {k: _value(args, k, _PAPER) for k in _PAPER}
     return paper_setup(paper["N"], paper["seed"], d=paper["d"], m=paper["m"], r=paper["r"])
@@ -234,7 +234,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     progress=not args.quiet)
     elapsed = time.perf_counter() - t0
     save(ds, out)
-    a = {**ds.attrs, **{name: ds[name].item() for name in ds.data_vars if ds[name].ndim == 0}}
+    a = {**ds.attrs, **outcomes(ds)}
     where = ""
     if a["status"] == "converged":
         firsts = [int(a[key]) for key in ("gtol_iteration", "ltol_iteration") if int(a.get(key, -1)) >= 0]
@@ -289,14 +289,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ds = open_results(path, timeout=OPEN_TIMEOUT)  # a damaged file cannot hang the command
     except ValueError as exc:
         raise ValueError(f"FILE: {str(exc).removeprefix('path: ')}") from None
-    a = ds.attrs
+    a = {**ds.attrs, **outcomes(ds)}
     print(f"{args.path}: {a.get('title', '')}")
-    for key in ("status", "status_reason", "stop_iteration", "N", "widths", "n_iter", "schedule",
+    for key in ("status", "status_reason", "stop_iteration", "gtol_iteration", "ltol_iteration", "N", "widths",
+                "n_iter", "method", "schedule",
                 "schedule_eta", "record_rule", "initial_loss", "final_loss", "bound_eta", "bound_delta", "bound_K",
                 "dlnsim_version", "created"):
         if key in a:
             print(f"  {key:<16} {a[key]}")
-    print(f"  variables        {', '.join(sorted(str(v) for v in ds.data_vars))}")
+    print(f"  variables        {', '.join(sorted(str(v) for v in ds.data_vars if ds[v].ndim))}")
     return 0
 
 
@@ -368,7 +369,7 @@ def flow_cli(args: argparse.Namespace) -> int:
                   record=Record(f"{args.spacing}:{args.n_times}", diagnostics=not args.no_diagnostics),
                   tolerances=Tolerances(rtol=args.rtol, atol=args.atol, max_steps=args.max_steps))
     path = save(ds, out)
-    a = ds.attrs
+    a = {**ds.attrs, **outcomes(ds)}
     print(f"{args.kind} flow, N={args.N}, seed={args.seed}: status {a['status']}, "
           f"{a['n_steps']} steps ({a['n_rejected']} rejected), "
           f"loss {float(ds['loss'][0]):.6g} -> {float(ds['loss'][-1]):.6g}; wrote {path}")

@@ -53,6 +53,11 @@ class Run:
 
     def __init__(self, attrs: dict[str, Any], vars: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, Any]]],
                  coords: set[str], sizes: dict[str, int]) -> None:
+        # a run's outcomes are 0-d variables of its file; here they join the attributes, which the combined
+        # Dataset stores as variables over the grid axes (`ALWAYS_VARIABLES`), filled for missing cells
+        for name in [n for n, (dims, _, _) in vars.items() if not dims and n in ALWAYS_VARIABLES]:
+            attrs[name] = _py(vars.pop(name)[1])
+            coords.discard(name)
         self.attrs = attrs
         self.vars = vars
         self.coords = coords

@@ -194,7 +194,7 @@ def _run_in_memory(plan: Plan, cell: Callable[..., xr.Dataset], executor: Any, w
 
     def keep(name: str, ds: xr.Dataset) -> str:
         runs[index[name]] = Run.from_dataset(ds)
-        return str(ds.attrs.get("status", "done"))
+        return str(dataset.outcome(ds, "status", "done"))
 
     _execute(keep, label, label, plan, cell, todo, executor, workers, client, progress)
     failed = sum(r is not None and r.attrs.get("status") == "error" for r in runs.values())

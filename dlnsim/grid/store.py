@@ -186,7 +186,7 @@ class Store:
         # incomplete does not match it and is recomputed
         dataset.save(ds, f, durable=False)
         data = f.read_bytes()
-        rec = {"cell": name, "status": str(ds.attrs.get("status", "done")), "bytes": len(data),
+        rec = {"cell": name, "status": str(dataset.outcome(ds, "status", "done")), "bytes": len(data),
                "sha256": hashlib.sha256(data).hexdigest()}
         self._append_log(rec)
         return rec

@@ -45,6 +45,7 @@ import numpy as np
 import xarray as xr
 
 from dlnsim.checks import positive_float
+from dlnsim.io import integrity
 from dlnsim.io.attrs import ATTR_TYPES, clean_attrs, decode_attrs, encode_attrs
 
 __all__ = [
@@ -60,11 +61,14 @@ __all__ = [
     "encode_attrs",
     "file_digest",
     "open",
+    "outcome",
+    "outcome_variable",
+    "outcomes",
     "save",
     "write_json_atomic",
 ]
 
-FORMAT_TAG = "dlnsim-results"
+FORMAT_TAG = "dlnsim-results-2"
 
 #: name -> (dims, units, long_name)
 SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -81,7 +85,7 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
     "product_sv": (("k", "sv"), "1", "singular values of the product W_N...W_1"),
     "descent_ratio": (("k",), "1",
                       "descent ratio (L(k) - L(k+1)) / (eta_k ||grad L(k)||_F^2) (Prop. 3.4(4): >= sigma)"),
-    "eta": (("k",), "1", "stepsize eta_k"),
+    "eta_k": (("k",), "1", "stepsize eta_k of the step from iteration k"),
     "t": (("k",), "1", "gradient-flow time t_k = eta_0 + ... + eta_(k-1)"),
     "final_weights": (("param",), "1", "final factors W_1..W_N flattened in C order (see attrs widths)"),
     # critical-stepsize searches: one entry per GD run of the search
@@ -95,7 +99,9 @@ SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
 #: grid axes: name -> (long_name, label); any other axis gets a generic entry (see `axis_meta`)
 AXES: dict[str, tuple[str, str]] = {
     "N": ("depth N (number of layers)", "N"),
-    "eta": ("stepsize as given in the grid: absolute, or a multiple of the bound eta* (see eta_mode)", "η"),
+    "eta": ("stepsize eta (constant, or a1 = a2 of a power-decay schedule)", "η"),
+    "eta_factor": ("stepsize as a multiple of the bound eta* (5.1) of the start (the stepsize is eta_value)",
+                   "η/η*"),
     "seed": ("seed of the data and initialisation", "seed"),
     "gamma": ("decay rate gamma of the power-decay schedule", "γ"),
     "scale": ("initialisation scale", "scale"),
@@ -143,9 +149,30 @@ RUN_ATTRS: dict[str, tuple[str, str]] = {
     "gtol_iteration": ("first iteration where ||grad L||_F <= gtol held (-1: never)", "k_gtol"),
     "ltol_iteration": ("first iteration where the excess-loss test held (-1: never)", "k_ltol"),
 }
+RUN_ATTRS.update({
+    "final_excess_loss": ("excess loss L - L* at the last evaluated iteration", "excess_final"),
+    "initial_excess_loss": ("excess loss L(0) - L* at the start", "excess(0)"),
+    "gradient_scale": ("gradient scale ||Y X^T||_F ||W_ls||_F^((N-1)/N) of the gradient test", "g_scale"),
+    "gtol_abs": ("threshold of the gradient test on ||grad L||_F (gtol x gradient scale)", "gtol_abs"),
+    "ltol_abs": ("threshold of the loss test on L - L* (-1: no loss test)", "ltol_abs"),
+    "bound_alpha": ("alpha of Theorem 2.4 used by the bound", "α"),
+    "bound_N": ("depth N of the bound", "N"),
+    "bound_rule": ("how delta of the bound was chosen", "δ rule"),
+    "bound_k_constant": ("which K_delta the bound uses", "K rule"),
+    "bound_eta_closed_form": ("closed-form bound of Remark 2.5(b) (NaN unless that rule)", "η_closed"),
+    "n_steps": ("accepted steps of the flow integration", "steps"),
+    "n_rejected": ("rejected steps of the flow integration", "rejected"),
+    "n_rhs": ("evaluations of the flow's right-hand side", "rhs"),
+    "n_times_done": ("number of requested times reached", "times done"),
+    "t_reached": ("time the flow integration reached", "t_reached"),
+    "first_step": ("first step size of the integration", "h0"),
+    "end_to_end_rank": ("rank of the end-to-end product at the start", "rank"),
+    "initial_balancedness_rel": ("balancedness of W(0) relative to max_j ||W_j||^2", "balancedness(0)"),
+})
 for _kind in ("factor", "modified", "end_to_end"):  # outcomes of the flows that compare_flow integrates
     RUN_ATTRS[f"flow_{_kind}_status"] = (f"status of the {_kind} flow integration", "flow status")
     RUN_ATTRS[f"flow_{_kind}_n_steps"] = (f"accepted steps of the {_kind} flow integration", "steps")
+    RUN_ATTRS[f"flow_{_kind}_n_rejected"] = (f"rejected steps of the {_kind} flow integration", "rejected")
     RUN_ATTRS[f"flow_{_kind}_t_reached"] = (f"time the {_kind} flow integration reached", "t")
 
 
@@ -183,12 +210,17 @@ def build(
     coords: dict[str, np.ndarray],
     attrs: dict[str, Any],
     schema: dict[str, tuple[tuple[str, ...], str, str]] | None = None,
+    outcomes: dict[str, Any] | None = None,
 ) -> xr.Dataset:
     """A Dataset whose variables carry the schema's dims, ``long_name`` and ``units``.
 
     ``schema`` adds entries (same form as `SCHEMA`) for variables that other modules define.  String (and
     other non-numeric) data variables get a ``long_name`` but no ``units``; coordinates always get both.
-    The global attributes pass through `clean_attrs`, so the Dataset equals what `open` returns after `save`.
+    ``outcomes`` (name -> a number, a string or None) become 0-d variables described by `RUN_ATTRS`: what a run
+    found (status, stop and test iterations, losses, bound constants), stored like the outcomes of a grid's
+    cells, so that a run and a grid are read the same way and ``xarray.concat`` of runs keeps them.  None
+    becomes NaN.  The global attributes (settings and provenance) pass through `clean_attrs`, so the Dataset
+    equals what `open` returns after `save`.
     """
     table = SCHEMA if schema is None else {**SCHEMA, **schema}
 
@@ -205,8 +237,45 @@ def build(
         {name: var(name, v, False) for name, v in data.items()},
         coords={name: var(name, v, True) for name, v in coords.items()},
     )
+    for name, value in (outcomes or {}).items():
+        ds[name] = outcome_variable(name, value)
     ds.attrs = {"Conventions": "CF-1.10", "format": FORMAT_TAG, **clean_attrs(attrs)}
     return ds
+
+
+def outcome_variable(name: str, value: Any) -> xr.Variable:
+    """The 0-d variable of one outcome of a run (see `build`)."""
+    if value is None:
+        value = np.nan
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        arr = np.asarray(np.int8(value))
+    elif isinstance(value, int):
+        arr = np.asarray(np.int64(value))
+    elif isinstance(value, float):
+        arr = np.asarray(np.float64(value))
+    elif isinstance(value, str):
+        arr = np.asarray(value, dtype=object)
+    else:
+        raise TypeError(f"outcome {name!r}: expected a number, a string or None, got {type(value).__name__}")
+    meta = attr_variable_meta(name)
+    if arr.dtype.kind in "biuf":
+        meta = {"units": "1", **meta}
+    return xr.Variable((), arr, attrs=meta)
+
+
+def outcomes(ds: xr.Dataset) -> dict[str, Any]:
+    """Every outcome of a run (its 0-d variables) as Python values."""
+    return {str(name): v.values.item() for name, v in ds.data_vars.items() if v.ndim == 0}
+
+
+def outcome(ds: xr.Dataset, name: str, default: Any = None) -> Any:
+    """An outcome of a run as a Python value: its 0-d variable, or (files of older versions, runs made by
+    hand) its attribute; ``default`` when it has neither."""
+    if name in ds.data_vars and ds[name].ndim == 0:
+        return ds[name].values.item()
+    return ds.attrs.get(name, default)
 
 
 # -------------------------------------------------------------------------------------------- durable files
@@ -269,7 +338,9 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str], *, durable: bool = True) 
     The file is written under a temporary name in the same directory, given the mode 0o666 & ~umask, flushed to
     disk (fsync), renamed to ``path`` and the directory is flushed too, so that after a crash ``path`` holds
     either the old file or the complete new one.  Attributes are encoded as the module docstring says; every
-    numeric array is checksummed (HDF5 Fletcher-32), so that `open` refuses damaged data.
+    numeric array is checksummed (HDF5 Fletcher-32) and the file carries a SHA-256 of all it holds (attribute
+    ``dlnsim_digest``, see `dlnsim.io.integrity`), so that `open` refuses damaged data.  Ctrl-C during the write
+    takes effect when it is complete.
 
     Parameters
     ----------
@@ -290,6 +361,9 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str], *, durable: bool = True) 
     ------
     ValueError
         If ``ds`` is not an `xarray.Dataset`, ``path`` does not end in ``.nc`` or its directory does not exist.
+    OSError
+        When writing fails; naming the directory and the reason when the file system is full or the process's
+        file-size limit was reached.
     """
     if not isinstance(ds, xr.Dataset):
         raise ValueError(f"ds must be an xarray.Dataset, got {type(ds).__name__}")
@@ -308,8 +382,7 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str], *, durable: bool = True) 
             encoding[name] = {"fletcher32": True}
             if v.dtype.kind == "f":
                 encoding[name].update(zlib=True, complevel=4)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    out.attrs.pop(integrity.DIGEST_ATTR, None)
     # with a dask.distributed Client active xarray routes the write lock through the scheduler, which makes
     # small writes several times slower; the data here is in memory, so write synchronously
     sync: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
@@ -317,14 +390,56 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str], *, durable: bool = True) 
         import dask
 
         sync = dask.config.set(scheduler="synchronous")
-    try:
-        with sync:
-            out.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
-        _publish(tmp, path, durable)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Ctrl-C waits for the end of the write: an interrupted NetCDF write can leave xarray's HDF5 lock held,
+    # and every later write in this process would wait on it
+    with integrity.defer_sigint():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            try:
+                with sync:
+                    out.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
+                _add_digest(tmp)
+            except Exception as exc:
+                full = _no_room(path.parent, tmp, exc)
+                if full is not None:
+                    raise full from None
+                raise
+            _publish(tmp, path, durable)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
+
+
+def _add_digest(tmp: str) -> None:
+    """Store the digest of the file's contents in the file (read back through the library, as `open` will)."""
+    import netCDF4
+
+    with netCDF4.Dataset(tmp, mode="a") as nc:
+        nc.setncattr(integrity.DIGEST_ATTR, "sha256:" + integrity.netcdf_digest(nc))
+
+
+def _no_room(directory: Path, tmp: str, exc: Exception) -> OSError | None:
+    """The OSError to raise instead of the library's ``NetCDF: HDF error`` when the write failed for lack of
+    room: a full file system or the process's file-size limit (``ulimit -f``).  None when neither is the case."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return None  # already says so
+    with contextlib.suppress(OSError, ValueError, ImportError):
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        # the write stopped at the limit (HDF5 writes in pieces of up to some 64 KiB)
+        if soft != resource.RLIM_INFINITY and os.stat(tmp).st_size + (64 << 10) >= soft:
+            return OSError(errno.EFBIG, f"the file-size limit of this process ({soft} bytes, ulimit -f) was reached "
+                           f"while writing ({type(exc).__name__}: {exc})", str(directory))
+    with contextlib.suppress(OSError, AttributeError):
+        st = os.statvfs(directory)
+        free = st.f_bavail * st.f_frsize
+        if free < 1 << 20:
+            return OSError(errno.ENOSPC, f"no space left on the device ({free} bytes free) while writing "
+                           f"({type(exc).__name__}: {exc})", str(directory))
+    return None
 
 
 def write_json_atomic(obj: Any, path: str | os.PathLike[str], *, indent: int | None = 1,
@@ -363,10 +478,16 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 # ------------------------------------------------------------------------------------------------ reading
 
 _VALIDATE_SCRIPT = """\
+import math
+import os
 import sys
 import netCDF4
 
-def walk(group):
+def walk(group, limit):
+    declared = sum(math.prod(v.shape) * (v.dtype.itemsize if hasattr(v.dtype, "itemsize") else 64)
+                   for v in group.variables.values())
+    if declared > limit:  # checked before reading: unwritten chunks read as fill values, without bound
+        sys.exit(f"declares {declared} bytes of variables in a file of {os.path.getsize(sys.argv[1])} bytes")
     for name in group.ncattrs():
         group.getncattr(name)
     for var in group.variables.values():
@@ -375,16 +496,17 @@ def walk(group):
             var.getncattr(name)
         var[...]
     for sub in group.groups.values():
-        walk(sub)
+        walk(sub, limit)
 
 with netCDF4.Dataset(sys.argv[1], "r") as nc:
-    walk(nc)
+    walk(nc, int(sys.argv[2]))
 """
 
 
 def _validation_command(path: Path) -> list[str]:
     """The command that reads every attribute and variable of ``path`` in a separate process."""
-    return [sys.executable, "-I", "-c", _VALIDATE_SCRIPT, str(path)]
+    limit = integrity.DECLARED_PER_FILE_BYTE * path.stat().st_size + (1 << 20)
+    return [sys.executable, "-I", "-c", _VALIDATE_SCRIPT, str(path), str(limit)]
 
 
 def _validate_in_subprocess(path: Path, timeout: float) -> None:
@@ -426,7 +548,9 @@ def open(path: str | os.PathLike[str], timeout: float | None = None) -> xr.Datas
     ------
     ValueError
         Naming ``path`` for a missing, truncated, corrupt or foreign file (one without dlnsim's format tag), and
-        for damaged attribute type tags; when the separate reader hangs or crashes ("did not open within N s:
+        for damaged attribute type tags, for data that does not match the digest the file carries, for a file
+        that declares far more data than it could hold (unwritten chunks would read as fill values, gigabytes of
+        them from a few kilobytes); when the separate reader hangs or crashes ("did not open within N s:
         damaged?"); and when ``timeout`` is not a positive number or None.
     """
     path = Path(path)
@@ -437,17 +561,48 @@ def open(path: str | os.PathLike[str], timeout: float | None = None) -> xr.Datas
         if isinstance(t, str | bytes):
             raise ValueError(f"timeout must be a number of seconds or None, got {t!r}")
         _validate_in_subprocess(path, positive_float(t, "timeout (seconds)"))
+    where = f"path: {str(path)!r}"
     try:
-        with xr.open_dataset(path, engine="netcdf4") as f:
-            ds = f.load()
+        # one read of the bytes: what is checked below is what xarray decodes (no second look at the disk)
+        data = integrity.read_regular(path, sys.maxsize, follow=True)
+    except ValueError as exc:
+        raise ValueError(f"path: {exc}") from None
+    with integrity.defer_sigint():  # an interrupted read can leave xarray's HDF5 lock held, as a write can
+        return _open_bytes(data, where)
+
+
+def _open_bytes(data: bytes, where: str) -> xr.Dataset:
+    import netCDF4
+
+    try:
+        nc = netCDF4.Dataset("memory.nc", mode="r", memory=data)
     except Exception as exc:  # netCDF4 raises OSError/RuntimeError/ValueError for damaged files
-        raise ValueError(f"path: {str(path)!r} is not a readable NetCDF file (truncated or corrupt?): {exc}") from None
-    if ds.attrs.get("format") != FORMAT_TAG:
-        raise ValueError(f"path: {str(path)!r} is a NetCDF file but was not written by dlnsim (no format tag)")
+        raise ValueError(f"{where} is not a readable NetCDF file (truncated or corrupt?): {exc}") from None
+    try:
+        try:
+            fmt = nc.getncattr("format") if "format" in nc.ncattrs() else None
+        except Exception as exc:
+            raise ValueError(f"{where} is not a readable NetCDF file (truncated or corrupt?): {exc}") from None
+        if fmt != FORMAT_TAG:
+            raise ValueError(f"{where} is a NetCDF file but was not written by dlnsim (no format tag)")
+        try:
+            integrity.check_netcdf(nc, len(data), where)
+            integrity.check_digest(nc, where)
+            ds = xr.open_dataset(xr.backends.NetCDF4DataStore(nc)).load()
+        except ValueError as exc:
+            if str(exc).startswith(where):
+                raise
+            raise ValueError(f"{where} is not a readable NetCDF file (truncated or corrupt?): {exc}") from None
+        except Exception as exc:
+            raise ValueError(f"{where} is not a readable NetCDF file (truncated or corrupt?): {exc}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            nc.close()
+    ds.attrs.pop(integrity.DIGEST_ATTR, None)
     try:
         ds.attrs = decode_attrs(ds.attrs)
         for v in ds.variables.values():
             v.attrs = decode_attrs(v.attrs)
     except ValueError as exc:
-        raise ValueError(f"path: {str(path)!r} has damaged attribute type tags: {exc}") from None
+        raise ValueError(f"{where} has damaged attribute type tags: {exc}") from None
     return ds

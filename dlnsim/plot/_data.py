@@ -19,7 +19,7 @@ _SERIES = ("k", "time")
 INNER = ("pair", "layer", "sv", "trial", "widths_index")
 #: variables drawn on a log scale (values <= 0 are left out)
 _LOG = {"loss", "excess_loss", "grad_norm_sq", "balancedness", "balancedness_max", "layer_norm_sq", "product_sv",
-        "descent_ratio", "sharpness", "sharpness_limit", "eta", "eta_k", "t"}
+        "descent_ratio", "sharpness", "sharpness_limit", "eta", "eta_factor", "eta_k", "t"}
 
 
 def run_value(run: xr.Dataset, name: str) -> float:

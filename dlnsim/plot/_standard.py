@@ -82,8 +82,7 @@ def standard_panels(ds: xr.Dataset, *, x: Literal["k", "t"] | None = None) -> Fi
             theory_panel(ds, axes=list(axes[1]), x=x)
             for ax, letter in zip(axes[1], "def", strict=True):
                 ax.set_title(f"({letter}) " + ax.get_title(loc="left")[4:], loc="left")
-        status = ds.attrs.get("status")
-        title = str(ds.attrs.get("title", "")) + (f" — {status}" if isinstance(status, str) else "")
+        title = str(ds.attrs.get("title", ""))
         if title:
             fig.suptitle(title, fontsize=9)
     return fig

@@ -31,7 +31,8 @@ _BAL = r"\|W_{j+1}^TW_{j+1}-W_jW_j^T\|"
 LABELS: dict[str, str] = {
     "loss": "L", "excess_loss": "L − L*", "grad_norm_sq": "‖∇L‖²", "descent_ratio": "descent ratio",
     "balancedness": f"${_BAL}$", "balancedness_max": rf"${{\rm max}}_j{_BAL}$", "layer_norm_sq": r"$\|W_j\|^2$",
-    "product_sv": r"$\sigma_i(W_N\cdots W_1)$", "k": "k", "t": "t", "time": "t", "eta": "η", "eta_k": r"$\eta_k$",
+    "product_sv": r"$\sigma_i(W_N\cdots W_1)$", "k": "k", "t": "t", "time": "t", "eta": "η", "eta_factor": "η/η*",
+    "eta_k": r"$\eta_k$",
     "eta_value": "η", "N": "N", "seed": "seed", "gamma": "γ", "alpha": "α", "scale": "scale", "m": "m",
     "pair": "j", "layer": "j", "sv": "i", "trial": "trial",
     "flow_loss": "L (flow)", "modified_flow_loss": "L (modified flow)", "end_to_end_flow_loss": "L (end-to-end)",
@@ -122,7 +123,7 @@ def label(obj: xr.Dataset | xr.DataArray, name: str | None = None) -> str:
     else:
         var = obj[name] if name in obj.coords or (isinstance(obj, xr.Dataset) and name in obj.variables) else None
     attrs = var.attrs if var is not None else {}
-    if name == "eta" and obj.attrs.get("eta_mode") == "bound":
+    if name == "eta" and obj.attrs.get("eta_mode") == "bound":  # files written before the eta_factor axis
         text = "η/η*"
     else:
         text = str(attrs.get("label") or "")

@@ -35,9 +35,11 @@ _STATUS_COLORS = {"converged": "#009E73", "max_iter": "#0072B2", "diverged": "#D
 
 
 def stepsize_dim(ds: xr.Dataset, dims: Sequence[str]) -> str | None:
-    """The grid dim of the stepsize: ``eta``, else the one dim (not N, seed) along which ``eta_value`` varies."""
-    if "eta" in dims:
-        return "eta" if ds.sizes["eta"] > 1 else None
+    """The grid dim of the stepsize: ``eta`` or ``eta_factor``, else the one dim (not N, seed) along which
+    ``eta_value`` varies."""
+    for name in ("eta", "eta_factor"):
+        if name in dims:
+            return name if ds.sizes[name] > 1 else None
     if "eta_value" not in ds.variables:
         return None
     found = [str(d) for d in ds["eta_value"].dims if d in dims and d not in ("N", "seed") and ds.sizes[d] > 1]

@@ -174,6 +174,7 @@ def compare_flow(
         gd_prod = _products(snaps[:n_fin], dims) if n_fin else []
 
     new_vars: dict[str, np.ndarray] = {}
+    new_outcomes: dict[str, Any] = {}
     new_attrs: dict[str, Any] = {"flow_rtol": rtol, "flow_atol": atol, "flow_max_steps": max_steps,
                                  "flow_kinds": ", ".join(kinds), "flow_integrator": INTEGRATOR}
     for kd in kinds:
@@ -208,8 +209,8 @@ def compare_flow(
         if code != _fk.END_TO_END:
             new_vars[f"{p}_distance"] = dist
         new_vars[f"{p}_product_distance"] = pdist
-        new_attrs.update({f"flow_{kd}_status": status, f"flow_{kd}_n_steps": n_steps,
-                          f"flow_{kd}_n_rejected": n_rej, f"flow_{kd}_t_reached": t_reached})
+        new_outcomes.update({f"flow_{kd}_status": status, f"flow_{kd}_n_steps": n_steps,
+                             f"flow_{kd}_n_rejected": n_rej, f"flow_{kd}_t_reached": t_reached})
         if kd == "modified":
             new_attrs["flow_modified_eta"] = eta_c
     if sharpness:
@@ -223,7 +224,7 @@ def compare_flow(
         new_vars["sharpness"] = sh
         new_attrs["sharpness_iters"] = sharpness_iters
     out = gd_dataset(gd)
-    extra = dataset.build(new_vars, {"k": gd.k}, {}, schema=COMPARE_SCHEMA)
+    extra = dataset.build(new_vars, {"k": gd.k}, {}, schema=COMPARE_SCHEMA, outcomes=new_outcomes)
     for name, var in extra.data_vars.items():
         out[name] = var.variable
     out.attrs.update(dataset.clean_attrs(new_attrs))

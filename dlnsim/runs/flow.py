@@ -352,17 +352,9 @@ def solve_flow(
         "title": f"{kind} gradient flow of a depth-{n} linear network",
         "kind": kind,
         "integrator": INTEGRATOR if h_fixed == 0.0 else INTEGRATOR + " with fixed steps (no error control)",
-        "status": status,
-        "status_reason": reason,
         "record_rule": record_rule,
         "diagnostics": ", ".join(records) if len(records) > 2 else "none",
-        "n_steps": int(res.istats[_fk.S_ACCEPTED]),
-        "n_rejected": int(res.istats[_fk.S_REJECTED]),
-        "n_rhs": int(res.istats[_fk.S_RHS]),
-        "n_times_done": int(res.istats[_fk.S_DONE_TIMES]),
-        "t_reached": float(res.fstats[_fk.F_T]),
         "t_end": float(times[-1]),
-        "first_step": float(res.fstats[_fk.F_H0]),
         "first_step_requested": first_step,
         "fixed_step": h_fixed if h_fixed > 0 else None,
         "rtol": rtol,
@@ -374,17 +366,27 @@ def solve_flow(
         "d_x": problem.d_x,
         "d_y": problem.d_y,
         "m": problem.m,
-        "initial_loss": loss0,
         "optimal_loss": problem.lstar,
         **problem.meta,
     }
+    outcomes: dict[str, Any] = {
+        "status": status,
+        "status_reason": reason,
+        "n_steps": int(res.istats[_fk.S_ACCEPTED]),
+        "n_rejected": int(res.istats[_fk.S_REJECTED]),
+        "n_rhs": int(res.istats[_fk.S_RHS]),
+        "n_times_done": int(res.istats[_fk.S_DONE_TIMES]),
+        "t_reached": float(res.fstats[_fk.F_T]),
+        "first_step": float(res.fstats[_fk.F_H0]),
+        "initial_loss": loss0,
+    }
     if code == _fk.END_TO_END:
-        run_attrs["end_to_end_rank"] = res.rank
-        run_attrs["initial_balancedness_rel"] = bal0
+        outcomes["end_to_end_rank"] = int(res.rank)
+        outcomes["initial_balancedness_rel"] = bal0
     run_attrs.update(dataset.provenance())
     run_attrs.update(user_attrs)
     return FlowResult(time=times, records=records, kind=kind, status=status, n_layers=n, attrs=run_attrs,
-                      states=res.states)
+                      outcomes=outcomes, states=res.states)
 
 
 def run_flow(

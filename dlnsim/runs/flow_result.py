@@ -48,6 +48,7 @@ class FlowResult:
     status: str
     n_layers: int
     attrs: dict[str, Any] = field(default_factory=dict)
+    outcomes: dict[str, Any] = field(default_factory=dict)
     states: np.ndarray | None = None
 
 
@@ -64,4 +65,4 @@ def flow_dataset(res: FlowResult) -> xr.Dataset:
         coords["layer"] = np.arange(1, n + 1, dtype=np.int64)
     if "product_sv" in data:
         coords["sv"] = np.arange(1, data["product_sv"].shape[1] + 1, dtype=np.int64)
-    return dataset.build(data, coords, res.attrs, schema=FLOW_SCHEMA)
+    return dataset.build(data, coords, res.attrs, schema=FLOW_SCHEMA, outcomes=res.outcomes)

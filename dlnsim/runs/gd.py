@@ -381,12 +381,13 @@ def solve_gd(
         "diagnostics": ", ".join(diag) if diag else "none",
         "gtol": gtol,
         "ltol": ltol,
-        "gradient_scale": g_scale,
-        "gtol_abs": gtol_abs,
-        "ltol_abs": ltol_abs,
+        "optimal_loss": problem.lstar,
+        "q": problem.q,
+        **problem.meta,
         "stop_early": stop_early,
         "blowup": blowup,
-        "divergence_threshold": threshold,
+    }
+    outcomes: dict[str, Any] = {
         "status": status_name,
         "status_reason": reason,
         "stop_iteration": stop_k,
@@ -399,18 +400,19 @@ def solve_gd(
         "max_loss_increase": float(acc[_gd.A_MAX_INCREASE]) if np.isfinite(acc[_gd.A_MAX_INCREASE]) else nan,
         "initial_loss": loss0,
         "initial_excess_loss": excess0,
-        "optimal_loss": problem.lstar,
-        "q": problem.q,
-        **problem.meta,
+        "gradient_scale": g_scale,
+        "gtol_abs": gtol_abs,
+        "ltol_abs": ltol_abs,
+        "divergence_threshold": threshold,
     }
     if bound is not None:
-        run_attrs.update(bound.attrs())
+        outcomes.update(bound.attrs())
     run_attrs.update(dataset.provenance())
     run_attrs.update(user_attrs)
     if "grad_norm_sq" not in diag:
         del rec["grad_norm_sq"]
     return GDResult(k=rec_k, records=rec, w=w, dims=dims, schedule=schedule, status=status_name,
-                    stop_iteration=stop_k, diagnostics=diag, attrs=run_attrs, snapshots=snaps,
+                    stop_iteration=stop_k, diagnostics=diag, attrs=run_attrs, outcomes=outcomes, snapshots=snaps,
                     keep_weights=keep_weights)
 
 

@@ -24,8 +24,9 @@ class GDResult:
     ``balancedness`` (k, pair), ``layer_norm_sq`` (k, layer), ``product_sv`` (k, sv)).  ``w`` is the final
     flat state (factor layout of ``dims``), ``snapshots`` the flat state at every record point when asked
     for (NaN where not reached).  ``schedule`` is the stepsize schedule used, ``status`` one of
-    `dlnsim.runs.gd.STATUSES`, ``stop_iteration`` the iteration where the run ended, ``attrs`` the run's
-    attributes (settings, status, theory constants, provenance).
+    `dlnsim.runs.gd.STATUSES`, ``stop_iteration`` the iteration where the run ended, ``outcomes`` what the run
+    found (status, stop and test iterations, losses, theory constants: 0-d variables of the Dataset), ``attrs``
+    the run's attributes (settings and provenance).
     """
 
     k: np.ndarray
@@ -37,6 +38,7 @@ class GDResult:
     stop_iteration: int
     diagnostics: tuple[str, ...]
     attrs: dict[str, Any] = field(default_factory=dict)
+    outcomes: dict[str, Any] = field(default_factory=dict)
     snapshots: np.ndarray | None = None
     keep_weights: bool = False
 
@@ -52,7 +54,7 @@ def gd_dataset(res: GDResult) -> xr.Dataset:
     """
     rec = res.records
     n = len(res.dims) - 1
-    data = {name: v for name, v in rec.items() if name != "t"}
+    data = {("eta_k" if name == "eta" else name): v for name, v in rec.items() if name != "t"}
     coords: dict[str, np.ndarray] = {"k": res.k, "t": rec["t"]}
     if "balancedness" in res.diagnostics:
         data["balancedness_max"] = (np.max(rec["balancedness"], axis=1) if n > 1
@@ -70,7 +72,7 @@ def gd_dataset(res: GDResult) -> xr.Dataset:
         del data["product_sv"]
     if res.keep_weights:
         data["final_weights"] = res.w
-    return dataset.build(data, coords, res.attrs)
+    return dataset.build(data, coords, res.attrs, outcomes=res.outcomes)
 
 
 def weights_from(ds: xr.Dataset) -> list[np.ndarray]:

@@ -125,16 +125,15 @@ def critical_cell(*, setup: Callable[..., Any], n_iter: int, rtol: float, loss_t
     attrs = {
         "title": "critical stepsize search",
         **res.attrs(),
-        "eta_star": eta_star,
-        "ratio": res.eta_crit / eta_star,
         "lambda_max_XXt": problem.lambda_max,
         "widths": [int(W0[0].shape[1])] + [int(W.shape[0]) for W in W0],
         **problem.meta,
-        **(bound.attrs() if bound is not None else {}),
         **dataset.provenance(),
     }
+    outcomes = {**res.outcomes(), "eta_star": eta_star, "ratio": res.eta_crit / eta_star,
+                **(bound.attrs() if bound is not None else {})}
     coords = {"trial": np.arange(1, len(res.trials) + 1, dtype=np.int64)}
-    return dataset.build(res.trial_arrays(), coords, attrs)
+    return dataset.build(res.trial_arrays(), coords, attrs, outcomes=outcomes)
 
 
 # -------------------------------------------------------------------------------------------------- validation
