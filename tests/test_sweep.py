@@ -11,6 +11,7 @@ import importlib
 import json
 import math
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -143,15 +144,30 @@ def test_resume_recomputes_only_missing_cells(tmp_path: Path) -> None:
     xr.testing.assert_identical(again, full)
 
 
-# cells long enough (about 0.2 s each) that the kill lands while the sweep runs, however fast the kernel
+# The sweep in a child process, with the grid's Store.write_cell wrapped: after the first cell is written (file and
+# log line) the child prints its name and holds the sweep there, so the test kills it at a known point, however fast
+# or slow the cells and the machine are: exactly one cell done, the others computed or queued but never written.
 KILL_SCRIPT = textwrap.dedent("""
     import importlib
+    import json
     import sys
+    import threading
+
+    from dlnsim.grid import store
+
     S = importlib.import_module("dlnsim.sweeps.grid_sweeps")
-    S.sweep(sys.argv[1], N=[2, 3], eta=[0.5, 1.0, 1.5], seed=[0, 1], n_iter=200000, eta_mode="bound",
-            d=8, m=24, r=2, executor="processes", workers=2, progress=False)
+    write_cell = store.Store.write_cell
+
+    def write_then_hold(self, name, ds):
+        rec = write_cell(self, name, ds)
+        print(name, flush=True)
+        threading.Event().wait()  # until the test kills this process
+        return rec
+
+    store.Store.write_cell = write_then_hold
+    S.sweep(sys.argv[1], **json.loads(sys.argv[2]), executor="processes", workers=2, progress=False)
 """)
-KILL_GRID = {"N": [2, 3], "eta": [0.5, 1.0, 1.5], "seed": [0, 1], "n_iter": 200000, "eta_mode": "bound", **SMALL}
+KILL_GRID = {"N": [2, 3], "eta": [0.5, 1.0, 1.5], "seed": [0, 1], "n_iter": 20000, "eta_mode": "bound", **SMALL}
 
 
 def _children(pid: int) -> list[int]:
@@ -187,32 +203,36 @@ def _alive(pids: list[int]) -> list[int]:
 
 def test_sigkill_then_rerun_finishes_without_recomputing(tmp_path: Path) -> None:
     d = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(d)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240  # a cold Numba cache compiles the kernels first
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(d), json.dumps(KILL_GRID)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
     try:
-        while not list(d.glob("cell_*.nc")):
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "sweep exited"
-            assert time.monotonic() < deadline, "no cell finished in time"
-            time.sleep(0.02)
+        # the child prints the first cell's name once it is written (a cold Numba cache compiles the kernels first;
+        # the timeout only keeps a broken child from hanging the test)
+        ready, _, _ = select.select([proc.stdout], [], [], 600)
+        first = proc.stdout.readline().strip() if ready else ""
+        if not first.startswith("cell_"):
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"the sweep wrote no cell (exit code {proc.returncode}): {proc.stderr.read()}")
         workers = _children(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        proc.stdout.close()
+        proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     if Path("/proc").is_dir():
         assert len(workers) >= 2  # the two worker processes (and multiprocessing's resource tracker)
-    # the orphaned workers notice and exit instead of computing for nobody
-    t_end = time.monotonic() + 20
+    # the orphaned workers notice (they poll their parent id every 0.25 s) and exit instead of computing for nobody
+    t_end = time.monotonic() + 60
     while _alive(workers) and time.monotonic() < t_end:
         time.sleep(0.1)
     assert not _alive(workers)
     done = {f.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in d.glob("cell_*.nc")}
-    assert 1 <= len(done) < 12, "the kill should have hit a running sweep"
+    assert list(done) == [first]
 
     resumed = S.sweep(d, **KILL_GRID, executor="serial", progress=False)  # the executor does not matter
     for name, stamp in done.items():
