@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable
 
 import nox
 
@@ -33,19 +34,19 @@ nox.options.error_on_missing_interpreters = True
 SUPPORTED = ("3.11", "3.12", "3.13")
 
 
-def _default_python() -> str | None:
-    """The interpreter of the single-Python sessions: None (= the one running nox) when it is supported, else
-    the first supported ``pythonX.Y`` on PATH, else the lowest supported version (which nox then reports as
-    not found, an error)."""
-    if f"{sys.version_info[0]}.{sys.version_info[1]}" in SUPPORTED:
+def default_python(running: tuple[int, int], which: Callable[[str], str | None]) -> str | None:
+    """The interpreter of the single-Python sessions: None (= the one running nox) when ``running`` is a supported
+    version, else the first supported ``pythonX.Y`` that ``which`` finds, else the lowest supported version (which
+    nox then reports as not found, an error)."""
+    if f"{running[0]}.{running[1]}" in SUPPORTED:
         return None
     for version in SUPPORTED:
-        if shutil.which(f"python{version}"):
+        if which(f"python{version}"):
             return version
     return SUPPORTED[0]
 
 
-PYTHON = _default_python()
+PYTHON = default_python((sys.version_info[0], sys.version_info[1]), shutil.which)
 # one BLAS thread per process: the kernels are single-threaded by design and sweeps parallelise over cells
 ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
