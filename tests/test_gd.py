@@ -8,6 +8,7 @@ from benchmarks_ref import numpy_strong
 from conftest import paper, random_problem
 
 import dlnsim
+from dlnsim.io import dataset
 
 
 @pytest.mark.parametrize("N", [2, 3, 5])
@@ -16,22 +17,22 @@ def test_prop34_along_20000_steps_at_the_bound(N: int) -> None:
     s = paper(N)
     b = dlnsim.stepsize_bound(s.problem, s.W0)
     ds = dlnsim.run_gd(s.problem, s.W0, b.eta, 20_000, record=10, bound=b)
-    assert ds.attrs["status"] in ("max_iter", "converged")
+    assert ds["status"].item() in ("max_iter", "converged")
     # (1) balancedness stays <= delta
     assert float(ds.balancedness_max.max()) <= b.delta
     # (2) the loss never increases (over all 20 000 steps, tracked by the kernel), and falls
-    assert ds.attrs["max_loss_increase"] <= 0.0
+    assert ds["max_loss_increase"].item() <= 0.0
     assert float(ds.loss[-1]) < float(ds.loss[0])
     # (3) ||W_j||^2 <= K
     assert float(ds.layer_norm_sq.max()) <= b.K
     # (4) descent ratio >= sigma at every step; at record points it is stored
-    assert ds.attrs["min_descent_ratio"] >= b.sigma
-    assert float(ds.descent_ratio.min()) >= ds.attrs["min_descent_ratio"]
+    assert ds["min_descent_ratio"].item() >= b.sigma
+    assert float(ds.descent_ratio.min()) >= ds["min_descent_ratio"].item()
 
 
 def test_records_agree_with_direct_evaluation() -> None:
     s = paper(3)
-    ds = dlnsim.run_gd(s.problem, s.W0, 1e-3, 50, record="all", keep_weights=True)
+    ds = dlnsim.run_gd(s.problem, s.W0, 1e-3, 50, record=dlnsim.Record("all", final_weights=True))
     W = dlnsim.weights_from(ds)
     # replay the steps in plain numpy
     Wr = [w.copy() for w in s.W0]
@@ -83,10 +84,10 @@ def test_depth_one_converges_to_least_squares() -> None:
     p = random_problem(5, 3, 20, seed=4)
     W0 = [np.zeros((3, 5))]
     eta = 1.0 / p.lambda_max  # < 2 / lambda_max: linear convergence with rate 1 - lambda_min/lambda_max
-    ds = dlnsim.run_gd(p, W0, eta, 4000, keep_weights=True)
+    ds = dlnsim.run_gd(p, W0, eta, 4000, record=dlnsim.Record(final_weights=True))
     (W,) = dlnsim.weights_from(ds)
     np.testing.assert_allclose(W, p.W_ls, rtol=0, atol=1e-10)
-    assert ds.attrs["status"] == "converged"
+    assert ds["status"].item() == "converged"
     assert float(ds.loss[-1]) == pytest.approx(p.optimal_loss(), rel=1e-12)
 
 
@@ -94,14 +95,14 @@ def test_depth_one_converges_to_least_squares() -> None:
 def test_large_stepsize_diverges_as_data(N: int) -> None:
     s = paper(N)
     ds = dlnsim.run_gd(s.problem, s.W0, 0.5, 10_000, record="all")
-    assert ds.attrs["status"] == "diverged"
-    stop = ds.attrs["stop_iteration"]
+    assert ds["status"].item() == "diverged"
+    stop = ds["stop_iteration"].item()
     assert 0 < stop < 200
     before = ds.sel(k=slice(0, stop - 1))
     assert np.all(np.isfinite(before.loss)) and np.all(np.isfinite(before.balancedness_max))
     # the stop is a record point holding the offending loss; nothing is recorded after it
     at = float(ds.loss.sel(k=stop))
-    assert not np.isfinite(at) or at > ds.attrs["divergence_threshold"]
+    assert not np.isfinite(at) or at > ds["divergence_threshold"].item()
     assert np.all(np.isnan(ds.sel(k=slice(stop + 1, None)).loss))
 
 
@@ -110,7 +111,7 @@ def test_schedules_and_explicit_arrays() -> None:
     sched = dlnsim.PowerDecay(1e-3, 1e-3, 0.4)
     ds = dlnsim.run_gd(s.problem, s.W0, sched, 100, record="all")
     k = np.arange(100)
-    np.testing.assert_allclose(ds.eta.values[:-1], 1e-3 * (k + 1.0) ** -0.4, rtol=1e-15)
+    np.testing.assert_allclose(ds.eta_k.values[:-1], 1e-3 * (k + 1.0) ** -0.4, rtol=1e-15)
     np.testing.assert_allclose(ds.t.values[1:], np.cumsum(1e-3 * (k + 1.0) ** -0.4), rtol=1e-12)
     arr = dlnsim.run_gd(s.problem, s.W0, sched.values(100), 100, record="all")
     np.testing.assert_array_equal(arr.loss.values, ds.loss.values)
@@ -138,13 +139,14 @@ def test_eta_as_multiple_of_the_bound() -> None:
     b = dlnsim.stepsize_bound(s.problem, s.W0)
     ds = dlnsim.run_gd(s.problem, s.W0, "10xbound", 5)
     assert ds.attrs["schedule_eta"] == pytest.approx(10 * b.eta, rel=1e-15)
-    assert ds.attrs["bound_eta"] == pytest.approx(b.eta, rel=1e-15)
+    assert ds["bound_eta"].item() == pytest.approx(b.eta, rel=1e-15)
 
 
 def test_early_stop_on_small_gradient() -> None:
     p = random_problem(4, 2, 12, seed=5)
-    ds = dlnsim.run_gd(p, [np.zeros((2, 4))], 1.0 / p.lambda_max, 100_000, gtol=1e-8, ltol=0.0, stop_early=True)
-    a = ds.attrs
+    ds = dlnsim.run_gd(p, [np.zeros((2, 4))], 1.0 / p.lambda_max, 100_000,
+                       stop=dlnsim.Stop(gtol=1e-8, ltol=0.0, early=True))
+    a = dataset.outcomes(ds)
     assert a["status"] == "converged"
     stop = a["stop_iteration"]
     assert stop < 100_000 and a["gtol_iteration"] == stop and a["ltol_iteration"] == -1  # loss test off
@@ -171,8 +173,8 @@ def test_early_stop_on_small_gradient() -> None:
         ({"W0": [np.ones((2, 70)), np.ones((70, 3))]}, "W0: shapes do not chain"),
         ({"W0": [np.ones((2, 69)), np.ones((70, 2))]}, "W0 does not fit the problem"),
         ({"W0": [np.ones((2, 70)), np.full((70, 2), np.nan)]}, r"W0\[1\] must be finite"),
-        ({"record": 0}, "record .every n-th iteration. must be an integer >= 1"),
-        ({"gtol": -1.0}, "gtol must be finite and >= 0"),
+        ({"record": 0}, r"Record.points .every n-th iteration. must be an integer >= 1"),
+        ({"gtol": -1.0}, "Stop.gtol must be finite and >= 0"),
     ],
 )
 def test_run_gd_rejects_bad_input(change: dict[str, object], match: str) -> None:
@@ -180,7 +182,7 @@ def test_run_gd_rejects_bad_input(change: dict[str, object], match: str) -> None
     kwargs: dict[str, object] = {"W0": s.W0, "eta": 1e-3, "n_iter": 10, "record": "log", **change}
     with pytest.raises(ValueError, match=match):
         dlnsim.run_gd(s.problem, kwargs["W0"], kwargs["eta"], kwargs["n_iter"], record=kwargs["record"],
-                      gtol=kwargs.get("gtol", 1e-10))
+                      stop=dlnsim.Stop(gtol=kwargs.get("gtol", 1e-10)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -267,15 +269,15 @@ def test_compressed_state_diagnostics_agree_with_the_dense_ones(start: str, monk
     eigenvalue problems (`stack_diagnostics`) on GD states: to 1e-12 times the layers' scale max_j ||W_j||^2
     (the acceptance tests allow differences of the order d eps times that scale, d <= 70).  Gaussian starts
     have full-rank layers (dense path); a non-finite state is left to the dense path's guard."""
+    from dlnsim.diagnostics.dense import stack_diagnostics
     from dlnsim.diagnostics.gd import states_diagnostics
-    from dlnsim.runs.record import stack_diagnostics
 
     s = paper(5)
     W0 = s.W0 if start != "gaussian" else dlnsim.gaussian_init([70, 2, 19, 36, 53, 70], np.random.default_rng(1), 0.2)
     eta = 4 * dlnsim.stepsize_bound(s.problem, s.W0).eta
     states = []
     for k in (0, 1, 10, 300, 3000):
-        ds = dlnsim.run_gd(s.problem, W0, eta, max(k, 1), record=[max(k, 1)], keep_weights=True)
+        ds = dlnsim.run_gd(s.problem, W0, eta, max(k, 1), record=dlnsim.Record([max(k, 1)], final_weights=True))
         W = dlnsim.weights_from(ds) if k else W0
         states.append(np.concatenate([w.ravel() for w in W]))
     if start == "with_nan":
