@@ -36,25 +36,25 @@ print(f"with the best delta ({best.delta:.4f}): eta = {best.eta:.3e}")
 
 # --- gradient descent at the bound: 50 000 steps, ~200 log-spaced records ------------------------------------
 ds = dlnsim.run_gd(problem, W0, bound.eta, 50_000, record="log")
-print(f"status {ds.attrs['status']}, final excess loss L - L* = {float(ds.excess_loss[-1]):.3e}")
+print(f"status {ds['status'].item()}, final excess loss L - L* = {float(ds.excess_loss[-1]):.3e}")
 
 # Proposition 3.4 along the run: what the theorem promises at this stepsize
 assert float(ds.balancedness_max.max()) <= bound.delta  # (1) balancedness constant stays <= delta
-assert ds.attrs["max_loss_increase"] <= 0.0  # (2) the loss never increases
+assert float(ds["max_loss_increase"]) <= 0.0  # (2) the loss never increases
 assert float(ds.layer_norm_sq.max()) <= bound.K  # (3) ||W_j||^2 <= K_delta
-assert ds.attrs["min_descent_ratio"] >= bound.sigma  # (4) descent ratio >= sigma at every step
+assert float(ds["min_descent_ratio"]) >= bound.sigma  # (4) descent ratio >= sigma at every step
 print(
     f"Prop. 3.4 holds: max balancedness {float(ds.balancedness_max.max()):.2e} <= delta, "
     f"max ||W_j||^2 {float(ds.layer_norm_sq.max()):.3f} <= K, min descent ratio "
-    f"{ds.attrs['min_descent_ratio']:.3f} >= sigma"
+    f"{float(ds['min_descent_ratio']):.3f} >= sigma"
 )
 
 # the bound is far from sharp: 100 times larger still converges, much faster
 fast = dlnsim.run_gd(problem, W0, "100xbound", 5_000)
-print(f"100 x eta*: status {fast.attrs['status']}, excess loss {float(fast.excess_loss[-1]):.2e} after 5000 steps")
+print(f"100 x eta*: status {fast['status'].item()}, excess loss {float(fast.excess_loss[-1]):.2e} after 5000 steps")
 
 # --- save and reopen: one self-describing NetCDF file ---------------------------------------------------------
 path = dlnsim.save(ds, "own_data.nc")
 back = dlnsim.open(path)
 xr.testing.assert_identical(ds, back)
-print(f"saved {path} and read it back identical (eta* is in its attributes: {back.attrs['bound_eta']:.3e})")
+print(f"saved {path} and read it back identical (with eta*: {float(back['bound_eta']):.3e})")

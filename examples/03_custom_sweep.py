@@ -32,13 +32,12 @@ ds = dlnsim.sweep(
     "sweep_own",
     setup=my_setup,
     N=[2, 3],
-    eta=[1.0, 30.0, 1000.0],
-    eta_mode="bound",
+    eta_factor=[1.0, 30.0, 1000.0],
     seed=[0, 1, 2],
     scale=[0.5, 1.0],
     n_iter=4000,
     record="log:40",
-    progress=False,
+    engine=dlnsim.Engine(progress=False),
 )
 print(ds)
 
@@ -49,8 +48,8 @@ print(ds.eta_bound.median("seed").to_pandas())
 
 # how each run ended, counted over seeds and scales
 for N in ds.N.values:
-    for eta in ds.eta.values:
-        status = ds.status.sel(N=N, eta=eta).values.ravel()
+    for eta in ds.eta_factor.values:
+        status = ds.status.sel(N=N, eta_factor=eta).values.ravel()
         counts = {s: int(np.sum(status == s)) for s in np.unique(status)}
         print(f"N = {N}, eta = {eta:6g} eta*: {counts}")
 
@@ -65,9 +64,9 @@ print("first record with L - L* <= 1e-6 (L(0) - L*), seed 0, scale 0.5:")
 print(first_k.sel(seed=0, scale=0.5).to_pandas())
 
 # at the bound itself, Proposition 3.4(4) holds in every run: min descent ratio >= sigma
-at_bound = ds.sel(eta=1.0)
+at_bound = ds.sel(eta_factor=1.0)
 assert bool((at_bound.min_descent_ratio >= at_bound.bound_sigma).all())
-assert (ds.status.sel(eta=1.0) != "diverged").all()
+assert (ds.status.sel(eta_factor=1.0) != "diverged").all()
 
 # the same directory reopens without computing anything
 again = dlnsim.open_sweep("sweep_own")
@@ -91,6 +90,5 @@ print(grid.loss.isel(k=-1).to_pandas())
 problem, widths, W0 = dlnsim.paper_setup(2, 0, d=8, m=24)
 stepsizes = [0.01, 0.05, 0.1]
 runs = [dlnsim.run_gd(problem, W0, eta, 500, record="log:20") for eta in stepsizes]
-# the axis is not called "eta": every GD Dataset already has a variable eta (the stepsize of each step)
 by_hand = dlnsim.combine_runs(runs, {"stepsize": stepsizes})
 print("by hand, final excess loss per stepsize:", by_hand.final_excess_loss.values)

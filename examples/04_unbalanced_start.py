@@ -43,8 +43,8 @@ assert best.eta >= at_min.eta and best.eta >= chosen.eta
 # --- GD at the best admissible stepsize: Proposition 3.4 holds along the run ---------------------------------
 ds = dlnsim.run_gd(problem, W0, best.eta, 20_000)
 assert float(ds.balancedness_max.max()) <= best.delta  # (1): the balancedness stays below delta
-assert ds.attrs["max_loss_increase"] <= 0.0  # (2): the loss never increases
-assert ds.attrs["min_descent_ratio"] >= best.sigma  # (4): sufficient decrease at every step
+assert float(ds["max_loss_increase"]) <= 0.0  # (2): the loss never increases
+assert float(ds["min_descent_ratio"]) >= best.sigma  # (4): sufficient decrease at every step
 print(
     f"GD at eta = {best.eta:.3e}: loss {float(ds.loss[0]):.3f} -> {float(ds.loss[-1]):.3f}, "
     f"balancedness {b:.4f} -> {float(ds.balancedness_max[-1]):.4f} (delta = {best.delta:.4f})"

@@ -73,15 +73,15 @@ def cell(N: int, eta_index: int, seed: int, n_geom: int, crit: dict[str, list[fl
     bound = dlnsim.stepsize_bound(problem, W0)
     attrs = {"eta_value": eta, "eta_over_bound": eta / bound.eta, "eta_over_crit": eta / eta_crit,
              "eta_index": eta_index, "run_n_iter": n_iter}
-    ds = dlnsim.run_gd(problem, W0, eta, n_iter, "log:200", gtol=GTOL, ltol=LTOL, stop_early=True, bound=bound,
-                       keep_weights=True, attrs=attrs)
+    ds = dlnsim.run_gd(problem, W0, eta, n_iter, record=dlnsim.Record("log:200", final_weights=True),
+                       stop=dlnsim.Stop(gtol=GTOL, ltol=LTOL, early=True), bound=bound, attrs=attrs)
     # the balancedness where GD ended (an early stop usually falls between two record points)
     W_end = dlnsim.weights_from(ds)
     ok = all(np.all(np.isfinite(W)) for W in W_end)
     ds.attrs["final_drift"] = float(dlnsim.balancedness(W_end).max()) if ok else float("nan")
-    ds.attrs["stop_time"] = eta * int(ds.attrs["stop_iteration"])
-    ratio = float(ds.attrs["min_descent_ratio"])
-    excess = float(ds.attrs["final_excess_loss"])
+    ds.attrs["stop_time"] = eta * int(ds["stop_iteration"])
+    ratio = float(ds["min_descent_ratio"])
+    excess = float(ds["final_excess_loss"])
     ds.attrs["drift_change_bound"] = eta * excess / ratio if ratio > 0 else float("nan")
     return ds.drop_vars("final_weights")
 
@@ -125,8 +125,8 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     crit_iter, crit_rtol = (2000, 0.05) if quick else (5000, 0.02)
     engine = {"executor": executor, "workers": workers, "scheduler": scheduler}
     crit = dlnsim.critical_sweep(C.subdir(directory, "critical"), N=list(DEPTHS), seed=[SEED], n_iter=crit_iter,
-                                 rtol=crit_rtol, bracket=(0.05, 0.3), eta_mode="absolute", setup=C.compressed_paper,
-                                 progress=sys.stderr.isatty(), **engine)
+                                 rtol=crit_rtol, bracket=(0.05, 0.3), setup=C.compressed_paper,
+                                 engine=dlnsim.Engine(progress=sys.stderr.isatty(), **engine))
     C.check_cells(crit, f"{NAME} critical")
     per_N = {str(N): [float(crit["eta_star"].sel(N=N, seed=SEED)), float(crit["eta_crit"].sel(N=N, seed=SEED))]
              for N in DEPTHS}
@@ -182,7 +182,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
                    f"time {T_MAX:g} (n_iter = ceil({T_MAX:g}/eta))",
         "eta_grid": f"eta* x geomspace(1, {TOP} eta_crit/eta*, {n_geom}) and {list(EXTRA)} x eta_crit",
         "critical_search": f"dlnsim.critical_sweep(N, seed={SEED}, n_iter={crit_iter}, rtol={crit_rtol}, "
-                           "bracket=(0.05, 0.3), eta_mode='absolute'); " + str(crit.attrs.get("criterion", "")),
+                           "bracket=(0.05, 0.3)); " + str(crit.attrs.get("criterion", "")),
         "record": "log:200 (and the stop)",
         "gtol": GTOL, "ltol": LTOL, "t_max": T_MAX, "lin_tol": LIN_TOL,
         "stop_early": 1,

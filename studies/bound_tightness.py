@@ -99,7 +99,7 @@ def cell(N: int, seed: int, data: str, start: str, *, n_iter: int, rtol: float) 
     bound = dlnsim.stepsize_bound(problem, W0)
     lam = S.balanced_minimum_sharpness(problem, N)
     res = S.stable_critical_stepsize(problem, W0, n_iter=n_iter, bracket=(0.97 * 2 / lam, 1.06 * 2 / lam),
-                                     rtol=rtol, factor=1.05, ltol=LTOL, gtol=GTOL, bound=bound)
+                                     rtol=rtol, factor=1.05, stop=dlnsim.Stop(gtol=GTOL, ltol=LTOL), bound=bound)
     eta = res.eta_crit
     M, L0 = bound.M, bound.L0
     s = float(np.linalg.norm(problem.W_ls, 2))

@@ -104,8 +104,9 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     if directory is not None:
         Path(directory).parent.mkdir(parents=True, exist_ok=True)
     ds = dlnsim.critical_sweep(directory, N=depths, seed=seeds, n_iter=n_iter, rtol=rtol, loss_tol=LOSS_TOL,
-                               bracket=BRACKET, eta_mode="absolute", setup=C.compressed_paper, executor=executor,
-                               workers=workers, scheduler=scheduler, progress=sys.stderr.isatty())
+                               bracket=BRACKET, setup=C.compressed_paper,
+                               engine=dlnsim.Engine(executor, workers=workers, scheduler=scheduler,
+                                                    progress=sys.stderr.isatty()))
     C.check_cells(ds, NAME)
     # the names of this study's file: bound_eta as the other bound constants; the sweep's bookkeeping of a
     # finished cell (status), the widths and the engine's attributes are not kept
@@ -144,7 +145,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         "depths": depths,
         "setup_call": f"dlnsim.paper_setup(N, seed), {C.COMPRESSED}",
         "search_call": f"dlnsim.critical_sweep(N={depths}, seed={seeds}, n_iter={n_iter}, rtol={rtol}, "
-                       f"loss_tol={LOSS_TOL}, bracket={BRACKET}, eta_mode='absolute', setup=compressed_paper)",
+                       f"loss_tol={LOSS_TOL}, bracket={BRACKET}, setup=compressed_paper)",
         "eta_crit_definition": CRITERION.replace("n_iter", f"n_iter = {n_iter}"),
         "n_iter": n_iter,
         "rtol": rtol,

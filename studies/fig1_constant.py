@@ -65,7 +65,8 @@ def cell(case: str, N: int, seed: int, n_iter: int, record: str) -> xr.Dataset:
     eta = _eta(case, N, bound.eta)
     attrs = {"case": case, "eta_value": eta, "eta_over_bound": eta / bound.eta, "paper_eta": C.PAPER_ETA[N],
              "paper_eta_over_bound": C.PAPER_ETA[N] / bound.eta}
-    return dlnsim.run_gd(problem, W0, eta, n_iter, record, gtol=GTOL, stop_early=True, bound=bound, attrs=attrs)
+    return dlnsim.run_gd(problem, W0, eta, n_iter, record=record, stop=dlnsim.Stop(gtol=GTOL, early=True), bound=bound,
+                         attrs=attrs)
 
 
 def _cost(point: dict[str, Any]) -> float:

@@ -81,10 +81,11 @@ def cell(case: str, N: int, seed: int, n_iter: int, record: str) -> xr.Dataset:
     attrs = {"case": case, "a1": sched.a1, "a2": sched.a2, "gamma": sched.gamma,
              "a1_over_bound": sched.a1 / bound.eta, "a2_over_bound": sched.a2 / bound.eta,
              "eta0_over_bound": eta0 / bound.eta, "eta0_over_sharpness": eta0 / eta_s, "eta_sharpness": eta_s}
-    ds = dlnsim.run_gd(problem, W0, sched, n_iter, record, gtol=GTOL, stop_early=True, bound=bound, attrs=attrs)
+    ds = dlnsim.run_gd(problem, W0, sched, n_iter, record=record, stop=dlnsim.Stop(gtol=GTOL, early=True),
+                       bound=bound, attrs=attrs)
     # where the run ended: flow time, stepsize, and the least loss it reached on the way (a diverging run first
     # lowers the loss when the schedule, not the first step, makes it diverge)
-    k_stop = int(ds.attrs["stop_iteration"])
+    k_stop = int(ds["stop_iteration"])
     ds.attrs["stop_time"] = float(ds["t"].sel(k=k_stop)) if k_stop in ds["k"].values else float("nan")
     eta_stop = max(sched.a1 * (k_stop + 1.0) ** -sched.gamma, sched.a2 / (k_stop + 1.0))
     ds.attrs["stop_eta_over_sharpness"] = eta_stop / eta_s
@@ -163,7 +164,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
                   directory=directory, label=NAME, cost=_cost, executor=executor, workers=workers, scheduler=scheduler)
     scalars: dict[str, tuple[str, ...] | None] = {k: None for k in PER_RUN}
     scalars.update({k: ("N",) for k in PER_N})
-    ds = C.archive_layout(grid, ["loss", "excess_loss", "eta", "t", "balancedness_max"], scalars, LONG_NAMES)
+    ds = C.archive_layout(grid, ["loss", "excess_loss", "eta_k", "t", "balancedness_max"], scalars, LONG_NAMES)
     ds = ds.assign_coords(panel=("case", [v[0] for v in CASES.values()]))
     C.describe(ds, {"panel": "panel of Figure 2 (ref: the constant-eta* reference, drawn against t_k)",
                     "case": "schedule case (see attribute cases)", "N": C.DEPTH})

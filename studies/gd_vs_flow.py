@@ -47,8 +47,8 @@ def cell(N: int, multiple: float, seed: int, T: float, record: str) -> xr.Datase
     bound = dlnsim.stepsize_bound(problem, W0)
     eta = multiple * bound.eta
     n_iter = round(T / eta)
-    return dlnsim.compare_flow(problem, W0, eta, n_iter, record=record, rtol=RTOL, atol=ATOL,
-                               kinds=FLOWS, bound=bound,
+    return dlnsim.compare_flow(problem, W0, eta, n_iter, record=record, kind=FLOWS,
+                               tolerances=dlnsim.Tolerances(rtol=RTOL, atol=ATOL, max_steps=10_000_000), bound=bound,
                                attrs={"eta_value": eta, "eta_over_bound": multiple, "run_n_iter": n_iter})
 
 
@@ -103,7 +103,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         "seed": SEED, "setup_call": f"dlnsim.paper_setup(N, seed={SEED}), {C.COMPRESSED}", "flow_time": T,
         "multiples": multiples, "record": record, "flow_rtol": RTOL, "flow_atol": ATOL,
         "compare_call": "dlnsim.compare_flow(problem, W0, eta, round(T/eta), record, rtol, atol, "
-                        "kinds=('factor', 'modified'))",
+                        "kind=('factor', 'modified'))",
     })
     return ds
 

@@ -91,8 +91,9 @@ def cell(case: str, N: int, init: str, scale_index: int, seed: int, n_iter: int,
     W0 = initial_weights(case, N, init, scale, seed)
     r_bar = min(problem.q, min(widths_of(case, N)))
     # only the loss is kept along the run: no state diagnostics (half the cost of a step on these small problems)
-    ds = dlnsim.run_gd(problem, W0, ETA, n_iter, record, diagnostics=False, gtol=GTOL, stop_early=True,
-                       keep_weights=True, attrs={"init": init, "init_scale": scale, "init_seed": seed, "r_bar": r_bar})
+    ds = dlnsim.run_gd(problem, W0, ETA, n_iter, record=dlnsim.Record(record, diagnostics=False, final_weights=True),
+                       stop=dlnsim.Stop(gtol=GTOL, early=True),
+                       attrs={"init": init, "init_scale": scale, "init_seed": seed, "r_bar": r_bar})
     # the state where GD ended (the stop of an early-stopped run usually falls between two record points)
     W_end = dlnsim.weights_from(ds)
     n_sv = min(widths_of(case, N))  # the rank of the product is at most the narrowest width
@@ -101,8 +102,8 @@ def cell(case: str, N: int, init: str, scale_index: int, seed: int, n_iter: int,
     else:
         sv = np.full(n_sv, np.nan)
     ds = ds.drop_vars("final_weights")
-    final = float(ds.attrs["final_loss"])
-    L0 = float(ds.attrs["initial_loss"])
+    final = float(ds["final_loss"])
+    L0 = float(ds["initial_loss"])
     tol = LOSS_TOL * (L0 - problem.optimal_loss(r_bar))
     loss_rank = next((k for k in range(r_bar + 1) if problem.optimal_loss(k) <= final + tol), -1)
     ok = np.isfinite(sv)

@@ -80,8 +80,8 @@ def map_cell(N: int, seed: int, ratio: float, *, eta_crit: dict[str, float], n_i
     W0, _ = S.compress_widths(setup.W0)
     eta = ratio * eta_crit[f"{N},{seed}"]
     rec = np.arange(n_iter - tail + 1, n_iter + 1)
-    res = dlnsim.runs.gd.solve_gd(problem, W0, eta, n_iter, rec, diagnostics=False, gtol=GTOL, ltol=LTOL,
-                                   stop_early=True, snapshots=True)
+    res = dlnsim.runs.gd.solve_gd(problem, W0, eta, n_iter, record=dlnsim.Record(rec, diagnostics=False),
+                                  stop=dlnsim.Stop(gtol=GTOL, ltol=LTOL, early=True), snapshots=True)
     nan = math.nan
     period, rep, sharp = 0, nan, nan
     tail_loss = np.full(N_TAIL_LOSS, nan)

@@ -47,6 +47,10 @@ FRACS = (0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 1.0)
 TRAJ_FRACS = (0.5, 1.0)
 #: convergence tests of each GD run (relative excess loss; gradient relative to the problem's gradient scale)
 LTOL, GTOL = 1e-12, 1e-8
+#: the convergence tests of every run of the study (runs stop at the first iteration where one holds)
+STOP = dlnsim.Stop(gtol=GTOL, ltol=LTOL, early=True)
+#: what the runs that only need their end point record
+ENDPOINT = dlnsim.Record([0], diagnostics=False, final_weights=True)
 #: depths between which the coarse local exponents are taken
 COARSE_N = (2, 3, 4, 6, 8, 12, 16, 23, 30)
 BRACKET = (0.995, 1.003)  # x eta_sharpness (lower end), x eta_flat (upper end)
@@ -82,7 +86,7 @@ def cell(N: int, seed: int, *, n_iter: int, rtol: float, flow_seeds: list[int], 
     eta_bal, eta_flat = 2.0 / lam_bal, 2.0 / flat.sharpness
     res = S.stable_critical_stepsize(problem, W0, n_iter=n_iter, bracket=(BRACKET[0] * eta_bal,
                                                                           BRACKET[1] * eta_flat),
-                                     rtol=rtol, factor=FACTOR, ltol=LTOL, gtol=GTOL, bound=bound,
+                                     rtol=rtol, factor=FACTOR, stop=STOP, bound=bound,
                                      sharpness_tol=LANCZOS["tol"])
     eta_crit = res.eta_crit
     # the minimiser reached at fractions of eta_crit
@@ -94,11 +98,10 @@ def cell(N: int, seed: int, *, n_iter: int, rtol: float, flow_seeds: list[int], 
             W = res.limit_weights
             it = res.trial_stop_iteration[res.trial_eta.index(eta_crit)]
         else:
-            ds = dlnsim.run_gd(problem, W0, f * eta_crit, n_iter, [0], diagnostics=False, gtol=GTOL, ltol=LTOL,
-                               stop_early=True, bound=bound, keep_weights=True)
-            if ds.attrs["status"] != "converged":
+            ds = dlnsim.run_gd(problem, W0, f * eta_crit, n_iter, record=ENDPOINT, stop=STOP, bound=bound)
+            if ds["status"].item() != "converged":
                 continue
-            W, it = dlnsim.weights_from(ds), int(ds.attrs["stop_iteration"])
+            W, it = dlnsim.weights_from(ds), int(ds["stop_iteration"])
         if W is None:
             continue
         reached["sharpness"][i] = dlnsim.sharpness(problem, W, **LANCZOS)
@@ -108,10 +111,9 @@ def cell(N: int, seed: int, *, n_iter: int, rtol: float, flow_seeds: list[int], 
     # the horizon: does the failing end of the bracket converge with a 5x longer horizon?
     long_outcome, long_stop, long_sharp = "", nan, nan
     if seed in flow_seeds and math.isfinite(res.eta_hi):
-        ds = dlnsim.run_gd(problem, W0, res.eta_hi, n_iter_long, [0], diagnostics=False, gtol=GTOL, ltol=LTOL,
-                           stop_early=True, bound=bound, keep_weights=True)
-        long_stop = int(ds.attrs["stop_iteration"])
-        long_outcome = "not_converged" if ds.attrs["status"] == "max_iter" else str(ds.attrs["status"])
+        ds = dlnsim.run_gd(problem, W0, res.eta_hi, n_iter_long, record=ENDPOINT, stop=STOP, bound=bound)
+        long_stop = int(ds["stop_iteration"])
+        long_outcome = "not_converged" if ds["status"].item() == "max_iter" else str(ds["status"].item())
         if long_outcome == "converged":
             long_sharp = dlnsim.sharpness(problem, dlnsim.weights_from(ds), **LANCZOS)
             long_outcome = "converged" if long_sharp * res.eta_hi <= 2.0 else "unstable_limit"
@@ -119,8 +121,9 @@ def cell(N: int, seed: int, *, n_iter: int, rtol: float, flow_seeds: list[int], 
     traj = {k: np.full((len(TRAJ_FRACS), n_traj + 2), nan) for k in ("k", "loss", "sharpness", "balancedness")}
     if seed in traj_seeds and math.isfinite(eta_crit):
         for i, f in enumerate(TRAJ_FRACS):
-            r = dlnsim.runs.gd.solve_gd(problem, W0, f * eta_crit, n_iter, f"log:{n_traj}", diagnostics=False,
-                                         gtol=GTOL, ltol=LTOL, stop_early=True, bound=bound, snapshots=True)
+            r = dlnsim.runs.gd.solve_gd(problem, W0, f * eta_crit, n_iter,
+                                        record=dlnsim.Record(f"log:{n_traj}", diagnostics=False), stop=STOP,
+                                        bound=bound, snapshots=True)
             assert r.snapshots is not None
             ok = np.isfinite(r.records["loss"])
             for j in np.flatnonzero(ok)[: n_traj + 2]:
