@@ -5,7 +5,7 @@ seeds 0..15, each with the constant stepsize 4 eta* of its own start (`dlnsim.st
 steps (also with ``--quick``, which times each side once and leaves out ``jax_user``).  Both sides compute
 the same 16 trajectories in float64:
 
-* dlnsim: ``dlnsim.sweep(None, N=5, seed=range(16), eta=4, eta_mode="bound", ...)`` with its default records
+* dlnsim: ``dlnsim.sweep(None, N=5, seed=range(16), eta_factor=4, ...)`` with its default records
   (loss, gradient norm, stepsize every step; balancedness, layer norms, singular values at log-spaced
   iterations), one NetCDF file per cell, combined: on one core (``executor="serial"``) and on all cores
   (``executor="threads"``); and on one core with ``diagnostics=False`` (loss, gradient norm and stepsize
@@ -61,8 +61,8 @@ def _setups(seeds: int) -> tuple[list[Any], np.ndarray]:
 
 def _dlnsim_sweep(n_iter: int, seeds: int, executor: str, diagnostics: bool = True) -> tuple[float, float, np.ndarray]:
     c0, t0 = time.process_time(), time.perf_counter()
-    ds = dlnsim.sweep(None, N=N_LAYERS, seed=list(range(seeds)), eta=ETA_MULTIPLE, eta_mode="bound", n_iter=n_iter,
-                      executor=executor, diagnostics=diagnostics, progress=False)
+    ds = dlnsim.sweep(None, N=N_LAYERS, seed=list(range(seeds)), eta_factor=ETA_MULTIPLE, n_iter=n_iter,
+                      record=dlnsim.Record(diagnostics=diagnostics), engine=dlnsim.Engine(executor, progress=False))
     t = time.perf_counter() - t0
     return t, time.process_time() - c0, np.asarray(ds.final_loss.values, dtype=float).ravel()
 

@@ -44,7 +44,7 @@ from dlnsim.grid.executors import n_cores
 
 from .ceiling import thread_ceiling
 
-GRID: dict[str, Any] = {"N": [2, 3], "eta": [0.5, 1.0, 2.0, 4.0], "seed": [0, 1, 2, 3], "eta_mode": "bound"}
+GRID: dict[str, Any] = {"N": [2, 3], "eta_factor": [0.5, 1.0, 2.0, 4.0], "seed": [0, 1, 2, 3]}
 
 
 def timed_paper(N: int, seed: int, starts: str = "") -> Any:
@@ -64,7 +64,7 @@ def timed_sweep(n_iter: int, executor: Any, workers: int | None = None) -> dict[
         starts = Path(tmp) / "starts.txt"
         c0, w0, t0 = time.process_time(), time.time(), time.perf_counter()
         ds = dlnsim.sweep(Path(tmp) / "s", **GRID, setup=timed_paper, starts=str(starts), n_iter=n_iter,
-                          executor=executor, workers=workers, progress=False)
+                          engine=dlnsim.Engine(executor, workers=workers, progress=False))
         t = time.perf_counter() - t0
         cpu = time.process_time() - c0
         first_start = min(float(x) for x in starts.read_text().split()) - t0
@@ -82,7 +82,7 @@ t1 = time.perf_counter()
 with tempfile.TemporaryDirectory() as tmp:
     w0, t2 = time.time(), time.perf_counter()
     dlnsim.sweep(Path(tmp) / "s", **B.GRID, setup=B.timed_paper, starts=str(Path(tmp) / "starts.txt"),
-                 n_iter=int(sys.argv[1]), progress=False)
+                 n_iter=int(sys.argv[1]), engine=dlnsim.Engine(progress=False))
     t3 = time.perf_counter()
     first = min(float(x) for x in (Path(tmp) / "starts.txt").read_text().split())
     first_file = min(f.stat().st_mtime for f in (Path(tmp) / "s").glob("cell_*.nc"))
@@ -111,7 +111,7 @@ def run(quick: bool = False, n_iter: int | None = None, rounds: int | None = Non
     rounds = rounds if rounds is not None else (2 if quick else 3)
     dask = (not quick) if dask is None else dask
     cores = n_cores()
-    n_cells = len(GRID["N"]) * len(GRID["eta"]) * len(GRID["seed"])
+    n_cells = len(GRID["N"]) * len(GRID["eta_factor"]) * len(GRID["seed"])
     rows: list[dict[str, Any]] = []
 
     def row(case: str, value: float, unit: str, **extra: Any) -> None:
@@ -187,8 +187,8 @@ def run(quick: bool = False, n_iter: int | None = None, rounds: int | None = Non
             start = time.perf_counter() - t0
             with tempfile.TemporaryDirectory(prefix="dlnsim-bench-") as tmp:
                 t0 = time.perf_counter()
-                dd = dlnsim.sweep(Path(tmp) / "s", **GRID, setup=timed_paper, starts="", n_iter=n_iter, executor="dask",
-                                  client=client, progress=False)
+                dd = dlnsim.sweep(Path(tmp) / "s", **GRID, setup=timed_paper, starts="", n_iter=n_iter,
+                                  engine=dlnsim.Engine("dask", client=client, progress=False))
                 t_dask = time.perf_counter() - t0
         row(f"dask LocalCluster start ({cores} workers)", start, "s")
         row("dask sweep (cold workers), end to end", n_cells / t_dask, "cells/s", seconds=t_dask,

@@ -59,7 +59,7 @@ ds = dlnsim.run_gd(s.problem, s.W0, "bound", 1_000_000, record="log")
 t1 = time.perf_counter()
 peak = status("VmHWM")
 print(json.dumps({"run_s": t1 - t0, "peak_rss_mb": peak, "rss_before_run_mb": base, "run_increment_mb": peak - base,
-                  "dataset_kb": ds.nbytes / 1024, "final_loss": float(ds.loss[-1]), "status": ds.attrs["status"]}))
+                  "dataset_kb": ds.nbytes / 1024, "final_loss": float(ds.loss[-1]), "status": ds["status"].item()}))
 """
 
 
