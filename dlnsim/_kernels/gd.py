@@ -58,39 +58,20 @@ def _make_gd_chunk(stamp: str = SOURCES) -> Any:
     """`_gd_chunk`, compiled on first use and cached; ``stamp`` (the kernels' sources, `linalg.SOURCES`) is a
     closure constant, part of the cache key, so an edit of the gradient kernel recompiles it."""
 
-    def _gd_chunk(
-        w,
-        g,
-        ws,
-        dims,
-        offs,
-        pivot,
-        Rt,
-        F,
-        lstar,
-        etas,
-        n_iter,
-        k_start,
-        k_stop,
-        threshold,
-        gtol_sq,
-        stop_early,
-        rec_k,
-        rec_loss,
-        rec_excess,
-        rec_gn2,
-        rec_ratio,
-        rec_eta,
-        rec_t,
-        acc,
-        iacc,
-    ):
+    def _gd_chunk(work, data, layout, controls, records, k_start, k_stop):
         """Run iterations k_start <= k < k_stop (k_stop <= n_iter + 1).  Returns the status code.
 
-        ``g`` (like ``w``) and ``ws`` (`linalg.workspace_size`) are scratch arrays owned by the caller; the state
-        is in ``w`` on return.
+        The arguments are the named tuples of `dlnsim._kernels.args`: ``work`` (`GDWork`: the state ``w``,
+        which holds the state where the call returns, the second buffer ``g``, the workspace ``ws`` and the
+        running statistics ``acc``/``iacc``), ``data`` (`Data`), ``layout`` (`Layout`), ``controls``
+        (`GDControls`) and ``records`` (`GDRecords`).
         """
         stamp  # noqa: B018  (the kernels' sources: part of the cache key, see `linalg.SOURCES`)
+        w, g, ws, acc, iacc = work
+        Rt, F, lstar = data
+        dims, offs, pivot = layout
+        etas, n_iter, threshold, gtol_sq, stop_early = controls
+        rec_k, rec_loss, rec_excess, rec_gn2, rec_ratio, rec_eta, rec_t = records
         constant = etas.shape[0] == 1
         n_rec = rec_k.shape[0]
         ltol_ex = acc[A_LTOL]

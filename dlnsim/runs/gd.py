@@ -56,6 +56,7 @@ import xarray as xr
 
 from dlnsim._blas import blas_threads as _blas_threads
 from dlnsim._kernels import gd as _gd
+from dlnsim._kernels.args import Data, GDControls, GDRecords, GDWork, Layout
 from dlnsim._kernels.linalg import workspace_size
 from dlnsim._notice import compile_notice
 from dlnsim.checks import attrs_arg, blas_arg, flag, positive_float
@@ -284,9 +285,14 @@ def solve_gd(
 
     total = n_iter + 1
     chunk = total if not progress else max(1000, total // 200)
-    bar = None  # made after the first chunk, so that a compilation is not in its rate and time estimate
     g = np.empty_like(w)
-    ws = np.empty(workspace_size(dims, pivot))
+    work = GDWork(w, g, np.empty(workspace_size(dims, pivot)), acc, iacc)
+    data = Data(problem.Rt, problem.F, float(problem.lstar))
+    layout = Layout(dims, offs, int(pivot))
+    controls = GDControls(etas, int(n_iter), float(threshold), float(gtol_abs * gtol_abs), bool(stop_early))
+    records = GDRecords(rec_k, rec["loss"], rec["excess_loss"], rec["grad_norm_sq"], rec["descent_ratio"],
+                        rec["eta"], rec["t"])
+    bar = None  # made after the first chunk, so that a compilation is not in its rate and time estimate
     status = _gd.RUNNING
     k = 0
     r = 0  # next record point whose state-based diagnostics are pending
@@ -311,11 +317,7 @@ def solve_gd(
                         snaps[r] = w
                     r += 1
                 k_stop = min(k + chunk, total, int(rec_k[r]) if r < n_rec else total)
-                status = _gd._gd_chunk(
-                    w, g, ws, dims, offs, pivot, problem.Rt, problem.F, problem.lstar, etas, n_iter, k, k_stop,
-                    threshold, gtol_abs * gtol_abs, stop_early, rec_k, rec["loss"], rec["excess_loss"],
-                    rec["grad_norm_sq"], rec["descent_ratio"], rec["eta"], rec["t"], acc, iacc,
-                )
+                status = _gd._gd_chunk(work, data, layout, controls, records, k, k_stop)
                 if progress:
                     if bar is None:
                         from tqdm.auto import tqdm
