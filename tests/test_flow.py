@@ -15,11 +15,19 @@ import dlnsim
 from dlnsim._kernels import flow as fk
 from dlnsim._kernels.flow_point import _point
 from dlnsim.analysis.sharpness import sharpness
+from dlnsim.diagnostics.dense import state_diagnostics
 from dlnsim.io import dataset
 from dlnsim.objective import flat_layout, unflatten
+from dlnsim.options import Record, Tolerances
 from dlnsim.runs.compare import COMPARE_SCHEMA, compare_flow
-from dlnsim.runs.flow import FLOW_SCHEMA, _run_flow, run_flow
-from dlnsim.runs.record import state_diagnostics
+from dlnsim.runs.flow import FLOW_SCHEMA, flow_dataset, run_flow, solve_flow
+
+
+def _flow_with_states(problem: dlnsim.Problem, W0: list[np.ndarray], t, **kwargs) -> tuple[xr.Dataset, np.ndarray]:
+    """`run_flow` and the states at every requested time (`solve_flow` with ``save=True``)."""
+    res = solve_flow(problem, W0, t, save=True, **kwargs)
+    assert res.states is not None
+    return flow_dataset(res), res.states
 
 
 def _problem(d_x: int, d_y: int, m: int, seed: int, scale: float = 1.0) -> dlnsim.Problem:
@@ -116,8 +124,8 @@ def test_factor_flow_matches_scipy_dop853(widths, seed):
     W0 = dlnsim.gaussian_init(widths, np.random.default_rng(seed + 100), 0.7)
     w0, dims, _, _ = flat_layout(W0)
     t = np.linspace(0.0, 4.0, 50)
-    ds, states = _run_flow(problem, W0, t, save=True)  # default rtol = 1e-10, atol = 1e-12
-    assert ds.attrs["status"] == "done"
+    ds, states = _flow_with_states(problem, W0, t)  # default rtol = 1e-10, atol = 1e-12
+    assert ds["status"].item() == "done"
 
     def rhs(_t, y):
         return -_flat(dlnsim.gradient(problem, unflatten(y, dims)))
@@ -148,8 +156,8 @@ def test_fixed_step_order_five_on_linear_regression():
     T = 1.0
     hs, errs = [], []
     for n in (24, 34, 48, 68, 96):  # lambda_max h <= 0.15: asymptotic regime, errors 1e-9 .. 1e-12
-        ds, states = _run_flow(problem, W0, [T], fixed_step=T / n, save=True)
-        assert ds.attrs["n_steps"] == n and ds.attrs["n_rejected"] == 0
+        ds, states = _flow_with_states(problem, W0, [T], tolerances=Tolerances(fixed_step=T / n))
+        assert ds["n_steps"].item() == n and ds["n_rejected"].item() == 0
         ref = exact(T)
         hs.append(T / n)
         errs.append(np.linalg.norm(states[-1].reshape(2, 3) - ref) / np.linalg.norm(ref))
@@ -161,13 +169,13 @@ def test_fixed_step_order_five_on_linear_regression():
 def test_adaptive_run_meets_its_tolerance(rtol):
     problem, W0, exact = _linear_regression()
     t = np.linspace(0.0, 2.0, 50)  # most of them inside steps: dense output
-    ds, states = _run_flow(problem, W0, t, rtol=rtol, atol=1e-2 * rtol, save=True)
+    ds, states = _flow_with_states(problem, W0, t, tolerances=Tolerances(rtol=rtol, atol=1e-2 * rtol))
     ref = np.array([exact(tk).ravel() for tk in t])
     err = _rel_rows(states, ref).max()
     # local error control on a contracting linear flow: the global error stays below rtol (measured
     # 0.08-0.11 rtol; the bound keeps a factor ~9 of margin)
     assert err <= rtol, err
-    assert ds.attrs["n_rejected"] <= 3
+    assert ds["n_rejected"].item() <= 3
 
 
 def test_factor_flow_conserves_balancedness():
@@ -176,8 +184,8 @@ def test_factor_flow_conserves_balancedness():
     W0 = dlnsim.gaussian_init(widths, np.random.default_rng(21), 0.8)  # unbalanced on purpose
     rtol = 1e-10
     t = np.linspace(0.0, 3.0, 20)
-    ds, states = _run_flow(problem, W0, t, rtol=rtol, atol=1e-12, save=True)
-    assert ds.attrs["status"] == "done"
+    ds, states = _flow_with_states(problem, W0, t, tolerances=Tolerances(rtol=rtol, atol=1e-12))
+    assert ds["status"].item() == "done"
     n = len(W0)
     D0 = [W0[j + 1].T @ W0[j + 1] - W0[j] @ W0[j].T for j in range(n - 1)]
     for s in states:
@@ -199,10 +207,10 @@ def test_end_to_end_flow_equals_product_of_factor_flow(widths, rank):
     W0 = dlnsim.balanced_init(widths, np.random.default_rng(31), scale=0.9, rank=rank)
     t = np.linspace(0.0, 3.0, 25)
     rtol, atol = 1e-11, 1e-13
-    dsf, sf = _run_flow(problem, W0, t, rtol=rtol, atol=atol, save=True)
-    dse, se = _run_flow(problem, W0, t, rtol=rtol, atol=atol, kind="end_to_end", save=True)
-    assert dsf.attrs["status"] == dse.attrs["status"] == "done"
-    assert dse.attrs["end_to_end_rank"] == (rank or min(widths))
+    dsf, sf = _flow_with_states(problem, W0, t, tolerances=Tolerances(rtol=rtol, atol=atol))
+    dse, se = _flow_with_states(problem, W0, t, kind="end_to_end", tolerances=Tolerances(rtol=rtol, atol=atol))
+    assert dsf["status"].item() == dse["status"].item() == "done"
+    assert dse["end_to_end_rank"].item() == (rank or min(widths))
     prods = np.array([dlnsim.product(unflatten(s, np.array(widths))).ravel() for s in sf])
     # two integrations at rtol = 1e-11: agreement to 1e-8 (measured 1.5e-12 .. 2.8e-12)
     assert _rel_rows(se, prods).max() <= 1e-8
@@ -222,8 +230,8 @@ def test_gd_follows_the_flow_to_first_order_and_the_modified_flow_to_second_orde
     T = 1.0
     etas, d_flow, d_mod = [], [], []
     for n in (50, 100, 200, 400, 800):  # eta from 0.02 to 0.00125: more than a decade
-        ds = compare_flow(problem, W0, T / n, n, record=[n], rtol=1e-12, atol=1e-14)
-        assert ds.attrs["flow_factor_status"] == ds.attrs["flow_modified_status"] == "done"
+        ds = compare_flow(problem, W0, T / n, n, record=[n], tolerances=Tolerances(rtol=1e-12, atol=1e-14))
+        assert ds["flow_factor_status"].item() == ds["flow_modified_status"].item() == "done"
         assert float(ds["t"][-1]) == pytest.approx(T, rel=1e-12)  # summed stepsizes: rounding
         etas.append(T / n)
         d_flow.append(float(ds["flow_distance"][-1]))
@@ -238,7 +246,7 @@ def test_gd_follows_the_flow_to_first_order_and_the_modified_flow_to_second_orde
 def test_compare_flow_dataset_and_netcdf_roundtrip(tmp_path):
     problem = _problem(3, 2, 10, seed=5)
     W0 = dlnsim.balanced_init((3, 4, 2), np.random.default_rng(41), scale=0.8)
-    ds = compare_flow(problem, W0, 0.01, 300, record="log:20", kinds=("factor", "modified", "end_to_end"),
+    ds = compare_flow(problem, W0, 0.01, 300, record="log:20", kind=("factor", "modified", "end_to_end"),
                       sharpness=True)
     for name in ("flow_loss", "flow_distance", "flow_product_distance", "modified_flow_loss",
                  "modified_flow_distance", "modified_flow_product_distance", "end_to_end_flow_loss",
@@ -253,7 +261,7 @@ def test_compare_flow_dataset_and_netcdf_roundtrip(tmp_path):
     np.testing.assert_allclose(ds["end_to_end_flow_product_distance"].values,
                                ds["flow_product_distance"].values, rtol=0, atol=1e-8)
     # the same division: exact up to 1 ulp
-    np.testing.assert_allclose(ds["sharpness_limit"].values[:-1], 2 / ds["eta"].values[:-1], rtol=1e-15)
+    np.testing.assert_allclose(ds["sharpness_limit"].values[:-1], 2 / ds["eta_k"].values[:-1], rtol=1e-15)
     assert np.isnan(ds["sharpness_limit"].values[-1])  # no step after the last iterate
     assert ds.attrs["flow_rtol"] == 1e-10 and ds.attrs["flow_modified_eta"] == 0.01
     path = dataset.save(ds, tmp_path / "cmp.nc")
@@ -271,15 +279,15 @@ def test_compare_flow_decaying_schedule_has_no_modified_flow():
     t_k = np.concatenate([[0.0], np.cumsum(sched.values(200))])[ds["k"].values]
     np.testing.assert_allclose(ds["t"].values, t_k, rtol=1e-13)  # summation order: rounding
     with pytest.raises(ValueError, match="constant stepsize"):
-        compare_flow(problem, W0, sched, 20, kinds=("factor", "modified"))
+        compare_flow(problem, W0, sched, 20, kind=("factor", "modified"))
 
 
 def test_compare_flow_after_gd_divergence_keeps_the_record_up_to_the_stop():
     problem = _problem(3, 2, 10, seed=5)
     W0 = dlnsim.gaussian_init((3, 4, 2), np.random.default_rng(43), 0.5)
     ds = compare_flow(problem, W0, 0.15, 200, record="all")  # GD diverges at k = 5
-    assert ds.attrs["status"] == "diverged"
-    stop = ds.attrs["stop_iteration"]
+    assert ds["status"].item() == "diverged"
+    stop = ds["stop_iteration"].item()
     assert stop > 3
     ok = ds["k"].values < stop
     after = ds["k"].values > stop
@@ -288,12 +296,12 @@ def test_compare_flow_after_gd_divergence_keeps_the_record_up_to_the_stop():
     assert np.all(np.isnan(ds["modified_flow_loss"].values[after]))
     # the stop is a record point: the blown-up GD state, far from the flow
     at = int(np.flatnonzero(ds["k"].values == stop)[0])
-    assert float(ds["loss"][at]) > ds.attrs["divergence_threshold"]
+    assert float(ds["loss"][at]) > ds["divergence_threshold"].item()
     assert float(ds["flow_distance"][at]) > 100 * float(ds["flow_distance"][at - 1])
     ok = ds["k"].values <= stop
-    assert ds.attrs["flow_factor_status"] == "done"
+    assert ds["flow_factor_status"].item() == "done"
     # the flow ends exactly at the last finite t_k (the last step is clipped to it): equal up to 1 ulp
-    assert ds.attrs["flow_factor_t_reached"] == pytest.approx(float(ds["t"].values[ok][-1]), rel=1e-15)
+    assert ds["flow_factor_t_reached"].item() == pytest.approx(float(ds["t"].values[ok][-1]), rel=1e-15)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -305,10 +313,10 @@ def test_flow_from_a_diverging_start_reports_max_steps_and_keeps_the_record():
     problem = _problem(3, 2, 10, seed=5)
     W0 = dlnsim.gaussian_init((3, 4, 4, 2), np.random.default_rng(44), 20.0)  # very stiff
     t = np.concatenate([[0.0], np.geomspace(1e-9, 1.0, 49)])
-    ds = run_flow(problem, W0, t, max_steps=300)
-    assert ds.attrs["status"] == "max_steps"
-    assert ds.attrs["n_steps"] + ds.attrs["n_rejected"] == 300
-    reached = t <= ds.attrs["t_reached"]
+    ds = run_flow(problem, W0, t, tolerances=Tolerances(max_steps=300))
+    assert ds["status"].item() == "max_steps"
+    assert ds["n_steps"].item() + ds["n_rejected"].item() == 300
+    reached = t <= ds["t_reached"].item()
     assert 1 < reached.sum() < t.size
     assert np.all(np.isfinite(ds["loss"].values[reached]))
     assert np.all(np.isnan(ds["loss"].values[~reached]))
@@ -321,8 +329,8 @@ def test_flow_from_an_overflowing_start_reports_nonfinite():
     W0 = [1e80 * W for W in dlnsim.gaussian_init((3, 4, 4, 2), np.random.default_rng(45), 1.0)]
     t = np.linspace(0.0, 1.0, 5)
     ds = run_flow(problem, W0, t)
-    assert ds.attrs["status"] == "nonfinite"
-    assert ds.attrs["n_steps"] == 0
+    assert ds["status"].item() == "nonfinite"
+    assert ds["n_steps"].item() == 0
     assert not np.isfinite(ds["loss"].values[0])  # recorded at t = 0: the loss overflows
     assert np.all(np.isnan(ds["loss"].values[1:]))
 
@@ -335,38 +343,40 @@ def test_run_flow_dataset_and_netcdf_roundtrip(tmp_path):
     assert ds["loss"].dims == ("time",) and ds["balancedness"].dims == ("time", "pair")
     assert ds["product_sv"].dims == ("time", "sv")
     np.testing.assert_array_equal(ds["time"].values, t)
-    for key in ("status", "n_steps", "n_rejected", "rtol", "atol", "kind", "eta", "dlnsim_version", "note"):
+    for key in ("status", "n_steps", "n_rejected"):  # outcomes: 0-d variables
+        assert key in ds.data_vars and ds[key].ndim == 0
+    for key in ("rtol", "atol", "kind", "eta", "dlnsim_version", "note"):  # settings and provenance
         assert key in ds.attrs
-    assert ds.attrs["kind"] == "modified" and ds.attrs["eta"] == 0.01 and ds.attrs["status"] == "done"
+    assert ds.attrs["kind"] == "modified" and ds.attrs["eta"] == 0.01 and ds["status"].item() == "done"
     # L(W0) by the kernel's loss-and-gradient vs dlnsim.loss (same kernel): rounding only
     assert float(ds["loss"][0]) == pytest.approx(dlnsim.loss(problem, W0), rel=1e-14)
     path = dataset.save(ds, tmp_path / "flow.nc")
     xr.testing.assert_identical(dataset.open(path), ds)
     for name, (dims, units, long_name) in {**FLOW_SCHEMA, **COMPARE_SCHEMA}.items():
         assert units and long_name and dims, name
-    plain = run_flow(problem, W0, t, diagnostics=False)
-    assert set(plain.data_vars) == {"loss", "excess_loss"}
+    plain = run_flow(problem, W0, t, record=Record(diagnostics=False))
+    assert {k for k, v in plain.data_vars.items() if v.ndim} == {"loss", "excess_loss"}
     assert plain.attrs["eta"] in (None, "none")  # no stepsize for the factor flow
 
 
 def test_a_first_step_below_the_time_resolution_reports_step_underflow():
     problem = _problem(3, 2, 10, seed=5)
     W0 = dlnsim.gaussian_init((3, 4, 2), np.random.default_rng(47), 0.5)
-    ds = run_flow(problem, W0, [0.0, 1.0], first_step=1e-320)
-    assert ds.attrs["status"] == "step_underflow" and ds.attrs["n_steps"] == 0
+    ds = run_flow(problem, W0, [0.0, 1.0], tolerances=Tolerances(first_step=1e-320))
+    assert ds["status"].item() == "step_underflow" and ds["n_steps"].item() == 0
     assert np.isfinite(ds["loss"].values[0]) and np.isnan(ds["loss"].values[1])
 
 
 def test_requested_times_may_repeat_and_start_after_zero():
     problem = _problem(3, 2, 10, seed=5)
     W0 = dlnsim.gaussian_init((3, 4, 2), np.random.default_rng(47), 0.5)
-    ds = run_flow(problem, W0, [0.5, 0.5, 1.0], diagnostics=False)
-    full = run_flow(problem, W0, [0.0, 0.5, 1.0], diagnostics=False)
+    ds = run_flow(problem, W0, [0.5, 0.5, 1.0], record=Record(diagnostics=False))
+    full = run_flow(problem, W0, [0.0, 0.5, 1.0], record=Record(diagnostics=False))
     assert float(ds["loss"][0]) == float(ds["loss"][1])
     # different step sequences, both at rtol 1e-10: losses agree to 1e-8
     np.testing.assert_allclose(ds["loss"].values[1:], full["loss"].values[1:], rtol=1e-8)
     only0 = run_flow(problem, W0, [0.0])
-    assert only0.attrs["status"] == "done" and only0.attrs["n_steps"] == 0
+    assert only0["status"].item() == "done" and only0["n_steps"].item() == 0
 
 
 @pytest.mark.parametrize(
@@ -377,16 +387,16 @@ def test_requested_times_may_repeat_and_start_after_zero():
         ({"t": [-1.0, 1.0]}, "t must be >= 0"),
         ({"t": [0.0, 2.0, 1.0]}, "non-decreasing"),
         ({"t": []}, "t must not be empty"),
-        ({"rtol": 0.0}, "rtol"),
-        ({"atol": -1.0}, "atol"),
+        ({"tolerances": {"rtol": 0.0}}, r"Tolerances\.rtol"),
+        ({"tolerances": {"atol": -1.0}}, r"Tolerances\.atol"),
         ({"kind": "euler"}, "kind must be one of"),
         ({"kind": "modified"}, "eta is required"),
         ({"kind": "modified", "eta": -0.1}, "eta"),
         ({"eta": 0.1}, "eta is only used"),
         ({"kind": "end_to_end"}, "W0 must be balanced"),
-        ({"max_steps": 0}, "max_steps"),
-        ({"first_step": -1.0}, "first_step"),
-        ({"fixed_step": 0.0}, "fixed_step"),
+        ({"tolerances": {"max_steps": 0}}, r"Tolerances\.max_steps"),
+        ({"tolerances": {"first_step": -1.0}}, r"Tolerances\.first_step"),
+        ({"tolerances": {"fixed_step": 0.0}}, r"Tolerances\.fixed_step"),
     ],
 )
 def test_run_flow_rejects_bad_input(kwargs, match):
@@ -394,6 +404,8 @@ def test_run_flow_rejects_bad_input(kwargs, match):
     W0 = dlnsim.gaussian_init((3, 4, 2), np.random.default_rng(48), 0.5)
     args = {"t": [0.0, 1.0], **kwargs}
     with pytest.raises(ValueError, match=match):
+        if isinstance(args.get("tolerances"), dict):  # made here: its own validation is part of the refusal
+            args["tolerances"] = Tolerances(**args["tolerances"])
         run_flow(problem, W0, **args)
 
 
@@ -401,11 +413,11 @@ def test_compare_flow_rejects_bad_kinds():
     problem = _problem(3, 2, 10, seed=5)
     W0 = dlnsim.gaussian_init((3, 4, 2), np.random.default_rng(49), 0.5)
     with pytest.raises(ValueError, match="kind must be one of"):
-        compare_flow(problem, W0, 0.01, 10, kinds=("factor", "exact"))
+        compare_flow(problem, W0, 0.01, 10, kind=("factor", "exact"))
     with pytest.raises(ValueError, match="W0 must be balanced"):
-        compare_flow(problem, W0, 0.01, 10, kinds=("end_to_end",))
+        compare_flow(problem, W0, 0.01, 10, kind=("end_to_end",))
     with pytest.raises(ValueError, match="must not repeat"):
-        compare_flow(problem, W0, 0.01, 10, kinds=("factor", "factor"))
+        compare_flow(problem, W0, 0.01, 10, kind=("factor", "factor"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -475,8 +487,8 @@ def test_state_diagnostics_agree_with_the_dense_computation_to_rounding(case):
         W0 = dlnsim.gaussian_init(widths, rng, 0.5)
         problem = _problem(3, 4, 12, seed=62)
     t = np.concatenate([[0.0, 0.0], np.linspace(0.01, 3.0, 300), [3.0]])  # t = 0 twice, the last time twice
-    ds, states = _run_flow(problem, W0, t, kind=kind, eta=eta, save=True)
-    assert ds.attrs["status"] == "done"
+    ds, states = _flow_with_states(problem, W0, t, kind=kind, eta=eta)
+    assert ds["status"].item() == "done"
     _assert_diagnostics_match(ds, states, widths)
 
 
@@ -487,7 +499,7 @@ def test_times_whose_bounds_do_not_close_come_from_a_second_integration(monkeypa
 
     setup = dlnsim.paper_setup(3, 1, d=12, m=40)
     t = np.concatenate([[0.0], np.linspace(0.01, 3.0, 400)])
-    ref, states = _run_flow(setup.problem, setup.W0, t, save=True)
+    ref, states = _flow_with_states(setup.problem, setup.W0, t)
     step_diagnostics = fd.step_diagnostics
 
     def every_third_left(steps, slot, th, dims, bal, ln, sv):
@@ -509,14 +521,14 @@ def test_a_run_resumed_after_each_batch_of_steps_takes_the_same_steps(monkeypatc
 
     setup = dlnsim.paper_setup(3, 1, d=12, m=40)
     t = np.linspace(0.0, 3.0, 200)
-    one, s1 = _run_flow(setup.problem, setup.W0, t, save=True, diagnostics=["grad_norm_sq"])
+    one, s1 = _flow_with_states(setup.problem, setup.W0, t, record=Record(diagnostics=["grad_norm_sq"]))
     monkeypatch.setattr(flow_module, "_SLOT_BYTES", 1)  # the smallest batches: 4 steps
-    many, s2 = _run_flow(setup.problem, setup.W0, t, save=True)
+    many, s2 = _flow_with_states(setup.problem, setup.W0, t)
     np.testing.assert_array_equal(s1, s2)
     for name in ("loss", "grad_norm_sq"):
         np.testing.assert_array_equal(one[name].values, many[name].values)
     for key in ("n_steps", "n_rejected", "n_rhs", "t_reached", "first_step"):
-        assert one.attrs[key] == many.attrs[key], key
+        assert one[key].item() == many[key].item(), key
     _assert_diagnostics_match(many, s2, tuple(setup.widths))
 
 
@@ -526,7 +538,7 @@ def test_grad_norm_sq_equals_the_norm_of_the_gradient():
         rng = np.random.default_rng(63)
         problem = dlnsim.Problem(rng.standard_normal((widths[0], 15)), rng.standard_normal((widths[-1], 15)))
         W0 = dlnsim.gaussian_init(widths, rng, 0.6)
-        ds, states = _run_flow(problem, W0, np.linspace(0.0, 1.0, 5), save=True)
+        ds, states = _flow_with_states(problem, W0, np.linspace(0.0, 1.0, 5))
         ref = [sum(np.sum(G * G) for G in dlnsim.gradient(problem, unflatten(s, np.array(widths)))) for s in states]
         np.testing.assert_allclose(ds["grad_norm_sq"].values, ref, rtol=1e-14)  # sums of squares: rounding
 
@@ -534,7 +546,7 @@ def test_grad_norm_sq_equals_the_norm_of_the_gradient():
 def test_end_to_end_flow_product_singular_values_are_those_of_its_states():
     problem = _problem(5, 4, 12, seed=64)
     W0 = dlnsim.balanced_init((5, 3, 6, 4), np.random.default_rng(65), scale=0.7)
-    ds, states = _run_flow(problem, W0, np.linspace(0.0, 2.0, 30), kind="end_to_end", save=True)
+    ds, states = _flow_with_states(problem, W0, np.linspace(0.0, 2.0, 30), kind="end_to_end")
     ref = np.linalg.svd(states.reshape(-1, 4, 5), compute_uv=False)[:, :3]
     np.testing.assert_allclose(ds["product_sv"].values, ref, rtol=0, atol=1e-14 * ref.max())  # same SVD
 
@@ -588,9 +600,9 @@ def test_paper_setup_end_to_end_flow_with_rank_two_product():
     of the factor flow."""
     setup = dlnsim.paper_setup(5, 0)
     t = np.linspace(0.0, 5.0, 11)
-    dsf, sf = _run_flow(setup.problem, setup.W0, t, save=True, diagnostics=False)
-    dse, se = _run_flow(setup.problem, setup.W0, t, kind="end_to_end", save=True, diagnostics=False)
-    assert dse.attrs["end_to_end_rank"] == 2
+    dsf, sf = _flow_with_states(setup.problem, setup.W0, t, record=Record(diagnostics=False))
+    dse, se = _flow_with_states(setup.problem, setup.W0, t, kind="end_to_end", record=Record(diagnostics=False))
+    assert dse["end_to_end_rank"].item() == 2
     prods = np.array([dlnsim.product(unflatten(s, np.array(setup.widths))).ravel() for s in sf])
     assert _rel_rows(se[1:], prods[1:]).max() <= 1e-8  # rtol 1e-10 runs; measured ~1e-10
     np.testing.assert_allclose(dse["loss"].values, dsf["loss"].values, rtol=1e-8)
@@ -600,7 +612,7 @@ def test_paper_setup_end_to_end_flow_with_rank_two_product():
 def test_paper_setup_gd_against_flow_at_the_bound():
     setup = dlnsim.paper_setup(3, 0)
     ds = compare_flow(setup.problem, setup.W0, "bound", 2000, record="log:30")
-    assert ds.attrs["flow_factor_status"] == ds.attrs["flow_modified_status"] == "done"
+    assert ds["flow_factor_status"].item() == ds["flow_modified_status"].item() == "done"
     d, dm = ds["flow_distance"].values, ds["modified_flow_distance"].values
     assert np.all(np.isfinite(d)) and np.all(np.isfinite(dm))
     # at the bound eta is small: GD stays within 1e-2 of the flow (relative to ||W||) and the modified flow
