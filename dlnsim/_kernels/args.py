@@ -81,3 +81,42 @@ class GDRecords(NamedTuple):
     ratio: np.ndarray
     eta: np.ndarray
     t: np.ndarray
+
+
+class FlowWork(NamedTuple):
+    """State and scratch of a flow integration: ``y`` (n,), the stages ``ks`` (7, n), the integer counters
+    ``istats`` (`flow.N_ISTATS`) and the float ones ``fstats`` (`flow.N_FSTATS`), kept between calls."""
+
+    y: np.ndarray
+    ks: np.ndarray
+    istats: np.ndarray
+    fstats: np.ndarray
+
+
+class FlowControls(NamedTuple):
+    """What a flow integration does: the requested times ``t_eval`` (non-decreasing, >= 0), ``rtol``,
+    ``atol``, ``first_step`` (0: automatic), ``fixed_step`` (0: adaptive), ``eta`` of the modified flow,
+    ``max_steps``, the ``rank`` of the end-to-end flow, ``with_loss`` and ``with_grad``."""
+
+    t_eval: np.ndarray
+    rtol: float
+    atol: float
+    first_step: float
+    fixed_step: float
+    eta: float
+    max_steps: int
+    rank: int
+    with_loss: bool
+    with_grad: bool
+
+
+class FlowRecords(NamedTuple):
+    """Outputs at the requested times: ``save_idx`` (int64, row of ``out_y`` or -1), the kept states ``out_y``
+    (n_save, n), the per-time record ``rec`` (`flow.N_REC`, n_t), the dense-output ``slot`` of each time
+    (int64) and the slots ``poly`` (n_slots, 5, n)."""
+
+    save_idx: np.ndarray
+    out_y: np.ndarray
+    rec: np.ndarray
+    slot: np.ndarray
+    poly: np.ndarray

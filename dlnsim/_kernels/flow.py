@@ -78,20 +78,6 @@ NONFINITE = 2
 STEP_UNDERFLOW = 3
 BUFFER_FULL = 4  # the dense-output slots are full: read them and call again
 
-# slots of the float settings ``prm``
-P_RTOL = 0
-P_ATOL = 1
-P_FIRST_STEP = 2  # 0: automatic
-P_FIXED_STEP = 3  # 0: adaptive
-P_ETA = 4  # stepsize of the modified flow
-N_PRM = 5
-# slots of the integer settings ``iprm``
-I_MAX_STEPS = 0
-I_PIVOT = 1
-I_RANK = 2  # rank of the end-to-end flow
-I_WITH_LOSS = 3
-I_WITH_GRAD = 4
-N_IPRM = 5
 # rows of the per-time record ``rec``
 REC_EX = 0  # excess loss L - L*
 REC_GN2 = 1  # ||grad L^N||_F^2
@@ -222,14 +208,17 @@ def _make_integrator(kind: int, name: str, stamp: str = SOURCES) -> Any:
     seconds of compile time for a body this size).
     """
 
-    def integrate(y, t_eval, prm, iprm, dims, offs, Rt, F, ks, save_idx, out_y, rec, slot, poly, istats, fstats):
+    def integrate(work, data, layout, controls, records):
         """Integrate the flow through the requested times ``t_eval`` (non-decreasing, >= 0) from t = 0, or
         resume a run that returned BUFFER_FULL.
 
-        ``y`` (n,): the state, overwritten with the state where the call returns.  ``prm`` (5,) float:
-        rtol, atol, first step (0: automatic), fixed step (0: adaptive), eta of the modified flow.  ``iprm``
-        (5,) int: max_steps, the pivot layer, the rank of the end-to-end flow, with_loss, with_grad.
-        ``ks`` (7, n): the stages, kept between calls (ks[0] = f(t, y), FSAL).
+        The arguments are the named tuples of `dlnsim._kernels.args`.  ``work`` (`FlowWork`): ``y`` (n,), the
+        state, overwritten with the state where the call returns; ``ks`` (7, n), the stages, kept between
+        calls (ks[0] = f(t, y), FSAL); ``istats``/``fstats``, the counters.  ``data`` (`Data`), ``layout``
+        (`Layout`).  ``controls`` (`FlowControls`): the requested times ``t_eval``, rtol, atol, the first step
+        (0: automatic), the fixed step (0: adaptive), eta of the modified flow, max_steps, the rank of the
+        end-to-end flow, with_loss, with_grad.  ``records`` (`FlowRecords`): ``save_idx``, ``out_y``, ``rec``,
+        ``slot``, ``poly`` as below.
 
         At requested time i: with_loss ``rec[REC_EX, i]`` = L - L*, with_grad also ``rec[REC_GN2, i]`` =
         ||grad L^N||_F^2 (factor and modified flows), and the state into ``out_y[save_idx[i]]`` when
@@ -244,16 +233,11 @@ def _make_integrator(kind: int, name: str, stamp: str = SOURCES) -> Any:
         Returns DONE, MAX_STEPS, NONFINITE, STEP_UNDERFLOW or BUFFER_FULL.
         """
         stamp  # noqa: B018  (the kernels' sources: part of the cache key, see `linalg.SOURCES`)
-        rtol = prm[P_RTOL]
-        atol = prm[P_ATOL]
-        h_init = prm[P_FIRST_STEP]
-        h_fixed = prm[P_FIXED_STEP]
-        eta = prm[P_ETA]
-        max_steps = iprm[I_MAX_STEPS]
-        pivot = iprm[I_PIVOT]
-        rank = iprm[I_RANK]
-        with_loss = iprm[I_WITH_LOSS] != 0
-        with_grad = iprm[I_WITH_GRAD] != 0
+        y, ks, istats, fstats = work
+        Rt, F, _ = data
+        dims, offs, pivot = layout
+        t_eval, rtol, atol, h_init, h_fixed, eta, max_steps, rank, with_loss, with_grad = controls
+        save_idx, out_y, rec, slot, poly = records
         n = y.shape[0]
         n_t = t_eval.shape[0]
         n_slots = poly.shape[0]

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from dlnsim._kernels import flow as _fk
+from dlnsim._kernels.args import FlowRecords, FlowWork
 from dlnsim._kernels.flow_diag import _compress
 from dlnsim.diagnostics.dense import layers_of, stack_diagnostics
 
@@ -434,15 +435,16 @@ def states_at(kernel: Any, args: tuple[Any, ...], y0: np.ndarray, t: np.ndarray,
     """The states at the times ``idx`` (increasing, t > 0) from a second integration with the settings of
     ``args``: the same steps (the kernel is deterministic, and the steps depend only on the settings and the
     last requested time)."""
-    prm, iprm, dims, offs, Rt, F = args[2:8]
+    _, data, layout, controls, _ = args
     keep = np.full(t.size, -1, dtype=np.int64)  # all the times: the last one sets the steps
     keep[idx] = np.arange(idx.size)
     states = np.full((idx.size, y0.size), np.nan)
-    quiet = iprm.copy()
-    quiet[_fk.I_WITH_LOSS] = quiet[_fk.I_WITH_GRAD] = 0
-    kernel(y0.copy(), t, prm, quiet, dims, offs, Rt, F, np.empty((7, y0.size)), keep, states,
-           np.full((_fk.N_REC, t.size), np.nan), np.full(t.size, -1, dtype=np.int64), np.empty((0, 5, y0.size)),
-           np.zeros(_fk.N_ISTATS, dtype=np.int64), np.zeros(_fk.N_FSTATS))
+    quiet = controls._replace(with_loss=False, with_grad=False)
+    work = FlowWork(y0.copy(), np.empty((7, y0.size)), np.zeros(_fk.N_ISTATS, dtype=np.int64),
+                    np.zeros(_fk.N_FSTATS))
+    records = FlowRecords(keep, states, np.full((_fk.N_REC, t.size), np.nan), np.full(t.size, -1, dtype=np.int64),
+                          np.empty((0, 5, y0.size)))
+    kernel(work, data, layout, quiet, records)
     return states
 
 

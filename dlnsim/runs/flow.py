@@ -46,6 +46,7 @@ import xarray as xr
 
 from dlnsim._blas import blas_threads as _blas_threads
 from dlnsim._kernels import flow as _fk
+from dlnsim._kernels.args import Data, FlowControls, FlowRecords, FlowWork, Layout
 from dlnsim._kernels.flow_diag import _compress
 from dlnsim._notice import compile_notice
 from dlnsim.checks import attrs_arg, blas_arg, positive_float
@@ -236,11 +237,13 @@ def integrate(
     poly = np.empty((n_slots, 5, y.size))
     rec = np.full((_fk.N_REC, n_t), nan)
     slot = np.full(n_t, -1, dtype=np.int64)
-    prm = np.array([rtol, atol, first_step, fixed_step, eta], dtype=np.float64)
-    iprm = np.array([max_steps, pivot, rank, with_loss, with_grad and factors], dtype=np.int64)
     y0 = y.copy()
-    args = (y, t, prm, iprm, dims, offs, problem.Rt, problem.F, np.empty((7, y.size)), save_idx, out.states, rec,
-            slot, poly, out.istats, out.fstats)
+    args = (FlowWork(y, np.empty((7, y.size)), out.istats, out.fstats),
+            Data(problem.Rt, problem.F, float(problem.lstar)),
+            Layout(dims, offs, int(pivot)),
+            FlowControls(t, float(rtol), float(atol), float(first_step), float(fixed_step), float(eta),
+                         int(max_steps), int(rank), bool(with_loss), bool(with_grad and factors)),
+            FlowRecords(save_idx, out.states, rec, slot, poly))
     kernel = _fk.ENTRY[code]
     steps_wanted = state_diag and factors and len(mats) >= 2  # compressed diagnostics (`Steps`)
     with compile_notice((kernel, _compress) if steps_wanted else kernel, _KERNEL_NAMES[code]):
