@@ -9,13 +9,18 @@ import xarray as xr
 
 import dlnsim
 from dlnsim.io import dataset
+from dlnsim.options import DIAGNOSTICS, LogSpaced, Record, Stop, diagnostics_set, flow_times, record_points
 from dlnsim.runs.compare import compare_flow
 from dlnsim.runs.flow import FlowResult, flow_dataset, solve_flow
 from dlnsim.runs.gd import GDResult, gd_dataset, solve_gd
-from dlnsim.runs.record import DIAGNOSTICS, LogSpaced, diagnostics_set, flow_times, record_points
 
 SHARED = ("loss", "excess_loss", "grad_norm_sq", "balancedness", "balancedness_max", "layer_norm_sq",
           "product_sv")
+
+
+def _records(ds: xr.Dataset) -> set[str]:
+    """The recorded variables of a run (along k or time), without its 0-d outcomes."""
+    return {str(name) for name, v in ds.data_vars.items() if v.ndim}
 
 
 def _setup(seed: int = 0, widths: tuple[int, ...] = (3, 4, 2)) -> tuple[dlnsim.Problem, list[np.ndarray]]:
@@ -37,10 +42,11 @@ def test_gd_and_flow_share_names_and_concatenate_on_one_time_axis() -> None:
     assert "t" in gd.coords and gd["t"].dims == ("k",)
     np.testing.assert_allclose(gd["t"].values, 1e-2 * gd["k"].values, rtol=1e-12)  # summed stepsizes
     # one time axis: GD over t renamed to time, k kept as a variable (the flow has no iterations)
-    both = xr.concat([gd.swap_dims(k="t").rename(t="time").reset_coords("k"), fl], dim="time")
+    # (data_vars="all": the runs' 0-d outcomes, status etc., are spread along time too)
+    both = xr.concat([gd.swap_dims(k="t").rename(t="time").reset_coords("k"), fl], dim="time", data_vars="all")
     assert both.sizes["time"] == gd.sizes["k"] + fl.sizes["time"]
     np.testing.assert_array_equal(both["loss"].values, np.concatenate([gd["loss"].values, fl["loss"].values]))
-    assert np.all(np.isnan(both["eta"].values[gd.sizes["k"]:]))  # GD-only variables: NaN for the flow
+    assert np.all(np.isnan(both["eta_k"].values[gd.sizes["k"]:]))  # GD-only variables: NaN for the flow
     # or side by side, one row per run, on the union of the times
     side = xr.concat([gd.swap_dims(k="t").rename(t="time").reset_coords("k"), fl],
                      dim=pd.Index(["gd", "flow"], name="run"), join="outer")
@@ -60,22 +66,22 @@ def test_result_objects_and_their_datasets() -> None:
     fres = solve_flow(problem, W0, [0.0, 0.5], save=True)
     assert isinstance(fres, FlowResult) and fres.status == "done"
     assert fres.states is not None and fres.states.shape == (2, res.w.size)
-    assert set(flow_dataset(fres).data_vars) == set(SHARED)
+    assert _records(flow_dataset(fres)) == set(SHARED)
 
 
 def test_diagnostics_selection_is_the_same_everywhere(tmp_path) -> None:
     problem, W0 = _setup()
     pick = ["product_sv", "grad_norm_sq"]
-    gd = dlnsim.run_gd(problem, W0, 1e-2, 20, record="log:5", diagnostics=pick)
-    fl = dlnsim.run_flow(problem, W0, 0.2, record="linear:5", diagnostics=pick)
-    cmp = compare_flow(problem, W0, 1e-2, 20, "log:5", diagnostics=pick, kinds=("factor",))
+    gd = dlnsim.run_gd(problem, W0, 1e-2, 20, record=Record("log:5", diagnostics=pick))
+    fl = dlnsim.run_flow(problem, W0, 0.2, record=Record("linear:5", diagnostics=pick))
+    cmp = compare_flow(problem, W0, 1e-2, 20, record=Record("log:5", diagnostics=pick), kind=("factor",))
     base = {"loss", "excess_loss"}
-    assert set(fl.data_vars) == base | set(pick)
-    assert set(gd.data_vars) == base | set(pick) | {"eta", "descent_ratio"}
-    assert set(cmp.data_vars) == set(gd.data_vars) | {"flow_loss", "flow_excess_loss", "flow_distance",
-                                                     "flow_product_distance"}
-    none = dlnsim.run_gd(problem, W0, 1e-2, 20, diagnostics=False)
-    assert set(none.data_vars) == base | {"eta", "descent_ratio"}
+    assert _records(fl) == base | set(pick)
+    assert _records(gd) == base | set(pick) | {"eta_k", "descent_ratio"}
+    assert _records(cmp) == _records(gd) | {"flow_loss", "flow_excess_loss", "flow_distance",
+                                            "flow_product_distance"}
+    none = dlnsim.run_gd(problem, W0, 1e-2, 20, record=Record(diagnostics=False))
+    assert _records(none) == base | {"eta_k", "descent_ratio"}
     assert diagnostics_set(True) == DIAGNOSTICS and diagnostics_set("balancedness") == ("balancedness",)
     for ds in (gd, fl, cmp):
         path = dataset.save(ds, tmp_path / "r.nc")
@@ -88,9 +94,9 @@ def test_flow_time_policy() -> None:
     assert lg[0] == 0.0 and lg[1] == pytest.approx(1e-6) and lg[-1] == 1.0 and lg.size == 4
     assert flow_times(3.0, "linear").size == 200
     problem, W0 = _setup()
-    ds = dlnsim.run_flow(problem, W0, 1.0, record="log:6", diagnostics=False)
+    ds = dlnsim.run_flow(problem, W0, 1.0, record=Record("log:6", diagnostics=False))
     np.testing.assert_allclose(ds["time"].values, flow_times(1.0, "log:6"), rtol=0)
-    with pytest.raises(ValueError, match="record: with an array of times t leave record unset"):
+    with pytest.raises(ValueError, match=r"record: with an array of times t leave Record\.points unset"):
         dlnsim.run_flow(problem, W0, [0.0, 1.0], record="linear:5")
     with pytest.raises(ValueError, match="record must be 'linear'"):
         dlnsim.run_flow(problem, W0, 1.0, record="all")
@@ -116,20 +122,20 @@ def test_record_rules_clip_and_name_the_parameter() -> None:
 def test_gtol_iteration_is_recorded_without_stopping() -> None:
     p = dlnsim.Problem(*(np.random.default_rng(5).standard_normal(s) for s in ((4, 12), (2, 12))))
     eta = 1.0 / p.lambda_max
-    full = dlnsim.run_gd(p, [np.zeros((2, 4))], eta, 3000, gtol=1e-8, ltol=0.0, record="all")
-    a = full.attrs
+    full = dlnsim.run_gd(p, [np.zeros((2, 4))], eta, 3000, stop=Stop(gtol=1e-8, ltol=0.0), record="all")
+    a = dataset.outcomes(full)
     assert a["status"] == "converged" and a["stop_iteration"] == 3000
     k = a["gtol_iteration"]
     assert 0 < k < 3000 and a["ltol_iteration"] == -1
     gn = np.sqrt(full["grad_norm_sq"].values)
     assert gn[k] <= a["gtol_abs"] < gn[k - 1]  # the first iteration that passes
-    stopped = dlnsim.run_gd(p, [np.zeros((2, 4))], eta, 3000, gtol=1e-8, ltol=0.0, record="log:5",
-                            stop_early=True)
-    assert stopped.attrs["stop_iteration"] == k and k in stopped["k"].values  # the stop is recorded
+    stopped = dlnsim.run_gd(p, [np.zeros((2, 4))], eta, 3000, stop=Stop(gtol=1e-8, ltol=0.0, early=True),
+                            record="log:5")
+    assert stopped["stop_iteration"].item() == k and k in stopped["k"].values  # the stop is recorded
     assert float(stopped["loss"].sel(k=k)) == float(full["loss"].sel(k=k))
     assert np.isnan(float(stopped["loss"].sel(k=3000)))
-    planned = dlnsim.run_gd(p, [np.zeros((2, 4))], eta, 3000, gtol=1e-8, ltol=0.0, record="log:5",
-                            stop_early=True, record_stop=False)
+    planned = dlnsim.run_gd(p, [np.zeros((2, 4))], eta, 3000, stop=Stop(gtol=1e-8, ltol=0.0, early=True),
+                            record=Record("log:5", stop_point=False))
     np.testing.assert_array_equal(planned["k"].values, record_points(3000, "log:5"))
 
 
@@ -138,8 +144,8 @@ def test_loss_test_reports_converged_at_rounding_level() -> None:
     rng = np.random.default_rng(7)
     X = rng.standard_normal((3, 12))
     p = dlnsim.Problem(X, rng.standard_normal((2, 3)) @ X)
-    ds = dlnsim.run_gd(p, [np.zeros((2, 3))], 1.0 / p.lambda_max, 20_000, gtol=0.0, ltol=1e-20)
-    a = ds.attrs
+    ds = dlnsim.run_gd(p, [np.zeros((2, 3))], 1.0 / p.lambda_max, 20_000, stop=Stop(gtol=0.0, ltol=1e-20))
+    a = dataset.outcomes(ds)
     assert a["status"] == "converged" and 0 < a["ltol_iteration"] < 20_000
     assert a["final_excess_loss"] <= a["ltol_abs"]
 
@@ -148,12 +154,12 @@ def test_zero_start_is_a_critical_start_and_a_minimum_start_converged() -> None:
     problem, W0 = _setup()
     zero = [np.zeros_like(w) for w in W0]
     ds = dlnsim.run_gd(problem, zero, 1e-2, 50)
-    assert ds.attrs["status"] == "critical_start" and ds.attrs["gtol_iteration"] == 0
-    stop = dlnsim.run_gd(problem, zero, 1e-2, 50, stop_early=True)
-    assert stop.attrs["status"] == "critical_start" and stop.attrs["stop_iteration"] == 0
+    assert ds["status"].item() == "critical_start" and ds["gtol_iteration"].item() == 0
+    stop = dlnsim.run_gd(problem, zero, 1e-2, 50, stop=Stop(early=True))
+    assert stop["status"].item() == "critical_start" and stop["stop_iteration"].item() == 0
     # N = 1 from the least-squares solution: the loss test holds at k = 0
-    opt = dlnsim.run_gd(problem, [problem.W_ls], 1e-2, 10, stop_early=True)
-    assert opt.attrs["status"] == "converged" and opt.attrs["stop_iteration"] == 0
+    opt = dlnsim.run_gd(problem, [problem.W_ls], 1e-2, 10, stop=Stop(early=True))
+    assert opt["status"].item() == "converged" and opt["stop_iteration"].item() == 0
 
 
 @pytest.mark.parametrize("scale", [1e-8, 1.0, 1e8])
@@ -166,8 +172,8 @@ def test_tolerances_follow_the_scale_of_the_data(scale: float) -> None:
     Ws = [scale ** (1 / N) * w for w in W0]
     # the loss scales like c^2, weights like c^(1/N): the stepsize like c^(2/N - 2)
     eta = 2e-2 * scale ** (2 / N - 2)
-    ds = dlnsim.run_gd(p, Ws, eta, 5000, gtol=1e-6, stop_early=True, record="log:5")
-    assert ds.attrs["status"] == "converged"
-    assert 10 < ds.attrs["stop_iteration"] < 5000
-    ref = dlnsim.run_gd(problem, W0, 2e-2, 5000, gtol=1e-6, stop_early=True, record="log:5")
-    assert abs(ds.attrs["stop_iteration"] - ref.attrs["stop_iteration"]) <= 2  # rounding at the threshold
+    ds = dlnsim.run_gd(p, Ws, eta, 5000, stop=Stop(gtol=1e-6, early=True), record="log:5")
+    assert ds["status"].item() == "converged"
+    assert 10 < ds["stop_iteration"].item() < 5000
+    ref = dlnsim.run_gd(problem, W0, 2e-2, 5000, stop=Stop(gtol=1e-6, early=True), record="log:5")
+    assert abs(ds["stop_iteration"].item() - ref["stop_iteration"].item()) <= 2  # rounding at the threshold
