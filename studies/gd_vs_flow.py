@@ -102,8 +102,8 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     ds.attrs.update({
         "seed": SEED, "setup_call": f"dlnsim.paper_setup(N, seed={SEED}), {C.COMPRESSED}", "flow_time": T,
         "multiples": multiples, "record": record, "flow_rtol": RTOL, "flow_atol": ATOL,
-        "compare_call": "dlnsim.compare_flow(problem, W0, eta, round(T/eta), record, rtol, atol, "
-                        "kind=('factor', 'modified'))",
+        "compare_call": "dlnsim.compare_flow(problem, W0, eta, round(T/eta), record=record, "
+                        "kind=('factor', 'modified'), tolerances=dlnsim.Tolerances(rtol, atol, max_steps=10**7))",
     })
     return ds
 

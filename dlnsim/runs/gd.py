@@ -408,7 +408,8 @@ def solve_gd(
         "divergence_threshold": threshold,
     }
     if bound is not None:
-        outcomes.update(bound.attrs())
+        outcomes.update(bound.outcomes())
+        run_attrs.update(bound.attrs())
     run_attrs.update(dataset.provenance())
     run_attrs.update(user_attrs)
     if "grad_norm_sq" not in diag:

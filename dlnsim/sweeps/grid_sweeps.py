@@ -128,10 +128,11 @@ def critical_cell(*, setup: Callable[..., Any], n_iter: int, rtol: float, loss_t
         "lambda_max_XXt": problem.lambda_max,
         "widths": [int(W0[0].shape[1])] + [int(W.shape[0]) for W in W0],
         **problem.meta,
+        **(bound.attrs() if bound is not None else {}),
         **dataset.provenance(),
     }
     outcomes = {**res.outcomes(), "eta_star": eta_star, "ratio": res.eta_crit / eta_star,
-                **(bound.attrs() if bound is not None else {})}
+                **(bound.outcomes() if bound is not None else {})}
     coords = {"trial": np.arange(1, len(res.trials) + 1, dtype=np.int64)}
     return dataset.build(res.trial_arrays(), coords, attrs, outcomes=outcomes)
 

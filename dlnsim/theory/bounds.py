@@ -77,9 +77,18 @@ class StepsizeBound:
     eta_closed_form: float  # Remark 2.5(b)'s explicit bound (nan unless rule == "remark2.5")
     balancedness0: float  # balancedness constant of W(0) (must be <= alpha*delta)
 
+    #: the fields that say how the bound was taken (a run's settings); the others are its values
+    SETTINGS = ("alpha", "N", "rule", "k_constant", "eta_closed_form")
+
     def attrs(self, prefix: str = "bound_") -> dict[str, Any]:
-        """Flat attributes for a Dataset."""
-        return {prefix + k: v for k, v in asdict(self).items()}
+        """How the bound was taken, as flat attributes of a Dataset: alpha, N, the delta rule, the K constant
+        and the closed form of Remark 2.5(b) (NaN unless that rule)."""
+        return {prefix + k: v for k, v in asdict(self).items() if k in self.SETTINGS}
+
+    def outcomes(self, prefix: str = "bound_") -> dict[str, Any]:
+        """The values of the bound (eta, M, delta, K, B, sigma, L0, the two conditions of (3.14) and the
+        balancedness of the start), as the 0-d variables of a run."""
+        return {prefix + k: v for k, v in asdict(self).items() if k not in self.SETTINGS}
 
 
 @dataclass(frozen=True)
