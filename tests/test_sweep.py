@@ -7,6 +7,7 @@ All problems are small (paper setup with d = 8, m = 24, r = 2) so that the defau
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import math
@@ -43,8 +44,8 @@ def _stamps(directory: Path) -> dict[str, tuple[int, int]]:
 
 
 def _grid(directory: Path | None, **kw):
-    args = {"N": [1, 2, 3], "eta": [0.5, 1.0], "seed": [0, 1], "n_iter": 200, "eta_mode": "bound",
-            "executor": "serial", "progress": False, **SMALL}
+    args = {"N": [1, 2, 3], "eta_factor": [0.5, 1.0], "seed": [0, 1], "n_iter": 200,
+            "engine": dlnsim.Engine("serial", progress=False), **SMALL}
     args.update(kw)
     return S.sweep(directory, **args)
 
@@ -54,11 +55,11 @@ def _grid(directory: Path | None, **kw):
 
 def test_combined_layout_padding_and_values(tmp_path: Path) -> None:
     ds = _grid(tmp_path / "s")
-    assert ds.loss.dims == ("N", "eta", "seed", "k")
-    assert dict(ds.sizes) == {"N": 3, "eta": 2, "seed": 2, "k": dlnsim.record_points(200).size, "layer": 3,
-                              "pair": 2, "sv": 8, "widths_index": 4}
+    assert ds.loss.dims == ("N", "eta_factor", "seed", "k")
+    assert dict(ds.sizes) == {"N": 3, "eta_factor": 2, "seed": 2, "k": dlnsim.record_points(200).size,
+                              "layer": 3, "pair": 2, "sv": 8, "widths_index": 4}
     np.testing.assert_array_equal(ds.k, dlnsim.record_points(200, "log"))
-    assert "eta_k" in ds and ds.eta_k.dims == ("N", "eta", "seed", "k")  # run_gd's eta, renamed
+    assert "eta_k" in ds and ds.eta_k.dims == ("N", "eta_factor", "seed", "k")  # run_gd's eta_k
     # both the grid label and the actual stepsize; eta = label * eta*(N, seed), computed the same way
     for n in (1, 2, 3):
         for s in (0, 1):
@@ -66,7 +67,7 @@ def test_combined_layout_padding_and_values(tmp_path: Path) -> None:
             star = dlnsim.stepsize_bound(setup.problem, setup.W0).eta
             assert ds.eta_bound.sel(N=n, seed=s).item() == star
             for e in (0.5, 1.0):
-                assert ds.eta_value.sel(N=n, eta=e, seed=s).item() == e * star
+                assert ds.eta_value.sel(N=n, eta_factor=e, seed=s).item() == e * star
     # padding for the smaller N
     assert np.all(np.isnan(ds.layer_norm_sq.sel(N=2, layer=3)))
     assert np.all(np.isnan(ds.balancedness.sel(N=1)))
@@ -74,20 +75,20 @@ def test_combined_layout_padding_and_values(tmp_path: Path) -> None:
     assert np.all(np.isfinite(ds.product_sv.sel(N=1)))
     assert np.all(np.isfinite(ds.layer_norm_sq.sel(N=3)))
     np.testing.assert_array_equal(ds.widths.sel(N=2, seed=0), [8, 2, 8, -1])
-    assert ds.eta_bound.dims == ("N", "seed") and ds.eta_value.dims == ("N", "eta", "seed")
+    assert ds.eta_bound.dims == ("N", "seed") and ds.eta_value.dims == ("N", "eta_factor", "seed")
     # every cell is bitwise the run_gd of its parameters
     setup = dlnsim.paper_setup(3, 1, **SMALL)
     star = dlnsim.stepsize_bound(setup.problem, setup.W0).eta
     ref = dlnsim.run_gd(setup.problem, setup.W0, 0.5 * star, 200)
-    cell = ds.sel(N=3, eta=0.5, seed=1)
+    cell = ds.sel(N=3, eta_factor=0.5, seed=1)
     for v in ("loss", "grad_norm_sq", "balancedness_max", "t"):
         np.testing.assert_array_equal(cell[v].values, ref[v].values)
     np.testing.assert_array_equal(cell.layer_norm_sq.values, ref.layer_norm_sq.values)
-    assert cell.status.item() == ref.attrs["status"]
+    assert cell.status.item() == ref["status"].item()
     assert set(np.unique(ds.status.values)) <= {"converged", "max_iter"}
     # files: manifest + one per cell, no temporary leftovers; the combined file round-trips
     names = sorted(f.name for f in (tmp_path / "s").iterdir())
-    cells = [f"cell_N{n}_eta{e}_seed{s}.nc" for n in (1, 2, 3) for e in (0.5, 1.0) for s in (0, 1)]
+    cells = [f"cell_N{n}_eta_factor{e}_seed{s}.nc" for n in (1, 2, 3) for e in (0.5, 1.0) for s in (0, 1)]
     assert names == sorted(["grid.json", "cells.log", *cells])
     xr.testing.assert_identical(S.open_sweep(tmp_path / "s"), ds)
     dlnsim.save(ds, tmp_path / "combined.nc")
@@ -95,31 +96,32 @@ def test_combined_layout_padding_and_values(tmp_path: Path) -> None:
 
 
 def test_power_decay_adds_gamma_axis(tmp_path: Path) -> None:
-    ds = S.sweep(None, N=[2], eta=[1.0, 2.0], seed=[3], n_iter=50, record="all", eta_mode="bound",
-                 schedule="power_decay", gamma=[0.2, 0.4], executor="serial", progress=False, **SMALL)
-    assert ds.loss.dims == ("N", "eta", "gamma", "seed", "k")
+    ds = S.sweep(None, N=[2], eta_factor=[1.0, 2.0], seed=[3], n_iter=50, record="all",
+                 schedule="power_decay", gamma=[0.2, 0.4], engine=dlnsim.Engine("serial", progress=False), **SMALL)
+    assert ds.loss.dims == ("N", "eta_factor", "gamma", "seed", "k")
     setup = dlnsim.paper_setup(2, 3, **SMALL)
     star = dlnsim.stepsize_bound(setup.problem, setup.W0).eta
-    ref = dlnsim.run_gd(setup.problem, setup.W0, dlnsim.PowerDecay(2.0 * star, 2.0 * star, 0.4), 50, "all")
-    cell = ds.sel(N=2, eta=2.0, gamma=0.4, seed=3)
+    ref = dlnsim.run_gd(setup.problem, setup.W0, dlnsim.PowerDecay(2.0 * star, 2.0 * star, 0.4), 50, record="all")
+    cell = ds.sel(N=2, eta_factor=2.0, gamma=0.4, seed=3)
     np.testing.assert_array_equal(cell.loss.values, ref.loss.values)
-    np.testing.assert_array_equal(cell.eta_k.values, ref.eta.values)
+    np.testing.assert_array_equal(cell.eta_k.values, ref.eta_k.values)
     assert cell.eta_value.item() == 2.0 * star
 
 
 @pytest.mark.slow  # compiles the flow kernels when their cache is cold
 def test_flow_comparison_passes_through() -> None:
-    opts = {"rtol": 1e-8, "atol": 1e-10, "kinds": ["factor"]}
-    ds = S.sweep(None, N=[2], eta=[0.5], seed=[0], n_iter=40, eta_mode="bound", flow=opts, executor="serial",
-                 progress=False, **SMALL)
+    opts = {"tolerances": dlnsim.Tolerances(rtol=1e-8, atol=1e-10), "kind": ["factor"]}
+    ds = S.sweep(None, N=[2], eta_factor=[0.5], seed=[0], n_iter=40, flow=opts,
+                 engine=dlnsim.Engine("serial", progress=False), **SMALL)
     setup = dlnsim.paper_setup(2, 0, **SMALL)
     star = dlnsim.stepsize_bound(setup.problem, setup.W0).eta
     ref = dlnsim.compare_flow(setup.problem, setup.W0, 0.5 * star, 40, **opts)
-    np.testing.assert_array_equal(ds.flow_distance.sel(N=2, eta=0.5, seed=0).values, ref.flow_distance.values)
-    assert ds.flow_factor_status.dims == ("N", "eta", "seed")
+    np.testing.assert_array_equal(ds.flow_distance.sel(N=2, eta_factor=0.5, seed=0).values,
+                                  ref.flow_distance.values)
+    assert ds.flow_factor_status.dims == ("N", "eta_factor", "seed")
     assert ds.attrs["flow_rtol"] == 1e-8
     with pytest.raises(ValueError, match="flow: unknown option"):
-        S.sweep(None, N=[2], eta=[0.5], seed=[0], n_iter=4, flow={"tolerance": 1}, executor="serial", **SMALL)
+        S.sweep(None, N=[2], eta=[0.5], seed=[0], n_iter=4, flow={"tolerance": 1}, engine="serial", **SMALL)
 
 
 # ------------------------------------------------------------------------------------------------------ resume
@@ -128,18 +130,18 @@ def test_flow_comparison_passes_through() -> None:
 def test_resume_recomputes_only_missing_cells(tmp_path: Path) -> None:
     d = tmp_path / "s"
     full = _grid(d)
-    (d / "cell_N2_eta1.0_seed0.nc").unlink()
+    (d / "cell_N2_eta_factor1.0_seed0.nc").unlink()
     partial = S.open_sweep(d)
     assert partial.attrs["cells_done"] == 11 and partial.attrs["cells_total"] == 12
-    assert partial.status.sel(N=2, eta=1.0, seed=0).item() == "not_run"
-    assert np.all(np.isnan(partial.loss.sel(N=2, eta=1.0, seed=0)))
+    assert partial.status.sel(N=2, eta_factor=1.0, seed=0).item() == "not_run"
+    assert np.all(np.isnan(partial.loss.sel(N=2, eta_factor=1.0, seed=0)))
     xr.testing.assert_identical(partial.loss.sel(N=3), full.loss.sel(N=3))
-    (d / ".cell_N2_eta1.0_seed0.nc.abc123.tmp").write_bytes(b"half-written")  # as a killed save leaves it
+    (d / ".cell_N2_eta_factor1.0_seed0.nc.abc123.tmp").write_bytes(b"half-written")  # as a killed save leaves it
     before = _stamps(d)
     again = _grid(d)
     after = _stamps(d)
     changed = {n for n in after if before.get(n) != after[n]}
-    assert changed == {"cell_N2_eta1.0_seed0.nc", "cells.log"}
+    assert changed == {"cell_N2_eta_factor1.0_seed0.nc", "cells.log"}
     assert not any(n.endswith(".tmp") for n in after)
     xr.testing.assert_identical(again, full)
 
@@ -153,6 +155,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import sys
     import threading
 
+    from dlnsim import Engine
     from dlnsim.grid import store
 
     S = importlib.import_module("dlnsim.sweeps.grid_sweeps")
@@ -165,9 +168,9 @@ KILL_SCRIPT = textwrap.dedent("""
         return rec
 
     store.Store.write_cell = write_then_hold
-    S.sweep(sys.argv[1], **json.loads(sys.argv[2]), executor="processes", workers=2, progress=False)
+    S.sweep(sys.argv[1], **json.loads(sys.argv[2]), engine=Engine("processes", workers=2, progress=False))
 """)
-KILL_GRID = {"N": [2, 3], "eta": [0.5, 1.0, 1.5], "seed": [0, 1], "n_iter": 20000, "eta_mode": "bound", **SMALL}
+KILL_GRID = {"N": [2, 3], "eta_factor": [0.5, 1.0, 1.5], "seed": [0, 1], "n_iter": 20000, **SMALL}
 
 
 def _children(pid: int) -> list[int]:
@@ -234,13 +237,13 @@ def test_sigkill_then_rerun_finishes_without_recomputing(tmp_path: Path) -> None
     done = {f.name: (f.stat().st_ino, f.stat().st_mtime_ns) for f in d.glob("cell_*.nc")}
     assert list(done) == [first]
 
-    resumed = S.sweep(d, **KILL_GRID, executor="serial", progress=False)  # the executor does not matter
+    resumed = S.sweep(d, **KILL_GRID, engine=dlnsim.Engine("serial", progress=False))  # the executor does not matter
     for name, stamp in done.items():
         f = d / name
         assert (f.stat().st_ino, f.stat().st_mtime_ns) == stamp, f"{name} was recomputed"
     assert len(list(d.glob("cell_*.nc"))) == 12
     assert not [f for f in d.iterdir() if f.name.endswith(".tmp")]
-    straight = S.sweep(tmp_path / "straight", **KILL_GRID, executor="serial", progress=False)
+    straight = S.sweep(tmp_path / "straight", **KILL_GRID, engine=dlnsim.Engine("serial", progress=False))
     xr.testing.assert_identical(_no_created(resumed), _no_created(straight))
     assert resumed.attrs["created"] != "unknown"
 
@@ -249,8 +252,8 @@ def test_sigkill_then_rerun_finishes_without_recomputing(tmp_path: Path) -> None
 
 
 def test_diverging_cell_is_recorded_and_others_finish(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    ds = S.sweep(tmp_path / "s", N=[2], eta=[1e-3, 5.0], seed=[0, 1], n_iter=2000, executor="serial",
-                 progress=True, **SMALL)
+    ds = S.sweep(tmp_path / "s", N=[2], eta=[1e-3, 5.0], seed=[0, 1], n_iter=2000,
+                 engine=dlnsim.Engine("serial", progress=True), **SMALL)
     assert list(ds.status.sel(N=2, eta=5.0).values) == ["diverged", "diverged"]
     stop = ds.stop_iteration.sel(eta=5.0).values
     assert np.all((stop >= 0) & (stop < 2000))
@@ -278,18 +281,18 @@ def test_failing_setup_is_recorded_and_the_others_finish(tmp_path: Path, capsys:
     d = tmp_path / "s"
     FAIL["on"] = True
     try:
-        ds = S.sweep(d, setup=flaky_setup, N=[2, 3], eta=[0.5], seed=[0, 1], n_iter=20, eta_mode="bound",
-                     executor=executor, progress=False)
+        ds = S.sweep(d, setup=flaky_setup, N=[2, 3], eta_factor=[0.5], seed=[0, 1], n_iter=20,
+                     engine=dlnsim.Engine(executor, progress=False))
     finally:
         FAIL["on"] = False
-    assert ds.status.sel(N=3, seed=1, eta=0.5).item() == "error"
-    assert ds.error.sel(N=3, seed=1, eta=0.5).item() == "FloatingPointError: boom"
+    assert ds.status.sel(N=3, seed=1, eta_factor=0.5).item() == "error"
+    assert ds.error.sel(N=3, seed=1, eta_factor=0.5).item() == "FloatingPointError: boom"
     assert np.all(np.isnan(ds.loss.sel(N=3, seed=1)))
     assert set(ds.status.values.ravel()) == {"max_iter", "error"}
     assert ds.attrs["cells_failed"] == 1 and ds.attrs["cells_done"] == 4
     assert "1 of 4 cell(s) failed" in capsys.readouterr().err
-    again = S.sweep(d, setup=flaky_setup, N=[2, 3], eta=[0.5], seed=[0, 1], n_iter=20, eta_mode="bound",
-                    executor=executor, progress=False)  # a rerun retries the failed cell only
+    again = S.sweep(d, setup=flaky_setup, N=[2, 3], eta_factor=[0.5], seed=[0, 1], n_iter=20,
+                    engine=dlnsim.Engine(executor, progress=False))  # a rerun retries the failed cell only
     assert again.attrs["cells_failed"] == 0
     assert set(again.status.values.ravel()) == {"max_iter"}
     xr.testing.assert_identical(again.loss.sel(N=2), ds.loss.sel(N=2))
@@ -311,7 +314,8 @@ BAD = [
     ({"temperature": [1.0]}, "unknown parameter or axis 'temperature'"),
     ({"seeds": [1]}, "did you mean 'seed'"),
     ({"n_iter": 0}, "n_iter"),
-    ({"eta_mode": "relative"}, "eta_mode"),
+    ({"eta_mode": "bound"}, "unknown parameter or axis 'eta_mode'"),  # the old keyword: eta_factor now
+    ({"eta_factor": [1.0]}, "eta .absolute. or as eta_factor .* exactly one of them"),
     ({"schedule": "cosine"}, "schedule"),
     ({"gamma": [0.5]}, "gamma is only used with schedule='power_decay'"),
     ({"schedule": "power_decay"}, "gamma"),
@@ -320,19 +324,24 @@ BAD = [
     ({"r": 9}, "r must be <= d"),
     ({"m": 4}, "m "),
     ({"flow": "yes"}, "flow must be False, True or a dict"),
-    ({"executor": "cluster"}, "executor"),
-    ({"workers": 0}, "workers"),
-    ({"executor": "dask"}, "client= .* or scheduler="),
-    ({"scheduler": "tcp://127.0.0.1:1"}, "only used with executor='dask'"),
+    ({"engine": {"executor": "cluster"}}, r"Engine\.executor"),
+    ({"engine": {"workers": 0}}, r"Engine\.workers"),
+    ({"engine": {"executor": "dask"}}, "client= .* or scheduler="),
+    ({"engine": {"scheduler": "tcp://127.0.0.1:1"}}, "only used with executor='dask'"),
+    ({"stop": {"gtol": -1.0}}, r"Stop\.gtol"),
 ]
 
 
 @pytest.mark.parametrize(("bad", "match"), BAD, ids=[m for _, m in BAD])
 def test_bad_grid_raises_and_writes_nothing(tmp_path: Path, bad: dict, match: str) -> None:
     d = tmp_path / "s"
-    args = {"N": [2], "eta": [0.1], "seed": [0], "n_iter": 10, "executor": "serial", "progress": False, **SMALL}
-    args.update(bad)
+    args = {"N": [2], "eta": [0.1], "seed": [0], "n_iter": 10, **SMALL, **bad}
+    args["engine"] = {"executor": "serial", "progress": False, **bad.get("engine", {})}
     with pytest.raises(ValueError, match=match):
+        # option objects given as their fields are made here: their own validation is part of the refusal
+        args["engine"] = dlnsim.Engine(**args["engine"])
+        if "stop" in args:
+            args["stop"] = dlnsim.Stop(**args["stop"])
         S.sweep(d, **args)
     assert not d.exists()
 
@@ -341,14 +350,14 @@ def test_mismatched_directory_is_refused_untouched(tmp_path: Path) -> None:
     d = tmp_path / "s"
     _grid(d, N=[2], seed=[0], n_iter=20)
     before = _stamps(d)
-    with pytest.raises(ValueError, match=r"different grid .*eta is \[0.5, 1.0\] there, \[0.5, 2.0\] here"):
-        _grid(d, N=[2], seed=[0], n_iter=20, eta=[0.5, 2.0])
+    with pytest.raises(ValueError, match=r"different grid .*eta_factor is \[0.5, 1.0\] there, \[0.5, 2.0\] here"):
+        _grid(d, N=[2], seed=[0], n_iter=20, eta_factor=[0.5, 2.0])
     with pytest.raises(ValueError, match="n_iter is 20 there, 30 here"):
         _grid(d, N=[2], seed=[0], n_iter=30)
     with pytest.raises(ValueError,
                        match=r"'dlnsim\.sweeps\.grid_sweeps:gd_cell' there, "
                              r"'dlnsim\.sweeps\.grid_sweeps:critical_cell' here"):
-        S.critical_sweep(d, N=[2], seed=[0], n_iter=20, executor="serial", progress=False, **SMALL)
+        S.critical_sweep(d, N=[2], seed=[0], n_iter=20, engine=dlnsim.Engine("serial", progress=False), **SMALL)
     assert _stamps(d) == before
     # cell files without a manifest, a foreign manifest, and a missing sweep
     (d / "grid.json").rename(tmp_path / "moved.json")
@@ -382,8 +391,8 @@ def test_critical_stepsize_finds_the_n1_threshold(tmp_path: Path) -> None:
     """
     rtol = 0.01
     d = tmp_path / "crit"
-    ds = S.critical_sweep(d, N=[1, 2], seed=[0], n_iter=5000, rtol=rtol, loss_tol=1e-3, executor="serial",
-                             progress=False, **SMALL)
+    ds = S.critical_sweep(d, N=[1, 2], seed=[0], n_iter=5000, rtol=rtol, loss_tol=1e-3,
+                          engine=dlnsim.Engine("serial", progress=False), **SMALL)
     assert ds.eta_crit.dims == ("N", "seed")
     setup = dlnsim.paper_setup(1, 0, **SMALL)
     threshold = 2.0 / setup.problem.lambda_max
@@ -405,7 +414,7 @@ def test_critical_stepsize_finds_the_n1_threshold(tmp_path: Path) -> None:
     # rerun: nothing recomputed, same result
     before = _stamps(d)
     again = S.critical_sweep(d, N=[1, 2], seed=[0], n_iter=5000, rtol=rtol, loss_tol=1e-3,
-                             executor="serial", progress=False, **SMALL)
+                             engine=dlnsim.Engine("serial", progress=False), **SMALL)
     assert _stamps(d) == before
     xr.testing.assert_identical(again, ds)
     dlnsim.save(ds, tmp_path / "crit.nc")
@@ -413,8 +422,10 @@ def test_critical_stepsize_finds_the_n1_threshold(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("bad", "match"), [
+    ({"bracket_factor": (2.0, 1.0)}, "bracket"),
+    ({"bracket_factor": (0.0, 1.0)}, "bracket"),
     ({"bracket": (2.0, 1.0)}, "bracket"),
-    ({"bracket": (0.0, 1.0)}, "bracket"),
+    ({"bracket": (1e-3, 1e-2), "bracket_factor": (1.0, 4.0)}, "bracket_factor .*not both"),
     ({"rtol": 0.0}, "rtol"),
     ({"loss_tol": -1.0}, "loss_tol"),
     ({"factor": 1.0}, "factor"),
@@ -422,7 +433,7 @@ def test_critical_stepsize_finds_the_n1_threshold(tmp_path: Path) -> None:
     ({"eta": [1.0]}, "unknown parameter"),
 ])
 def test_critical_bad_input(tmp_path: Path, bad: dict, match: str) -> None:
-    args = {"N": [1], "seed": [0], "n_iter": 10, "executor": "serial", "progress": False, **SMALL}
+    args = {"N": [1], "seed": [0], "n_iter": 10, "engine": dlnsim.Engine("serial", progress=False), **SMALL}
     args.update(bad)
     with pytest.raises(ValueError, match=match):
         S.critical_sweep(tmp_path / "c", **args)
@@ -437,7 +448,7 @@ def test_cli_sweep_and_critical(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
     ap = argparse.ArgumentParser(prog="dlnsim")
     add_sweep_cli(ap.add_subparsers(dest="command", required=True))
-    args = ap.parse_args(["sweep", "--N", "2", "3", "--eta", "0.5", "1", "--eta-mode", "bound", "--seeds", "0",
+    args = ap.parse_args(["sweep", "--N", "2", "3", "--eta-factor", "0.5", "1", "--seeds", "0",
                           "--iters", "3e1", "--dir", str(tmp_path / "s"), "--executor", "serial", "--d", "8",
                           "--m", "24", "--no-progress", "--out", str(tmp_path / "all.nc")])
     assert args.func(args) == 0
@@ -446,7 +457,7 @@ def test_cli_sweep_and_critical(tmp_path: Path, capsys: pytest.CaptureFixture[st
         args.func(args)
     ds = dlnsim.open(tmp_path / "all.nc")
     xr.testing.assert_identical(_no_created(ds), _no_created(S.open_sweep(tmp_path / "s")))
-    assert ds.loss.dims == ("N", "eta", "seed", "k")
+    assert ds.loss.dims == ("N", "eta_factor", "seed", "k")
     assert "balancedness" in ds
     args = ap.parse_args(["sweep", "--N", "2", "--eta", "1", "--seeds", "0", "--iters", "30", "--dir",
                           str(tmp_path / "bare"), "--no-diagnostics", "--d", "8", "--m", "24", "--no-progress"])
@@ -464,21 +475,22 @@ def test_cli_sweep_and_critical(tmp_path: Path, capsys: pytest.CaptureFixture[st
 @pytest.mark.slow
 def test_dask_local_and_serial_give_bitwise_equal_results(tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
-    grid = {"N": [1, 2, 3], "eta": [0.5, 1.0, 50.0], "seed": [0, 1], "n_iter": 3000, "eta_mode": "bound",
-            "progress": False, **SMALL}
-    serial = S.sweep(tmp_path / "serial", **grid, executor="serial")
+    grid = {"N": [1, 2, 3], "eta_factor": [0.5, 1.0, 50.0], "seed": [0, 1], "n_iter": 3000, **SMALL}
+    Engine = functools.partial(dlnsim.Engine, progress=False)
+    serial = S.sweep(tmp_path / "serial", **grid, engine=Engine("serial"))
     assert "diverged" in set(serial.status.values.ravel())
-    threads = S.sweep(tmp_path / "threads", **grid, executor="threads", workers=2)
-    processes = S.sweep(tmp_path / "processes", **grid, executor="processes", workers=2)
+    threads = S.sweep(tmp_path / "threads", **grid, engine=Engine("threads", workers=2))
+    processes = S.sweep(tmp_path / "processes", **grid, engine=Engine("processes", workers=2))
     with dlnsim.grid.process_pool(2) as pool:
-        pooled = S.sweep(tmp_path / "pool", **grid, executor=pool)
+        pooled = S.sweep(tmp_path / "pool", **grid, engine=Engine(pool))
     with warnings.catch_warnings():
         # dask may warn about its own setup (ports, versions); only its own warnings are tolerated here
         warnings.filterwarnings("ignore", module=r"distributed(\..*)?")
         with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
                                       dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-            on_dask = S.sweep(tmp_path / "dask", **grid, executor="dask", client=client)
-            by_address = S.sweep(tmp_path / "dask2", **grid, executor="dask", scheduler=cluster.scheduler_address)
+            on_dask = S.sweep(tmp_path / "dask", **grid, engine=Engine("dask", client=client))
+            by_address = S.sweep(tmp_path / "dask2", **grid,
+                                 engine=Engine("dask", scheduler=cluster.scheduler_address))
     ref = _no_created(serial)
     for other in (threads, processes, pooled, on_dask, by_address):
         xr.testing.assert_identical(_no_created(other), ref)
@@ -490,15 +502,17 @@ def test_dask_local_and_serial_give_bitwise_equal_results(tmp_path: Path) -> Non
 
 
 def test_sweep_diagnostics_option(tmp_path: Path) -> None:
-    """diagnostics=False: the same losses as the default, without the state diagnostics; recorded in the
-    manifest (a rerun with the default is a different grid), the default leaves the manifest as it was."""
-    kw = dict(N=2, seed=[0], eta=[1.0], eta_mode="bound", n_iter=30, progress=False)
+    """Record(diagnostics=False): the same losses as the default, without the state diagnostics; recorded in
+    the manifest (a rerun with the default is a different grid), the default is the default Record there."""
+    kw = dict(N=2, seed=[0], eta_factor=[1.0], n_iter=30, engine=dlnsim.Engine(progress=False))
     full = dlnsim.sweep(tmp_path / "a", **kw)
-    bare = dlnsim.sweep(tmp_path / "b", diagnostics=False, **kw)
+    bare = dlnsim.sweep(tmp_path / "b", record=dlnsim.Record(diagnostics=False), **kw)
     np.testing.assert_array_equal(full.loss.values, bare.loss.values)
     assert "balancedness" in full and "balancedness" not in bare
-    assert "diagnostics" not in json.loads((tmp_path / "a" / "grid.json").read_text())["params"]
+    params = json.loads((tmp_path / "a" / "grid.json").read_text())["params"]
+    assert dlnsim.Record.from_json(params["record"]) == dlnsim.Record()
+    assert json.loads((tmp_path / "b" / "grid.json").read_text())["params"]["record"]["diagnostics"] == []
     with pytest.raises(ValueError, match="different"):
         dlnsim.sweep(tmp_path / "b", **kw)
-    with pytest.raises(ValueError, match="diagnostics"):
-        dlnsim.sweep(None, diagnostics="nope", **kw)
+    with pytest.raises(ValueError, match=r"Record\.diagnostics"):
+        dlnsim.sweep(None, record=dlnsim.Record(diagnostics="nope"), **kw)
