@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dlnsim
-from dlnsim.io import dataset
+from dlnsim.io import dataset, integrity
 
 
 @pytest.fixture(scope="module")
@@ -411,16 +411,27 @@ def test_open_refuses_damaged_type_tags(tmp_path: Path) -> None:
     path = dataset.save(_small(), tmp_path / "a.nc")
     with netCDF4.Dataset(path, "a") as nc:
         nc.setncattr(dataset.ATTR_TYPES, '{"stop_early": "eval"}')
+    with pytest.raises(ValueError, match="does not match the digest it carries"):
+        dataset.open(path)
+    with netCDF4.Dataset(path, "a") as nc:  # the same edit with a digest to match: the tags are still checked
+        nc.setncattr(integrity.DIGEST_ATTR, "sha256:" + integrity.netcdf_digest(nc))
     with pytest.raises(ValueError, match="damaged attribute type tags"):
         dataset.open(path)
 
 
 def test_files_without_type_tags_still_open(tmp_path: Path) -> None:
-    """Older files (no companion attribute): values come back as stored, int64/float64 as int/float."""
+    """Files written by hand (no companion attribute): values come back as stored, int64/float64 as int/float.
+    Without the digest that `save` adds they are refused: a missing digest could be damage."""
+    import netCDF4
+
     path = tmp_path / "old.nc"
     xr.Dataset({"a": ("x", np.arange(3.0))},
                attrs={"format": dataset.FORMAT_TAG, "n": 3, "f": 0.5, "w": np.array([1, 2]), "s": "none"}
                ).to_netcdf(path, engine="netcdf4")
+    with pytest.raises(ValueError, match="carries no digest"):
+        dataset.open(path)
+    with netCDF4.Dataset(path, "a") as nc:
+        nc.setncattr(integrity.DIGEST_ATTR, "sha256:" + integrity.netcdf_digest(nc))
     back = dataset.open(path)
     assert back.attrs["n"] == 3 and type(back.attrs["n"]) is int and type(back.attrs["f"]) is float
     np.testing.assert_array_equal(back.attrs["w"], [1, 2])

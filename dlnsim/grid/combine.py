@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from dlnsim.io import dataset
+from dlnsim.io import dataset, integrity
 
 __all__ = ["ALWAYS_VARIABLES", "Run", "combine", "combine_runs"]
 
@@ -67,17 +67,29 @@ class Run:
     def from_dataset(ds: xr.Dataset) -> Run:
         v = {str(n): (tuple(str(d) for d in x.dims), np.asarray(x.values), dict(x.attrs))
              for n, x in ds.variables.items()}
-        return Run({str(k): _py(a) for k, a in ds.attrs.items()}, v, {str(c) for c in ds.coords},
+        # attributes as a file would give them back (a tuple becomes a list), so that a grid kept in memory
+        # equals one combined from its files
+        attrs = dataset.clean_attrs(ds.attrs)
+        attrs.pop(integrity.DIGEST_ATTR, None)
+        return Run({k: _py(a) for k, a in attrs.items()}, v, {str(c) for c in ds.coords},
                    {str(d): int(n) for d, n in ds.sizes.items()})
 
     @staticmethod
     def from_bytes(data: bytes, name: str) -> Run:
-        """Parse a NetCDF file held in memory with netCDF4 (much faster than xarray for many small files)."""
+        """Parse a NetCDF file held in memory with netCDF4 (much faster than xarray for many small files).
+
+        The file is checked as `dlnsim.open` checks one: declared sizes and type tags before anything is
+        allocated from them, and the digest it carries (ValueError naming ``name`` otherwise).
+        """
         import netCDF4
 
         with netCDF4.Dataset(name, mode="r", memory=data) as nc:
+            integrity.check_netcdf(nc, len(data), repr(name))
+            integrity.check_digest(nc, repr(name))
+            nc.set_auto_scale(True)  # (the digest read raw values)
             nc.set_auto_mask(False)
-            attrs = dataset.decode_attrs({k: nc.getncattr(k) for k in nc.ncattrs()})
+            raw = {k: nc.getncattr(k) for k in nc.ncattrs() if k != integrity.DIGEST_ATTR}
+            attrs = dataset.decode_attrs(raw)
             vars_: dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, Any]]] = {}
             coords: set[str] = set()
             for vname, var in nc.variables.items():

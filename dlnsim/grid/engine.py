@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -13,10 +14,10 @@ import xarray as xr
 
 from dlnsim._blas import blas_threads
 from dlnsim.grid.combine import Run, combine
-from dlnsim.grid.executors import check_executor, connect, run_cells
+from dlnsim.grid.executors import check_executor, check_timeout, connect, run_cells
 from dlnsim.grid.plan import Plan, cell_id_of
 from dlnsim.grid.store import Store, utc_now
-from dlnsim.io import dataset
+from dlnsim.io import dataset, integrity
 
 __all__ = ["open_grid", "run_grid"]
 
@@ -47,9 +48,14 @@ def _grid_attrs(plan: Plan, manifest: dict[str, Any], done: int, failed: int) ->
     }
 
 
+def _expected(plan: Plan) -> dict[str, dict[str, Any]]:
+    """File name -> point of every cell (what a log line must name together)."""
+    return {name: point for _, name, point in plan.cells()}
+
+
 def _combine_store(store: Store, plan: Plan, manifest: dict[str, Any]) -> xr.Dataset:
     cells: dict[tuple[int, ...], Run | None] = {}
-    log = store.read_log({name for _, name, _ in plan.cells()})
+    log = store.read_log(_expected(plan))
     done = failed = 0
     for idx, name, _ in plan.cells():
         rec = log.get(name)
@@ -82,6 +88,7 @@ def run_grid(
     cost: Callable[[dict[str, Any]], float] | None = None,
     cell_id: str | None = None,
     label: str = "grid",
+    timeout: float | None = None,
 ) -> xr.Dataset:
     """Compute ``cell(**point, **params)`` for every point of the grid ``axes`` and combine the results.
 
@@ -114,17 +121,38 @@ def run_grid(
         The name recorded in the manifest (default ``module:qualname`` of ``cell``).
     label : str
         Name of the progress bar.
+    timeout : float, optional
+        Seconds a cell may run (``"threads"``, ``"processes"`` or an Executor).  A cell that runs longer is
+        recorded with status ``error`` and the reason, and retried on the next run; its worker process is
+        stopped (the other cells in flight start again), while a thread cannot be stopped: it is abandoned and
+        runs on in the background.
 
     Returns
     -------
     xarray.Dataset
         The cells combined over the axes (rules in `dlnsim.grid.combine`); ``status`` is ``not_run`` for
         cells without a result and ``error`` for cells that raised (message in ``error``).
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, before any cell runs: bad axes (also names reserved for the combined grid such as
+        ``status`` or ``k``, and points that would share a cell file), parameters, executor or timeout; a
+        directory that holds another grid or is not one `run_grid` made.  During the run: a cell whose result
+        has a dimension named like a grid axis (the run stops; nothing of that cell is kept).
+    RuntimeError
+        When the directory is locked by another run, or when after the run some cell has no valid result
+        (its file or log line was changed meanwhile); the cells that finished are kept.
+    OSError
+        When a file cannot be written (naming it; a full disk is said so).
+    KeyboardInterrupt
+        On Ctrl-C, within about a second; a cell being written is completed first, so a rerun resumes.
     """
     if not callable(cell):
         raise ValueError(f"cell must be a function, got {cell!r}")
     plan = Plan.make(cell_id if cell_id is not None else cell_id_of(cell), axes, params)
     executor, workers = check_executor(executor, workers, client, scheduler)
+    timeout = check_timeout(timeout, executor)
     if not isinstance(progress, bool):
         raise ValueError(f"progress must be True or False, got {progress!r}")
     if cost is not None and not callable(cost):
@@ -137,8 +165,9 @@ def run_grid(
         scheduler = None
     try:
         if directory is None:
-            return _run_in_memory(plan, cell, executor, workers, client, progress, cost, label)
-        return _run_in(Store(Path(directory)), plan, cell, executor, workers, client, progress, cost, label)
+            return _run_in_memory(plan, cell, executor, workers, client, progress, cost, label, timeout)
+        return _run_in(Store(Path(directory)), plan, cell, executor, workers, client, progress, cost, label,
+                       timeout)
     finally:
         if own_client is not None:
             own_client.close()
@@ -146,7 +175,7 @@ def run_grid(
 
 def _run_in(store: Store, plan: Plan, cell: Callable[..., xr.Dataset], executor: Any, workers: int | None,
             client: Any, progress: bool, cost: Callable[[dict[str, Any]], float] | None,
-            label: str) -> xr.Dataset:
+            label: str, timeout: float | None) -> xr.Dataset:
     store.check(plan)  # nothing is written before this passes
     store.path.mkdir(exist_ok=True)
     with store.locked():
@@ -154,19 +183,23 @@ def _run_in(store: Store, plan: Plan, cell: Callable[..., xr.Dataset], executor:
         if manifest is None:
             manifest = store.create(plan, _version())
         store.clean_stale()
-        log = store.read_log({name for _, name, _ in plan.cells()})
+        expected = _expected(plan)
+        log = store.read_log(expected)
         todo: list[tuple[str, dict[str, Any]]] = []
-        damaged = failed_before = 0
-        for _, name, point in plan.cells():
+        damaged = 0
+        for name, point in expected.items():
             rec = log.get(name)
             if store.read_cell(name, rec) is None:
                 f = store.path / name
-                if f.exists():
+                if os.path.lexists(f):  # (a link or a FIFO in its place too: the entry is removed, not its target)
                     damaged += 1
-                    f.unlink()
+                    try:
+                        f.unlink()
+                    except OSError as exc:
+                        raise ValueError(f"directory: {str(f)!r} is in the place of a cell file and cannot be "
+                                         f"removed ({exc.strerror}); remove it") from None
                 todo.append((name, point))
             elif rec is not None and rec["status"] == "error":
-                failed_before += 1
                 todo.append((name, point))
         if damaged:
             print(f"{label} {store.path}: {damaged} cell file(s) missing from the log or damaged; recomputing them",
@@ -175,15 +208,21 @@ def _run_in(store: Store, plan: Plan, cell: Callable[..., xr.Dataset], executor:
             todo.sort(key=lambda t: -float(cost(t[1])))
 
         def write(name: str, ds: xr.Dataset) -> str:
-            return str(store.write_cell(name, ds)["status"])
+            return str(store.write_cell(name, expected[name], ds)["status"])
 
         _execute(write, f"{label} {store.path.name}", f"{label} {store.path}", plan, cell, todo, executor, workers,
-                 client, progress)
-        return _combine_store(store, plan, manifest)
+                 client, progress, timeout)
+        ds = _combine_store(store, plan, manifest)
+    missing = plan.size - int(ds.attrs["cells_done"])
+    if missing:
+        raise RuntimeError(f"{label} {store.path}: after the run {missing} of {plan.size} cell(s) have no valid "
+                           "result (was the log or a cell file changed during the run?); rerun to compute them")
+    return ds
 
 
 def _run_in_memory(plan: Plan, cell: Callable[..., xr.Dataset], executor: Any, workers: int | None, client: Any,
-                   progress: bool, cost: Callable[[dict[str, Any]], float] | None, label: str) -> xr.Dataset:
+                   progress: bool, cost: Callable[[dict[str, Any]], float] | None, label: str,
+                   timeout: float | None) -> xr.Dataset:
     """`run_grid` without a directory: every cell's result kept as a `Run` and combined as `_combine_store`
     would combine the files (the NetCDF round trip per cell cost about a tenth of a 20 000-step GD cell)."""
     index = {name: idx for idx, name, _ in plan.cells()}
@@ -196,17 +235,29 @@ def _run_in_memory(plan: Plan, cell: Callable[..., xr.Dataset], executor: Any, w
         runs[index[name]] = Run.from_dataset(ds)
         return str(dataset.outcome(ds, "status", "done"))
 
-    _execute(keep, label, label, plan, cell, todo, executor, workers, client, progress)
+    _execute(keep, label, label, plan, cell, todo, executor, workers, client, progress, timeout)
     failed = sum(r is not None and r.attrs.get("status") == "error" for r in runs.values())
     manifest = {"created": utc_now()}
     return combine(runs, plan.axes, None, _grid_attrs(plan, manifest, len(runs), failed))
 
 
+def _check_result(ds: xr.Dataset, plan: Plan) -> None:
+    """ValueError when a result cannot be combined over the grid's axes (checked on the first result, not after
+    every cell ran): a dimension named like an axis."""
+    clash = sorted(set(map(str, ds.dims)) & set(plan.axes))
+    if clash:
+        raise ValueError(f"axes: {', '.join(map(repr, clash))} is both a grid axis and a dimension of the cell's "
+                         "result; rename the axis")
+
+
 def _execute(sink: Callable[[str, xr.Dataset], str], desc: str, where: str, plan: Plan,
              cell: Callable[..., xr.Dataset], todo: list[tuple[str, dict[str, Any]]], executor: Any,
-             workers: int | None, client: Any, progress: bool) -> None:
+             workers: int | None, client: Any, progress: bool, timeout: float | None) -> None:
     """Run the cells of ``todo``; ``sink(name, result)`` keeps each result and returns its status (``desc``: the
-    progress bar's name, ``where``: how messages name the grid)."""
+    progress bar's name, ``where``: how messages name the grid).
+
+    Ctrl-C is held back while ``sink`` runs (a cell's file and log line are written whole) and stops the run
+    at once otherwise: the executor abandons what is in flight (see `dlnsim.grid.executors`)."""
     from tqdm.auto import tqdm
 
     total = plan.size
@@ -215,13 +266,17 @@ def _execute(sink: Callable[[str, xr.Dataset], str], desc: str, where: str, plan
     counts: dict[str, int] = {}
     # one BLAS thread for the whole execution, not toggled per cell: lifting the limit between two cells
     # wakes OpenBLAS's own thread pool, whose spinning threads then compete with the cells
-    with blas_threads(1):
+    with blas_threads(1), contextlib.closing(
+            run_cells(todo, cell, plan.params, executor, workers, client, None, timeout)) as results:
         try:
-            for name, res, exc in run_cells(todo, cell, plan.params, executor, workers, client, None):
+            for name, res, exc in results:
                 if exc is None and not isinstance(res, xr.Dataset):
                     exc = TypeError(f"the cell returned {type(res).__name__}, not an xarray.Dataset")
+                if exc is None:
+                    _check_result(res, plan)
                 ds = _error_dataset(exc) if exc is not None else res
-                status = sink(name, ds)
+                with integrity.defer_sigint():
+                    status = sink(name, ds)
                 if status in ("error", "diverged"):
                     counts[status] = counts.get(status, 0) + 1
                     bar.set_postfix(counts, refresh=False)

@@ -17,6 +17,7 @@ recorded as an error and the others go on.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import os
 import signal
@@ -24,15 +25,16 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from dlnsim._blas import blas_threads
 from dlnsim.checks import nonneg_int
 
-__all__ = ["BLAS_ENV", "EXECUTORS", "WorkerDied", "check_executor", "n_cores", "process_pool", "run_cells"]
+__all__ = ["BLAS_ENV", "EXECUTORS", "CellTimeout", "DaemonThreads", "WorkerDied", "check_executor", "check_timeout",
+           "n_cores", "process_pool", "run_cells"]
 
 EXECUTORS = ("threads", "processes", "dask", "serial")
 #: environment of worker processes: one BLAS/OpenMP thread each (cells are the parallel unit)
@@ -156,7 +158,7 @@ def process_pool(workers: int | None = None) -> ProcessPoolExecutor:
     return pool
 
 
-def _terminate(pool: ProcessPoolExecutor) -> None:
+def _terminate(pool: Executor) -> None:
     for p in list((getattr(pool, "_processes", None) or {}).values()):
         with contextlib.suppress(Exception):
             p.terminate()
@@ -167,10 +169,55 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
 Task = tuple[str, dict[str, Any]]  # (cell name, point)
 
 
+class CellTimeout(RuntimeError):
+    """A cell ran longer than the ``timeout`` of `run_grid`."""
+
+
+class DaemonThreads(Executor):
+    """Each submitted call on a new daemon thread.
+
+    Unlike `ThreadPoolExecutor`, whose threads the interpreter joins at exit, a thread here can be abandoned:
+    a cell that never returns (or one past its timeout) neither keeps a run from stopping on Ctrl-C nor the
+    process from exiting.  Starting a thread costs some 0.1 ms, nothing next to a cell.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        fut.set_running_or_notify_cancel()
+
+        def run() -> None:
+            try:
+                res = fn(*args, **kwargs)
+            except BaseException as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(res)
+
+        threading.Thread(target=run, daemon=True, name="dlnsim-cell").start()
+        return fut
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing to stop: threads end with their call, and abandoned ones with the process."""
+
+
+def check_timeout(timeout: Any, executor: Any) -> float | None:
+    """A validated per-cell ``timeout`` (seconds, > 0, or None) for ``executor``; ValueError otherwise."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) \
+            or timeout <= 0:
+        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    if executor in ("serial", "dask"):
+        raise ValueError(f"timeout is not available with executor={executor!r} (a cell in the calling thread, or "
+                         "on a dask worker, cannot be stopped from here); use 'threads' or 'processes'")
+    return float(timeout)
+
+
 def run_cells(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any], executor: Any,
-              workers: int | None, client: Any, scheduler: Any) -> Iterator[tuple[str, Any, BaseException | None]]:
+              workers: int | None, client: Any, scheduler: Any,
+              timeout: float | None = None) -> Generator[tuple[str, Any, BaseException | None], None, None]:
     """Compute the cells of ``todo``; yield ``(name, result, None)`` or ``(name, None, exception)`` as they
-    finish, in the calling thread."""
+    finish, in the calling thread.  A cell running longer than ``timeout`` seconds yields a `CellTimeout`."""
     if not todo:
         return
     if executor == "serial":
@@ -184,16 +231,24 @@ def run_cells(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any]
     elif executor == "dask":
         yield from _run_dask(todo, cell, params, client, scheduler)
     else:
-        yield from _run_pool(todo, cell, params, executor, workers)
+        yield from _run_pool(todo, cell, params, executor, workers, timeout)
+
+
+def _timed_out(timeout: float, how: str) -> CellTimeout:
+    return CellTimeout(f"the cell ran longer than timeout={timeout:g} s and was {how}")
 
 
 def _run_pool(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any], executor: Any,
-              workers: int | None) -> Iterator[tuple[str, Any, BaseException | None]]:
-    """Cells on a pool, at most a window of ``2 x workers`` in flight: a finished cell's result is handed on
-    and dropped at once, so memory does not grow with the number of cells."""
+              workers: int | None, timeout: float | None) -> Iterator[tuple[str, Any, BaseException | None]]:
+    """Cells on a pool, at most a window of them in flight (``2 x workers`` for processes, so that a worker
+    never waits for its next cell; ``workers`` threads): a finished cell's result is handed on and dropped at
+    once, so memory does not grow with the number of cells.
+
+    On an exception here (Ctrl-C included) nothing is waited for: queued cells are cancelled, worker
+    processes are terminated and cell threads abandoned (daemon threads), so the caller stops at once."""
     own = not isinstance(executor, Executor)
     n = min(workers or n_cores(), len(todo))
-    window = 2 * (n if own else max(n_cores(), 4))
+    window = n if executor == "threads" else 2 * (n if own else max(n_cores(), 4))
     attempts = dict.fromkeys((name for name, _ in todo), 0)
     queue = deque(todo)
     while queue:
@@ -201,12 +256,15 @@ def _run_pool(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any]
         if not own:
             pool = executor
         elif executor == "threads":
-            pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="dlnsim-cell")
+            pool = DaemonThreads()
         else:
             pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_init_worker, initargs=(os.getpid(),))
+        killable = own and isinstance(pool, ProcessPoolExecutor)
         futs: dict[Future[Any], Task] = {}
+        started: dict[Future[Any], float] = {}
         broken: list[Task] = []
+        stopping = False
         try:
             while queue or futs:
                 with _blas_env() if isinstance(pool, ProcessPoolExecutor) else contextlib.nullcontext():
@@ -216,9 +274,31 @@ def _run_pool(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any]
                             futs[pool.submit(compute_cell, cell, task[1], params)] = task
                         except BrokenProcessPool:  # never started: not an attempt
                             broken.append(task)
-                done, _ = wait(list(futs), return_when=FIRST_COMPLETED)
+                if timeout is None:
+                    done, _ = wait(list(futs), return_when=FIRST_COMPLETED)
+                else:
+                    # a cell's time counts from when a worker holds it (a process pool's queue holds one more)
+                    done, _ = wait(list(futs), timeout=min(timeout, 0.25), return_when=FIRST_COMPLETED)
+                    now = time.monotonic()
+                    for fut in futs:
+                        if fut not in started and (fut.running() or fut.done()):
+                            started[fut] = now
+                    late = [f for f in futs if f not in done and now - started.get(f, now) > timeout]
+                    if late:
+                        for fut in late:
+                            task = futs.pop(fut)
+                            fut.cancel()
+                            yield task[0], None, _timed_out(timeout, "stopped" if killable else
+                                                            "abandoned (its thread runs on in the background)")
+                        if killable:  # a process cannot be stopped alone: the others start again elsewhere
+                            _terminate(pool)
+                            broken.extend(t for f, t in futs.items() if f not in done)
+                            futs = {f: t for f, t in futs.items() if f in done}
                 for fut in done:
+                    if fut not in futs:
+                        continue
                     task = futs.pop(fut)
+                    started.pop(fut, None)
                     try:
                         res = fut.result()
                     except BrokenProcessPool:
@@ -236,14 +316,15 @@ def _run_pool(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any]
                 if broken and not futs:
                     break
         except BaseException:
+            stopping = True
             for fut in futs:
                 fut.cancel()
-            if own and isinstance(pool, ProcessPoolExecutor):
+            if killable:
                 _terminate(pool)
             raise
         finally:
             if own:
-                pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(wait=not stopping, cancel_futures=True)
         if broken and not own:
             for task in broken:  # a pool that is not ours cannot be restarted
                 yield task[0], None, WorkerDied("the worker process died while computing this cell")

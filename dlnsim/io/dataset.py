@@ -588,7 +588,7 @@ def _open_bytes(data: bytes, where: str) -> xr.Dataset:
         try:
             integrity.check_netcdf(nc, len(data), where)
             integrity.check_digest(nc, where)
-            ds = xr.open_dataset(xr.backends.NetCDF4DataStore(nc)).load()
+            ds = xr.open_dataset(xr.backends.NetCDF4DataStore(nc)).load()  # type: ignore[no-untyped-call]
         except ValueError as exc:
             if str(exc).startswith(where):
                 raise

@@ -312,11 +312,11 @@ def defer_sigint() -> Iterator[None]:
 
 
 def check_digest(nc: Any, where: str) -> None:
-    """ValueError starting with ``where`` when the file's `DIGEST_ATTR` does not match its contents (a file
-    without a digest, written before digests existed, passes)."""
+    """ValueError starting with ``where`` when the file carries no valid `DIGEST_ATTR` or its contents do not
+    match it.  (Every file of the current format tag is written with one: a missing digest is damage too.)"""
     stored = stored_digest(nc)
     if stored is None:
-        return
+        raise ValueError(f"{where}: it carries no digest of its data (damaged, or not written by dlnsim.save)")
     if stored == "invalid" or stored != netcdf_digest(nc):
         raise ValueError(f"{where}: its data does not match the digest it carries (damaged)")
 
