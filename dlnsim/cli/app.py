@@ -253,6 +253,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(value: Any) -> str:
+    """A value as text safe to print on a terminal: control characters (escape sequences that could move the
+    cursor, retitle the window or hide text) are shown escaped, as Python writes them."""
+    text = str(value)
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _info_grid(path: Path) -> None:
     from dlnsim.grid import open_grid
 
@@ -267,17 +274,17 @@ def _info_grid(path: Path) -> None:
     status = ds["status"].values.ravel().tolist() if "status" in ds else []
     total = int(a.get("cells_total", len(status)))
     done, failed = int(a.get("cells_done", 0)), int(a.get("cells_failed", 0))
-    print(f"{path}: {a.get('title', 'dlnsim grid')}")
+    print(f"{_shown(path)}: {_shown(a.get('title', 'dlnsim grid'))}")
     print(f"  {'dims':<16} {', '.join(f'{d}={ds.sizes[d]}' for d in dims)}")
     for d in dims:
         values = ds[d].values.tolist()
-        print(f"  {d:<16} {' '.join(map(str, values[:12]))}{' ...' if len(values) > 12 else ''}")
+        print(f"  {d:<16} {_shown(' '.join(map(str, values[:12])))}{' ...' if len(values) > 12 else ''}")
     print(f"  {'cells':<16} {total} ({done - failed} done, {failed} failed, {total - done} not run)")
-    print(f"  {'status':<16} {', '.join(f'{s}: {status.count(s)}' for s in sorted(set(status)))}")
+    print(f"  {'status':<16} {_shown(', '.join(f'{s}: {status.count(s)}' for s in sorted(set(map(str, status)))))}")
     for key in ("grid_cell", "created"):
         if key in a:
-            print(f"  {key:<16} {a[key]}")
-    print(f"  {'variables':<16} {', '.join(sorted(str(v) for v in ds.data_vars))}")
+            print(f"  {key:<16} {_shown(a[key])}")
+    print(f"  {'variables':<16} {_shown(', '.join(sorted(str(v) for v in ds.data_vars)))}")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -290,14 +297,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ValueError(f"FILE: {str(exc).removeprefix('path: ')}") from None
     a = {**ds.attrs, **outcomes(ds)}
-    print(f"{args.path}: {a.get('title', '')}")
+    print(f"{_shown(args.path)}: {_shown(a.get('title', ''))}")
     for key in ("status", "status_reason", "stop_iteration", "gtol_iteration", "ltol_iteration", "N", "widths",
                 "n_iter", "method", "schedule",
                 "schedule_eta", "record_rule", "initial_loss", "final_loss", "bound_eta", "bound_delta", "bound_K",
                 "dlnsim_version", "created"):
         if key in a:
-            print(f"  {key:<16} {a[key]}")
-    print(f"  variables        {', '.join(sorted(str(v) for v in ds.data_vars if ds[v].ndim))}")
+            print(f"  {key:<16} {_shown(a[key])}")
+    print(f"  variables        {_shown(', '.join(sorted(str(v) for v in ds.data_vars if ds[v].ndim)))}")
     return 0
 
 
@@ -452,7 +459,7 @@ def _one_line(exc: BaseException) -> str:
         text = f"{exc.filename}: {exc.strerror}"
     else:
         text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
+    return _shown(" ".join(text.split()))  # (a message may quote a file's attributes)
 
 
 def _closed_stdout() -> int:

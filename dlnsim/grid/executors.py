@@ -1,6 +1,7 @@
 """Where the cells of a grid run: threads (default), processes, dask.distributed, serial, or any Executor.
 
-* ``"threads"``: a thread pool in this process, one thread per core.  The Numba kernels release the GIL and
+* ``"threads"``: threads in this process, one per core (each cell on a new daemon thread, so that a cell that
+  never returns cannot keep Ctrl-C or the interpreter's exit waiting).  The Numba kernels release the GIL and
   BLAS runs on one thread per cell, so threads use every core with no process to spawn, no ``__main__``
   guard and no import in a worker.
 * ``"processes"``: a pool of spawned processes (one BLAS thread each), for cells that hold the GIL.
@@ -10,8 +11,8 @@
 
 Every executor computes a cell with the same function and one BLAS thread, so the numbers are the same bit
 for bit.  Results come back to the calling thread, which alone writes the files (the NetCDF/HDF5 library is
-not thread-safe).  A cell whose worker died (a killed process) is tried again once; a cell that raises is
-recorded as an error and the others go on.
+not thread-safe).  A cell whose worker died (a killed process) is tried again once; a cell that raises or runs
+past its ``timeout`` is recorded as an error and the others go on; a lost dask scheduler stops the run.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -102,6 +103,9 @@ def connect(scheduler: str, timeout: float = 10.0) -> Any:
     except (OSError, TimeoutError) as exc:
         raise ValueError(f"scheduler: no dask scheduler answered at {scheduler!r} within {timeout:g} s "
                          f"({type(exc).__name__})") from None
+    except (ValueError, TypeError) as exc:  # an address dask cannot parse (a port that is not a number, ...)
+        raise ValueError(f"scheduler: {scheduler!r} is not a scheduler address such as 'tcp://127.0.0.1:8786' "
+                         f"({exc})") from None
 
 
 def compute_cell(cell: Callable[..., Any], point: dict[str, Any], params: dict[str, Any]) -> Any:
@@ -354,7 +358,11 @@ def _run_dask(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any]
                 name = names[fut.key]
                 try:
                     res = fut.result()
-                except Exception as exc:
+                except (Exception, CancelledError) as exc:
+                    if _scheduler_lost(client, exc):  # not the cell's fault: stop, and leave it to a rerun
+                        raise RuntimeError(f"scheduler: the dask scheduler stopped answering "
+                                           f"({type(exc).__name__}); {len(futs)} cell(s) were not computed, rerun "
+                                           "to resume") from None
                     err: BaseException = exc
                     if type(exc).__name__ == "KilledWorker":
                         err = WorkerDied(f"the dask worker died while computing this cell ({exc})")
@@ -368,8 +376,17 @@ def _run_dask(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any]
                 with dask.config.set(scheduler="synchronous"):
                     yield name, res, None
         except BaseException:
-            client.cancel(list(futs.values()))
+            with contextlib.suppress(Exception):  # (a scheduler that is gone cannot cancel)
+                client.cancel(list(futs.values()))
             raise
     finally:
         if own:
-            client.close()
+            with contextlib.suppress(Exception):
+                client.close()
+
+
+def _scheduler_lost(client: Any, exc: BaseException) -> bool:
+    """Whether a cell's failure is the loss of the scheduler (its connection closed, its futures cancelled)."""
+    if type(exc).__name__ in ("CommClosedError", "FutureCancelledError") or isinstance(exc, CancelledError):
+        return True
+    return getattr(client, "status", "running") not in ("running", "connecting", "newly-created")
