@@ -220,7 +220,7 @@ def test_a_flow_that_stops_early_exits_1_with_one_line(tmp_path: Path, capsys: p
     out = tmp_path / "f.nc"
     assert main(["flow", "--N", "2", *SMALL, "--T", "1e3", "--max-steps", "5", "--out", str(out)]) == 1
     assert failure(capsys, "flow").startswith("the flow stopped at t = ")
-    assert dlnsim.open(out).attrs["status"] == "max_steps"  # the record up to the stop is written
+    assert dlnsim.open(out)["status"].item() == "max_steps"  # the record up to the stop is written
 
 
 # ----------------------------------------------------------------------------------------------- arguments

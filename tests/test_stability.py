@@ -129,8 +129,8 @@ def test_flow_limit_is_the_balanced_minimiser():
 def test_compressed_network_has_the_same_gd_losses():
     setup = dlnsim.paper_setup(4, 1)
     Wc, bases = S.compress_widths(setup.W0)
-    full = dlnsim.run_gd(setup.problem, setup.W0, 0.05, 300, "all", diagnostics=False)
-    small = dlnsim.run_gd(setup.problem, Wc, 0.05, 300, "all", diagnostics=False)
+    full = dlnsim.run_gd(setup.problem, setup.W0, 0.05, 300, record=dlnsim.Record("all", diagnostics=False))
+    small = dlnsim.run_gd(setup.problem, Wc, 0.05, 300, record=dlnsim.Record("all", diagnostics=False))
     np.testing.assert_allclose(small["loss"].values, full["loss"].values, rtol=1e-10, atol=1e-14)
     expanded = [Q @ M for Q, M in zip([*bases, np.eye(70)], Wc, strict=True)]
     expanded = [M @ Q.T for M, Q in zip(expanded, [np.eye(70), *bases], strict=True)]
