@@ -51,7 +51,7 @@ def gd(setup: dlnsim.Setup) -> xr.Dataset:
 @pytest.fixture(scope="module")
 def gd_diverged(setup: dlnsim.Setup) -> xr.Dataset:
     ds = dlnsim.run_gd(setup.problem, setup.W0, 0.5, 2000, progress=False)
-    assert ds.attrs["status"] == "diverged"
+    assert ds["status"].item() == "diverged"
     return ds
 
 
@@ -69,8 +69,8 @@ def comparison(setup: dlnsim.Setup) -> xr.Dataset:
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("plot") / "sweep"
-    dlnsim.sweep(path, N=[2, 3], eta=[0.5, 2.0, 50.0], seed=[0, 1], n_iter=300, eta_mode="bound", d=D, m=M,
-                 progress=False)
+    dlnsim.sweep(path, N=[2, 3], eta_factor=[0.5, 2.0, 50.0], seed=[0, 1], n_iter=300, d=D, m=M,
+                 engine=dlnsim.Engine(progress=False))
     return path
 
 
@@ -81,14 +81,14 @@ def sweep(sweep_dir: Path) -> xr.Dataset:
 
 @pytest.fixture(scope="module")
 def flow_sweep() -> xr.Dataset:
-    return dlnsim.sweep(None, N=[2, 3], eta=[1.0, 3.0, 10.0], seed=[0], n_iter=100, eta_mode="bound", flow=True,
-                        d=D, m=M, progress=False)
+    return dlnsim.sweep(None, N=[2, 3], eta_factor=[1.0, 3.0, 10.0], seed=[0], n_iter=100, flow=True,
+                        d=D, m=M, engine=dlnsim.Engine(progress=False))
 
 
 @pytest.fixture(scope="module")
 def critical(tmp_path_factory: pytest.TempPathFactory) -> xr.Dataset:
     return dlnsim.critical_sweep(tmp_path_factory.mktemp("plot") / "critical", N=[2, 3], seed=[0], n_iter=200,
-                                 d=D, m=M, progress=False)
+                                 d=D, m=M, engine=dlnsim.Engine(progress=False))
 
 
 def texts(fig: Figure) -> list[str]:
@@ -120,7 +120,7 @@ def test_short_labels_of_dlnsim_names(gd: xr.Dataset, flow: xr.Dataset, sweep: x
     assert plot.label(gd, "t") == "t"
     assert plot.label(old_flow_names(flow), "loss_t") == "L"
     assert plot.label(flow, "time") == "t"
-    assert plot.label(sweep, "eta") == "η/η*"  # eta_mode="bound": the axis holds multiples of the bound
+    assert plot.label(sweep, "eta_factor") == "η/η*"  # the axis holds multiples of the bound
     assert plot.label(sweep, "N") == "N"
     assert plot.label(sweep, "loss") == "L"
 
@@ -155,7 +155,7 @@ def test_loss_ends_where_a_run_stopped(gd_diverged: xr.Dataset) -> None:
     ax = plot.loss(gd_diverged)
     line = finite_lines(ax)[0]
     k, y = plot.with_end(gd_diverged)
-    assert k[-1] == gd_diverged.attrs["stop_iteration"] and y[-1] == gd_diverged.attrs["final_loss"]
+    assert k[-1] == gd_diverged["stop_iteration"].item() and y[-1] == gd_diverged["final_loss"].item()
     np.testing.assert_array_equal(line.get_xdata(), k + 1)
     np.testing.assert_array_equal(line.get_ydata(), y)
 
@@ -185,7 +185,7 @@ def test_loss_of_a_sweep_one_line_per_grid_point(sweep: xr.Dataset) -> None:
     assert legend is not None and [t.get_text() for t in legend.get_texts()] == ["N = 2", "N = 3"]
     colors = {ln.get_color() for ln in finite_lines(ax)}
     assert colors == {plot.depth_color(2), plot.depth_color(3)}
-    ax_eta = plot.loss(sweep, hue="eta")
+    ax_eta = plot.loss(sweep, hue="eta_factor")
     texts_eta = [t.get_text() for t in ax_eta.get_legend().get_texts()]  # type: ignore[union-attr]
     assert texts_eta == ["η/η* = 0.5", "η/η* = 2", "η/η* = 50"]
     with pytest.raises(ValueError, match=r"^hue: 'gamma' is not a grid dimension"):
@@ -221,7 +221,7 @@ def test_theory_panel_constants_of_the_run(gd: xr.Dataset) -> None:
     consts = {ax: [ln for ln in ax.lines if ln.get_linestyle() == "--"] for ax in (a, b, c)}
     for ax, key in ((a, "bound_sigma"), (b, "bound_delta"), (c, "bound_K")):
         (line,) = consts[ax]
-        assert line.get_ydata()[0] == pytest.approx(gd.attrs[key], rel=1e-15)
+        assert line.get_ydata()[0] == pytest.approx(gd[key].item(), rel=1e-15)
     # the measured quantities: ratio, max balancedness, max_j ||W_j||^2
     k = gd["k"].values + 1.0
     bal = gd["balancedness_max"].values
@@ -285,7 +285,7 @@ def test_flow_distance_against_eta(flow_sweep: xr.Dataset) -> None:
     assert len(lines) == 2 * 4 and all(len(ln.get_xdata()) == 3 for ln in lines)
     # the maximum over the common span: the largest eta reaches furthest, the smallest sets T
     T = float(flow_sweep["t"].max("k").min())
-    sel = flow_sweep.sel(N=2, seed=0, eta=10.0)
+    sel = flow_sweep.sel(N=2, seed=0, eta_factor=10.0)
     t = sel["t"].values
     expected = float(np.nanmax(np.where(t <= T * (1 + 1e-12), sel["flow_distance"].values, np.nan)))
     got = lines[0].get_ydata()[np.argmax(lines[0].get_xdata())]
@@ -299,8 +299,8 @@ def test_sweep_facets_default_and_explicit(sweep: xr.Dataset) -> None:
     fig = plot.sweep_facets(sweep)
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title(loc="left") for ax in visible] == ["N = 2", "N = 3"]
-    assert len(finite_lines(visible[0])) == sweep.sizes["eta"] * sweep.sizes["seed"]
-    fig2 = plot.sweep_facets(sweep, "balancedness_max", row="seed", col="N", hue="eta")
+    assert len(finite_lines(visible[0])) == sweep.sizes["eta_factor"] * sweep.sizes["seed"]
+    fig2 = plot.sweep_facets(sweep, "balancedness_max", row="seed", col="N", hue="eta_factor")
     assert len(fig2.axes) == 4 and fig2.axes[0].get_title(loc="left") == "seed = 0, N = 2"
     assert_short(fig2)
 
@@ -309,7 +309,7 @@ def test_sweep_facets_of_one_number_per_run(sweep: xr.Dataset) -> None:
     fig = plot.sweep_facets(sweep, "final_loss", col="N", hue="seed")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "η/η*" and ax.get_ylabel() == plot.LABELS["final_loss"]  # mathtext, not the plain L_final
-    np.testing.assert_array_equal(finite_lines(ax)[0].get_xdata(), sweep["eta"].values)
+    np.testing.assert_array_equal(finite_lines(ax)[0].get_xdata(), sweep["eta_factor"].values)
     with pytest.raises(ValueError, match=r"^x: for 'final_loss'"):
         plot.sweep_facets(sweep, "final_loss", col="N", hue="seed", x="N")
 
@@ -377,7 +377,7 @@ def test_save_figure_is_reproducible_and_checks_suffix(gd: xr.Dataset, tmp_path:
 
 
 def test_with_end_on_a_grid_point(sweep: xr.Dataset) -> None:
-    run = sweep.isel(N=0, eta=0, seed=0)
+    run = sweep.isel(N=0, eta_factor=0, seed=0)
     k, y = plot.with_end(run)
     ok = np.isfinite(run["loss"].values)
     np.testing.assert_array_equal(k, run["k"].values[ok])  # ran to n_iter: nothing added
@@ -477,7 +477,7 @@ def test_figures_need_no_pyplot(tmp_path: Path) -> None:
 
 def test_flow_distance_against_a_stepsize_axis_of_another_name(flow_sweep: xr.Dataset) -> None:
     """A grid whose stepsize axis is not called eta (e.g. multiples of the bound): found through eta_value."""
-    ds = flow_sweep.rename(eta="multiple")
+    ds = flow_sweep.rename(eta_factor="multiple")
     ax = plot.flow_distance(ds, x="eta")
     assert ax.get_xlabel() == "η" and len(finite_lines(ax)) == 2 * 4
     assert plot.standard_panels(ds).axes[2].get_title(loc="left") == "(c) GD − flow against the stepsize"
