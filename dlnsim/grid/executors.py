@@ -252,7 +252,9 @@ def _run_pool(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any]
     processes are terminated and cell threads abandoned (daemon threads), so the caller stops at once."""
     own = not isinstance(executor, Executor)
     n = min(workers or n_cores(), len(todo))
-    window = n if executor == "threads" else 2 * (n if own else max(n_cores(), 4))
+    # with a timeout, no more cells in flight than workers: a process pool marks a queued cell as running, and
+    # its wait for a worker would count against it
+    window = n if executor == "threads" or timeout is not None else 2 * (n if own else max(n_cores(), 4))
     attempts = dict.fromkeys((name for name, _ in todo), 0)
     queue = deque(todo)
     while queue:
@@ -261,6 +263,8 @@ def _run_pool(todo: list[Task], cell: Callable[..., Any], params: dict[str, Any]
             pool = executor
         elif executor == "threads":
             pool = DaemonThreads()
+        elif timeout is not None:  # started before the clock runs: a cell's time is not a worker's start-up
+            pool = process_pool(n)
         else:
             pool = ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_init_worker, initargs=(os.getpid(),))
