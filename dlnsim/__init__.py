@@ -17,7 +17,7 @@ from dlnsim.analysis.sharpness import sharpness
 from dlnsim.grid import combine_runs, open_grid, run_grid
 from dlnsim.init import balanced_init, balancedness, gaussian_init, haar_orthogonal, perturbed_init
 from dlnsim.io.dataset import open, save
-from dlnsim.methods import GD, StepRule
+from dlnsim.methods import GD, SGD, HeavyBall, Nesterov, StepRule
 from dlnsim.objective import gradient, hessian_form, hessian_vector_product, loss, product
 from dlnsim.options import Engine, Every, Linear, LogSpaced, Record, Stop, Tolerances, record_points
 from dlnsim.problem import Problem, Setup, paper_setup, paper_widths
@@ -31,14 +31,17 @@ from dlnsim.theory.set_bound import set_stepsize_bound
 
 __all__ = [
     "GD",
+    "SGD",
     "Admissibility",
     "Constant",
     "CriticalStepsize",
     "Engine",
     "Every",
     "Explicit",
+    "HeavyBall",
     "Linear",
     "LogSpaced",
+    "Nesterov",
     "Power",
     "PowerDecay",
     "Problem",

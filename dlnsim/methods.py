@@ -1,9 +1,29 @@
 """Step rules: how a gradient method moves the factors from one iterate to the next.
 
-A step rule is a small frozen object passed as ``method=`` to `dlnsim.run_gd` (and to the sweeps).  Plain
-gradient descent (2.1) is `GD`:
+A step rule is a small frozen object passed as ``method=`` to `dlnsim.run_gd` (and to the sweeps).  With
+g(W) = grad L^N(W) (all factors at once) and the stepsize eta_k of the schedule:
 
-    W_j(k+1) = W_j(k) - eta_k grad_{W_j} L^N(W(k)),   j = 1, ..., N.
+`GD` (2.1)
+    W(k+1) = W(k) - eta_k g(W(k)).
+`HeavyBall` (Polyak momentum, coefficient beta in [0, 1))
+    v(k+1) = beta v(k) - eta_k g(W(k)),   W(k+1) = W(k) + v(k+1),   v(0) = 0.
+`Nesterov` (coefficient beta in [0, 1)), implemented on the look-ahead iterate y, where the gradient is taken:
+    v(k+1) = beta v(k) - eta_k g(y(k)),   y(k+1) = y(k) + beta v(k+1) - eta_k g(y(k)),   v(0) = 0, y(0) = W(0).
+    This is the usual form W(k+1) = y(k) - eta_k g(y(k)), y(k+1) = W(k+1) + beta (W(k+1) - W(k)) written in
+    y alone; a run records the loss and the state diagnostics at y(k) (the point whose gradient is taken),
+    which has the same limit as W(k).
+`SGD` (minibatch stochastic gradient descent, batch size b)
+    W(k+1) = W(k) - eta_k (m/b) grad L_{B_k}(W(k)) with L_B(W) = 1/2 ||W X_B - Y_B||_F^2 over the columns
+    B_k of the data: (m/b) grad L_B is an unbiased estimate of g(W) (the loss has no 1/m).  The batches come
+    from random reshuffling (each epoch a permutation of the m samples, cut into m // b batches; the last
+    m mod b samples of the permutation wait for the next epoch) or from sampling with replacement (b indices
+    drawn independently per step), both from ``numpy.random.default_rng([seed, epoch or block])``, so the
+    batches of any step are known without drawing those before it.  Optional momentum: ``beta`` (heavy-ball,
+    or Nesterov with ``nesterov=True``) as above with the stochastic gradient.
+
+Linear stability at a minimiser with Hessian eigenvalue lambda (a quadratic model, constant eta; x = eta
+lambda): GD is stable iff x < 2; heavy-ball iff x < 2 (1 + beta); Nesterov iff x < 2 (1 + beta) / (1 + 2 beta)
+(the roots of z^2 - (1 + beta)(1 - x) z + beta (1 - x) lie in the unit disc; Jury's conditions).
 
 How a step rule fits the engine (and how the next ones are added):
 
@@ -26,9 +46,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
+
+from dlnsim.checks import flag, is_int, positive_float
 from dlnsim.options import Option
 
-__all__ = ["GD", "METHODS", "StepRule", "as_method", "method_from_json"]
+__all__ = ["GD", "METHODS", "SGD", "HeavyBall", "Nesterov", "StepRule", "as_method", "method_from_json"]
+
+#: the kernel rules (closure constants of the gradient-descent kernels)
+PLAIN, HEAVY_BALL, NESTEROV = 0, 1, 2
 
 
 class StepRule(Option):
@@ -36,8 +62,22 @@ class StepRule(Option):
 
     #: name of the rule in run attributes and on the command line
     name: ClassVar[str] = ""
+    #: what the rule is called in messages ("the <label> kernel")
+    label: ClassVar[str] = ""
     #: number of extra state vectors (of the size of the flat weights) the rule's kernel keeps
     state_vectors: ClassVar[int] = 0
+
+    @property
+    def momentum(self) -> tuple[int, float]:
+        """The kernel's momentum rule (`PLAIN`, `HEAVY_BALL` or `NESTEROV`) and its coefficient beta."""
+        return PLAIN, 0.0
+
+    def stability_limit(self, sharpness: float) -> float:
+        """The largest constant stepsize that is linearly stable at a minimiser whose Hessian has largest
+        eigenvalue ``sharpness`` (for the full-batch rules; see the module docstring)."""
+        rule, beta = self.momentum
+        factor = {PLAIN: 2.0, HEAVY_BALL: 2.0 * (1.0 + beta), NESTEROV: 2.0 * (1.0 + beta) / (1.0 + 2.0 * beta)}
+        return factor[rule] / sharpness
 
     def attrs(self) -> dict[str, Any]:
         """The attributes a run with this rule carries: ``method`` and the rule's parameters."""
@@ -59,10 +99,138 @@ class GD(StepRule):
     """
 
     name: ClassVar[str] = "gd"
+    label: ClassVar[str] = "gradient-descent"
 
+
+def _beta(value: Any, field: str) -> float:
+    beta = positive_float(value, field, allow_zero=True)
+    if not beta < 1.0:
+        raise ValueError(f"{field} must be in [0, 1), got {value!r}")
+    return beta
+
+
+@dataclass(frozen=True)
+class HeavyBall(StepRule):
+    """Heavy-ball (Polyak) momentum: v(k+1) = beta v(k) - eta_k g(W(k)), W(k+1) = W(k) + v(k+1).
+
+    Examples
+    --------
+    >>> HeavyBall(beta=0.9).stability_limit(sharpness=4.0)
+    0.95
+    """
+
+    beta: float = 0.9
+    name: ClassVar[str] = "heavy_ball"
+    label: ClassVar[str] = "heavy-ball"
+    state_vectors: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta", _beta(self.beta, "HeavyBall.beta"))
+
+    @property
+    def momentum(self) -> tuple[int, float]:
+        return HEAVY_BALL, self.beta
+
+
+@dataclass(frozen=True)
+class Nesterov(StepRule):
+    """Nesterov momentum on the look-ahead iterate (module docstring): v(k+1) = beta v(k) - eta_k g(y(k)),
+    y(k+1) = y(k) + beta v(k+1) - eta_k g(y(k))."""
+
+    beta: float = 0.9
+    name: ClassVar[str] = "nesterov"
+    label: ClassVar[str] = "Nesterov"
+    state_vectors: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beta", _beta(self.beta, "Nesterov.beta"))
+
+    @property
+    def momentum(self) -> tuple[int, float]:
+        return NESTEROV, self.beta
+
+
+#: how `SGD` draws its batches
+SAMPLINGS = ("reshuffle", "replacement")
+
+
+@dataclass(frozen=True)
+class SGD(StepRule):
+    """Minibatch stochastic gradient descent with batches of ``batch_size`` samples (module docstring).
+
+    ``sampling``: ``"reshuffle"`` (a new permutation each epoch, the default) or ``"replacement"``; ``seed``:
+    the seed of the batches (recorded with the run); ``beta``, ``nesterov``: optional momentum.
+
+    Examples
+    --------
+    >>> SGD(batch_size=16, seed=0).attrs()["method_batch_size"]
+    16
+    """
+
+    batch_size: int
+    seed: int = 0
+    sampling: str = "reshuffle"
+    beta: float = 0.0
+    nesterov: bool = False
+    name: ClassVar[str] = "sgd"
+    label: ClassVar[str] = "minibatch SGD"
+    state_vectors: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        if not is_int(self.batch_size) or int(self.batch_size) < 1:
+            raise ValueError(f"SGD.batch_size must be an integer >= 1 (at most the number of samples m), got "
+                             f"{self.batch_size!r}")
+        object.__setattr__(self, "batch_size", int(self.batch_size))
+        if not is_int(self.seed) or int(self.seed) < 0:
+            raise ValueError(f"SGD.seed must be an integer >= 0, got {self.seed!r}")
+        object.__setattr__(self, "seed", int(self.seed))
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"SGD.sampling must be one of {list(SAMPLINGS)}, got {self.sampling!r}")
+        object.__setattr__(self, "beta", _beta(self.beta, "SGD.beta"))
+        object.__setattr__(self, "nesterov", flag(self.nesterov, "SGD.nesterov"))
+
+    @property
+    def momentum(self) -> tuple[int, float]:
+        if self.beta == 0.0:
+            return PLAIN, 0.0
+        return (NESTEROV if self.nesterov else HEAVY_BALL), self.beta
+
+    def checked_batch_size(self, m: int) -> int:
+        """The batch size, checked against the number of samples ``m`` of the problem."""
+        if self.batch_size > m:
+            raise ValueError(f"SGD.batch_size must be in [1, m = {m}] (the number of samples), got {self.batch_size}")
+        return self.batch_size
+
+    def batches(self, m: int, k0: int, k1: int) -> np.ndarray:
+        """The sample indices of the batches of steps k0 <= k < k1, an int64 array (k1 - k0, batch_size)."""
+        b = self.checked_batch_size(m)
+        out = np.empty((max(k1 - k0, 0), b), dtype=np.int64)
+        if self.sampling == "reshuffle":
+            per_epoch = m // b
+            k = k0
+            while k < k1:
+                epoch, slot = divmod(k, per_epoch)
+                perm = np.random.default_rng([self.seed, epoch]).permutation(m)
+                take = min(per_epoch - slot, k1 - k)
+                out[k - k0 : k - k0 + take] = perm[slot * b : (slot + take) * b].reshape(take, b)
+                k += take
+        else:
+            block = _REPLACEMENT_BLOCK
+            k = k0
+            while k < k1:
+                index, row = divmod(k, block)
+                draws = np.random.default_rng([self.seed, index]).integers(0, m, size=(block, b), dtype=np.int64)
+                take = min(block - row, k1 - k)
+                out[k - k0 : k - k0 + take] = draws[row : row + take]
+                k += take
+        return out
+
+
+#: steps per independently seeded block of `SGD` with replacement
+_REPLACEMENT_BLOCK = 1024
 
 #: the step rules by class name (for `method_from_json`) and by ``name`` (for the command line)
-METHODS: dict[str, type[StepRule]] = {"GD": GD}
+METHODS: dict[str, type[StepRule]] = {"GD": GD, "HeavyBall": HeavyBall, "Nesterov": Nesterov, "SGD": SGD}
 
 
 def method_from_json(data: Any) -> StepRule:
@@ -80,7 +248,7 @@ def as_method(method: Any) -> StepRule:
         return method
     if isinstance(method, str):
         for cls in METHODS.values():
-            if cls.name == method:
+            if cls.name == method and cls is not SGD:  # SGD needs a batch size
                 return cls()
         raise ValueError(f"method must be a step rule ({', '.join(sorted(METHODS))}) or one of "
                          f"{[c.name for c in METHODS.values()]}, got {method!r}")

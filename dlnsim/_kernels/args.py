@@ -49,7 +49,8 @@ class GDWork(NamedTuple):
 
     ``w`` (n,): the state W(k), overwritten with the state where a call returns; ``g`` (n,): the second state
     buffer; ``ws``: workspace (`linalg.workspace_size`); ``acc`` (float, `gd.N_ACC`) and ``iacc`` (int64,
-    `gd.N_IACC`): running statistics, kept between calls (slots in `dlnsim._kernels.gd`).
+    `gd.N_IACC`): running statistics, kept between calls (slots in `dlnsim._kernels.gd`); ``v`` (n,): the
+    velocity of a momentum rule (length 0 without momentum), kept between calls.
     """
 
     w: np.ndarray
@@ -57,17 +58,34 @@ class GDWork(NamedTuple):
     ws: np.ndarray
     acc: np.ndarray
     iacc: np.ndarray
+    v: np.ndarray
 
 
 class GDControls(NamedTuple):
     """What a gradient-descent run does: ``etas`` (one stepsize, or one per step), ``n_iter``, the divergence
-    ``threshold`` on the loss, ``gtol_sq`` (the gradient test on ||grad||^2) and ``stop_early``."""
+    ``threshold`` on the loss, ``gtol_sq`` (the gradient test on ||grad||^2), ``stop_early`` and the momentum
+    coefficient ``beta`` (0 without momentum)."""
 
     etas: np.ndarray
     n_iter: int
     threshold: float
     gtol_sq: float
     stop_early: bool
+    beta: float
+
+
+class Batches(NamedTuple):
+    """The minibatches of a stochastic run: the full data ``X`` (d_x, m) and ``Y`` (d_y, m), the sample
+    indices ``idx`` (int64, (steps, b)) of the steps k0 <= k < k0 + steps, the buffers ``xb`` (d_x, b) and
+    ``yb`` (d_y, b) of one batch, the gradient ``scale`` m / b and ``k0``."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    idx: np.ndarray
+    xb: np.ndarray
+    yb: np.ndarray
+    scale: float
+    k0: int
 
 
 class GDRecords(NamedTuple):

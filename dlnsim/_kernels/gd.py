@@ -15,6 +15,11 @@ Two convergence tests run every step (one comparison each): the gradient test ||
 and the loss test L - L* <= ``acc[A_LTOL]``.  The first iteration where each held is kept in ``iacc``; with
 ``stop_early`` the run stops (CONVERGED) at the first iteration where either holds.
 
+Momentum (``rule``, a closure constant: one compiled kernel per rule, the plain one compiling nothing of the
+others): after the fused step writes nxt = w - eta grad, heavy-ball adds beta v (v = the last displacement
+W(k) - W(k-1)) and Nesterov forms v = beta v + (nxt - w) and adds beta v (the look-ahead iterate; see
+`dlnsim.methods`).  With beta = 0 both add exact zeros: the iterates are those of plain GD bit for bit.
+
 Stop reasons are returned as status codes; nothing is raised from inside the kernel.
 """
 
@@ -31,6 +36,11 @@ RUNNING = 0
 CONVERGED = 1
 DIVERGED_NONFINITE = 2
 DIVERGED_BLOWUP = 3
+
+# momentum rules (as in `dlnsim.methods`)
+PLAIN = 0
+HEAVY_BALL = 1
+NESTEROV = 2
 
 # slots of the float accumulator
 A_T = 0  # cumulative time t_k = eta_0 + ... + eta_{k-1}
@@ -54,9 +64,10 @@ I_LTOL_K = 6  # first iteration where the excess loss <= acc[A_LTOL] (-1: none y
 N_IACC = 7
 
 
-def _make_gd_chunk(stamp: str = SOURCES) -> Any:
-    """`_gd_chunk`, compiled on first use and cached; ``stamp`` (the kernels' sources, `linalg.SOURCES`) is a
-    closure constant, part of the cache key, so an edit of the gradient kernel recompiles it."""
+def _make_gd_chunk(rule: int, name: str, stamp: str = SOURCES) -> Any:
+    """The chunk kernel of momentum ``rule``, compiled on first use and cached under ``name``; ``stamp`` (the
+    kernels' sources, `linalg.SOURCES`) is a closure constant, part of the cache key, so an edit of the
+    gradient kernel recompiles it."""
 
     def _gd_chunk(work, data, layout, controls, records, k_start, k_stop):
         """Run iterations k_start <= k < k_stop (k_stop <= n_iter + 1).  Returns the status code.
@@ -67,10 +78,10 @@ def _make_gd_chunk(stamp: str = SOURCES) -> Any:
         (`GDControls`) and ``records`` (`GDRecords`).
         """
         stamp  # noqa: B018  (the kernels' sources: part of the cache key, see `linalg.SOURCES`)
-        w, g, ws, acc, iacc = work
+        w, g, ws, acc, iacc, v = work
         Rt, F, lstar = data
         dims, offs, pivot = layout
-        etas, n_iter, threshold, gtol_sq, stop_early = controls
+        etas, n_iter, threshold, gtol_sq, stop_early, beta = controls
         rec_k, rec_loss, rec_excess, rec_gn2, rec_ratio, rec_eta, rec_t = records
         constant = etas.shape[0] == 1
         n_rec = rec_k.shape[0]
@@ -138,14 +149,29 @@ def _make_gd_chunk(stamp: str = SOURCES) -> Any:
                 break
             acc[A_PREV_EXCESS] = ex
             acc[A_PREV_DEN] = eta * gn2
+            if rule == HEAVY_BALL:
+                for i in range(cur.shape[0]):
+                    nxt[i] += beta * v[i]
+                    v[i] = nxt[i] - cur[i]
+            elif rule == NESTEROV:
+                for i in range(cur.shape[0]):
+                    vi = beta * v[i] + (nxt[i] - cur[i])
+                    v[i] = vi
+                    nxt[i] += beta * vi
             cur, nxt = nxt, cur
             acc[A_T] += eta
         if cur is not w:
             _copy_flat(w, 0, cur, 0, w.shape[0])
         return status
 
-    _gd_chunk.__qualname__ = "_gd_chunk"
+    _gd_chunk.__qualname__ = name
+    _gd_chunk.__name__ = name
     return njit(cache=True, nogil=True)(_gd_chunk)
 
 
-_gd_chunk = _make_gd_chunk()
+_gd_chunk = _make_gd_chunk(PLAIN, "_gd_chunk")
+_heavy_ball_chunk = _make_gd_chunk(HEAVY_BALL, "_heavy_ball_chunk")
+_nesterov_chunk = _make_gd_chunk(NESTEROV, "_nesterov_chunk")
+
+#: the chunk kernel of each momentum rule
+CHUNKS = {PLAIN: _gd_chunk, HEAVY_BALL: _heavy_ball_chunk, NESTEROV: _nesterov_chunk}

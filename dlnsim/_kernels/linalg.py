@@ -73,20 +73,22 @@ def _copy_flat(dst, dst_off, src, src_off, size):
         d[i] = r[i]
 
 
-def workspace_size(dims: np.ndarray, b: int) -> int:
+def workspace_size(dims: np.ndarray, b: int, cols: int = -1) -> int:
     """Length of the float64 workspace that `_loss_grad` needs (plain Python; `_workspace_size` in kernels).
 
     Chains L_0..L_{b-1} (d_b x d_j) and U_{b+1}..U_N (d_j x d_b), each twice (L/M and U/V), then
-    L_0 R^T (d_b x d_0), Z (d_N x d_0), U_N^T Z (d_b x d_0) and a d_b x max_j d_j buffer (a transposed U_j
-    for the loops of `narrow`).
+    L_0 R^T (d_b x c), Z (d_N x c), U_N^T Z (d_b x c) and a d_b x max_j d_j buffer (a transposed U_j
+    for the loops of `narrow`).  ``cols`` is the number c of columns of the data matrices R^T and F (-1: d_0,
+    the residual form of the full data; a minibatch of b samples has c = b).
     """
     n = len(dims) - 1
     db = int(dims[b])
+    c = int(dims[0]) if cols < 0 else int(cols)
     chains = 0
     for j in range(n + 1):
         if j != b:
             chains += db * int(dims[j])
-    return 2 * chains + (2 * db + int(dims[n])) * int(dims[0]) + db * int(np.max(dims))
+    return 2 * chains + (2 * db + int(dims[n])) * c + db * int(np.max(dims))
 
 
 _workspace_size = njit(cache=True, nogil=True)(workspace_size)
@@ -134,6 +136,7 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
     d0 = dims[0]
     dn = dims[n]
     db = dims[b]
+    c = Rt.shape[1]  # columns of the data: d_0 for the residual form of the full data, b for a minibatch
 
     # offsets of L_j (db x d_j, j = 0..b-1) in the L/M chains and of U_j (d_j x db, j = b+1..N) in U/V
     loff = np.empty(b + 1, dtype=np.int64)
@@ -157,13 +160,13 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
     p_m = p_u + size_u
     p_v = p_m + size_l
     p_lr = p_v + size_u
-    p_z = p_lr + db * d0
-    p_t1 = p_z + dn * d0
-    p_buf = p_t1 + db * d0
+    p_z = p_lr + db * c
+    p_t1 = p_z + dn * c
+    p_buf = p_t1 + db * c
     # a narrow pivot: the residual pass and the products with inner dimension d_b are loops (see `narrow`)
     narrow = db == NARROW
     fused = narrow and 0 < b < n  # the one-pass residual (b = 0 means d_0 = 2: no 70 x 70 data to save on)
-    ff = F.reshape(dn * d0)
+    ff = F.reshape(dn * c)
     full = grad == 1 or grad >= 3  # every gradient block
     step = grad == 4
     gsq = 0.0 if grad >= 3 else np.nan
@@ -184,7 +187,7 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
             src, so = w, offs[0]
         else:
             src, so = ws, p_l
-        _matmul(False, False, db, d0, d0, src, so, Rt, 0, ws, p_lr)
+        _matmul(False, False, db, c, d0, src, so, Rt, 0, ws, p_lr)
     # U chain: U_j = W_j U_{j-1};  Z = U_N (L_0 R^T)  (L_0 R^T = R^T when b = 0)
     if b < n:
         for j in range(b + 2, n + 1):
@@ -200,11 +203,11 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
         if fused:
             pass
         elif b > 0:
-            _matmul(False, False, dn, d0, db, un, uo, ws, p_lr, ws, p_z)
+            _matmul(False, False, dn, c, db, un, uo, ws, p_lr, ws, p_z)
         else:
-            _matmul(False, False, dn, d0, db, un, uo, Rt, 0, ws, p_z)
+            _matmul(False, False, dn, c, db, un, uo, Rt, 0, ws, p_z)
     else:
-        _copy_flat(ws, p_z, ws, p_lr, dn * d0)
+        _copy_flat(ws, p_z, ws, p_lr, dn * c)
     if fused:
         # one pass: 1/2 ||Z||^2, and with the gradient also U_N^T Z (lower layers) and V_N = Z (L_0 R^T)^T
         # (one call site per loop kernel: each site is compiled, and vectorised, once more)
@@ -213,13 +216,13 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
         else:
             vd, vo = ws, p_v + uoff[n]
         want = grad != 0
-        ex = _residual_pass(dn, d0, un, uo, ws, p_lr, ff, ws, p_t1, want, vd, vo, want)
+        ex = _residual_pass(dn, c, un, uo, ws, p_lr, ff, ws, p_t1, want, vd, vo, want)
     else:
         # Z = W R^T - F; flat loops vectorise, and the norm goes to BLAS (a scalar running sum is latency-bound)
-        z = ws[p_z : p_z + dn * d0]  # a slice, so the loop index needs no wraparound check (see _copy_flat)
-        for i in range(dn * d0):
+        z = ws[p_z : p_z + dn * c]  # a slice, so the loop index needs no wraparound check (see _copy_flat)
+        for i in range(dn * c):
             z[i] -= ff[i]
-        ex = 0.5 * _dot(dn * d0, ws, p_z, ws, p_z)
+        ex = 0.5 * _dot(dn * c, ws, p_z, ws, p_z)
     if grad == 0:
         return ex, gsq
 
@@ -231,10 +234,10 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
             dst, do = ws, p_m
         if b < n:
             if not fused:
-                _matmul(True, False, db, d0, dn, un, uo, ws, p_z, ws, p_t1)
-            _matmul(False, True, db, d0, d0, ws, p_t1, Rt, 0, dst, do)
+                _matmul(True, False, db, c, dn, un, uo, ws, p_z, ws, p_t1)
+            _matmul(False, True, db, d0, c, ws, p_t1, Rt, 0, dst, do)
         else:
-            _matmul(False, True, db, d0, d0, ws, p_z, Rt, 0, dst, do)
+            _matmul(False, True, db, d0, c, ws, p_z, Rt, 0, dst, do)
         for j in range(1, b):
             if j == b - 1:
                 dst, do = g, offs[b - 1]
@@ -258,9 +261,9 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
         if fused:
             pass  # V_N came from the residual pass
         elif b > 0:
-            _matmul(False, True, dn, db, d0, ws, p_z, ws, p_lr, dst, do)
+            _matmul(False, True, dn, db, c, ws, p_z, ws, p_lr, dst, do)
         else:
-            _matmul(False, True, dn, db, d0, ws, p_z, Rt, 0, dst, do)
+            _matmul(False, True, dn, db, c, ws, p_z, Rt, 0, dst, do)
         for j in range(n, b + 1, -1):
             if j - 1 == b + 1:
                 dst, do = g, offs[b]

@@ -56,14 +56,15 @@ import xarray as xr
 
 from dlnsim._blas import blas_threads as _blas_threads
 from dlnsim._kernels import gd as _gd
-from dlnsim._kernels.args import Data, GDControls, GDRecords, GDWork, Layout
+from dlnsim._kernels import sgd as _sgd
+from dlnsim._kernels.args import Batches, Data, GDControls, GDRecords, GDWork, Layout
 from dlnsim._kernels.linalg import workspace_size
 from dlnsim._notice import compile_notice
 from dlnsim.checks import attrs_arg, blas_arg, flag, positive_float
 from dlnsim.diagnostics.dense import state_diagnostics
 from dlnsim.diagnostics.gd import states_diagnostics
 from dlnsim.io import dataset
-from dlnsim.methods import StepRule, as_method
+from dlnsim.methods import SGD, StepRule, as_method
 from dlnsim.objective import checked_weights, flat_layout
 from dlnsim.options import Record, Stop, as_record, as_stop, check_size, checked_n_iter
 from dlnsim.problem import Problem
@@ -77,6 +78,8 @@ __all__ = ["STATUSES", "GDResult", "gd_dataset", "run_gd", "solve_gd", "weights_
 STATUSES = ("converged", "diverged", "critical_start", "max_iter")
 
 _EPS = float(np.finfo(float).eps)
+#: sample indices of SGD's batches drawn at a time (one chunk of steps)
+_SGD_CHUNK_INDICES = 1 << 20
 
 
 def _eta_from_bound(eta: str, problem: Problem, W: list[np.ndarray], bound: StepsizeBound | None,
@@ -211,6 +214,8 @@ def solve_gd(
     rule_obj = as_method(method)
     rec_opt = as_record(record)
     stop_opt = as_stop(stop)
+    sgd = rule_obj if isinstance(rule_obj, SGD) else None
+    batch = sgd.checked_batch_size(problem.m) if sgd is not None else 0
     W = checked_weights(problem, W0, "W0")
     n_iter = checked_n_iter(n_iter)
     diag = rec_opt.diagnostics
@@ -285,11 +290,24 @@ def solve_gd(
 
     total = n_iter + 1
     chunk = total if not progress else max(1000, total // 200)
+    momentum, beta = rule_obj.momentum
+    stochastic = sgd is not None
+    if stochastic:  # the batches of a chunk are drawn before it runs: keep them to a few MB
+        chunk = min(chunk, max(1, _SGD_CHUNK_INDICES // batch))
+        X = np.ascontiguousarray(problem.X, dtype=np.float64)
+        Y = np.ascontiguousarray(problem.Y, dtype=np.float64)
+        xb, yb = np.empty((problem.d_x, batch)), np.empty((problem.d_y, batch))
+        kernel = _sgd.SGD_CHUNKS[momentum]
+    else:
+        kernel = _gd.CHUNKS[momentum]
     g = np.empty_like(w)
-    work = GDWork(w, g, np.empty(workspace_size(dims, pivot)), acc, iacc)
+    ws_size = max(workspace_size(dims, pivot), workspace_size(dims, pivot, batch) if stochastic else 0)
+    velocity = np.zeros(w.size if momentum != _gd.PLAIN else 0)
+    work = GDWork(w, g, np.empty(ws_size), acc, iacc, velocity)
     data = Data(problem.Rt, problem.F, float(problem.lstar))
     layout = Layout(dims, offs, int(pivot))
-    controls = GDControls(etas, int(n_iter), float(threshold), float(gtol_abs * gtol_abs), bool(stop_early))
+    controls = GDControls(etas, int(n_iter), float(threshold), float(gtol_abs * gtol_abs), bool(stop_early),
+                          float(beta))
     records = GDRecords(rec_k, rec["loss"], rec["excess_loss"], rec["grad_norm_sq"], rec["descent_ratio"],
                         rec["eta"], rec["t"])
     bar = None  # made after the first chunk, so that a compilation is not in its rate and time estimate
@@ -300,7 +318,7 @@ def solve_gd(
     held = np.empty((max(1, min(n_rec, (32 << 20) // (8 * w.size))) if state_diag else 0, w.size))
     rows = np.empty(held.shape[0], dtype=np.int64)
     n_held = 0
-    with _blas_threads(blas), np.errstate(all="ignore"), compile_notice(_gd._gd_chunk, "the gradient-descent kernel",
+    with _blas_threads(blas), np.errstate(all="ignore"), compile_notice(kernel, f"the {rule_obj.label} kernel",
                                                                        "3-10 s"):
         try:
             while k < total:
@@ -317,12 +335,18 @@ def solve_gd(
                         snaps[r] = w
                     r += 1
                 k_stop = min(k + chunk, total, int(rec_k[r]) if r < n_rec else total)
-                status = _gd._gd_chunk(work, data, layout, controls, records, k, k_stop)
+                if sgd is not None:
+                    idx = sgd.batches(problem.m, k, min(k_stop, n_iter))
+                    batches = Batches(X, Y, idx, xb, yb, problem.m / batch, k)
+                    status = kernel(work, data, layout, controls, records, batches, k, k_stop)
+                else:
+                    status = kernel(work, data, layout, controls, records, k, k_stop)
                 if progress:
                     if bar is None:
                         from tqdm.auto import tqdm
 
-                        bar = tqdm(total=n_iter, initial=min(k_stop, n_iter), unit="it", desc=f"GD N={n}",
+                        bar = tqdm(total=n_iter, initial=min(k_stop, n_iter), unit="it",
+                                   desc=f"{rule_obj.name.upper()} N={n}",
                                    dynamic_ncols=True, leave=False)
                     else:
                         bar.update(min(k_stop, n_iter) - min(k, n_iter))
