@@ -77,7 +77,7 @@ def test_names_are_injective_when_case_is_ignored(tmp_path: Path) -> None:
 
 def test_duplicate_names_are_refused_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(grid_plan, "cell_name", lambda point: "cell_same.nc")
-    with pytest.raises(ValueError, match="would share the cell file 'cell_same.nc'"):
+    with pytest.raises(ValueError, match=r"would share the cell file 'cell_same\.nc'"):
         dlnsim.run_grid(tmp_path / "g", echo, {"x": [1, 2]}, progress=False)
     assert not (tmp_path / "g").exists()
 
@@ -147,7 +147,7 @@ def test_cells_left_without_a_valid_result_are_an_error(tmp_path: Path, monkeypa
     from dlnsim.grid import store
 
     monkeypatch.setattr(store.Store, "read_cell", lambda self, name, rec: None)  # as if every file were damaged
-    with pytest.raises(RuntimeError, match="after the run 2 of 2 cell.s. have no valid result"):
+    with pytest.raises(RuntimeError, match=r"after the run 2 of 2 cell.s. have no valid result"):
         dlnsim.run_grid(tmp_path / "g", echo, {"x": [1, 2]}, progress=False, executor="serial")
 
 
@@ -271,17 +271,17 @@ def test_a_fifo_or_a_link_as_the_log_is_refused(tmp_path: Path) -> None:
     log.unlink()
     log.symlink_to(outside)
     before = outside.read_bytes()
-    with pytest.raises(ValueError, match="the log cannot be read.*symbolic link"):
+    with pytest.raises(ValueError, match=r"the log cannot be read.*symbolic link"):
         dlnsim.run_grid(d, echo, axes, progress=False, executor="serial")
     assert outside.read_bytes() == before
     log.unlink()
     os.mkfifo(log)
-    with pytest.raises(ValueError, match="the log cannot be read.*not a regular file"):
+    with pytest.raises(ValueError, match=r"the log cannot be read.*not a regular file"):
         dlnsim.open_grid(d)
 
 
 def test_huge_and_malformed_log_lines_are_skipped_in_bounded_memory(tmp_path: Path) -> None:
-    d, axes = _grid(tmp_path)
+    d, _ = _grid(tmp_path)
     log = d / "cells.log"
     good = log.read_bytes()
     with log.open("wb") as fh:
@@ -315,6 +315,6 @@ def test_a_deeply_nested_manifest_is_refused(tmp_path: Path) -> None:
 
 
 def test_manifest_is_validated_against_reserved_names() -> None:
-    with pytest.raises(ValueError, match="damaged grid manifest.*reserved"):
+    with pytest.raises(ValueError, match=r"damaged grid manifest.*reserved"):
         Plan.from_manifest({"format": "dlnsim-grid", "version": 1, "cell": "m:f", "axes": {"status": [1]},
                             "params": {}}, "test")
