@@ -529,7 +529,9 @@ def _psd_power(S: np.ndarray, p: float) -> np.ndarray:
     if p == 0.0:
         return np.eye(S.shape[0])
     w, v = np.linalg.eigh(0.5 * (S + S.T))
-    return np.asarray((v * np.maximum(w, 0.0) ** p) @ v.T)
+    # rounding-level eigenvalues of a rank-deficient W W^T are zeros (their fractional powers would not be small)
+    w = np.where(w > S.shape[0] * np.finfo(float).eps * max(float(w.max()), 0.0), w, 0.0)
+    return np.asarray((v * w**p) @ v.T)
 
 
 def end_to_end_operator(W: np.ndarray, Z: np.ndarray, N: int) -> np.ndarray:
