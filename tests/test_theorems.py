@@ -157,7 +157,8 @@ def test_acgh_theorem1_by_hand() -> None:
     phiF2 = 1.2**2 + 1.1**2  # ||Phi||_F^2
     assert math.isclose(t.constants["c"], c, rel_tol=1e-12)
     assert math.isclose(t.constants["delta_required"], c**2 / (256 * 8 * phiF2 ** 0.5), rel_tol=1e-12)
-    assert math.isclose(t.eta, c**3 / (6144 * 8 * phiF2**2), rel_tol=1e-12)  # c^((4N-2)/N) / (6144 N^3 ||Phi||^((6N-4)/N))
+    # c^((4N-2)/N) / (6144 N^3 ||Phi||_F^((6N-4)/N)) at N = 2
+    assert math.isclose(t.eta, c**3 / (6144 * 8 * phiF2**2), rel_tol=1e-12)
     assert math.isclose(t.rate_coefficient, c, rel_tol=1e-12)  # c^(2(N-1)/N)
     e0 = 0.5 * (0.2**2 + 0.1**2)
     assert math.isclose(t.excess0, e0, rel_tol=1e-12)
