@@ -64,6 +64,8 @@ class StepRule(Option):
     name: ClassVar[str] = ""
     #: what the rule is called in messages ("the <label> kernel")
     label: ClassVar[str] = ""
+    #: what a run of the rule is called in its title
+    title: ClassVar[str] = ""
     #: number of extra state vectors (of the size of the flat weights) the rule's kernel keeps
     state_vectors: ClassVar[int] = 0
 
@@ -100,6 +102,7 @@ class GD(StepRule):
 
     name: ClassVar[str] = "gd"
     label: ClassVar[str] = "gradient-descent"
+    title: ClassVar[str] = "gradient descent"
 
 
 def _beta(value: Any, field: str) -> float:
@@ -122,6 +125,7 @@ class HeavyBall(StepRule):
     beta: float = 0.9
     name: ClassVar[str] = "heavy_ball"
     label: ClassVar[str] = "heavy-ball"
+    title: ClassVar[str] = "gradient descent with heavy-ball momentum"
     state_vectors: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
@@ -140,6 +144,7 @@ class Nesterov(StepRule):
     beta: float = 0.9
     name: ClassVar[str] = "nesterov"
     label: ClassVar[str] = "Nesterov"
+    title: ClassVar[str] = "gradient descent with Nesterov momentum"
     state_vectors: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
@@ -174,6 +179,7 @@ class SGD(StepRule):
     nesterov: bool = False
     name: ClassVar[str] = "sgd"
     label: ClassVar[str] = "minibatch SGD"
+    title: ClassVar[str] = "minibatch SGD"
     state_vectors: ClassVar[int] = 1
 
     def __post_init__(self) -> None:

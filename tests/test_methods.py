@@ -212,3 +212,67 @@ def test_step_rules_round_trip_through_json() -> None:
     for rule in (dlnsim.GD(), dlnsim.HeavyBall(beta=0.5), dlnsim.Nesterov(beta=0.25),
                  dlnsim.SGD(batch_size=16, seed=3, sampling="replacement", beta=0.9, nesterov=True)):
         assert method_from_json(json.loads(json.dumps(rule.to_json()))) == rule
+
+
+def test_sweep_over_beta_and_batch_size_is_the_same_on_every_executor(tmp_path: Any) -> None:
+    kw: dict[str, Any] = dict(N=[2], seed=[0, 1], eta_factor=[5.0], n_iter=300, d=6, m=18,
+                              method=dlnsim.SGD(batch_size=3, seed=4, beta=0.5), batch_size=[3, 6], beta=[0.0, 0.5],
+                              record="log:20")
+    serial = dlnsim.sweep(None, **kw, engine=dlnsim.Engine("serial", progress=False))
+    threads = dlnsim.sweep(tmp_path / "t", **kw, engine=dlnsim.Engine("threads", workers=2, progress=False))
+    assert {"beta", "batch_size"} <= set(serial.dims)
+    for name in ("loss", "final_loss", "status"):
+        assert np.array_equal(serial[name].values, threads[name].values)
+    # each cell is the run made by hand with that step rule
+    one = serial.sel(N=2, seed=1, eta_factor=5.0, beta=0.5, batch_size=6)
+    s = dlnsim.paper_setup(N=2, seed=1, d=6, m=18)
+    ref = dlnsim.run_gd(s.problem, s.W0, "5xbound", 300, record="log:20",
+                        method=dlnsim.SGD(batch_size=6, seed=4, beta=0.5))
+    assert np.array_equal(one.loss.dropna("k").values, ref.loss.values)
+    # resumed: nothing recomputed, the same Dataset
+    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "t").rglob("*.nc")}
+    again = dlnsim.sweep(tmp_path / "t", **kw, engine=dlnsim.Engine("threads", progress=False))
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "t").rglob("*.nc")} == files
+    assert np.array_equal(again.loss.values, threads.loss.values, equal_nan=True)
+
+
+def test_method_axes_are_checked_before_any_cell() -> None:
+    with pytest.raises(ValueError, match="batch_size: the step rule GD has no batch_size"):
+        dlnsim.sweep(None, N=[2], seed=[0], eta_factor=[1.0], n_iter=10, batch_size=[4, 8])
+    with pytest.raises(ValueError, match=r"HeavyBall\.beta"):
+        dlnsim.sweep(None, N=[2], seed=[0], eta_factor=[1.0], n_iter=10, method=dlnsim.HeavyBall(),
+                     beta=[0.5, 1.0])
+
+
+def test_heavy_ball_follows_the_flow_at_rescaled_times_to_first_order() -> None:
+    """GD with heavy-ball momentum against the gradient flow at t_k / (1 - beta): the distance at a fixed time
+    halves with eta (first order)."""
+    s = dlnsim.paper_setup(N=2, seed=0, d=6, m=18)
+    lam = dlnsim.sharpness(s.problem, s.W0)
+    beta, T = 0.5, 2.0
+    dist = {}
+    for eta in (0.02 / lam, 0.01 / lam):
+        n = round(T * (1 - beta) / eta)
+        ds = dlnsim.compare_flow(s.problem, s.W0, eta, n, kind="factor", record=[n],
+                                 method=dlnsim.HeavyBall(beta=beta))
+        assert ds.attrs["flow_time_scale"] == pytest.approx(1 / (1 - beta))
+        dist[eta] = float(ds.flow_distance.sel(k=n))
+    small, large = sorted(dist)
+    assert 1.7 < dist[large] / dist[small] < 2.3  # first order: ratio 2 of the stepsizes
+    with pytest.raises(ValueError, match="modified flow is that of plain gradient descent"):
+        dlnsim.compare_flow(s.problem, s.W0, 0.01 / lam, 10, kind="modified", method=dlnsim.HeavyBall(beta=beta))
+
+
+def test_command_line_step_rules(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from dlnsim.cli import main
+
+    out = tmp_path / "sgd.nc"
+    assert main(["run", "--N", "2", "--d", "6", "--m", "18", "--eta", "0.5xbound", "--iters", "200", "--method",
+                 "sgd", "--batch-size", "6", "--sgd-seed", "2", "--beta", "0.5", "--out", str(out), "--quiet"]) == 0
+    ds = dlnsim.open(out)
+    assert ds.attrs["method"] == "sgd" and ds.attrs["method_batch_size"] == 6 and ds.attrs["method_seed"] == 2
+    assert ds.attrs["method_beta"] == 0.5
+    assert main(["run", "--N", "2", "--d", "6", "--m", "18", "--eta", "1e-3", "--iters", "10", "--batch-size", "6",
+                 "--out", str(tmp_path / "x.nc"), "--quiet"]) != 0
+    assert "--batch-size: only used with --method sgd" in capsys.readouterr().err
+    assert not (tmp_path / "x.nc").exists()

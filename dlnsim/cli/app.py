@@ -24,7 +24,7 @@ import numpy as np
 from dlnsim import __version__
 from dlnsim.checks import positive_float
 from dlnsim.cli.plot import add_plot_cli
-from dlnsim.cli.sweep import RECORD_HELP, add_sweep_cli, check_out, count, record_rule
+from dlnsim.cli.sweep import RECORD_HELP, add_method_options, add_sweep_cli, check_out, count, method_of, record_rule
 from dlnsim.init import balanced_init
 from dlnsim.io.dataset import open as open_results
 from dlnsim.io.dataset import outcomes, save
@@ -225,12 +225,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     schedule = _schedule(args, setup)
     record = Record(args.record, final_weights=args.keep_weights)
     stop = Stop(early=args.stop_early)
+    method, _ = method_of(args)
     t0 = time.perf_counter()
     if args.flow:
-        ds = compare_flow(setup.problem, setup.W0, schedule, args.iters, **compare_kwargs(args), record=record,
-                          stop=stop, progress=not args.quiet)
+        ds = compare_flow(setup.problem, setup.W0, schedule, args.iters, **compare_kwargs(args), method=method,
+                          record=record, stop=stop, progress=not args.quiet)
     else:
-        ds = run_gd(setup.problem, setup.W0, schedule, args.iters, record=record, stop=stop,
+        ds = run_gd(setup.problem, setup.W0, schedule, args.iters, method=method, record=record, stop=stop,
                     progress=not args.quiet)
     elapsed = time.perf_counter() - t0
     save(ds, out)
@@ -429,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stop-early", action="store_true",
                    help="stop at the first iteration where a convergence test holds")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_method_options(p, axes=False)
     add_compare_options(p)
     p.set_defaults(func=_cmd_run)
 

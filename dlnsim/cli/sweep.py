@@ -17,6 +17,7 @@ import xarray as xr
 from dlnsim.analysis.critical import CRITERION
 from dlnsim.grid.executors import EXECUTORS
 from dlnsim.io.dataset import save
+from dlnsim.methods import GD, SGD, HeavyBall, Nesterov, StepRule
 from dlnsim.options import Engine, Record, Stop
 from dlnsim.sweeps.grid_sweeps import SCHEDULES, critical_sweep, sweep
 
@@ -36,6 +37,52 @@ def count(text: str) -> int:
     if not value.is_integer() or value < 0 or value > 2**62:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0 such as 20000 or 1e5, got {text!r}")
     return int(value)
+
+
+def add_method_options(p: argparse.ArgumentParser, *, axes: bool) -> None:
+    """The options of the step rule: --method, --beta, --batch-size, --sgd-seed, --sampling, --nesterov
+    (with ``axes``, --beta and --batch-size take several values: grid axes)."""
+    g = p.add_argument_group("step rule")
+    g.add_argument("--method", choices=("gd", "heavy_ball", "nesterov", "sgd"), default="gd",
+                   help="gd (default), heavy_ball or nesterov momentum, or minibatch sgd")
+    nargs = "+" if axes else None
+    g.add_argument("--beta", type=float, nargs=nargs, default=None,
+                   help="momentum coefficient in [0, 1) (heavy_ball, nesterov: default 0.9; sgd: default 0)")
+    g.add_argument("--batch-size", type=int, nargs=nargs, default=None, help="batch size of --method sgd")
+    g.add_argument("--sgd-seed", type=int, default=0, help="seed of the batches of --method sgd (default 0)")
+    g.add_argument("--sampling", choices=("reshuffle", "replacement"), default="reshuffle",
+                   help="batches of --method sgd: a new permutation each epoch (default) or with replacement")
+    g.add_argument("--nesterov", action="store_true", help="with --method sgd and --beta: Nesterov momentum")
+
+
+def method_of(args: argparse.Namespace) -> tuple[StepRule, dict[str, Any]]:
+    """The step rule of the options of `add_method_options`, and the axes (lists) of --beta/--batch-size."""
+    beta, batch = args.beta, args.batch_size
+    axes: dict[str, Any] = {}
+    if isinstance(beta, list):
+        beta, axes["beta"] = (beta[0], None) if len(beta) == 1 else (None, beta)
+        axes = {k: v for k, v in axes.items() if v is not None}
+    if isinstance(batch, list):
+        if len(batch) > 1:
+            axes["batch_size"] = batch
+        batch = batch[0]
+    if args.method != "sgd":
+        unused = [o for o, v in (("--batch-size", args.batch_size), ("--nesterov", args.nesterov or None),
+                                 ("--sampling", None if args.sampling == "reshuffle" else args.sampling),
+                                 ("--sgd-seed", args.sgd_seed or None)) if v is not None]
+        if unused:
+            raise ValueError(f"{', '.join(unused)}: only used with --method sgd")
+    if args.method == "gd":
+        if args.beta is not None:
+            raise ValueError("--beta: only used with --method heavy_ball, nesterov or sgd")
+        return GD(), axes
+    if args.method in ("heavy_ball", "nesterov"):
+        cls = HeavyBall if args.method == "heavy_ball" else Nesterov
+        return cls(beta=0.9 if beta is None else beta), axes
+    if batch is None:
+        raise ValueError("--method sgd needs --batch-size")
+    return SGD(batch_size=batch, seed=args.sgd_seed, sampling=args.sampling, beta=0.0 if beta is None else beta,
+               nesterov=args.nesterov), axes
 
 
 def record_rule(text: str) -> Any:
@@ -177,7 +224,8 @@ def _finish(ds: xr.Dataset, out: str | None) -> None:
 
 
 def _cli_sweep(args: argparse.Namespace) -> int:
-    ds = _run(sweep, args, eta=args.eta, eta_factor=args.eta_factor,
+    method, method_axes = method_of(args)
+    ds = _run(sweep, args, eta=args.eta, eta_factor=args.eta_factor, method=method, **method_axes,
               record=Record(args.record, diagnostics=not args.no_diagnostics), stop=Stop(early=args.stop_early),
               schedule=args.schedule, gamma=args.gamma)
     _finish(ds, args.out)  # written first: a closed stdout does not lose it
@@ -195,10 +243,12 @@ def _number(c: xr.Dataset, name: str) -> str:
 
 
 def _cli_critical(args: argparse.Namespace) -> int:
+    method, method_axes = method_of(args)
     bracket = None if args.bracket is None else tuple(args.bracket)
     bracket_factor = (1.0, 4.0) if args.bracket_factor is None and bracket is None else args.bracket_factor
     ds = _run(critical_sweep, args, rtol=args.rtol, loss_tol=args.loss_tol, bracket=bracket,
-              bracket_factor=None if bracket_factor is None else tuple(bracket_factor))
+              bracket_factor=None if bracket_factor is None else tuple(bracket_factor), method=method,
+              **method_axes)
     _finish(ds, args.out)
     print(f"{'N':>3} {'seed':>5} {'eta_crit':>12} {'eta_star':>12} {'ratio':>12}  status")
     for n in ds["N"].values:
@@ -257,6 +307,7 @@ def add_sweep_cli(subparsers: Any) -> None:
     p.add_argument("--schedule", choices=SCHEDULES, default="constant")
     p.add_argument("--gamma", type=float, nargs="+", default=None, help="decay rates (power_decay)")
     p.add_argument("--dir", required=True, help="sweep directory (created; reused to resume)")
+    add_method_options(p, axes=True)
     _add_common(p)
     p.set_defaults(func=_cli_sweep)
 
@@ -272,5 +323,6 @@ def add_sweep_cli(subparsers: Any) -> None:
     brackets.add_argument("--bracket", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                           help="starting bracket of absolute stepsizes")
     c.add_argument("--dir", default=None, help="directory for the cells (default: temporary)")
+    add_method_options(c, axes=True)
     _add_common(c)
     c.set_defaults(func=_cli_critical)

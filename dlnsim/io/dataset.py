@@ -108,6 +108,8 @@ AXES: dict[str, tuple[str, str]] = {
     "width": ("hidden width", "width"),
     "m": ("number of samples m", "m"),
     "alpha": ("alpha of Theorem 2.4", "α"),
+    "beta": ("momentum coefficient beta of the step rule", "β"),
+    "batch_size": ("batch size b of minibatch SGD", "b"),
 }
 
 #: attributes of one run that a combined grid always stores as variables over its axes (outcomes of the run

@@ -28,7 +28,7 @@ from dlnsim._kernels import flow as _fk
 from dlnsim.analysis.sharpness import sharpness_flat
 from dlnsim.checks import flag, nonneg_int
 from dlnsim.io import dataset
-from dlnsim.methods import StepRule
+from dlnsim.methods import GD, StepRule, as_method
 from dlnsim.objective import checked_weights, product, unflatten
 from dlnsim.options import Record, Stop, Tolerances, as_tolerances
 from dlnsim.problem import Problem
@@ -105,7 +105,11 @@ def compare_flow(
     """Run GD (like `dlnsim.run_gd`) and put the gradient flows next to it at the GD times t_k.
 
     Where GD has no record (t_k NaN, after a stop) the flow values are NaN; the flows are integrated up to the
-    last finite t_k.
+    last finite t_k.  With momentum (`dlnsim.HeavyBall`, `dlnsim.Nesterov`, `dlnsim.SGD` with ``beta``) the
+    flow is taken at the rescaled times t_k / (1 - beta): once the velocity has built up, each step moves the
+    factors by eta / (1 - beta) times the gradient, so to first order in eta the iterate k follows the
+    gradient flow at that time (attribute ``flow_time_scale``).  SGD is compared with the flow of the full
+    loss, which its mean follows to first order.
 
     Parameters
     ----------
@@ -114,8 +118,8 @@ def compare_flow(
         start or a ``bound``.
     kind : str or sequence of str, optional
         The flow or flows, without repetition: ``"factor"``, ``"modified"`` (needs a constant stepsize: its
-        eta is GD's) and ``"end_to_end"`` (needs a balanced W0).  Default ``("factor", "modified")``, the
-        modified flow only for a constant stepsize.
+        eta is GD's, and plain GD) and ``"end_to_end"`` (needs a balanced W0).  Default
+        ``("factor", "modified")``, the modified flow only for plain GD with a constant stepsize.
     tolerances : Tolerances, optional
         The integrator's tolerances (`dlnsim.Tolerances`), for every flow; default
         ``Tolerances(max_steps=10_000_000)``.  ``first_step`` and ``fixed_step`` are not used.
@@ -157,18 +161,25 @@ def compare_flow(
     snaps = gd.snapshots
     assert snaps is not None
     eta_c = gd.schedule.eta if isinstance(gd.schedule, Constant) else None
+    rule = as_method(method)
+    plain = isinstance(rule, GD)
     if kinds is None:
-        kinds = ("factor", "modified") if eta_c is not None else ("factor",)
+        kinds = ("factor", "modified") if eta_c is not None and plain else ("factor",)
     elif "modified" in kinds and eta_c is None:
         raise ValueError(
             f"kind: the modified flow needs a constant stepsize (its eta is GD's), got schedule {gd.schedule!r}"
         )
+    elif "modified" in kinds and not plain:
+        raise ValueError(f"kind: the modified flow is that of plain gradient descent, not of {rule.label}")
+    # momentum moves W by eta/(1 - beta) per unit of the gradient once the velocity has built up: to first
+    # order in eta the iterate k sits at the flow time t_k / (1 - beta)
+    time_scale = 1.0 / (1.0 - rule.momentum[1])
 
     t_k = gd.records["t"]
     n_rec = t_k.size
     finite = np.isfinite(t_k)
     n_fin = int(np.argmin(finite)) if not finite.all() else n_rec  # t_k is finite up to the GD stop
-    times = np.array(t_k[:n_fin], dtype=np.float64, order="C", copy=True)  # writable: one kernel signature
+    times = np.array(time_scale * t_k[:n_fin], dtype=np.float64, order="C", copy=True)  # writable: one signature
     dims = gd.dims
     with np.errstate(all="ignore"):
         gd_prod = _products(snaps[:n_fin], dims) if n_fin else []
@@ -176,7 +187,8 @@ def compare_flow(
     new_vars: dict[str, np.ndarray] = {}
     new_outcomes: dict[str, Any] = {}
     new_attrs: dict[str, Any] = {"flow_rtol": rtol, "flow_atol": atol, "flow_max_steps": max_steps,
-                                 "flow_kinds": ", ".join(kinds), "flow_integrator": INTEGRATOR}
+                                 "flow_kinds": ", ".join(kinds), "flow_integrator": INTEGRATOR,
+                                 "flow_time_scale": time_scale}
     for kd in kinds:
         code = KINDS[kd]
         f_loss = np.full(n_rec, np.nan)

@@ -391,7 +391,7 @@ def solve_gd(
         reason = f"n_iter = {n_iter} steps done, neither test holds ({tests})"
 
     run_attrs: dict[str, Any] = {
-        "title": f"gradient descent on a depth-{n} linear network",
+        "title": f"{rule_obj.title} on a depth-{n} linear network",
         **rule_obj.attrs(),
         "N": n,
         "widths": dims,

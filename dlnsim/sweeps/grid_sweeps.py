@@ -27,6 +27,7 @@ The result of `sweep` is one Dataset over (setup axes..., eta or eta_factor[, ga
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -85,19 +86,27 @@ def _scale(bound: StepsizeBound | None) -> float:
 # ------------------------------------------------------------------------------------------------------ cells
 
 
+def _rule(method: Any, beta: float | None, batch_size: int | None) -> StepRule:
+    """The step rule of a cell: the manifest's, with the grid point's ``beta`` and ``batch_size``."""
+    rule = method_from_json(method)
+    changes = {k: v for k, v in (("beta", beta), ("batch_size", batch_size)) if v is not None}
+    return rule.replace(**changes) if changes else rule
+
+
 def gd_cell(*, setup: Callable[..., Any], n_iter: int, method: Any, record: Any, stop: Any, schedule: str,
             flow: Any, eta: float | None = None, eta_factor: float | None = None, gamma: float | None = None,
-            **point: Any) -> xr.Dataset:
+            beta: float | None = None, batch_size: int | None = None, **point: Any) -> xr.Dataset:
     """One run of a sweep: the setup at ``point``, then `run_gd` (or `compare_flow` with ``flow``).
 
     ``method``, ``record`` and ``stop`` are the JSON forms of the option objects (as the manifest stores
-    them); the stepsize is ``eta``, or ``eta_factor`` times eta* (5.1) of the start.
+    them); the stepsize is ``eta``, or ``eta_factor`` times eta* (5.1) of the start; ``beta`` and
+    ``batch_size`` (axes or fixed values) replace those fields of the step rule.
     """
     problem, W0 = start_of(setup, point)
     bound = _bound(problem, W0)
     value = float(eta) if eta is not None else float(eta_factor) * _scale(bound)  # type: ignore[arg-type]
     sched: Schedule = Constant(value) if schedule == "constant" else PowerDecay(value, value, float(gamma or 0.0))
-    options: dict[str, Any] = {"method": method_from_json(method), "record": Record.from_json(record),
+    options: dict[str, Any] = {"method": _rule(method, beta, batch_size), "record": Record.from_json(record),
                "stop": Stop.from_json(stop), "bound": bound, "attrs": {"eta_value": value}}
     if flow is not False:
         from dlnsim.runs.compare import compare_flow
@@ -111,7 +120,8 @@ def gd_cell(*, setup: Callable[..., Any], n_iter: int, method: Any, record: Any,
 
 def critical_cell(*, setup: Callable[..., Any], n_iter: int, rtol: float, loss_tol: float, method: Any,
                   stop: Any, factor: float, max_expand: int, bracket: list[float] | None = None,
-                  bracket_factor: list[float] | None = None, **point: Any) -> xr.Dataset:
+                  bracket_factor: list[float] | None = None, beta: float | None = None,
+                  batch_size: int | None = None, **point: Any) -> xr.Dataset:
     """One critical-stepsize search of `critical_sweep`: the setup at ``point``, then `critical_stepsize`
     from ``bracket`` (absolute) or ``bracket_factor`` (multiples of eta* of the start)."""
     problem, W0 = start_of(setup, point)
@@ -119,7 +129,7 @@ def critical_cell(*, setup: Callable[..., Any], n_iter: int, rtol: float, loss_t
     lo, hi = (bracket[0], bracket[1]) if bracket is not None else (
         bracket_factor[0] * _scale(bound), bracket_factor[1] * _scale(bound))  # type: ignore[index]
     res = critical_stepsize(problem, W0, n_iter=n_iter, bracket=(lo, hi), loss_tol=loss_tol, rtol=rtol,
-                            factor=factor, max_expand=max_expand, method=method_from_json(method),
+                            factor=factor, max_expand=max_expand, method=_rule(method, beta, batch_size),
                             stop=Stop.from_json(stop), bound=bound)
     eta_star = bound.eta if bound is not None else math.nan
     attrs = {
@@ -231,6 +241,26 @@ def _one_stepsize_axis(eta: Any, eta_factor: Any, func: str) -> tuple[str, Any]:
     return ("eta", eta) if eta is not None else ("eta_factor", eta_factor)
 
 
+def _method_axes(rule: StepRule, beta: Any, batch_size: Any) -> dict[str, Any]:
+    """``beta`` and ``batch_size`` of a sweep (a list: an axis; a value: fixed), checked against the step rule
+    (each value is tried on it, so a bad one is refused before any cell runs)."""
+    out: dict[str, Any] = {}
+    for name, values in (("beta", beta), ("batch_size", batch_size)):
+        if values is None:
+            continue
+        if not any(f.name == name for f in dataclasses.fields(rule)):  # type: ignore[arg-type]
+            raise ValueError(f"{name}: the step rule {type(rule).__name__} has no {name} (give method= a rule "
+                             f"that has one, e.g. dlnsim.HeavyBall() or dlnsim.SGD(batch_size=...))")
+        seq = list(values) if isinstance(values, list | tuple | range | np.ndarray) else [values]
+        if not seq:
+            raise ValueError(f"{name}: expected a value or a non-empty list of values")
+        for v in seq:
+            rule.replace(**{name: v})
+        out[name] = [v.item() if isinstance(v, np.generic) else v for v in seq] if len(seq) > 1 or isinstance(
+            values, list | tuple | range | np.ndarray) else seq[0]
+    return out
+
+
 def _own(func: Callable[..., Any]) -> tuple[str, ...]:
     """The keywords of a sweep function itself (the others are setup parameters)."""
     return tuple(p.name for p in inspect.signature(func).parameters.values() if p.kind is not p.VAR_KEYWORD)
@@ -248,6 +278,8 @@ def sweep(
     problem: Problem | None = None,
     init: Any = "balanced",
     method: StepRule | str | None = None,
+    beta: Any = None,
+    batch_size: Any = None,
     record: Record | Any = None,
     stop: Stop | None = None,
     schedule: str = "constant",
@@ -278,6 +310,10 @@ def sweep(
         Instead of ``setup``: your data, with a start drawn by ``init`` for each ``seed`` (see
         `dlnsim.sweeps.setups.on_problem`; fixed ``widths=(d_0, ..., d_N)``, or axes ``N`` and ``width``, and
         ``scale``).
+    beta, batch_size : value or list, optional
+        The momentum coefficient and the batch size of the step rule: a list makes an axis (``beta``,
+        ``batch_size``), a value replaces the rule's; the rule must have the field (`dlnsim.HeavyBall`,
+        `dlnsim.Nesterov`, `dlnsim.SGD`).
     method, record, stop
         As in `dlnsim.run_gd` (the step rule, what to record, when to stop); ``Record(diagnostics=False)``
         saves the eigenvalue problems of the state diagnostics, about a fifth of a 20 000-step paper-setup
@@ -316,10 +352,14 @@ def sweep(
     elif gamma is not None:
         raise ValueError(f"gamma is only used with schedule='power_decay', got gamma={gamma!r} with "
                          f"schedule={schedule!r}")
+    rule = as_method(method)
+    fixed_rule: dict[str, Any] = {}
+    for name, values in _method_axes(rule, beta, batch_size).items():
+        (axes if isinstance(values, list) else fixed_rule)[name] = values
     axes.update({k: v for k, v in axes_setup.items() if k != "N"})
     params = {
         "n_iter": n_iter,
-        "method": as_method(method).to_json(),
+        "method": rule.replace(**fixed_rule).to_json(),
         "record": _record_json(record, n_iter),
         "stop": as_stop(stop).to_json(),
         "schedule": schedule,
@@ -354,6 +394,8 @@ def critical_sweep(
     factor: float = 2.0,
     max_expand: int = 40,
     method: StepRule | str | None = None,
+    beta: Any = None,
+    batch_size: Any = None,
     stop: Stop | None = None,
     engine: Engine | str | None = None,
     **setup_args: Any,
@@ -391,6 +433,8 @@ def critical_sweep(
         Largest number of steps of each walk (>= 0).
     method, stop
         The step rule and the tests of the trial runs, as in `dlnsim.critical_stepsize`.
+    beta, batch_size : value or list, optional
+        Axes (lists) or values of the step rule's fields, as in `sweep`.
     engine : Engine or str, optional
         Where the cells run (`dlnsim.Engine`).
     **setup_args
@@ -425,6 +469,10 @@ def critical_sweep(
     if factor <= 1.0:
         raise ValueError(f"factor must be > 1, got {factor!r}")
     run_engine = as_engine(engine)
+    rule = as_method(method)
+    fixed_rule: dict[str, Any] = {}
+    for name, values in _method_axes(rule, beta, batch_size).items():
+        (axes if isinstance(values, list) else fixed_rule)[name] = values
     params = {
         "n_iter": nonneg_int(n_iter, "n_iter", minimum=1),
         "rtol": positive_float(rtol, "rtol (relative precision of the bracket)"),
@@ -432,7 +480,7 @@ def critical_sweep(
         which: [lo, hi],
         "factor": factor,
         "max_expand": nonneg_int(max_expand, "max_expand"),
-        "method": as_method(method).to_json(),
+        "method": rule.replace(**fixed_rule).to_json(),
         "stop": as_stop(stop).to_json(),
         "setup_name": setup_name,
         **fixed,
