@@ -303,8 +303,9 @@ def critical_stepsize(
 STABLE_CRITERION = (
     "converged: run_gd reports 'converged' within n_iter steps (L - L* <= ltol (L(0) - L*) or "
     "||grad L||_F <= gtol x gradient scale; runs stop there) and the point where it stopped is linearly "
-    "stable, lambda_max(Hess L^N) <= 2/eta (Lanczos); a run that stops at a point sharper than 2/eta is "
-    "'unstable_limit' (GD would leave it once the unstable mode grows from rounding level), not converged; "
+    "stable, lambda_max(Hess L^N) <= 2/eta (Lanczos; for momentum the step rule's limit, 2 (1 + beta)/eta for "
+    "heavy-ball); a run that stops at a point sharper than that is 'unstable_limit' (GD would leave it once the "
+    "unstable mode grows from rounding level), not converged; "
     "otherwise 'not_converged' or 'diverged'"
 )
 
@@ -405,7 +406,7 @@ def stable_critical_stepsize(
         elif a["status"] == "converged":
             W = weights_from(ds)
             lam = sharpness(problem, W, iters=400, tol=sharpness_tol)
-            outcome = "converged" if lam * eta <= 2.0 else "unstable_limit"
+            outcome = "converged" if eta <= rule.stability_limit(lam) else "unstable_limit"
             finals[eta] = W
         else:
             outcome = "not_converged"
