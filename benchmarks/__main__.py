@@ -1,5 +1,5 @@
-"""``python -m benchmarks [--quick] [--full] [--only gd,flow,sweep,scale,jax,limit,system]``: dlnsim next to its
-references.
+"""``python -m benchmarks [--quick] [--full] [--only gd,flow,sweep,scale,jax,limit,system,methods]``: dlnsim next
+to its references.
 
 Prints one table per group and every performance target with its measured value, and writes everything to
 ``benchmarks/results/<timestamp>.json`` (plus ``latest.json``) with a description of the machine and its load.
@@ -7,7 +7,7 @@ Prints one table per group and every performance target with its measured value,
 Groups: ``gd`` (GD step vs numpy), ``flow`` (vs scipy), ``sweep`` (grid on all cores vs serial), ``scale``
 (10^4-cell grid costs; default 2000 cells, ``--full`` 10^4), ``jax`` (16 seeds vs JAX jit+vmap; skipped with a
 note without jax), ``limit`` (step time vs FLOPs at the DGEMM rate, where the time goes), ``system`` (compile
-time, memory).
+time, memory), ``methods`` (heavy-ball and Nesterov steps vs the GD step, an SGD step vs JAX).
 """
 
 from __future__ import annotations
@@ -147,6 +147,13 @@ def targets(results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         if str(r.get("case", "")).startswith("GD step"):
             out.append({"target": "GD step N=5 paper: time / (FLOPs at the DGEMM(70) rate)", "want": "<= 2",
                         "measured": r["x_limit70"], "met": r["x_limit70"] <= 2})
+    for r in results.get("methods", []):
+        if str(r.get("case", "")).startswith("momentum:") and "ratio" in r:
+            out.append({"target": r["case"].split(" (")[0].removeprefix("momentum: "), "want": "<= 1.15",
+                        "measured": r["ratio"], "met": r["ratio"] <= 1.15})
+        if str(r.get("case", "")).startswith("sgd: b=") and "ratio" in r:
+            out.append({"target": "SGD step b=16 N=5, one core: JAX time / dlnsim time", "want": ">= 3",
+                        "measured": r["ratio"], "met": r["ratio"] >= 3})
     for r in results.get("system", []):
         if r["case"].startswith("compile"):
             # first run_gd <= 5 s and first run_flow <= 10 s on an empty cache, any first call <= 1 s on a warm one
@@ -165,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and steps")
     ap.add_argument("--full", action="store_true", help="the scale group at its full size (10^4 cells)")
-    ap.add_argument("--only", default="gd,flow,sweep,scale,jax,limit,system", help="comma-separated groups")
+    ap.add_argument("--only", default="gd,flow,sweep,scale,jax,limit,system,methods",
+                    help="comma-separated groups")
     args = ap.parse_args(argv)
     groups = [g.strip() for g in args.only.split(",") if g.strip()]
     results: dict[str, list[dict[str, Any]]] = {}
@@ -188,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             from .limit_bench import run  # type: ignore[no-redef]
         elif g == "system":
             from .system_bench import run  # type: ignore[no-redef]
+        elif g == "methods":
+            from .methods_bench import run  # type: ignore[no-redef]
         else:
-            ap.error(f"--only: unknown group {g!r} (gd, flow, sweep, scale, jax, limit, system)")
+            ap.error(f"--only: unknown group {g!r} (gd, flow, sweep, scale, jax, limit, system, methods)")
         load = os.getloadavg()[0]
         try:
             if g == "scale" and args.full:
