@@ -434,7 +434,18 @@ def du_hu2019(problem: Problem, W0: Sequence[np.ndarray], *, delta: float = 0.1,
                             shape_dev, "<=", 0.3, detail=shape_text) if shapes else
                  unknown("init_gaussian", "iid Gaussian entries", "no layer with both sides >= 10: the distribution "
                          "of one small draw is not checked"))
+        # structure a Gaussian draw has with probability 0: an exactly balanced tuple, or a layer with all its
+        # singular values equal (orthogonal-type layers)
+        spreads = [float(sv[0] / sv[-1] - 1.0) if sv[-1] > 0 else math.inf
+                   for sv in (np.linalg.svd(Wj, compute_uv=False) for Wj in inst.W if min(Wj.shape) >= 2)]
+        spread = min(spreads, default=math.inf)
+        balanced = inst.bal_spec <= 1e-10 * max(1.0, inst.factor_scale)
+        generic = min(spread, math.inf if not balanced else 0.0)
         hyps += [
+            comparison("init_generic", "a Gaussian draw: not exactly balanced and no layer with equal singular "
+                       "values (both have probability 0)", generic, ">", 1e-8,
+                       detail=f"min over layers of sigma_max/sigma_min - 1 = {spread:.3g}; balancedness "
+                              f"{inst.bal_spec:.3g} (0 when exactly balanced)"),
             comparison("output_width", "h >= d_y", float(h), ">=", float(d_y)),
             unknown("width", "h >= C N max{r kappa^3 d_y (1 + ||Phi||^2), r kappa^3 log(r/delta), log N} (4)",
                     f"C is not given: h >= C x {bracket:.4g}; this start would need C <= {h / bracket:.3g}",
@@ -725,8 +736,8 @@ def theorem(name: Any, problem: Problem, W0: Sequence[np.ndarray], **params: Any
     (True, ['width'])
     >>> t.iterations(1e-6) > 0
     True
-    >>> theorem("du_hu2019", problem, W0).failing[0].key
-    'init_gaussian'
+    >>> [h.key for h in theorem("du_hu2019", problem, W0).failing]
+    ['init_generic', 'init_gaussian']
     """
     if name not in THEOREMS:
         raise ValueError(f"name must be one of {list(THEOREMS)}, got {name!r}")
