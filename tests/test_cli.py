@@ -269,10 +269,6 @@ def test_info_of_a_partial_grid_and_of_other_paths(tmp_path: Path, capsys: pytes
     assert error_line(capsys) == f"dlnsim info: error: FILE: no such file {str(tmp_path / 'no.nc')!r}"
 
 
-@pytest.mark.xfail(strict=True, raises=SystemExit,
-                   reason="package bug: the epilog of `dlnsim --help` (dlnsim/cli/app.py) still shows "
-                          "`dlnsim sweep ... --eta-mode bound`, an option the sweep subcommand no longer has "
-                          "(--eta-factor replaced it)")
 def test_every_example_in_the_help_parses() -> None:
     parser = build_parser()
     subs: dict[str, argparse.ArgumentParser] = parser._subparsers._group_actions[0].choices  # type: ignore[assignment, union-attr]

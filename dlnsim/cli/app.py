@@ -52,7 +52,7 @@ examples:
   dlnsim run --data xy.npz --widths 5 2 3 --init-seed 1 --eta 1e-3 --iters 1000 --out mine.nc
   dlnsim run --N 2 --eta 1e-3 --iters 5000 --flow --out cmp.nc               # GD next to the gradient flow
   dlnsim flow --N 3 --T 20 --kind factor --out flow.nc                       # a flow alone
-  dlnsim sweep --N 2 3 --eta 0.5 1 2 --eta-mode bound --seed 0 1 --iters 2e4 --dir sw/
+  dlnsim sweep --N 2 3 --eta-factor 0.5 1 2 --seed 0 1 --iters 2e4 --dir sw/
   dlnsim critical --N 2 3 --seed 0 1 --iters 2e4 --out crit.nc               # critical stepsize vs eta*
   dlnsim info run.nc                              # summary of a result file (or of sw/)
   dlnsim plot run.nc                              # its standard panels -> run.png
