@@ -232,7 +232,7 @@ def test_progress_bar_starts_after_the_first_chunk(monkeypatch: pytest.MonkeyPat
     from dlnsim._kernels import gd as gd_kernel
 
     events: list[object] = []
-    kernel = gd_kernel._gd_chunk
+    kernel = gd_kernel.CHUNKS[gd_kernel.PLAIN]  # the chunk kernel of plain GD
 
     def chunk(*args: object) -> int:
         events.append("chunk")
@@ -255,7 +255,7 @@ def test_progress_bar_starts_after_the_first_chunk(monkeypatch: pytest.MonkeyPat
 
     s = paper(2)
     dlnsim.run_gd(s.problem, s.W0, 1e-3, 10)  # compiled before the patch
-    monkeypatch.setattr(gd_kernel, "_gd_chunk", chunk)
+    monkeypatch.setitem(gd_kernel.CHUNKS, gd_kernel.PLAIN, chunk)
     monkeypatch.setattr(tqdm.auto, "tqdm", Bar)
     dlnsim.run_gd(s.problem, s.W0, 1e-3, 3000, progress=True)
     assert events[0] == "chunk"
