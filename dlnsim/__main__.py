@@ -1,3 +1,3 @@
-from dlnsim.cli.app import main
+from dlnsim.cli import main
 
 raise SystemExit(main())

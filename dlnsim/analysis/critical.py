@@ -124,13 +124,14 @@ class CriticalStepsize:
         }
 
 
-def checked_bracket(bracket: Any) -> tuple[float, float]:
+def checked_bracket(bracket: Any, name: str = "bracket") -> tuple[float, float]:
+    """``bracket`` as two positive floats lo < hi; ValueError naming ``name`` otherwise."""
     try:
-        lo, hi = (positive_float(b, "bracket") for b in bracket)
+        lo, hi = (positive_float(b, name) for b in bracket)
     except (TypeError, ValueError):
-        raise ValueError(f"bracket must be two positive numbers (lo, hi) with lo < hi, got {bracket!r}") from None
+        raise ValueError(f"{name} must be two positive numbers (lo, hi) with lo < hi, got {bracket!r}") from None
     if not lo < hi:
-        raise ValueError(f"bracket must be two positive numbers (lo, hi) with lo < hi, got {bracket!r}")
+        raise ValueError(f"{name} must be two positive numbers (lo, hi) with lo < hi, got {bracket!r}")
     return lo, hi
 
 

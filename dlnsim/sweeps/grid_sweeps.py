@@ -464,7 +464,7 @@ def critical_sweep(
     if bracket is not None and bracket_factor is not None:
         raise ValueError("critical_sweep: give bracket (absolute) or bracket_factor (multiples of eta*), not both")
     which = "bracket" if bracket is not None else "bracket_factor"
-    lo, hi = checked_bracket(bracket if bracket is not None else (bracket_factor or (1.0, 4.0)))
+    lo, hi = checked_bracket(bracket if bracket is not None else (bracket_factor or (1.0, 4.0)), which)
     factor = positive_float(factor, "factor (bracket expansion factor)")
     if factor <= 1.0:
         raise ValueError(f"factor must be > 1, got {factor!r}")
