@@ -251,7 +251,7 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
                 all_admitted = bool(np.all(adm[np.isfinite(adm)] == 1))
                 ax.loglog(ds["N"].values, y, marker=marker, color=color, ls="-" if all_admitted else "--",
                           mfc=color if all_admitted else "white", ms=4, lw=1,
-                          label=name + ("" if all_admitted else " (not admitted)"))
+                          label=name + ("" if all_admitted else " (fails in some seed)"))
             ax.set_title(str(f), loc="left")
             ax.set_xlabel("depth $N$")
             P.plain_log_ticks(ax, "x")
