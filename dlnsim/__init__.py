@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     from dlnsim.grid import combine_runs, open_grid, run_grid
     from dlnsim.init import balanced_init, balancedness, gaussian_init, haar_orthogonal, perturbed_init
     from dlnsim.io.dataset import open, save
+    from dlnsim.io.dataset import open as load
     from dlnsim.methods import GD, SGD, HeavyBall, Nesterov, StepRule
     from dlnsim.objective import gradient, hessian_form, hessian_vector_product, loss, product
     from dlnsim.options import Engine, Every, Linear, LogSpaced, Record, Stop, Tolerances, record_points
@@ -62,6 +63,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "LogSpaced": ("dlnsim.options", "LogSpaced"),
     "loss": ("dlnsim.objective", "loss"),
     "Nesterov": ("dlnsim.methods", "Nesterov"),
+    "load": ("dlnsim.io.dataset", "open"),
     "open": ("dlnsim.io.dataset", "open"),
     "open_grid": ("dlnsim.grid", "open_grid"),
     "open_sweep": ("dlnsim.sweeps.grid_sweeps", "open_sweep"),
@@ -150,6 +152,7 @@ __all__ = [
     "haar_orthogonal",
     "hessian_form",
     "hessian_vector_product",
+    "load",
     "loss",
     "open",
     "open_grid",

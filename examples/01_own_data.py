@@ -55,6 +55,6 @@ print(f"100 x eta*: status {fast['status'].item()}, excess loss {float(fast.exce
 
 # --- save and reopen: one self-describing NetCDF file ---------------------------------------------------------
 path = dlnsim.save(ds, "own_data.nc")
-back = dlnsim.open(path)
+back = dlnsim.load(path)
 xr.testing.assert_identical(ds, back)
 print(f"saved {path} and read it back identical (with eta*: {float(back['bound_eta']):.3e})")

@@ -44,7 +44,7 @@ def test_run_writes_a_result(tmp_path: Path, capsys: pytest.CaptureFixture[str])
                  "--quiet"]) == 0
     summary = capsys.readouterr().out
     assert "10 x eta*" in summary and str(out) in summary
-    ds = dlnsim.open(out)
+    ds = dlnsim.load(out)
     assert ds.attrs["n_iter"] == 2000 and ds.attrs["N"] == 2
     assert ds.attrs["schedule_eta"] == pytest.approx(10 * ds["bound_eta"].item(), rel=1e-14)
     assert main(["info", str(out)]) == 0
@@ -58,7 +58,7 @@ def test_run_on_data_file_with_decay(tmp_path: Path) -> None:
     out = tmp_path / "run.nc"
     assert main(["run", "--data", str(data), "--widths", "4", "2", "3", "--eta", "1e-2", "--gamma", "0.3",
                  "--a2", "1e-2", "--iters", "100", "--out", str(out), "--quiet"]) == 0
-    ds = dlnsim.open(out)
+    ds = dlnsim.load(out)
     assert ds.attrs["schedule"] == "power_decay" and ds.attrs["data_file"] == str(data)
 
 
@@ -127,7 +127,7 @@ def test_flow_cli_writes_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
     args = parser.parse_args(["flow", "--N", "3", "--d", "6", "--T", "2", "--n-times", "5",
                               "--out", str(out)])
     assert args.func(args) == 0
-    ds = dlnsim.open(out)
+    ds = dlnsim.load(out)
     assert ds["status"].item() == "done" and ds.sizes["time"] == 5
     assert "status done" in capsys.readouterr().out
 
@@ -149,7 +149,7 @@ def test_flow_refuses_to_overwrite_without_overwrite(tmp_path: Path, capsys: pyt
     assert error_line(capsys) == f"dlnsim flow: error: --out: {str(out)!r} exists; pass --overwrite to replace it"
     assert out.read_bytes() == before
     assert main([*argv, "--T", "2", "--overwrite"]) == 0
-    assert float(dlnsim.open(out)["time"][-1]) == 2.0
+    assert float(dlnsim.load(out)["time"][-1]) == 2.0
 
 
 def test_run_with_flow_writes_the_comparison(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,7 +157,7 @@ def test_run_with_flow_writes_the_comparison(tmp_path: Path, capsys: pytest.Capt
     assert main(["run", "--N", "2", "--d", "6", "--eta", "1e-2", "--iters", "50", "--record", "log:5", "--flow",
                  "--flow-kinds", "factor", "--out", str(out), "--quiet"]) == 0
     assert "|GD - flow|" in capsys.readouterr().out
-    ds = dlnsim.open(out)
+    ds = dlnsim.load(out)
     assert "flow_distance" in ds and ds.attrs["flow_kinds"] == "factor"
 
 
@@ -200,7 +200,7 @@ def test_record_n_records_every_nth_iteration(tmp_path: Path, capsys: pytest.Cap
     out = tmp_path / "run.nc"
     assert main(["run", "--N", "2", "--d", "4", "--eta", "1e-3", "--iters", "1e3", "--record", "100",
                  "--out", str(out), "--quiet"]) == 0
-    assert dlnsim.open(out)["k"].values.tolist() == list(range(0, 1001, 100))
+    assert dlnsim.load(out)["k"].values.tolist() == list(range(0, 1001, 100))
     assert parse(["run", "--record", "1_000", "--out", "r.nc"]).record == 1000
     assert parse(["run", "--record", "every:5", "--out", "r.nc"]).record == "every:5"
     capsys.readouterr()

@@ -200,7 +200,7 @@ def test_a_sweep_with_failed_cells_exits_1_with_one_line(tmp_path: Path, monkeyp
     assert err == [f"sweep {d}: 1 of 2 cell(s) failed (status 'error', message in the variable 'error'); rerun to "
                    "retry them"]
     assert "first failed cell (N=2, eta=0.001, seed=1): RuntimeError: the cell broke on two lines" in captured.out
-    assert sorted(dlnsim.open(out)["status"].values.ravel().tolist()) == ["error", "max_iter"]
+    assert sorted(dlnsim.load(out)["status"].values.ravel().tolist()) == ["error", "max_iter"]
 
 
 def test_a_critical_sweep_with_a_failed_cell_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -220,7 +220,7 @@ def test_a_flow_that_stops_early_exits_1_with_one_line(tmp_path: Path, capsys: p
     out = tmp_path / "f.nc"
     assert main(["flow", "--N", "2", *SMALL, "--T", "1e3", "--max-steps", "5", "--out", str(out)]) == 1
     assert failure(capsys, "flow").startswith("the flow stopped at t = ")
-    assert dlnsim.open(out)["status"].item() == "max_steps"  # the record up to the stop is written
+    assert dlnsim.load(out)["status"].item() == "max_steps"  # the record up to the stop is written
 
 
 # ----------------------------------------------------------------------------------------------- arguments

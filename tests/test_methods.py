@@ -269,7 +269,7 @@ def test_command_line_step_rules(tmp_path: Any, capsys: pytest.CaptureFixture[st
     out = tmp_path / "sgd.nc"
     assert main(["run", "--N", "2", "--d", "6", "--m", "18", "--eta", "0.5xbound", "--iters", "200", "--method",
                  "sgd", "--batch-size", "6", "--sgd-seed", "2", "--beta", "0.5", "--out", str(out), "--quiet"]) == 0
-    ds = dlnsim.open(out)
+    ds = dlnsim.load(out)
     assert ds.attrs["method"] == "sgd" and ds.attrs["method_batch_size"] == 6 and ds.attrs["method_seed"] == 2
     assert ds.attrs["method_beta"] == 0.5
     assert main(["run", "--N", "2", "--d", "6", "--m", "18", "--eta", "1e-3", "--iters", "10", "--batch-size", "6",

@@ -215,6 +215,6 @@ def test_a_cell_file_is_the_run(tmp_path: Path) -> None:
     _sweep(tmp_path / "s", N=[2, 3], eta_factor=[0.5, 5000.0], seed=[1], n_iter=300, record=record, stop=stop)
     for N in (2, 3):
         for factor in (0.5, 5000.0):
-            cell = dlnsim.open(tmp_path / "s" / f"cell_N{N}_eta_factor{factor}_seed1.nc")
+            cell = dlnsim.load(tmp_path / "s" / f"cell_N{N}_eta_factor{factor}_seed1.nc")
             run = _cell_run(N, 1, factor, 300, record=record, stop=stop)
             xr.testing.assert_identical(_without_created(cell), _without_created(run))

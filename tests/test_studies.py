@@ -102,7 +102,7 @@ def test_quick_variant_writes_dataset_and_figures(name: str, quick_run, quick_ou
         assert ("units" in v.attrs) == (v.dtype.kind not in "OUS"), v.name
     nc = quick_outdir / f"{name}.nc"
     assert nc.is_file()
-    back = dlnsim.open(nc)
+    back = dlnsim.load(nc)
     assert set(back.data_vars) == set(ds.data_vars)
     for ext in ("png", "pdf"):
         f = quick_outdir / "figures" / f"{name}.{ext}"
@@ -305,7 +305,7 @@ def test_cli_runs_a_study_on_a_dask_scheduler(quick_run, tmp_path: Path, capsys:
     assert f"cells on {cl.scheduler_address}" in out and "wall" in out and "CPU" in out
     assert not (tmp_path / "cells").exists()  # removed after a complete run
     # the same numbers as on threads
-    xr.testing.assert_identical(_without_created(dlnsim.open(tmp_path / f"{name}.nc")),
+    xr.testing.assert_identical(_without_created(dlnsim.load(tmp_path / f"{name}.nc")),
                                 _without_created(quick_run(name)))
 
 

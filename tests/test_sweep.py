@@ -92,7 +92,7 @@ def test_combined_layout_padding_and_values(tmp_path: Path) -> None:
     assert names == sorted(["grid.json", "cells.log", *cells])
     xr.testing.assert_identical(S.open_sweep(tmp_path / "s"), ds)
     dlnsim.save(ds, tmp_path / "combined.nc")
-    xr.testing.assert_identical(dlnsim.open(tmp_path / "combined.nc"), ds)
+    xr.testing.assert_identical(dlnsim.load(tmp_path / "combined.nc"), ds)
 
 
 def test_power_decay_adds_gamma_axis(tmp_path: Path) -> None:
@@ -418,7 +418,7 @@ def test_critical_stepsize_finds_the_n1_threshold(tmp_path: Path) -> None:
     assert _stamps(d) == before
     xr.testing.assert_identical(again, ds)
     dlnsim.save(ds, tmp_path / "crit.nc")
-    xr.testing.assert_identical(dlnsim.open(tmp_path / "crit.nc"), ds)
+    xr.testing.assert_identical(dlnsim.load(tmp_path / "crit.nc"), ds)
 
 
 @pytest.mark.parametrize(("bad", "match"), [
@@ -455,7 +455,7 @@ def test_cli_sweep_and_critical(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "4 cells" in capsys.readouterr().out
     with pytest.raises(ValueError, match=r"--out: .* exists; pass --overwrite"):
         args.func(args)
-    ds = dlnsim.open(tmp_path / "all.nc")
+    ds = dlnsim.load(tmp_path / "all.nc")
     xr.testing.assert_identical(_no_created(ds), _no_created(S.open_sweep(tmp_path / "s")))
     assert ds.loss.dims == ("N", "eta_factor", "seed", "k")
     assert "balancedness" in ds
@@ -496,7 +496,7 @@ def test_dask_local_and_serial_give_bitwise_equal_results(tmp_path: Path) -> Non
         xr.testing.assert_identical(_no_created(other), ref)
     # and the cell files themselves are bitwise equal
     for f in (tmp_path / "serial").glob("cell_*.nc"):
-        a, b = dlnsim.open(f), dlnsim.open(tmp_path / "dask" / f.name)
+        a, b = dlnsim.load(f), dlnsim.load(tmp_path / "dask" / f.name)
         for v in a.data_vars:
             np.testing.assert_array_equal(a[v].values, b[v].values)
 
