@@ -48,7 +48,7 @@ def test_schema_units_and_provenance(result: xr.Dataset) -> None:
 
 def test_roundtrip_is_identical(result: xr.Dataset, tmp_path: Path) -> None:
     path = dlnsim.save(result, tmp_path / "run.nc")
-    back = dlnsim.open(path)
+    back = dlnsim.load(path)
     xr.testing.assert_identical(back, result)
     for Wa, Wb in zip(dlnsim.weights_from(back), dlnsim.weights_from(result), strict=True):
         np.testing.assert_array_equal(Wa, Wb)
@@ -58,7 +58,7 @@ def test_roundtrip_is_identical(result: xr.Dataset, tmp_path: Path) -> None:
 def test_roundtrip_of_a_diverged_run(tmp_path: Path) -> None:
     s = paper(2)
     ds = dlnsim.run_gd(s.problem, s.W0, 0.5, 500, record="all")
-    back = dlnsim.open(dlnsim.save(ds, tmp_path / "div.nc"))
+    back = dlnsim.load(dlnsim.save(ds, tmp_path / "div.nc"))
     xr.testing.assert_identical(back, ds)
     assert back["status"].item() == "diverged"
 
@@ -84,17 +84,17 @@ def test_open_rejects_truncated_and_foreign_files(result: xr.Dataset, tmp_path: 
     trunc = tmp_path / "trunc.nc"
     trunc.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="not a readable NetCDF file"):
-        dlnsim.open(trunc)
+        dlnsim.load(trunc)
     junk = tmp_path / "junk.nc"
     junk.write_text("hello")
     with pytest.raises(ValueError, match="not a readable NetCDF file"):
-        dlnsim.open(junk)
+        dlnsim.load(junk)
     foreign = tmp_path / "foreign.nc"
     xr.Dataset({"a": ("x", np.arange(3.0))}).to_netcdf(foreign, engine="netcdf4")
     with pytest.raises(ValueError, match="not written by dlnsim"):
-        dlnsim.open(foreign)
+        dlnsim.load(foreign)
     with pytest.raises(ValueError, match="no such file"):
-        dlnsim.open(tmp_path / "missing.nc")
+        dlnsim.load(tmp_path / "missing.nc")
 
 
 def test_save_rejects_bad_paths(result: xr.Dataset, tmp_path: Path) -> None:
