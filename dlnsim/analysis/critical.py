@@ -17,9 +17,11 @@ converges, or give up (``no_converging_eta``) when the final loss stops improvin
 stepsize) until one does not converge (``no_failing_eta`` after ``max_expand`` steps), and bisect in log
 space until eta_hi / eta_lo <= 1 + rtol.  Every trial is kept.
 
-`stable_critical_stepsize` runs the same search (`_bracket_and_bisect`) with a criterion that adds linear
-stability: a run converges when it meets the tests of `run_gd` at a point where lambda_max(Hess L^N) <= 2/eta
-(`STABLE_CRITERION`).  Its downward walk does not give up when the final loss stops improving.
+`stable_critical_stepsize` runs the same search (`_bracket_and_bisect`) with a criterion that asks what GD does
+at the end of its horizon (`STABLE_CRITERION`): a run converges when it ends within the tests of `run_gd` at a
+linearly stable point, lambda_max(Hess L^N) <= 2/eta.  A run that first meets the tests at a sharper point is
+continued to the horizon (GD may leave that minimiser and settle at a flatter one).  Its downward walk does not
+give up when the final loss stops improving.
 """
 
 from __future__ import annotations
@@ -35,15 +37,17 @@ from dlnsim.analysis.sharpness import sharpness
 from dlnsim.checks import as_weights, nonneg_int, positive_float
 from dlnsim.io.dataset import outcomes
 from dlnsim.methods import StepRule, as_method
+from dlnsim.objective import loss, unflatten
 from dlnsim.options import Record, Stop, as_stop
 from dlnsim.problem import Problem
-from dlnsim.runs.gd import run_gd, weights_from
+from dlnsim.runs.gd import run_gd, solve_gd
 from dlnsim.theory.bounds import StepsizeBound, check_problem
 
 __all__ = [
     "CRITERION",
     "SEARCH",
     "STABLE_CRITERION",
+    "STABLE_CRITERION_FIRST_HIT",
     "CriticalStepsize",
     "StableCriticalStepsize",
     "Trial",
@@ -302,13 +306,24 @@ def critical_stepsize(
 # --------------------------------------------------------------------------------------------------------
 
 STABLE_CRITERION = (
+    "converged: GD from W(0) with the constant stepsize eta, for at most n_iter steps (the horizon), ends within "
+    "run_gd's tests (L - L* <= ltol (L(0) - L*) or ||grad L||_F <= gtol x gradient scale) at a linearly stable "
+    "point, lambda_max(Hess L^N) <= 2/eta (Lanczos; for momentum the step rule's limit, 2 (1 + beta)/eta for "
+    "heavy-ball).  The run stops at the first iteration where a test holds only when that point is linearly "
+    "stable; at a sharper point it continues to k = n_iter (GD may leave that minimiser and settle at a flatter "
+    "one, or sit on it) and converges when a test holds at k = n_iter at a linearly stable point.  Otherwise "
+    "'unstable_limit' (a test holds at k = n_iter at a sharper point), 'not_converged' (no test holds at "
+    "k = n_iter) or 'diverged'"
+)
+STABLE_CRITERION_FIRST_HIT = (
     "converged: run_gd reports 'converged' within n_iter steps (L - L* <= ltol (L(0) - L*) or "
     "||grad L||_F <= gtol x gradient scale; runs stop there) and the point where it stopped is linearly "
-    "stable, lambda_max(Hess L^N) <= 2/eta (Lanczos; for momentum the step rule's limit, 2 (1 + beta)/eta for "
-    "heavy-ball); a run that stops at a point sharper than that is 'unstable_limit' (GD would leave it once the "
-    "unstable mode grows from rounding level), not converged; "
+    "stable, lambda_max(Hess L^N) <= 2/eta (Lanczos; for momentum the step rule's limit); a run that stops at a "
+    "sharper point is 'unstable_limit', not converged (whatever GD would do after it); "
     "otherwise 'not_converged' or 'diverged'"
 )
+#: record points of a continued run (equally spaced): the resolution of ``trial_settle_iteration``
+SETTLE_POINTS = 400
 
 
 @dataclass(frozen=True)
@@ -323,14 +338,27 @@ class StableCriticalStepsize:
         ``ok``, ``no_converging_eta`` or ``no_failing_eta``.
     trial_eta, trial_outcome, trial_final_loss, trial_stop_iteration, trial_sharpness : tuples
         Every run of the search in order; outcomes ``converged``, ``not_converged``, ``unstable_limit``,
-        ``diverged``; ``trial_sharpness`` is lambda_max at the point where a converged run stopped (NaN
-        for the other runs).
+        ``diverged``; the loss and the iteration where the run ended; ``trial_sharpness`` is lambda_max
+        where a run ended within the tests (NaN for the other runs).
+    trial_first_hit, trial_first_sharpness : tuples
+        The first iteration where a test held (-1: never) and lambda_max there (NaN: never).
+    trial_settle_iteration : tuple
+        For a run that converged: the iteration from which the tests held to the end (the first hit when it
+        stopped there; for a continued run the record point after the last one where no test held, record
+        points every n_iter/`SETTLE_POINTS` steps); -1 otherwise.
+    trial_continued : tuple of bool
+        Whether the run was continued past its first hit (it was sharper than the stability limit there).
     initial_loss : float
         L(0).
     limit_weights : list of arrays or None
-        The factors where the run at ``eta_lo`` stopped.
+        The factors where the run at ``eta_lo`` ended (None when ``eta_lo`` was not run: ``assume_bracket``).
+    n_iter : int
+        The horizon.
+    continue_unstable : bool
+        Whether runs were continued past a first hit at an unstable point (`STABLE_CRITERION`) or counted as
+        failing there (`STABLE_CRITERION_FIRST_HIT`).
     criterion : str
-        `STABLE_CRITERION`.
+        The criterion in words.
     """
 
     eta_crit: float
@@ -345,21 +373,72 @@ class StableCriticalStepsize:
     initial_loss: float
     limit_weights: list[np.ndarray] | None = field(default=None, repr=False)
     criterion: str = STABLE_CRITERION
+    trial_first_hit: tuple[int, ...] = ()
+    trial_first_sharpness: tuple[float, ...] = ()
+    trial_settle_iteration: tuple[int, ...] = ()
+    trial_continued: tuple[bool, ...] = ()
+    n_iter: int = 0
+    continue_unstable: bool = True
+
+    def trial_arrays(self) -> dict[str, np.ndarray]:
+        """The trials as arrays over ``trial`` (float, int, bool and object arrays)."""
+        return {
+            "trial_eta": np.array(self.trial_eta, dtype=np.float64),
+            "trial_outcome": np.array(self.trial_outcome, dtype=object),
+            "trial_final_loss": np.array(self.trial_final_loss, dtype=np.float64),
+            "trial_stop_iteration": np.array(self.trial_stop_iteration, dtype=np.int64),
+            "trial_sharpness": np.array(self.trial_sharpness, dtype=np.float64),
+            "trial_first_hit": np.array(self.trial_first_hit, dtype=np.int64),
+            "trial_first_sharpness": np.array(self.trial_first_sharpness, dtype=np.float64),
+            "trial_settle_iteration": np.array(self.trial_settle_iteration, dtype=np.int64),
+            "trial_continued": np.array(self.trial_continued, dtype=bool),
+        }
+
+
+class _StableTrial(NamedTuple):
+    eta: float
+    outcome: str
+    final_loss: float
+    stop_iteration: int
+    sharpness: float
+    first_hit: int
+    first_sharpness: float
+    settle_iteration: int
+    continued: bool
+
+
+def _settle(res: Any, hit: int) -> int:
+    """The record point after the last one (from ``hit`` on) where no test held; ``hit`` when there is none."""
+    o = res.outcomes
+    gtol_abs, ltol_abs = float(o["gtol_abs"]), float(o["ltol_abs"])
+    ex, g2 = res.records["excess_loss"], res.records["grad_norm_sq"]
+    with np.errstate(invalid="ignore"):
+        held = (g2 <= gtol_abs * gtol_abs) | ((ltol_abs >= 0.0) & (ex <= ltol_abs))
+    fail = np.flatnonzero((res.k >= hit) & ~held)
+    if fail.size == 0:
+        return hit
+    last = int(fail[-1])
+    return int(res.k[last + 1]) if last + 1 < res.k.size else int(res.stop_iteration)
 
 
 def stable_critical_stepsize(
     problem: Problem, W0: Sequence[np.ndarray], *, n_iter: int, bracket: Sequence[float],
     rtol: float = 0.002, factor: float = 1.02, max_expand: int = 60, method: StepRule | str | None = None,
     stop: Stop | None = None, bound: StepsizeBound | None = None, sharpness_tol: float = 1e-10,
+    continue_unstable: bool = True, assume_bracket: bool = False,
 ) -> StableCriticalStepsize:
-    """The critical constant stepsize of GD from ``W0``, with linear stability in the criterion.
+    """The critical constant stepsize of GD from ``W0``, with linear stability at the end of the horizon.
 
     The search is that of `critical_stepsize`: from ``bracket[0]`` walk by ``factor`` (up while the runs are
     merely too slow, down while they fail otherwise, here without giving up early) until a stepsize
     converges, then up from ``bracket[1]`` until one fails, then bisect in log space until
-    eta_hi/eta_lo <= 1 + rtol.  The criterion is `STABLE_CRITERION`.  Without its stability check a run can
-    stop at a linearly unstable minimiser before the unstable mode has grown from rounding level, and such a
-    stepsize would count as converging.
+    eta_hi/eta_lo <= 1 + rtol.  The criterion is `STABLE_CRITERION`: a run stops at its first tolerance hit
+    only when the point is linearly stable; otherwise GD continues to the horizon, and the stepsize converges
+    when GD ends the horizon within the tests at a linearly stable point.  (Without the stability check a run
+    could stop at a linearly unstable minimiser before the unstable mode has grown from rounding level; without
+    the continuation a run that would leave such a minimiser and settle at a flatter, stable one within the
+    horizon would count as failing.)  The continued run is a second run from W(0) without early stop, with
+    the same tests, so it costs n_iter steps.
 
     Parameters
     ----------
@@ -373,55 +452,106 @@ def stable_critical_stepsize(
         The step rule of the trial runs (default plain `dlnsim.GD`).
     stop : Stop, optional
         The convergence tests of the trial runs, default ``Stop(gtol=1e-8, ltol=1e-12)`` (relative excess
-        loss; gradient norm relative to the gradient scale of the problem); runs stop at the first iteration
-        passing one.
+        loss; gradient norm relative to the gradient scale of the problem); its ``early`` is ignored.
     rtol, factor, max_expand : float, float, int
         Final relative width of the bracket, walk factor (> 1), largest number of steps of each walk.
     bound
         Passed to `run_gd`.
     sharpness_tol : float
         Relative residual of the Lanczos iteration (`sharpness`) of the stability check.
+    continue_unstable : bool, default True
+        False: a run that first meets the tests at an unstable point fails there
+        (`STABLE_CRITERION_FIRST_HIT`, the criterion of earlier versions).
+    assume_bracket : bool, default False
+        The caller vouches that ``bracket[0]`` converges and ``bracket[1]`` fails (e.g. ``bracket[0]`` is
+        eta_crit of a shorter horizon, which converges at every longer one, and ``bracket[1]`` is above
+        2/lambda_max of the flattest minimiser): bisect at once, without running the ends.
     """
     problem = check_problem(problem)
     W0 = as_weights(W0, "W0")
     n_iter = nonneg_int(n_iter, "n_iter", minimum=1)
     lo, hi = checked_bracket(bracket)
     rule = as_method(method)
-    stop_opt = (Stop(gtol=1e-8, ltol=1e-12) if stop is None else as_stop(stop)).replace(early=True)
+    base = Stop(gtol=1e-8, ltol=1e-12) if stop is None else as_stop(stop)
+    stop_first, stop_full = base.replace(early=True), base.replace(early=False)
     rtol = positive_float(rtol, "rtol")
     factor, max_expand = _walk(factor, max_expand)
     sharpness_tol = positive_float(sharpness_tol, "sharpness_tol")
-    rows: list[tuple[float, str, float, int, float]] = []
+    continued_rule = bool(continue_unstable)
+    rows: list[_StableTrial] = []
     finals: dict[float, list[np.ndarray]] = {}
-    initial = math.nan
+    initial = loss(problem, W0)
+    record_end = Record([0], diagnostics=False, final_weights=True)
+    record_full = Record(f"linear:{SETTLE_POINTS}", diagnostics=["grad_norm_sq"], final_weights=True)
+    nan = math.nan
+
+    def lam_at(res: Any) -> tuple[list[np.ndarray], float]:
+        W = unflatten(res.w, res.dims)
+        return W, sharpness(problem, W, iters=400, tol=sharpness_tol)
 
     def trial(eta: float) -> _Outcome:
-        nonlocal initial
-        ds = run_gd(problem, W0, eta, n_iter, method=rule, record=Record([0], diagnostics=False, final_weights=True),
-                    stop=stop_opt, bound=bound)
-        a = outcomes(ds)
-        initial = float(a["initial_loss"])
-        lam = math.nan
-        if a["status"] == "diverged":
+        first = solve_gd(problem, W0, eta, n_iter, method=rule, record=record_end, stop=stop_first, bound=bound)
+        hit, lam_hit, settle, lam, continued = -1, nan, -1, nan, False
+        res = first
+        walk_loss = math.inf  # "too large": walk down
+        if first.status == "diverged":
             outcome = "diverged"
-        elif a["status"] == "converged":
-            W = weights_from(ds)
-            lam = sharpness(problem, W, iters=400, tol=sharpness_tol)
-            outcome = "converged" if eta <= rule.stability_limit(lam) else "unstable_limit"
-            finals[eta] = W
+        elif first.status == "converged":
+            hit = int(first.stop_iteration)
+            W, lam_hit = lam_at(first)
+            if eta <= rule.stability_limit(lam_hit):
+                outcome, lam, settle = "converged", lam_hit, hit
+                finals[eta] = W
+            elif not continued_rule:
+                outcome = "unstable_limit"
+            else:
+                continued = True
+                res = solve_gd(problem, W0, eta, n_iter, method=rule, record=record_full, stop=stop_full,
+                               bound=bound)
+                if res.status == "diverged":
+                    outcome = "diverged"
+                elif res.status == "converged":
+                    W, lam = lam_at(res)
+                    if eta <= rule.stability_limit(lam):
+                        outcome, settle = "converged", _settle(res, hit)
+                        finals[eta] = W
+                    else:
+                        outcome = "unstable_limit"
+                else:
+                    outcome = "not_converged"
         else:
             outcome = "not_converged"
-        final = float(a["final_loss"])
-        rows.append((eta, outcome, final, int(a["stop_iteration"]), lam))
-        return _Outcome(outcome == "converged",
-                        final if outcome == "not_converged" and math.isfinite(final) else math.inf, initial)
+        final = float(res.outcomes["final_loss"])
+        if outcome == "not_converged" and not continued and math.isfinite(final):
+            walk_loss = final  # never met the tests within the horizon: maybe too slow
+        rows.append(_StableTrial(eta, outcome, final, int(res.stop_iteration), lam, hit, lam_hit, settle,
+                                 continued))
+        return _Outcome(outcome == "converged", walk_loss, initial)
 
-    L, U, status = _bracket_and_bisect(trial, lo, hi, factor=factor, max_expand=max_expand, rtol=rtol,
-                                       walk_down_gives_up=False)
+    L: float | None
+    U: float | None
+    if assume_bracket:
+        a, b, status = lo, hi, "ok"
+        while a * (1.0 + rtol) < b:
+            mid = math.sqrt(a * b)
+            if trial(mid).converged:
+                a = mid
+            else:
+                b = mid
+        L, U = a, b
+    else:
+        L, U, status = _bracket_and_bisect(trial, lo, hi, factor=factor, max_expand=max_expand, rtol=rtol,
+                                           walk_down_gives_up=False)
     eta_lo = math.nan if L is None else L
     eta_hi = math.nan if U is None else U
-    cols = list(zip(*rows, strict=True))
+    cols: dict[str, Any] = {f: tuple(getattr(r, f) for r in rows) for f in _StableTrial._fields}
     return StableCriticalStepsize(
-        eta_lo, eta_lo, eta_hi, status, tuple(cols[0]), tuple(cols[1]), tuple(cols[2]), tuple(cols[3]),
-        tuple(cols[4]), initial, finals.get(L) if L is not None else None,
+        eta_lo, eta_lo, eta_hi, status, trial_eta=cols["eta"], trial_outcome=cols["outcome"],
+        trial_final_loss=cols["final_loss"], trial_stop_iteration=cols["stop_iteration"],
+        trial_sharpness=cols["sharpness"], initial_loss=initial,
+        limit_weights=finals.get(L) if L is not None else None,
+        criterion=STABLE_CRITERION if continued_rule else STABLE_CRITERION_FIRST_HIT,
+        trial_first_hit=cols["first_hit"], trial_first_sharpness=cols["first_sharpness"],
+        trial_settle_iteration=cols["settle_iteration"], trial_continued=cols["continued"], n_iter=n_iter,
+        continue_unstable=continued_rule,
     )
