@@ -64,6 +64,22 @@ I_LTOL_K = 6  # first iteration where the excess loss <= acc[A_LTOL] (-1: none y
 N_IACC = 7
 
 
+@njit(cache=True, nogil=True)
+def _momentum(rule, beta, cur, nxt, v):
+    """Turn the gradient step nxt = cur - eta grad into the momentum step of ``rule``, updating the velocity
+    ``v`` (heavy-ball: nxt += beta v, v = nxt - cur; Nesterov on the look-ahead iterate: v = beta v +
+    (nxt - cur), nxt += beta v)."""
+    if rule == HEAVY_BALL:
+        for i in range(cur.shape[0]):
+            nxt[i] += beta * v[i]
+            v[i] = nxt[i] - cur[i]
+    else:
+        for i in range(cur.shape[0]):
+            vi = beta * v[i] + (nxt[i] - cur[i])
+            v[i] = vi
+            nxt[i] += beta * vi
+
+
 def _make_gd_chunk(rule: int, name: str, stamp: str = SOURCES) -> Any:
     """The chunk kernel of momentum ``rule``, compiled on first use and cached under ``name``; ``stamp`` (the
     kernels' sources, `linalg.SOURCES`) is a closure constant, part of the cache key, so an edit of the
@@ -149,15 +165,8 @@ def _make_gd_chunk(rule: int, name: str, stamp: str = SOURCES) -> Any:
                 break
             acc[A_PREV_EXCESS] = ex
             acc[A_PREV_DEN] = eta * gn2
-            if rule == HEAVY_BALL:
-                for i in range(cur.shape[0]):
-                    nxt[i] += beta * v[i]
-                    v[i] = nxt[i] - cur[i]
-            elif rule == NESTEROV:
-                for i in range(cur.shape[0]):
-                    vi = beta * v[i] + (nxt[i] - cur[i])
-                    v[i] = vi
-                    nxt[i] += beta * vi
+            if rule != PLAIN:
+                _momentum(rule, beta, cur, nxt, v)
             cur, nxt = nxt, cur
             acc[A_T] += eta
         if cur is not w:

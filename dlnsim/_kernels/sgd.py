@@ -44,6 +44,7 @@ from .gd import (
     NESTEROV,
     PLAIN,
     RUNNING,
+    _momentum,
 )
 from .linalg import SOURCES, _copy_flat, _loss_grad_norm
 
@@ -138,15 +139,8 @@ def _make_sgd_chunk(rule: int, name: str, stamp: str = SOURCES) -> Any:
                 iacc[I_STATUS] = status
                 iacc[I_STOP] = k
                 break
-            if rule == HEAVY_BALL:
-                for i in range(cur.shape[0]):
-                    nxt[i] += beta * v[i]
-                    v[i] = nxt[i] - cur[i]
-            elif rule == NESTEROV:
-                for i in range(cur.shape[0]):
-                    vi = beta * v[i] + (nxt[i] - cur[i])
-                    v[i] = vi
-                    nxt[i] += beta * vi
+            if rule != PLAIN:
+                _momentum(rule, beta, cur, nxt, v)
             cur, nxt = nxt, cur
             acc[A_T] += eta
         if cur is not w:
