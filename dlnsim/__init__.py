@@ -35,7 +35,10 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     from dlnsim.schedules import Constant, Explicit, Power, PowerDecay, Schedule
     from dlnsim.sweeps.grid_sweeps import critical_sweep, open_sweep, sweep
     from dlnsim.theory.bounds import Admissibility, StepsizeBound, admissible_alpha, stepsize_bound
+    from dlnsim.theory.published import theorem, theorem_names, theorems
     from dlnsim.theory.set_bound import set_stepsize_bound
+    from dlnsim.theory.starts import whiten
+    from dlnsim.theory.theorems import Hypothesis, TheoremReport, envelope_ratio
 
 #: public name -> (module, attribute in it; None: the module itself)
 _EXPORTS: dict[str, tuple[str, str | None]] = {
@@ -94,6 +97,13 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "StepsizeBound": ("dlnsim.theory.bounds", "StepsizeBound"),
     "Stop": ("dlnsim.options", "Stop"),
     "sweep": ("dlnsim.sweeps.grid_sweeps", "sweep"),
+    "TheoremReport": ("dlnsim.theory.theorems", "TheoremReport"),
+    "Hypothesis": ("dlnsim.theory.theorems", "Hypothesis"),
+    "envelope_ratio": ("dlnsim.theory.theorems", "envelope_ratio"),
+    "theorem": ("dlnsim.theory.published", "theorem"),
+    "theorem_names": ("dlnsim.theory.published", "theorem_names"),
+    "theorems": ("dlnsim.theory.published", "theorems"),
+    "whiten": ("dlnsim.theory.starts", "whiten"),
     "Tolerances": ("dlnsim.options", "Tolerances"),
     "weights_from": ("dlnsim.runs.gd", "weights_from"),
 }
@@ -125,6 +135,7 @@ __all__ = [
     "Every",
     "Explicit",
     "HeavyBall",
+    "Hypothesis",
     "Linear",
     "LogSpaced",
     "Nesterov",
@@ -138,6 +149,7 @@ __all__ = [
     "StepRule",
     "StepsizeBound",
     "Stop",
+    "TheoremReport",
     "Tolerances",
     "__version__",
     "admissible_alpha",
@@ -147,6 +159,7 @@ __all__ = [
     "compare_flow",
     "critical_stepsize",
     "critical_sweep",
+    "envelope_ratio",
     "gaussian_init",
     "gradient",
     "haar_orthogonal",
@@ -173,5 +186,9 @@ __all__ = [
     "stable_critical_stepsize",
     "stepsize_bound",
     "sweep",
+    "theorem",
+    "theorem_names",
+    "theorems",
     "weights_from",
+    "whiten",
 ]

@@ -31,6 +31,7 @@ STUDIES = (
     "stability_threshold",
     "regime_map",
     "bound_tightness",
+    "theorems",
 )
 
 __all__ = ["STUDIES"]
