@@ -24,12 +24,22 @@ import numpy as np
 from dlnsim import __version__
 from dlnsim.checks import positive_float
 from dlnsim.cli.plot import add_plot_cli
-from dlnsim.cli.sweep import RECORD_HELP, add_method_options, add_sweep_cli, check_out, count, method_of, record_rule
+from dlnsim.cli.sweep import (
+    DATA_HELP,
+    RECORD_HELP,
+    add_method_options,
+    add_sweep_cli,
+    check_out,
+    count,
+    load_data,
+    method_of,
+    record_rule,
+)
 from dlnsim.init import balanced_init
 from dlnsim.io.dataset import open as open_results
 from dlnsim.io.dataset import outcomes, save
 from dlnsim.options import Record, Stop, Tolerances
-from dlnsim.problem import Problem, Setup, paper_setup
+from dlnsim.problem import Setup, paper_setup
 from dlnsim.runs.compare import compare_flow
 from dlnsim.runs.flow import KINDS, run_flow
 from dlnsim.runs.gd import run_gd
@@ -60,8 +70,6 @@ examples:
 exit status: 0 ok, 1 a computation failed, 2 bad arguments, input or output paths (one line on stderr,
 nothing written), 130 interrupted, 141 stdout closed by its reader (e.g. | head)."""
 
-DATA_HELP = ("your data instead of the paper setup: a .npz file with arrays X (d_x, m) and Y (d_y, m), samples "
-             "as columns, or a NetCDF file (.nc) with variables X and Y of these shapes; needs --widths")
 
 #: seconds a file given on the command line may take to open (checked in a subprocess first)
 OPEN_TIMEOUT = 60.0
@@ -95,37 +103,6 @@ def eta_rule(text: str) -> tuple[float, bool]:
     return value, match is not None
 
 
-def _load_data(path: str) -> Problem:
-    """X and Y (samples as columns) from a .npz (arrays X, Y) or a NetCDF file (variables X, Y)."""
-    p = Path(path)
-    if p.suffix not in (".npz", ".nc"):
-        raise ValueError(f"--data must be a .npz or .nc file, got {path!r}")
-    if not p.is_file():
-        raise ValueError(f"--data: no such file {path!r}")
-    try:
-        if p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as f:
-                names = set(f.files)
-                arrays = {k: f[k] for k in ("X", "Y") if k in names}
-        else:
-            import xarray as xr
-
-            with xr.open_dataset(p) as f:
-                names = {str(v) for v in f.variables}
-                arrays = {k: f[k].values for k in ("X", "Y") if k in names}
-    except Exception as exc:  # zip, pickle, HDF5 and NetCDF readers raise a variety of errors
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        raise ValueError(f"--data: cannot read {path!r}: {text}") from None
-    what = "array" if p.suffix == ".npz" else "variable"
-    for name in ("X", "Y"):
-        if name not in arrays:
-            raise ValueError(f"--data: {path!r} has no {what} {name!r} (it needs X and Y, samples as columns)")
-    try:
-        return Problem(arrays["X"], arrays["Y"], meta={"data_file": str(p)})
-    except ValueError as exc:
-        raise ValueError(f"--data: {path!r}: {exc}") from None
-
-
 # the defaults of the options of each kind of problem (None in argparse, to tell which options were given)
 _PAPER: dict[str, Any] = {"N": 3, "seed": 0, "d": 70, "m": None, "r": 2}
 _OWN: dict[str, Any] = {"widths": None, "init_seed": 0, "init_scale": 1.0}
@@ -155,7 +132,7 @@ def _check_problem_args(args: argparse.Namespace) -> None:
 def _setup(args: argparse.Namespace) -> Setup:
     _check_problem_args(args)
     if args.data:
-        problem = _load_data(args.data)
+        problem = load_data(args.data)
         widths = tuple(args.widths)
         if widths[0] != problem.d_x or widths[-1] != problem.d_y:
             raise ValueError(
@@ -316,14 +293,13 @@ def add_flow_cli(subparsers: Any) -> argparse.ArgumentParser:
         "flow",
         help="integrate a gradient flow on the Section-5 setup and write a NetCDF file",
         description="Integrate the factor (2.2), end-to-end (2.5) or modified gradient flow from the "
-        "balanced start of the paper's Section-5 setup and record it at n-times times in [0, T].  Exit status "
+        "balanced start of the paper's Section-5 setup (or of your --data) and record it at n-times times in "
+        "[0, T].  Exit status "
         "1 when the integration stopped before T (the record up to there is written).",
         **_raw("examples:\n  dlnsim flow --N 3 --T 20 --out flow.nc\n"
                "  dlnsim flow --N 3 --T 20 --kind modified --eta 1e-3 --spacing log --out modified.nc"),
     )
-    p.add_argument("--N", type=int, required=True, help="depth N")
-    p.add_argument("--seed", type=int, default=0, help="seed of the setup (default 0)")
-    p.add_argument("--d", type=int, default=70, help="input/output dimension d (default 70)")
+    _add_problem_args(p)
     p.add_argument("--T", type=float, required=True, help="final time")
     p.add_argument("--n-times", type=count, default=200, help="number of recorded times (default 200)")
     p.add_argument("--spacing", choices=("linear", "log"), default="linear",
@@ -372,13 +348,13 @@ def flow_cli(args: argparse.Namespace) -> int:
     if (args.eta is not None) != (args.kind == "modified"):
         raise ValueError("--kind modified needs --eta (the GD stepsize it models)" if args.eta is None
                          else f"--eta is only used with --kind modified, got --kind {args.kind}")
-    setup = paper_setup(args.N, args.seed, d=args.d)
+    setup = _setup(args)
     ds = run_flow(setup.problem, setup.W0, T, kind=args.kind, eta=args.eta,
                   record=Record(f"{args.spacing}:{args.n_times}", diagnostics=not args.no_diagnostics),
                   tolerances=Tolerances(rtol=args.rtol, atol=args.atol, max_steps=args.max_steps))
     path = save(ds, out)
     a = {**ds.attrs, **outcomes(ds)}
-    print(f"{args.kind} flow, N={args.N}, seed={args.seed}: status {a['status']}, "
+    print(f"{args.kind} flow, N={len(setup.W0)}: status {a['status']}, "
           f"{a['n_steps']} steps ({a['n_rejected']} rejected), "
           f"loss {float(ds['loss'][0]):.6g} -> {float(ds['loss'][-1]):.6g}; wrote {path}")
     if a["status"] == "done":

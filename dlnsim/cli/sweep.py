@@ -19,6 +19,7 @@ from dlnsim.grid.executors import EXECUTORS
 from dlnsim.io.dataset import save
 from dlnsim.methods import GD, SGD, HeavyBall, Nesterov, StepRule
 from dlnsim.options import Engine, Record, Stop
+from dlnsim.problem import Problem
 from dlnsim.sweeps.grid_sweeps import SCHEDULES, critical_sweep, sweep
 
 __all__ = ["RECORD_HELP", "add_sweep_cli", "check_dir", "check_out", "count", "record_rule", "writable"]
@@ -37,6 +38,41 @@ def count(text: str) -> int:
     if not value.is_integer() or value < 0 or value > 2**62:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0 such as 20000 or 1e5, got {text!r}")
     return int(value)
+
+
+DATA_HELP = ("your data instead of the paper setup: a .npz file with arrays X (d_x, m) and Y (d_y, m), samples "
+             "as columns, or a NetCDF file (.nc) with variables X and Y of these shapes; needs --widths")
+
+
+def load_data(path: str) -> Problem:
+    """X and Y (samples as columns) from a .npz (arrays X, Y) or a NetCDF file (variables X, Y)."""
+    p = Path(path)
+    if p.suffix not in (".npz", ".nc"):
+        raise ValueError(f"--data must be a .npz or .nc file, got {path!r}")
+    if not p.is_file():
+        raise ValueError(f"--data: no such file {path!r}")
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as f:
+                names = set(f.files)
+                arrays = {k: f[k] for k in ("X", "Y") if k in names}
+        else:
+            import xarray as xr
+
+            with xr.open_dataset(p) as f:
+                names = {str(v) for v in f.variables}
+                arrays = {k: f[k].values for k in ("X", "Y") if k in names}
+    except Exception as exc:  # zip, pickle, HDF5 and NetCDF readers raise a variety of errors
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"--data: cannot read {path!r}: {text}") from None
+    what = "array" if p.suffix == ".npz" else "variable"
+    for name in ("X", "Y"):
+        if name not in arrays:
+            raise ValueError(f"--data: {path!r} has no {what} {name!r} (it needs X and Y, samples as columns)")
+    try:
+        return Problem(arrays["X"], arrays["Y"], meta={"data_file": str(p)})
+    except ValueError as exc:
+        raise ValueError(f"--data: {path!r}: {exc}") from None
 
 
 def add_method_options(p: argparse.ArgumentParser, *, axes: bool) -> None:
@@ -185,6 +221,39 @@ def _engine(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
         client.close()
 
 
+def _problem_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The setup keywords of `sweep` / `critical_sweep`: the paper setup (--N, --d, --m, --r) or your data
+    (--data with --widths, or --N and --width; --init, --init-scale), whose other options are refused."""
+    paper = {"d": args.d, "m": args.m, "r": args.r}
+    own = {"widths": args.widths, "width": args.width, "init_scale": args.init_scale}
+    if args.init != "balanced":
+        own["init"] = args.init
+    if args.data is None:
+        given = [k for k, v in own.items() if v is not None]
+        if given:
+            raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in given)}: only used with --data")
+        if args.N is None:
+            raise ValueError("--N: the depths of the paper setup are required (or give --data and --widths)")
+        return {"N": args.N, "d": 70 if args.d is None else args.d, "m": args.m, "r": 2 if args.r is None else args.r}
+    given = [k for k, v in paper.items() if v is not None]
+    if given:
+        raise ValueError(f"{', '.join('--' + k for k in given)}: only used with the paper setup, not with --data")
+    out: dict[str, Any] = {"problem": load_data(args.data), "init": args.init}
+    if args.widths is not None:
+        if args.N is not None or args.width is not None:
+            raise ValueError("--widths gives the whole network: leave out --N and --width")
+        out["widths"] = tuple(args.widths)
+    elif args.N is None:
+        raise ValueError("--data needs --widths d_0 ... d_N, or --N (depths) and optionally --width")
+    else:
+        out["N"] = args.N
+        if args.width is not None:
+            out["width"] = args.width
+    if args.init_scale is not None:
+        out["scale"] = args.init_scale
+    return out
+
+
 def _run(fn: Any, args: argparse.Namespace, **kw: Any) -> xr.Dataset:
     """``fn(--dir, **kw)`` on the engine of the options, after the output paths are checked."""
     if args.out is not None:
@@ -193,9 +262,9 @@ def _run(fn: Any, args: argparse.Namespace, **kw: Any) -> xr.Dataset:
         check_dir(args.dir)
     with _engine(args) as engine:
         try:
-            ds: xr.Dataset = fn(args.dir, N=args.N, seed=args.seed, n_iter=args.iters,
-                                engine=Engine(progress=not args.no_progress, **engine), d=args.d, m=args.m,
-                                r=args.r, **kw)
+            ds: xr.Dataset = fn(args.dir, seed=args.seed, n_iter=args.iters,
+                                engine=Engine(progress=not args.no_progress, **engine), **_problem_kwargs(args),
+                                **kw)
             return ds
         except (ValueError, RuntimeError) as exc:
             raise _as_option_error(exc) from None
@@ -266,13 +335,21 @@ def _cli_critical(args: argparse.Namespace) -> int:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--N", type=int, nargs="+", required=True, help="depths")
+    p.add_argument("--N", type=int, nargs="+", default=None, help="depths (required but with --data --widths)")
     p.add_argument("--seed", "--seeds", dest="seed", type=int, nargs="+", required=True,
-                   help="seeds of the paper setup (data and initialisation); --seeds is the same option")
+                   help="seeds of the paper setup (data and initialisation), or of the start with --data; "
+                        "--seeds is the same option")
     p.add_argument("--iters", type=count, required=True, help="GD steps per run (20000, 2e4 or 20_000)")
-    p.add_argument("--d", type=int, default=70, help="input/output width of the paper setup (default 70)")
-    p.add_argument("--m", type=int, default=None, help="number of samples (default 3d)")
-    p.add_argument("--r", type=int, default=2, help="narrowest width d_1 (default 2)")
+    p.add_argument("--d", type=int, default=None, help="input/output width of the paper setup (default 70)")
+    p.add_argument("--m", type=int, default=None, help="number of samples of the paper setup (default 3d)")
+    p.add_argument("--r", type=int, default=None, help="narrowest width d_1 of the paper setup (default 2)")
+    g = p.add_argument_group("your own data")
+    g.add_argument("--data", metavar="FILE", default=None, help=DATA_HELP)
+    g.add_argument("--widths", type=int, nargs="+", default=None, help="widths d_0 = d_x, d_1, ..., d_N = d_y")
+    g.add_argument("--width", type=int, default=None, help="with --N: the hidden width (default min(d_x, d_y))")
+    g.add_argument("--init", choices=("balanced", "gaussian"), default="balanced",
+                   help="the start drawn for each seed (default balanced)")
+    g.add_argument("--init-scale", type=float, default=None, help="scale of the start (default 1)")
     p.add_argument("--out", default=None, help="also write the combined Dataset to this .nc file")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
