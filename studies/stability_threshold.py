@@ -1,19 +1,27 @@
 """Stability threshold: what sets the critical stepsize of GD on the Section-5 instance?
 
-Hypothesis: eta_crit is the linear-stability limit 2/lambda_max of the minimiser GD is heading for.  For every
-depth N and seed of ``dlnsim.paper_setup(N, seed)`` the cell computes
+Hypothesis: eta_crit approaches, from below, the linear-stability limit eta_flat = 2/lambda_max at the flattest
+global minimiser with the least-squares product (no minimiser is linearly stable for larger eta), and GD at
+eta_crit settles at a minimiser with lambda_max <= 2/eta.  For every depth N and seed of
+``dlnsim.paper_setup(N, seed)`` the cell computes
 
-* ``sharpness_min``: lambda_max of the Hessian of L^N at the global minimiser the gradient flow from the
-  balanced start reaches.  The flow conserves balancedness (2.3), so that minimiser is the balanced
-  factorisation of the least-squares product W_ls; its sharpness has a closed form
-  (`dlnsim.analysis.stability.balanced_minimum_sharpness`, docs/theory.md), checked against Lanczos at the
-  integrated flow limit (`dlnsim.analysis.stability.flow_limit`) for the seeds in ``flow_seeds``;
+* ``sharpness_min``: lambda_max of the Hessian of L^N at the balanced global minimiser (the gradient flow's limit
+  from the balanced start: the flow conserves balancedness (2.3)); closed form
+  (`dlnsim.analysis.stability.balanced_minimum_sharpness`), checked against Lanczos at the integrated flow limit
+  (`dlnsim.analysis.stability.flow_limit`) for the seeds in ``flow_seeds``;
 * ``sharpness_flat``: the flattest minimiser with the same product (unbalanced; a local minimum of lambda_max
   over the set of minimisers, `dlnsim.analysis.minima.flattest_minimum`);
-* ``eta_crit``: the critical constant stepsize by bisection (`dlnsim.analysis.stability.stable_critical_stepsize`): a
-  stepsize converges when GD reaches the loss or gradient tolerance within the horizon *and* stops at a
-  linearly stable point (lambda_max <= 2/eta), starting from the bracket [0.995 eta_sharpness,
-  1.003 eta_flat] that the hypothesis predicts (walks outward when that is wrong);
+* ``eta_crit``: the critical constant stepsize at the horizon ``n_iter`` by bisection
+  (`dlnsim.analysis.stability.stable_critical_stepsize`, criterion `dlnsim.analysis.critical.STABLE_CRITERION`): a
+  trial converges when GD ends its horizon within the convergence tests at a linearly stable point; a run stops
+  at its first tolerance hit only when that point is stable, and is continued to the horizon otherwise (GD may
+  leave an unstable minimiser and settle at a flatter one).  The bracket is [BRACKET[0], BRACKET[1]] x eta_flat;
+  its upper end is taken as failing without a run (above eta_flat no minimiser with this product is stable), the
+  lower end is run (the search walks down when it fails);
+* the horizon dependence: ``eta_crit_short`` at ``n_iter_short`` read from the same trials (a trial converges
+  at the shorter horizon when the tests held from its settle iteration <= n_iter_short on; a bracket, not a
+  bisection), and ``eta_crit_long`` at ``n_iter_long`` for the cells in ``long_cells`` (bisection between
+  eta_crit, which converges at every longer horizon, and the upper end of the bracket);
 * ``eta_star``: the bound (5.1) of the same start;
 * the minimiser GD reaches at fractions of eta_crit (sharpness, balancedness), and, for the seeds in
   ``traj_seeds``, the sharpness along the GD trajectory at 0.5 and 1 x eta_crit.
@@ -37,34 +45,81 @@ import xarray as xr
 import dlnsim
 from dlnsim.analysis import stability as S
 from dlnsim.analysis.minima import flattest_minimum
+from dlnsim.objective import unflatten
+from dlnsim.runs.gd import solve_gd
 
 from . import _common as C
 
 NAME = "stability_threshold"
 #: fractions of eta_crit at which the minimiser GD reaches is recorded (1 = the search's own run at eta_crit)
-FRACS = (0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 1.0)
+FRACS = (0.5, 0.9, 1.0)
 #: fractions of eta_crit of the trajectories with the sharpness along the way
 TRAJ_FRACS = (0.5, 1.0)
 #: convergence tests of each GD run (relative excess loss; gradient relative to the problem's gradient scale)
 LTOL, GTOL = 1e-12, 1e-8
-#: the convergence tests of every run of the study (runs stop at the first iteration where one holds)
-STOP = dlnsim.Stop(gtol=GTOL, ltol=LTOL, early=True)
+#: the convergence tests of the search
+STOP = dlnsim.Stop(gtol=GTOL, ltol=LTOL)
+#: the same, stopping at the first iteration where one holds / running to the horizon
+STOP_FIRST, STOP_FULL = STOP.replace(early=True), STOP.replace(early=False)
 #: what the runs that only need their end point record
 ENDPOINT = dlnsim.Record([0], diagnostics=False, final_weights=True)
 #: depths between which the coarse local exponents are taken
 COARSE_N = (2, 3, 4, 6, 8, 12, 16, 23, 30)
-BRACKET = (0.995, 1.003)  # x eta_sharpness (lower end), x eta_flat (upper end)
+#: depths from which the power law of eta_crit is fitted
+FIT_FROM_N = 8
+#: bootstrap resamples of the seeds for the fitted exponent's interval
+N_BOOT = 2000
+BRACKET = (0.985, 1.001)  # x eta_flat; the upper end is taken as failing
 FACTOR = 1.01
 LANCZOS = {"iters": 400, "tol": 1e-11}
+CRITERION_SHORT = ("within the convergence tests and linearly stable (lambda_max <= 2/eta) at the end of the "
+                   "horizon; runs continue past a first tolerance hit at an unstable point")
 
 
 def _unit(value: Any, long_name: str, dims: tuple[str, ...] = (), units: str = "1") -> xr.Variable:
     return xr.Variable(dims, np.asarray(value), attrs={"units": units, "long_name": long_name})
 
 
-def cell(N: int, seed: int, *, n_iter: int, rtol: float, flow_seeds: list[int], traj_seeds: list[int],
-         n_traj: int, n_iter_long: int) -> xr.Dataset:
-    """One (N, seed): sharpness of the minimisers, the critical stepsize, the minimisers GD reaches."""
+def _sharp(problem: dlnsim.Problem, W: list[np.ndarray]) -> float:
+    return float(dlnsim.sharpness(problem, W, **LANCZOS))
+
+
+def end_state(problem: dlnsim.Problem, W0: list[np.ndarray], eta: float, n_iter: int,
+              bound: Any) -> tuple[list[np.ndarray] | None, int, float]:
+    """Where GD with ``eta`` ends by the criterion of the search: stopped at the first tolerance hit when that
+    point is linearly stable, else continued to ``n_iter``.  (factors, iteration, lambda_max) when it ends within
+    the tests (stable or not), (None, iteration, NaN) otherwise."""
+    r = solve_gd(problem, W0, eta, n_iter, record=ENDPOINT, stop=STOP_FIRST, bound=bound)
+    if r.status != "converged":
+        return None, int(r.stop_iteration), math.nan
+    W = unflatten(r.w, r.dims)
+    lam = _sharp(problem, W)
+    if lam * eta <= 2.0:
+        return W, int(r.stop_iteration), lam
+    r = solve_gd(problem, W0, eta, n_iter, record=ENDPOINT, stop=STOP_FULL, bound=bound)
+    if r.status != "converged":
+        return None, int(r.stop_iteration), math.nan
+    W = unflatten(r.w, r.dims)
+    return W, int(r.stop_iteration), _sharp(problem, W)
+
+
+def at_horizon(res: S.StableCriticalStepsize, horizon: int, hi: float) -> tuple[float, float]:
+    """eta_crit at a horizon shorter than the search's, from its trials: a trial converges at ``horizon`` when it
+    converged and the tests held from ``trial_settle_iteration`` <= horizon on.  (largest such eta, smallest
+    failing eta above it; ``hi`` when none failed there)."""
+    ok = [(e, o == "converged" and 0 <= s <= horizon)
+          for e, o, s in zip(res.trial_eta, res.trial_outcome, res.trial_settle_iteration, strict=True)]
+    conv = [e for e, c in ok if c]
+    if not conv:
+        return math.nan, min(res.trial_eta, default=math.nan)
+    lo = max(conv)
+    return lo, min([e for e, c in ok if not c and e > lo] + [hi])
+
+
+def cell(N: int, seed: int, *, n_iter: int, n_iter_short: int, n_iter_long: int, long_cells: list[str],
+         rtol: float, flow_seeds: list[int], traj_seeds: list[int], n_traj: int) -> xr.Dataset:
+    """One (N, seed): sharpness of the minimisers, the critical stepsize at three horizons, the minimisers GD
+    reaches."""
     setup = dlnsim.paper_setup(N, seed)
     problem = setup.problem
     W0, _ = S.compress_widths(setup.W0)
@@ -80,62 +135,75 @@ def cell(N: int, seed: int, *, n_iter: int, rtol: float, flow_seeds: list[int], 
     if seed in flow_seeds:
         fl = S.flow_limit(problem, W0)
         Wp = dlnsim.product(fl.W)
-        flow = {"flow_sharpness": dlnsim.sharpness(problem, fl.W, **LANCZOS),
+        flow = {"flow_sharpness": _sharp(problem, fl.W),
                 "flow_product_error": float(np.linalg.norm(Wp - problem.W_ls) / np.linalg.norm(problem.W_ls)),
                 "flow_balancedness": fl.balancedness, "flow_time": fl.t, "flow_excess_loss": fl.excess_loss}
-    eta_bal, eta_flat = 2.0 / lam_bal, 2.0 / flat.sharpness
-    res = S.stable_critical_stepsize(problem, W0, n_iter=n_iter, bracket=(BRACKET[0] * eta_bal,
-                                                                          BRACKET[1] * eta_flat),
-                                     rtol=rtol, factor=FACTOR, stop=STOP, bound=bound,
-                                     sharpness_tol=LANCZOS["tol"])
+    eta_flat = 2.0 / flat.sharpness
+    hi = BRACKET[1] * eta_flat
+    res = S.stable_critical_stepsize(problem, W0, n_iter=n_iter, bracket=(BRACKET[0] * eta_flat, hi), rtol=rtol,
+                                     factor=FACTOR, stop=STOP, bound=bound, sharpness_tol=LANCZOS["tol"],
+                                     assume_bracket="upper")
     eta_crit = res.eta_crit
+    i_crit = res.trial_eta.index(eta_crit) if eta_crit in res.trial_eta else -1
+    settle_crit = float(res.trial_settle_iteration[i_crit]) if i_crit >= 0 else nan
+    short_lo, short_hi = at_horizon(res, n_iter_short, hi)
+    # the long horizon: bisection from eta_crit(n_iter) (it converges at every longer horizon) to hi
+    long = {"eta_crit_long": nan, "eta_hi_long": nan, "settle_crit_long": nan, "n_trials_long": 0.0}
+    if f"{N},{seed}" in long_cells and math.isfinite(eta_crit):
+        rl = S.stable_critical_stepsize(problem, W0, n_iter=n_iter_long, bracket=(eta_crit, hi), rtol=rtol,
+                                        stop=STOP, bound=bound, sharpness_tol=LANCZOS["tol"], assume_bracket=True)
+        j = rl.trial_eta.index(rl.eta_crit) if rl.eta_crit in rl.trial_eta else -1
+        long = {"eta_crit_long": rl.eta_crit, "eta_hi_long": rl.eta_hi,
+                "settle_crit_long": float(rl.trial_settle_iteration[j]) if j >= 0 else settle_crit,
+                "n_trials_long": float(len(rl.trial_eta))}
     # the minimiser reached at fractions of eta_crit
     reached = {k: np.full(len(FRACS), nan) for k in ("sharpness", "balancedness", "iterations", "excess")}
     for i, f in enumerate(FRACS):
         if not math.isfinite(eta_crit):
             break
         if f == 1.0:
-            W = res.limit_weights
-            it = res.trial_stop_iteration[res.trial_eta.index(eta_crit)]
+            W, it = res.limit_weights, res.trial_stop_iteration[i_crit]
+            lam = res.trial_sharpness[i_crit]
         else:
-            ds = dlnsim.run_gd(problem, W0, f * eta_crit, n_iter, record=ENDPOINT, stop=STOP, bound=bound)
-            if ds["status"].item() != "converged":
-                continue
-            W, it = dlnsim.weights_from(ds), int(ds["stop_iteration"])
+            W, it, lam = end_state(problem, W0, f * eta_crit, n_iter, bound)
         if W is None:
             continue
-        reached["sharpness"][i] = dlnsim.sharpness(problem, W, **LANCZOS)
+        reached["sharpness"][i] = lam
         reached["balancedness"][i] = float(np.max(dlnsim.balancedness(W)))
         reached["iterations"][i] = it
         reached["excess"][i] = dlnsim.loss(problem, W) - problem.lstar
-    # the horizon: does the failing end of the bracket converge with a 5x longer horizon?
-    long_outcome, long_stop, long_sharp = "", nan, nan
-    if seed in flow_seeds and math.isfinite(res.eta_hi):
-        ds = dlnsim.run_gd(problem, W0, res.eta_hi, n_iter_long, record=ENDPOINT, stop=STOP, bound=bound)
-        long_stop = int(ds["stop_iteration"])
-        long_outcome = "not_converged" if ds["status"].item() == "max_iter" else str(ds["status"].item())
-        if long_outcome == "converged":
-            long_sharp = dlnsim.sharpness(problem, dlnsim.weights_from(ds), **LANCZOS)
-            long_outcome = "converged" if long_sharp * res.eta_hi <= 2.0 else "unstable_limit"
-    # the sharpness along the trajectory
+    # the sharpness along the trajectory (continued to the horizon when the search's run at eta_crit was)
     traj = {k: np.full((len(TRAJ_FRACS), n_traj + 2), nan) for k in ("k", "loss", "sharpness", "balancedness")}
     if seed in traj_seeds and math.isfinite(eta_crit):
         for i, f in enumerate(TRAJ_FRACS):
-            r = dlnsim.runs.gd.solve_gd(problem, W0, f * eta_crit, n_iter,
-                                        record=dlnsim.Record(f"log:{n_traj}", diagnostics=False), stop=STOP,
-                                        bound=bound, snapshots=True)
+            full = f == 1.0 and res.trial_continued[i_crit]
+            r = solve_gd(problem, W0, f * eta_crit, n_iter, record=dlnsim.Record(f"log:{n_traj}", diagnostics=False),
+                         stop=STOP_FULL if full else STOP_FIRST, bound=bound, snapshots=True)
             assert r.snapshots is not None
             ok = np.isfinite(r.records["loss"])
             for j in np.flatnonzero(ok)[: n_traj + 2]:
-                Wj = _unflat(r.snapshots[j], r.dims)
+                Wj = unflatten(r.snapshots[j], r.dims)
                 traj["k"][i, j] = r.k[j]
                 traj["loss"][i, j] = r.records["loss"][j]
-                traj["sharpness"][i, j] = dlnsim.sharpness(problem, Wj, **LANCZOS)
+                traj["sharpness"][i, j] = _sharp(problem, Wj)
                 traj["balancedness"][i, j] = float(np.max(dlnsim.balancedness(Wj)))
+    tr = res.trial_arrays()
     n_tr = len(res.trial_eta)
     data = {
-        "eta_crit": _unit(eta_crit, "critical constant stepsize (largest converging eta of the bisection)"),
+        "eta_crit": _unit(eta_crit, f"critical constant stepsize at the horizon n_iter (largest converging eta of "
+                                    f"the bisection; criterion: {CRITERION_SHORT})"),
         "eta_hi": _unit(res.eta_hi, "smallest failing stepsize of the final bracket"),
+        "settle_crit": _unit(settle_crit, "iteration from which GD at eta_crit stays within the convergence tests "
+                                          "(record resolution n_iter/400 for continued runs)"),
+        "eta_crit_short": _unit(short_lo, "critical stepsize at the horizon n_iter_short, from the search's trials "
+                                          "(largest eta that converged with settle_crit <= n_iter_short)"),
+        "eta_hi_short": _unit(short_hi, "smallest stepsize above eta_crit_short that does not converge at the "
+                                        "horizon n_iter_short (upper end of the search bracket when none)"),
+        **{k: _unit(v, {"eta_crit_long": "critical stepsize at the horizon n_iter_long (bisection between "
+                                         "eta_crit and the upper end of the bracket; cells in long_cells)",
+                        "eta_hi_long": "smallest failing stepsize of the final bracket at n_iter_long",
+                        "settle_crit_long": "iteration from which GD at eta_crit_long stays within the tests",
+                        "n_trials_long": "trial runs of the search at n_iter_long"}[k]) for k, v in long.items()},
         "eta_star": _unit(bound.eta, "stepsize bound (5.1) of the start (Theorem 2.4, Section-5 delta)"),
         "bound_M": _unit(bound.M, "M of (2.11) at the start"),
         "initial_loss": _unit(res.initial_loss, "L^N at the start"),
@@ -152,12 +220,13 @@ def cell(N: int, seed: int, *, n_iter: int, rtol: float, flow_seeds: list[int], 
                         "flow_time": "final time T of the gradient-flow integration",
                         "flow_excess_loss": "L^N - L* at the flow's final time"}[k]) for k, v in flow.items()},
         "reached_sharpness": _unit(reached["sharpness"], "lambda_max of Hess L^N where GD with eta = eta_frac x "
-                                                         "eta_crit stopped (converged)", ("eta_frac",)),
+                                                         "eta_crit ended within the tests", ("eta_frac",)),
         "reached_balancedness": _unit(reached["balancedness"], "max_j ||W_{j+1}^T W_{j+1} - W_j W_j^T|| where "
-                                                               "GD with eta_frac x eta_crit stopped", ("eta_frac",)),
-        "reached_iterations": _unit(reached["iterations"], "iteration where GD with eta_frac x eta_crit met the "
-                                                           "convergence tests", ("eta_frac",)),
-        "reached_excess_loss": _unit(reached["excess"], "L^N - L* where GD with eta_frac x eta_crit stopped",
+                                                               "GD with eta_frac x eta_crit ended", ("eta_frac",)),
+        "reached_iterations": _unit(reached["iterations"], "iteration where GD with eta_frac x eta_crit ended "
+                                                           "(first tolerance hit, or n_iter when continued)",
+                                    ("eta_frac",)),
+        "reached_excess_loss": _unit(reached["excess"], "L^N - L* where GD with eta_frac x eta_crit ended",
                                      ("eta_frac",)),
         "traj_k": _unit(traj["k"], "iteration of the trajectory record", ("traj_frac", "traj_point")),
         "traj_loss": _unit(traj["loss"], "L^N along GD with eta = traj_frac x eta_crit",
@@ -167,30 +236,28 @@ def cell(N: int, seed: int, *, n_iter: int, rtol: float, flow_seeds: list[int], 
         "traj_balancedness": _unit(traj["balancedness"], "max_j ||W_{j+1}^T W_{j+1} - W_j W_j^T|| along GD "
                                                          "with eta = traj_frac x eta_crit",
                                    ("traj_frac", "traj_point")),
-        "long_stop_iteration": _unit(long_stop, "iteration where GD at eta_hi stopped with the long horizon"),
-        "long_sharpness": _unit(long_sharp, "lambda_max where GD at eta_hi met the tests with the long horizon"),
-        "trial_eta": _unit(np.array(res.trial_eta), "stepsize of each trial run of the search", ("trial",)),
-        "trial_outcome": xr.Variable(("trial",), np.array(res.trial_outcome, dtype=object),
-                                     attrs={"long_name": "outcome of each trial run (converged, not_converged, "
-                                                         "unstable_limit, diverged)"}),
-        "trial_stop_iteration": _unit(np.array(res.trial_stop_iteration, dtype=float),
-                                      "iteration where each trial run stopped", ("trial",)),
-        "trial_sharpness": _unit(np.array(res.trial_sharpness), "lambda_max of Hess L^N where a trial run met "
-                                                                "the convergence tests (NaN otherwise)", ("trial",)),
+        "trial_eta": _unit(tr["trial_eta"], "stepsize of each trial run of the search", ("trial",)),
+        "trial_outcome": xr.Variable(("trial",), tr["trial_outcome"],
+                                     attrs={"long_name": "outcome of each trial run at the horizon (converged, "
+                                                         "not_converged, unstable_limit, diverged)"}),
+        "trial_stop_iteration": _unit(tr["trial_stop_iteration"].astype(float),
+                                      "iteration where each trial run ended", ("trial",)),
+        "trial_sharpness": _unit(tr["trial_sharpness"], "lambda_max where a trial run ended within the tests "
+                                                        "(NaN otherwise)", ("trial",)),
+        "trial_first_hit": _unit(tr["trial_first_hit"].astype(float), "first iteration where a convergence test "
+                                                                       "held (-1: never)", ("trial",)),
+        "trial_first_sharpness": _unit(tr["trial_first_sharpness"], "lambda_max at the first tolerance hit",
+                                       ("trial",)),
+        "trial_settle_iteration": _unit(tr["trial_settle_iteration"].astype(float),
+                                        "iteration from which the tests held to the end (converged trials; -1 "
+                                        "otherwise)", ("trial",)),
+        "trial_continued": _unit(tr["trial_continued"].astype(float), "1 when the trial was continued past a "
+                                                                      "first hit at a linearly unstable point",
+                                 ("trial",)),
     }
     coords = {"eta_frac": ("eta_frac", np.array(FRACS)), "traj_frac": ("traj_frac", np.array(TRAJ_FRACS)),
               "traj_point": ("traj_point", np.arange(n_traj + 2)), "trial": ("trial", np.arange(1, n_tr + 1))}
-    return xr.Dataset(data, coords=coords, attrs={"search_status": res.status, "n_trials": n_tr,
-                                                  "criterion": res.criterion, "long_outcome": long_outcome})
-
-
-def _unflat(w: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
-    out, p = [], 0
-    for j in range(1, len(dims)):
-        n = int(dims[j] * dims[j - 1])
-        out.append(np.asarray(w[p : p + n]).reshape(int(dims[j]), int(dims[j - 1])).copy())
-        p += n
-    return out
+    return xr.Dataset(data, coords=coords, attrs={"search_status": res.status, "n_trials": n_tr})
 
 
 # ---------------------------------------------------------------------------------------------------- the study
@@ -198,15 +265,17 @@ def _unflat(w: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
 
 def _config(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"depths": [2, 3, 5, 8], "seeds": [0, 1], "n_iter": 20000, "rtol": 0.004, "flow_seeds": [0],
-                "traj_seeds": [0], "n_traj": 12, "n_iter_long": 100000}
-    depths = [*range(2, 13), 14, 16, 18, 20, 23, 26, 30]
-    return {"depths": depths, "seeds": list(range(8)), "n_iter": 20000, "rtol": 0.002, "flow_seeds": [0],
-            "traj_seeds": [0], "n_traj": 16, "n_iter_long": 100000}
+        return {"depths": [2, 3, 5, 8], "seeds": [0, 1], "n_iter": 20000, "n_iter_short": 5000,
+                "n_iter_long": 50000, "long_cells": ["2,0", "8,0"], "rtol": 0.004, "flow_seeds": [0],
+                "traj_seeds": [0], "n_traj": 12}
+    depths = [2, 3, 4, 5, 6, 8, 12, 16, 23, 30]
+    return {"depths": depths, "seeds": list(range(6)), "n_iter": 20000, "n_iter_short": 5000,
+            "n_iter_long": 100000, "long_cells": [f"{N},0" for N in (2, 5, 12, 30)], "rtol": 0.002,
+            "flow_seeds": [0], "traj_seeds": [0], "n_traj": 16}
 
 
 def _cost(point: dict[str, Any]) -> float:
-    return float(point["N"]) + (30.0 if point["seed"] == 0 else 0.0)
+    return float(point["N"]) + (60.0 if point["seed"] == 0 else 0.0)
 
 
 def local_exponents(N: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -216,11 +285,29 @@ def local_exponents(N: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.diff(np.log(y)) / np.diff(np.log(N))
 
 
+def fit_exponent(N: np.ndarray, y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float, float]:
+    """Slope of log(median over seeds of y) against log N (y over (N, seed)), and the 2.5 and 97.5 percentiles of
+    the slope over bootstrap resamples of the seeds."""
+    lx = np.log(np.asarray(N, dtype=float))
+    y = np.asarray(y, dtype=float)
+    if lx.size < 3:  # a line through two points has no uncertainty to estimate
+        return math.nan, math.nan, math.nan
+    slope = float(np.polyfit(lx, np.log(np.nanmedian(y, axis=1)), 1)[0])
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_boot)
+    for b in range(n_boot):
+        pick = rng.integers(0, y.shape[1], y.shape[1])
+        boot[b] = np.polyfit(lx, np.log(np.nanmedian(y[:, pick], axis=1)), 1)[0]
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return slope, float(lo), float(hi)
+
+
 def compute(quick: bool, *, directory: Path | None = None, executor: Any = "threads", workers: int | None = None,
             scheduler: str | None = None) -> xr.Dataset:
     """The study's Dataset over (N, seed); the cells live in ``directory`` (None: a temporary one)."""
     cfg = _config(quick)
-    params = {k: cfg[k] for k in ("n_iter", "rtol", "flow_seeds", "traj_seeds", "n_traj", "n_iter_long")}
+    params = {k: cfg[k] for k in ("n_iter", "n_iter_short", "n_iter_long", "long_cells", "rtol", "flow_seeds",
+                                  "traj_seeds", "n_traj")}
     if directory is not None:
         Path(directory).parent.mkdir(parents=True, exist_ok=True)
     engine: dict[str, Any] = {"executor": executor, "workers": workers}
@@ -232,39 +319,60 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     if np.isin(status, ["error", "not_run"]).any():
         msg = str(ds["error"].values[np.isin(status, ["error", "not_run"])][0]) if "error" in ds else "not run"
         raise RuntimeError(f"{NAME}: a cell failed: {msg}")
-    keep_attrs = {k: v for k, v in ds.attrs.items() if k == "criterion"}
-    for name, long_name in (("search_status", "status of the search (ok, no_converging_eta, no_failing_eta)"),
-                            ("long_outcome", "outcome of GD at eta_hi with the long horizon n_iter_long (seeds "
-                                             "in flow_seeds; empty elsewhere)")):
+    for name, long_name in (("search_status", "status of the search (ok, no_converging_eta, no_failing_eta)"),):
         if name in ds.attrs:  # the same in every cell: keep it as a variable over (N, seed) anyway
             ds[name] = xr.DataArray(np.full((ds.sizes["N"], ds.sizes["seed"]), ds.attrs[name], dtype=object),
                                     dims=("N", "seed"))
         ds[name] = ds[name].astype(str).assign_attrs(long_name=long_name)
-    ds = ds.drop_vars([v for v in ("status", "error") if v in ds.variables])
-    ds.attrs = keep_attrs
+    ds = ds.drop_vars([v for v in ("status", "error", "n_trials") if v in ds.variables])
+    ds.attrs = {}
     if "trial_outcome" in ds:
         ds["trial_outcome"] = ds["trial_outcome"].astype(str)
-    ds["eta_sharpness"] = (2.0 / ds["sharpness_min"]).assign_attrs(
-        units="1", long_name="2 / sharpness_min: linear-stability limit of GD at the flow's (balanced) minimiser")
-    ds["eta_flat"] = (2.0 / ds["sharpness_flat"]).assign_attrs(
-        units="1", long_name="2 / sharpness_flat: linear-stability limit at the flattest minimiser with the "
-                             "same product")
-    ds["ratio_sharpness"] = (ds["eta_crit"] / ds["eta_sharpness"]).assign_attrs(
-        units="1", long_name="eta_crit / eta_sharpness")
-    ds["ratio_flat"] = (ds["eta_crit"] / ds["eta_flat"]).assign_attrs(units="1", long_name="eta_crit / eta_flat")
-    ds["ratio_star"] = (ds["eta_crit"] / ds["eta_star"]).assign_attrs(
-        units="1", long_name="eta_crit / eta_star: how conservative the bound (5.1) is")
-    ds["reached_stability"] = (ds["reached_sharpness"] * ds["eta_frac"] * ds["eta_crit"] / 2.0).assign_attrs(
-        units="1", long_name="eta lambda_max / 2 at the minimiser GD reached with eta = eta_frac x eta_crit "
-                             "(1 = edge of stability)")
-    ds["reached_flatness"] = (ds["reached_sharpness"] / ds["sharpness_min"]).assign_attrs(
-        units="1", long_name="lambda_max at the minimiser GD reached / lambda_max at the balanced minimiser")
-    ds["traj_stability"] = (ds["traj_sharpness"] * ds["traj_frac"] * ds["eta_crit"] / 2.0).assign_attrs(
-        units="1", long_name="eta lambda_max / 2 along GD with eta = traj_frac x eta_crit")
-    for name in ("eta_crit", "eta_star", "eta_sharpness", "ratio_sharpness", "ratio_flat", "ratio_star"):
+
+    def var(name: str, value: Any, long_name: str) -> None:
+        ds[name] = (value if isinstance(value, xr.DataArray) else xr.DataArray(value)).assign_attrs(
+            units="1", long_name=long_name)
+
+    var("eta_sharpness", 2.0 / ds["sharpness_min"],
+        "2 / sharpness_min: linear-stability limit of GD at the flow's (balanced) minimiser")
+    var("eta_flat", 2.0 / ds["sharpness_flat"],
+        "2 / sharpness_flat: linear-stability limit at the flattest minimiser with the same product")
+    var("flat_gain", ds["eta_flat"] / ds["eta_sharpness"] - 1.0,
+        "eta_flat / eta_sharpness - 1: how far the two predictions differ")
+    var("ratio_sharpness", ds["eta_crit"] / ds["eta_sharpness"], "eta_crit / eta_sharpness")
+    var("ratio_flat", ds["eta_crit"] / ds["eta_flat"], "eta_crit / eta_flat")
+    var("ratio_flat_short", ds["eta_crit_short"] / ds["eta_flat"], "eta_crit_short / eta_flat (horizon n_iter_short)")
+    var("ratio_flat_long", ds["eta_crit_long"] / ds["eta_flat"], "eta_crit_long / eta_flat (horizon n_iter_long)")
+    var("resolution", ds["eta_hi"] / ds["eta_crit"] - 1.0,
+        "eta_hi / eta_crit - 1: relative width of the final bracket at n_iter")
+    var("resolution_short", ds["eta_hi_short"] / ds["eta_crit_short"] - 1.0,
+        "eta_hi_short / eta_crit_short - 1 (the bracket at n_iter_short, from the trials of the search)")
+    var("resolution_long", ds["eta_hi_long"] / ds["eta_crit_long"] - 1.0, "eta_hi_long / eta_crit_long - 1")
+    var("ratio_star", ds["eta_crit"] / ds["eta_star"], "eta_crit / eta_star: how conservative the bound (5.1) is")
+    var("kappa", (ds["sharpness_min"] - (ds["N"] - 1) * ds["c_row"]) / ds["c_max"],
+        "(sharpness_min - (N - 1) c_row) / c_max: the coefficient kappa of lambda_max = (N - 1) c_row + kappa c_max")
+    var("reached_stability", ds["reached_sharpness"] * ds["eta_frac"] * ds["eta_crit"] / 2.0,
+        "eta lambda_max / 2 at the minimiser GD reached with eta = eta_frac x eta_crit (1 = edge of stability)")
+    var("reached_flatness", ds["reached_sharpness"] / ds["sharpness_min"],
+        "lambda_max at the minimiser GD reached / lambda_max at the balanced minimiser")
+    var("reached_over_flat", ds["reached_sharpness"] / ds["sharpness_flat"],
+        "lambda_max at the minimiser GD reached / lambda_max at the flattest minimiser")
+    var("traj_stability", ds["traj_sharpness"] * ds["traj_frac"] * ds["eta_crit"] / 2.0,
+        "eta lambda_max / 2 along GD with eta = traj_frac x eta_crit")
+    for name in ("eta_crit", "eta_star", "eta_sharpness", "ratio_sharpness", "ratio_flat", "ratio_star",
+                 "flat_gain", "ratio_flat_short", "resolution", "kappa", "settle_crit"):
         for stat in ("median", "min", "max"):
-            ds[f"{name}_{stat}"] = getattr(ds[name], stat)("seed").assign_attrs(
-                units="1", long_name=f"{stat} over seeds of {name}")
+            var(f"{name}_{stat}", getattr(ds[name], stat)("seed"), f"{stat} over seeds of {name}")
+    # the trials: how many were continued past an unstable first hit, and how those ended
+    cont = ds["trial_continued"] == 1
+    var("n_trials", ds["trial_eta"].notnull().sum("trial"), "trial runs of the search at n_iter")
+    var("n_continued", cont.sum("trial"), "trials continued past a first hit at a linearly unstable point")
+    var("n_continued_converged", (cont & (ds["trial_outcome"] == "converged")).sum("trial"),
+        "continued trials that converged (settled at a stable minimiser within the horizon)")
+    var("n_continued_unstable", (cont & (ds["trial_outcome"] == "unstable_limit")).sum("trial"),
+        "continued trials still within the tests at an unstable point at the horizon")
+    var("n_above_flat_converged", ((ds["trial_eta"] > ds["eta_flat"]) & (ds["trial_outcome"] == "converged")).sum(
+        "trial"), "trials with eta > eta_flat that converged (0 if eta_flat bounds eta_crit)")
     Ns = ds["N"].values
     mids = np.sqrt(Ns[1:] * Ns[:-1].astype(float))
     ds = ds.assign_coords(N_mid=("N_mid", mids, {"units": "1", "long_name": "geometric mean of neighbouring N"}))
@@ -280,13 +388,19 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
             local_exponents(coarse, ds[f"{name}_median"].sel(N=coarse).values), dims="N_mid_coarse",
             attrs={"units": "1", "long_name": f"d log / d log N of the median of {name} between neighbouring N "
                                               "of the coarse subsequence (less seed noise)"})
+    big = ds.sel(N=Ns[Ns >= FIT_FROM_N])
+    for name in ("eta_crit", "eta_flat"):
+        slope, lo, hi = fit_exponent(big["N"].values, big[name].transpose("N", "seed").values)
+        var(f"{name}_exponent", slope, f"slope of log median {name} against log N for N >= {FIT_FROM_N}")
+        var(f"{name}_exponent_lo", lo, f"2.5 percentile of that slope over {N_BOOT} bootstrap resamples of the seeds")
+        var(f"{name}_exponent_hi", hi, f"97.5 percentile of that slope over {N_BOOT} bootstrap resamples of the seeds")
     k = ds["traj_k"]
-    ds["traj_stability_start"] = ds["traj_stability"].where(k == 0).max("traj_point").assign_attrs(
-        units="1", long_name="eta lambda_max / 2 at the start W(0) (seeds in traj_seeds)")
-    ds["traj_stability_max"] = ds["traj_stability"].where(k >= 1).max("traj_point").assign_attrs(
-        units="1", long_name="max over the recorded k >= 1 of eta lambda_max(W(k)) / 2 (seeds in traj_seeds)")
-    ds["traj_stability_end"] = ds["traj_stability"].where(k == k.max("traj_point")).max("traj_point").assign_attrs(
-        units="1", long_name="eta lambda_max / 2 where the trajectory stopped (seeds in traj_seeds)")
+    var("traj_stability_start", ds["traj_stability"].where(k == 0).max("traj_point"),
+        "eta lambda_max / 2 at the start W(0) (seeds in traj_seeds)")
+    var("traj_stability_max", ds["traj_stability"].where(k >= 1).max("traj_point"),
+        "max over the recorded k >= 1 of eta lambda_max(W(k)) / 2 (seeds in traj_seeds)")
+    var("traj_stability_end", ds["traj_stability"].where(k == k.max("traj_point")).max("traj_point"),
+        "eta lambda_max / 2 where the trajectory ended (seeds in traj_seeds)")
     for v in ("N", "seed", "eta_frac", "traj_frac", "traj_point", "trial"):
         if v in ds.coords:
             ds[v].attrs.setdefault("units", "1")
@@ -301,22 +415,28 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     ds.attrs.update({
         "title": f"dlnsim study {NAME}" + (" (quick variant)" if quick else ""),
         "study": NAME,
-        "description": "critical stepsize of GD against the linear-stability limit 2/lambda_max at the "
-                       "minimisers, and against the bound (5.1), Section-5 instances, by depth N and seed",
+        "description": "critical stepsize of GD against the linear-stability limits 2/lambda_max at the balanced "
+                       "and at the flattest minimiser, and against the bound (5.1), Section-5 instances, by depth N "
+                       "and seed, at three horizons",
         "quick": int(quick),
         "command": f"python -m studies {'--quick ' if quick else ''}{NAME}",
         "source": f"studies/{NAME}.py",
         "setup_call": "dlnsim.paper_setup(N, seed), hidden widths compressed to 2 "
                       "(dlnsim.analysis.stability.compress_widths)",
+        "criterion": S.STABLE_CRITERION,
         "horizon": cfg["n_iter"],
+        "horizon_short": cfg["n_iter_short"],
         "horizon_long": cfg["n_iter_long"],
-        "horizon_reason": "at the stability edge GD converges slowly (N = 2, 3: up to ~2e4 steps while it drifts "
-                          "to flatter minimisers); longer horizons move eta_crit by less than the bracket width",
+        "long_cells": ";".join(cfg["long_cells"]),
         "ltol": LTOL,
         "gtol": GTOL,
         "rtol": cfg["rtol"],
-        "bracket": "[0.995 eta_sharpness, 1.003 eta_flat], walked outward by factor 1.01 when it does not "
-                   "bracket",
+        "bracket_lo": BRACKET[0],
+        "bracket_hi": BRACKET[1],
+        "bracket": f"[{BRACKET[0]}, {BRACKET[1]}] x eta_flat; the upper end taken as failing without a run, the "
+                   f"lower end run and walked down by factor {FACTOR} when it fails",
+        "fit_from_N": FIT_FROM_N,
+        "n_boot": N_BOOT,
         "sharpness_method": "closed form at balanced minimisers; Lanczos with full reorthogonalisation on exact "
                             "Hessian-vector products (dlnsim.sharpness, residual tol 1e-11) elsewhere",
         "flow_seeds": cfg["flow_seeds"],
@@ -358,30 +478,35 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
     ax1.set_ylabel(r"stepsize $\eta$")
     ax1.set_title(f"(a) stepsizes, {n_seed} seeds per N", loc="left")
     ax1.legend(loc="center right", bbox_to_anchor=(1.0, 0.42))
-    for name, color, label in (("ratio_sharpness", "k", r"$\eta_{\rm crit}\,\lambda_{\max}^{\rm flow}/2$"),
+    for name, color, label in (("ratio_sharpness", "k", r"$\eta_{\rm crit}\,\lambda_{\max}^{\rm bal}/2$"),
                                ("ratio_flat", "#009E73", r"$\eta_{\rm crit}\,\lambda_{\max}^{\rm flat}/2$")):
         ax2.scatter(xN, ds[name].values.ravel(), s=6, color=color, alpha=0.45, linewidths=0)
         ax2.plot(Ns, ds[f"{name}_median"].values, "o-", color=color, ms=3, lw=0.8, label=label + " (median)")
+    h = int(ds.attrs["horizon"])
+    for name, marker, label in (("ratio_flat_short", "v", f"flat, {int(ds.attrs['horizon_short']):.0e} steps"),
+                                ("ratio_flat_long", "^", f"flat, {int(ds.attrs['horizon_long']):.0e} steps")):
+        ax2.scatter(xN, ds[name].values.ravel(), s=9, marker=marker, color="#CC79A7", alpha=0.7, linewidths=0,
+                    label=label.replace("e+0", "e"))
     ax2.axhline(1.0, color="0.5", lw=0.6)
     ax2.set_xscale("log")
     ax2.set_xlabel("depth $N$")
     ax2.set_ylabel(r"$\eta_{\rm crit}$ / stability limit")
-    ax2.set_title(r"(b) $\eta_{\rm crit}$ against 2/sharpness", loc="left")
+    ax2.set_title(rf"(b) $\eta_{{\rm crit}}$ against 2/sharpness ({h:.0e} steps)".replace("e+0", "e"), loc="left")
     ax2.legend(loc="upper right")
     cols = _colors(Ns)
     show = [i for i, n in enumerate(Ns) if int(n) in (2, 3, 5, 10, 20, 30)] or list(range(len(Ns)))
-    x_all = (ds["eta_frac"] * ds["eta_crit"] / ds["eta_sharpness"])
-    y_all = ds["reached_flatness"]
+    x_all = (ds["eta_frac"] * ds["eta_crit"] / ds["eta_flat"])
+    y_all = ds["reached_over_flat"]
     for i in show:
         x = x_all.isel(N=i).transpose("seed", "eta_frac").values
         y = y_all.isel(N=i).transpose("seed", "eta_frac").values
         ax3.scatter(x.ravel(), y.ravel(), s=6, color=cols[i], alpha=0.6, linewidths=0)
         ax3.plot(np.nanmedian(x, axis=0), np.nanmedian(y, axis=0), "-", color=cols[i], lw=0.9,
                  label=f"N = {int(Ns[i])}")
-    xx = np.linspace(0.9, 1.08, 50)
+    xx = np.linspace(0.88, 1.01, 50)
     ax3.plot(xx, 1.0 / xx, ":", color="k", label=r"$\lambda_{\max} = 2/\eta$")
-    ax3.set_xlabel(r"$\eta\,/\,(2/\lambda_{\max}^{\rm flow})$")
-    ax3.set_ylabel(r"$\lambda_{\max}$ reached / $\lambda_{\max}^{\rm flow}$")
+    ax3.set_xlabel(r"$\eta\,/\,\eta_{\rm flat}$")
+    ax3.set_ylabel(r"$\lambda_{\max}$ reached / $\lambda_{\max}^{\rm flat}$")
     ax3.set_title("(c) sharpness of the minimiser GD reaches", loc="left")
     ax3.legend(loc="lower left", ncol=2)
     if "traj_stability" in ds:
@@ -409,31 +534,38 @@ def plot(ds: xr.Dataset, outdir: Path) -> list[Path]:
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticklabels([f"{int(n)}" for n in ticks])
     fig.suptitle("What sets the critical stepsize: linear stability at the minimiser (Section-5 instances)\n"
-                 f"converged = tolerance reached within {int(ds.attrs['horizon'])} steps at a point with "
-                 r"$\lambda_{\max}\leq 2/\eta$", fontsize=9)
+                 f"converged = within the tolerance at step {int(ds.attrs['horizon'])} at a point with "
+                 r"$\lambda_{\max}\leq 2/\eta$ (runs continue past unstable tolerance hits)", fontsize=9)
     return C.save_figure(fig, outdir, NAME)
 
 
 def summary(ds: xr.Dataset) -> list[str]:
     """Headline numbers, read from the Dataset."""
     lines = []
-    for name, label in (("ratio_sharpness", "eta_crit/eta_sharpness"), ("ratio_flat", "eta_crit/eta_flat")):
+    for name, label in (("ratio_flat", "eta_crit/eta_flat"), ("ratio_sharpness", "eta_crit/eta_sharpness"),
+                        ("ratio_flat_short", f"eta_crit({int(ds.attrs['horizon_short'])})/eta_flat"),
+                        ("ratio_flat_long", f"eta_crit({int(ds.attrs['horizon_long'])})/eta_flat"),
+                        ("resolution", "eta_hi/eta_crit - 1")):
         v = ds[name].values
         lines.append(f"{label}: median {np.nanmedian(v):.4f}, range {np.nanmin(v):.4f}-{np.nanmax(v):.4f} over "
-                     f"all (N, seed)")
+                     f"{int(np.isfinite(v).sum())} (N, seed)")
+    lines.append(f"trials continued past an unstable first hit: {int(ds['n_continued'].sum())} of "
+                 f"{int(ds['n_trials'].sum())}; of those converged {int(ds['n_continued_converged'].sum())}, still "
+                 f"unstable at the horizon {int(ds['n_continued_unstable'].sum())}; trials above eta_flat that "
+                 f"converged: {int(ds['n_above_flat_converged'].sum())}")
     for N in ds["N"].values:
         s = ds.sel(N=N)
         lines.append(
             f"N={int(N)}: eta_crit {float(s.eta_crit_median):.4g} (x{float(s.ratio_star_median):.3g} eta*), "
+            f"eta_crit/eta_flat {float(s.ratio_flat_median):.4f} "
+            f"[{float(s.ratio_flat_min):.4f}, {float(s.ratio_flat_max):.4f}], "
             f"eta_crit/eta_sharpness {float(s.ratio_sharpness_median):.4f} "
             f"[{float(s.ratio_sharpness_min):.4f}, {float(s.ratio_sharpness_max):.4f}], "
-            f"eta_crit/eta_flat {float(s.ratio_flat_median):.4f} "
-            f"[{float(s.ratio_flat_min):.4f}, {float(s.ratio_flat_max):.4f}]")
-    coarse = [n for n in COARSE_N if n in ds["N"].values]
-    for name in ("eta_crit", "eta_star", "ratio_star"):
-        ex = ", ".join(f"{a:.0f}-{b:.0f}: {e:.2f}" for a, b, e in zip(
-            coarse[:-1], coarse[1:], ds[f"{name}_local_exponent_coarse"].values, strict=True))
-        lines.append(f"local exponents of the median of {name}: {ex}")
+            f"eta_flat/eta_sharpness - 1 {float(s.flat_gain_median):.4f}, settle at eta_crit "
+            f"{float(s.settle_crit_min):.0f}-{float(s.settle_crit_max):.0f}")
+    for name in ("eta_crit", "eta_flat"):
+        lines.append(f"exponent of {name} for N >= {int(ds.attrs['fit_from_N'])}: {float(ds[name + '_exponent']):.3f} "
+                     f"[{float(ds[name + '_exponent_lo']):.3f}, {float(ds[name + '_exponent_hi']):.3f}]")
     return lines
 
 

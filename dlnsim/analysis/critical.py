@@ -425,7 +425,7 @@ def stable_critical_stepsize(
     problem: Problem, W0: Sequence[np.ndarray], *, n_iter: int, bracket: Sequence[float],
     rtol: float = 0.002, factor: float = 1.02, max_expand: int = 60, method: StepRule | str | None = None,
     stop: Stop | None = None, bound: StepsizeBound | None = None, sharpness_tol: float = 1e-10,
-    continue_unstable: bool = True, assume_bracket: bool = False,
+    continue_unstable: bool = True, assume_bracket: bool | str = False,
 ) -> StableCriticalStepsize:
     """The critical constant stepsize of GD from ``W0``, with linear stability at the end of the horizon.
 
@@ -462,10 +462,12 @@ def stable_critical_stepsize(
     continue_unstable : bool, default True
         False: a run that first meets the tests at an unstable point fails there
         (`STABLE_CRITERION_FIRST_HIT`, the criterion of earlier versions).
-    assume_bracket : bool, default False
-        The caller vouches that ``bracket[0]`` converges and ``bracket[1]`` fails (e.g. ``bracket[0]`` is
+    assume_bracket : bool or "upper", default False
+        True: the caller vouches that ``bracket[0]`` converges and ``bracket[1]`` fails (e.g. ``bracket[0]`` is
         eta_crit of a shorter horizon, which converges at every longer one, and ``bracket[1]`` is above
-        2/lambda_max of the flattest minimiser): bisect at once, without running the ends.
+        2/lambda_max of the flattest minimiser): bisect at once, without running the ends.  ``"upper"``: only
+        ``bracket[1]`` is vouched for; ``bracket[0]`` is run, and when it does not converge the search goes on
+        as without the assumption.
     """
     problem = check_problem(problem)
     W0 = as_weights(W0, "W0")
@@ -478,6 +480,9 @@ def stable_critical_stepsize(
     factor, max_expand = _walk(factor, max_expand)
     sharpness_tol = positive_float(sharpness_tol, "sharpness_tol")
     continued_rule = bool(continue_unstable)
+    if assume_bracket not in (False, True, "upper"):
+        raise ValueError(f"assume_bracket must be False, True or 'upper', got {assume_bracket!r}")
+    seen: dict[float, _Outcome] = {}
     rows: list[_StableTrial] = []
     finals: dict[float, list[np.ndarray]] = {}
     initial = loss(problem, W0)
@@ -490,6 +495,11 @@ def stable_critical_stepsize(
         return W, sharpness(problem, W, iters=400, tol=sharpness_tol)
 
     def trial(eta: float) -> _Outcome:
+        if eta not in seen:
+            seen[eta] = run(eta)
+        return seen[eta]
+
+    def run(eta: float) -> _Outcome:
         first = solve_gd(problem, W0, eta, n_iter, method=rule, record=record_end, stop=stop_first, bound=bound)
         hit, lam_hit, settle, lam, continued = -1, nan, -1, nan, False
         res = first
@@ -530,7 +540,7 @@ def stable_critical_stepsize(
 
     L: float | None
     U: float | None
-    if assume_bracket:
+    if assume_bracket is True or (assume_bracket == "upper" and trial(lo).converged):
         a, b, status = lo, hi, "ok"
         while a * (1.0 + rtol) < b:
             mid = math.sqrt(a * b)
