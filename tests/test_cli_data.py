@@ -62,3 +62,10 @@ def test_paper_options_without_data(capsys: pytest.CaptureFixture[str], tmp_path
     assert main(["sweep", "--seed", "0", "--eta", "1e-3", "--iters", "10", "--dir", str(tmp_path / "s"),
                  "--widths", "5", "2", "3"]) == 2
     assert "--widths: only used with --data" in capsys.readouterr().err
+
+
+def test_critical_sweep_says_how_many_cells_found_no_stepsize(capsys: pytest.CaptureFixture[str]) -> None:
+    crit = dlnsim.critical_sweep(None, N=[2, 3], seed=[0], n_iter=20, d=6, m=12,
+                                 engine=dlnsim.Engine("serial", progress=False))
+    assert (crit.search_status.values == "no_converging_eta").all()
+    assert "2 of 2 cell(s) found no converging stepsize" in capsys.readouterr().err

@@ -33,6 +33,7 @@ import inspect
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -488,7 +489,21 @@ def critical_sweep(
     cell = functools.partial(_entry, critical_cell, fn)
     ds = run_grid(directory, cell, axes, params=params, **run_engine.grid_kwargs(), cost=_cost,
                   cell_id="dlnsim.sweeps.grid_sweeps:critical_cell", label="critical")
+    _say_unconverged(ds)
     return _tidy(ds)
+
+
+def _say_unconverged(ds: xr.Dataset) -> None:
+    """One line on stderr when cells found no converging stepsize (their eta_crit is NaN): a saddle plateau
+    can outlast the horizon, so the count and what to do are said, not left to a NaN in a plot."""
+    if "search_status" not in ds:
+        return
+    status = np.asarray(ds["search_status"].values).ravel()
+    bad = int(np.sum(status == "no_converging_eta"))
+    if bad:
+        print(f"critical_sweep: {bad} of {status.size} cell(s) found no converging stepsize (eta_crit is NaN): "
+              "no trial reached the loss tolerance within n_iter steps, e.g. on a saddle plateau; give more "
+              "n_iter, a smaller bracket, or use dlnsim.stable_critical_stepsize", file=sys.stderr)
 
 
 def open_sweep(directory: str | os.PathLike[str]) -> xr.Dataset:
