@@ -32,6 +32,7 @@ STUDIES = (
     "regime_map",
     "bound_tightness",
     "theorems",
+    "step_rules",
 )
 
 __all__ = ["STUDIES"]
