@@ -30,6 +30,7 @@ STUDIES = (
     "limit_rank",
     "stability_threshold",
     "regime_map",
+    "out_of_sample",
     "bound_tightness",
     "theorems",
     "step_rules",
