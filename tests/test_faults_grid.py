@@ -318,3 +318,14 @@ def test_manifest_is_validated_against_reserved_names() -> None:
     with pytest.raises(ValueError, match=r"damaged grid manifest.*reserved"):
         Plan.from_manifest({"format": "dlnsim-grid", "version": 1, "cell": "m:f", "axes": {"status": [1]},
                             "params": {}}, "test")
+
+
+def ratio_cell(ratio: float) -> xr.Dataset:
+    """A cell whose run has an outcome named like the grid axis."""
+    return xr.Dataset({"ratio": ((), float(ratio)), "y": ((), 2.0 * ratio)})
+
+
+def test_an_outcome_named_like_an_axis_is_no_clash(tmp_path: Path) -> None:
+    ds = dlnsim.run_grid(None, ratio_cell, {"ratio": [0.5, 1.5]}, progress=False, executor="serial")
+    assert list(ds["ratio"].values) == [0.5, 1.5]
+    assert list(ds["y"].values) == [1.0, 3.0]

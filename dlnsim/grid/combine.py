@@ -259,6 +259,8 @@ def combine(
     # a cell that raised has no attributes but its outcome: it does not make the others' differ
     ok = [r for r in runs if r.attrs.get("status") != "error"]
     for k in list(ALWAYS_VARIABLES) + [k for k in keys if k not in ALWAYS_VARIABLES]:
+        if k in names:  # an outcome named like an axis: the axis holds it
+            continue
         vals = [(idx, r.attrs[k]) for idx, r in present.items() if k in r.attrs]
         if k not in ALWAYS_VARIABLES:
             same = [r.attrs[k] for r in ok if k in r.attrs]

@@ -30,11 +30,12 @@ MAX_CELLS = 1_000_000
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 _TEXT = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9_.+\-]{0,63}\Z")
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*\Z")
-#: names a grid axis may not have: the run outcomes a combined grid always holds as variables over its axes
-#: (``status``, ``error``, ...) and the dimensions of dlnsim's runs (``k``, ``layer``, ``sv``, ...); either
-#: would clash only when the cells are combined, after every cell ran
+#: names a grid axis may not have: the per-cell variables a combined grid always holds (``status``, ``error``)
+#: and the dimensions of dlnsim's runs (``k``, ``layer``, ``sv``, ...); either would clash only when the cells
+#: are combined, after every cell ran.  A run outcome named like an axis (``ratio``) is no clash: the axis holds
+#: the cell's value, as for any other run attribute named like an axis
 RESERVED: tuple[str, ...] = tuple(dict.fromkeys(
-    [*dataset.RUN_ATTRS, *(d for dims, _, _ in dataset.SCHEMA.values() for d in dims)]))
+    ["status", "error", *(d for dims, _, _ in dataset.SCHEMA.values() for d in dims)]))
 
 
 def _axis_value(v: Any, name: str) -> int | float | str | bool:
@@ -65,8 +66,8 @@ def validate_axes(axes: Any, reserved: Sequence[str] = ()) -> dict[str, list[Any
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"axes: an axis name must be an identifier of letters, digits and '_', got {name!r}")
         if name in reserved:
-            raise ValueError(f"axis {name!r}: this name is reserved (a run outcome or a dimension of dlnsim's runs, "
-                             "which the combined grid holds too); rename the axis")
+            raise ValueError(f"axis {name!r}: this name is reserved (a per-cell variable or a dimension of dlnsim's "
+                             "runs, which the combined grid holds too); rename the axis")
         if isinstance(values, str | bytes) or values is None or isinstance(values, Mapping):
             raise ValueError(f"axis {name!r}: expected a list of values, got {values!r}")
         if isinstance(values, np.ndarray):
