@@ -296,6 +296,11 @@ def outcome(run: xr.Dataset) -> str:
 
 
 def save_dataset(ds: xr.Dataset, outdir: Path, name: str) -> Path:
+    """Write a study's file, with the CF ``Conventions`` and ``history`` attributes every dlnsim file has."""
+    from dlnsim.io.dataset import CONVENTIONS, history_line
+
+    ds.attrs = {"Conventions": CONVENTIONS, **{k: v for k, v in ds.attrs.items() if k != "Conventions"},
+                "history": history_line()}
     return dlnsim.save(ds, Path(outdir) / f"{name}.nc")
 
 

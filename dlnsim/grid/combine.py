@@ -32,7 +32,7 @@ __all__ = ["ALWAYS_VARIABLES", "Run", "combine", "combine_runs"]
 #: layout does not depend on the values
 ALWAYS_VARIABLES = tuple(dataset.RUN_ATTRS)
 #: attributes of a run that a combined grid does not keep (it has its own)
-DROPPED = ("created", "title", "Conventions", "format")
+DROPPED = ("created", "title", "Conventions", "format", "history")
 _FILL_TEXT = {"status": "not_run", "search_status": "not_run"}
 
 
@@ -105,6 +105,12 @@ class Run:
                     coords.add(vname)
             coords.update(str(c) for c in (attrs.pop("coordinates", "") or "").split())
             sizes = {dn: len(dim) for dn, dim in nc.dimensions.items()}
+        for vname, (dims, _, vattrs) in list(vars_.items()):  # text dimension coordinates (`dataset.save`)
+            label = vattrs.get(dataset.LABELS_ATTR)
+            if isinstance(label, str) and label in vars_ and vars_[label][0] == dims:
+                _, lab_values, lab_attrs = vars_.pop(label)
+                vars_[vname] = (dims, lab_values, lab_attrs)
+                coords.discard(label)
         return Run({k: _py(v) for k, v in attrs.items()}, vars_, coords & set(vars_), sizes)
 
 

@@ -35,7 +35,8 @@ def _error_dataset(exc: BaseException) -> xr.Dataset:
 
 def _grid_attrs(plan: Plan, manifest: dict[str, Any], done: int, failed: int) -> dict[str, Any]:
     return {
-        "Conventions": "CF-1.10",
+        "Conventions": dataset.CONVENTIONS,
+        "history": dataset.history_line(),
         "format": dataset.FORMAT_TAG,
         "title": "dlnsim grid over (" + ", ".join(plan.axes) + ")",
         "grid_cell": plan.cell_id,

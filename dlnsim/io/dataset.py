@@ -69,6 +69,9 @@ __all__ = [
 ]
 
 FORMAT_TAG = "dlnsim-results-2"
+#: tags of older versions' files that `open` still reads (without a digest; their run outcomes are attributes,
+#: which `outcome` reads too)
+OLDER_FORMAT_TAGS = ("dlnsim-results",)
 
 #: name -> (dims, units, long_name)
 SCHEMA: dict[str, tuple[tuple[str, ...], str, str]] = {
@@ -197,14 +200,28 @@ def provenance() -> dict[str, Any]:
 
     from dlnsim import __version__
 
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     return {
         "dlnsim_version": __version__,
         "numpy_version": np.__version__,
         "numba_version": numba.__version__,
         "scipy_version": scipy.__version__,
         "xarray_version": xr.__version__,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "created": created,
+        "history": history_line(created),
     }
+
+
+#: the CF conventions the files follow
+CONVENTIONS = "CF-1.11"
+
+
+def history_line(created: str | None = None) -> str:
+    """The CF ``history`` line of a file dlnsim makes: the time and the version that made it."""
+    from dlnsim import __version__
+
+    when = created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    return f"{when}: made by dlnsim {__version__}"
 
 
 def build(
@@ -241,7 +258,7 @@ def build(
     )
     for name, value in (outcomes or {}).items():
         ds[name] = outcome_variable(name, value)
-    ds.attrs = {"Conventions": "CF-1.10", "format": FORMAT_TAG, **clean_attrs(attrs)}
+    ds.attrs = {"Conventions": CONVENTIONS, "format": FORMAT_TAG, **clean_attrs(attrs)}
     return ds
 
 
@@ -379,11 +396,15 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str], *, durable: bool = True) 
     # compress floats; checksum every numeric array (HDF5 Fletcher-32 per chunk), so that damaged data is
     # refused on reading instead of being returned silently
     encoding: dict[Hashable, dict[str, Any]] = {}
+    out = _labelled_index(out)
     for name, v in out.variables.items():
         if v.ndim > 0 and v.dtype.kind in "biuf":
             encoding[name] = {"fletcher32": True}
             if v.dtype.kind == "f":
                 encoding[name].update(zlib=True, complevel=4)
+        if name in out.coords:
+            # CF: coordinates have no missing values, so no fill value (xarray gives float ones NaN)
+            encoding.setdefault(name, {})["_FillValue"] = None
     out.attrs.pop(integrity.DIGEST_ATTR, None)
     # with a dask.distributed Client active xarray routes the write lock through the scheduler, which makes
     # small writes several times slower; the data here is in memory, so write synchronously
@@ -412,6 +433,39 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str], *, durable: bool = True) 
             Path(tmp).unlink(missing_ok=True)
             raise
     return path
+
+
+#: attribute of an integer index that stands in a file for a dimension coordinate of text values
+LABELS_ATTR = "dlnsim_labels"
+
+
+def _labelled_index(ds: xr.Dataset) -> xr.Dataset:
+    """Text-valued dimension coordinates (``case``, ``init``, ...) as CF wants them in a file: the dimension
+    coordinate an integer index 0..n-1, the text an auxiliary coordinate ``<name>_label`` along it (with the
+    coordinate's attributes); `open` puts them back."""
+    for name in [str(c) for c in ds.coords if ds[c].dims == (c,) and ds[c].dtype.kind in "OUS"]:
+        label = f"{name}_label"
+        if label in ds.variables:
+            continue  # an unusual name clash: left as it is
+        var = ds[name].variable
+        n = var.shape[0]
+        ds = ds.assign_coords({label: xr.Variable((name,), np.asarray(var.values, dtype=object), attrs=var.attrs)})
+        index = xr.Variable((name,), np.arange(n, dtype=np.int64),
+                            attrs={"units": "1", "long_name": f"index of {name} (its values are in {label})",
+                                   LABELS_ATTR: label})
+        ds = ds.assign_coords({name: index})
+    return ds
+
+
+def _restore_labels(ds: xr.Dataset) -> xr.Dataset:
+    """The inverse of `_labelled_index`, on a Dataset read from a file."""
+    for name in [str(c) for c in ds.coords if LABELS_ATTR in ds[c].attrs]:
+        label = str(ds[name].attrs[LABELS_ATTR])
+        if label not in ds.variables or ds[label].dims != (name,):
+            continue
+        lab = ds[label].variable
+        ds = ds.drop_vars(label).assign_coords({name: xr.Variable((name,), lab.values, attrs=lab.attrs)})
+    return ds
 
 
 def _add_digest(tmp: str) -> None:
@@ -585,11 +639,13 @@ def _open_bytes(data: bytes, where: str) -> xr.Dataset:
             fmt = nc.getncattr("format") if "format" in nc.ncattrs() else None
         except Exception as exc:
             raise ValueError(f"{where} is not a readable NetCDF file (truncated or corrupt?): {exc}") from None
-        if fmt != FORMAT_TAG:
-            raise ValueError(f"{where} is a NetCDF file but was not written by dlnsim (no format tag)")
+        if fmt not in (FORMAT_TAG, *OLDER_FORMAT_TAGS):
+            raise ValueError(f"{where} is a NetCDF file but was not written by dlnsim (no format tag)"
+                             if fmt is None else f"{where} has the format tag {fmt!r}, not one dlnsim reads")
         try:
             integrity.check_netcdf(nc, len(data), where)
-            integrity.check_digest(nc, where)
+            if fmt == FORMAT_TAG:  # files of older versions carry no digest
+                integrity.check_digest(nc, where)
             ds = xr.open_dataset(xr.backends.NetCDF4DataStore(nc)).load()  # type: ignore[no-untyped-call]
         except ValueError as exc:
             if str(exc).startswith(where):
@@ -607,4 +663,4 @@ def _open_bytes(data: bytes, where: str) -> xr.Dataset:
             v.attrs = decode_attrs(v.attrs)
     except ValueError as exc:
         raise ValueError(f"{where} has damaged attribute type tags: {exc}") from None
-    return ds
+    return _restore_labels(ds)
