@@ -13,9 +13,10 @@ k -> infinity:
   of the stability-threshold study); ``settle_iteration`` says when it settled;
 * ``unstable_limit``: within the tests at the end of the horizon, at a point sharper than 2/eta;
 * ``periodic``: over the last ``tail`` iterations the state repeats with a period 2 <= p <= 256:
-  max_k ||w(k+p) - w(k)|| <= 1e-6 ||w|| (``period`` = the smallest such p); ``orbit_drift`` is the rate at which
-  the orbit's mean excess loss still changes over the tail (0 for a settled orbit, negative for a slowly
-  decaying oscillation on its way to a minimiser);
+  max_k ||w(k+p) - w(k)|| <= 1e-6 ||w|| (``period`` = the smallest such p), and the orbit's mean excess loss does
+  not fall by more than ``DRIFT_TOL`` per step over the tail (``orbit_drift``);
+* ``decaying``: the same repetition, but the mean excess loss falls faster than that: a slowly decaying
+  oscillation on its way to a minimiser (it converges after the horizon);
 * ``stalled``: the same with p = 1 but the tests not met (a critical point that is not a minimiser);
 * ``chaotic``: finite, not periodic within that tolerance, and the largest Lyapunov exponent of the tangent map
   v -> (I - eta Hess L^N(w_k)) v over the last ``lyap_steps`` iterations is above ``LYAP_TOL`` per step;
@@ -49,9 +50,9 @@ from . import _common as C
 
 NAME = "regime_map"
 #: stepsizes in units of eta_flat
-ETA_OVER_FLAT = (0.5, 0.9, 0.98, 0.995, 0.999, 1.0005, 1.001, 1.002, 1.003, 1.005, 1.0075, 1.01, 1.02, 1.03, 1.05,
-                 1.07, 1.1, 1.13, 1.16, 1.2, 1.25, 1.4, 2.0, 3.0)
-REGIMES = ("converges", "unstable_limit", "periodic", "stalled", "chaotic", "bounded", "diverges")
+ETA_OVER_FLAT = (0.5, 0.9, 0.98, 0.995, 0.999, 1.0005, 1.001, 1.002, 1.003, 1.005, 1.01, 1.02, 1.05, 1.1, 1.13,
+                 1.16, 1.2, 1.25, 2.0, 3.0)
+REGIMES = ("converges", "unstable_limit", "decaying", "periodic", "stalled", "chaotic", "bounded", "diverges")
 LTOL, GTOL = 1e-12, 1e-8  # the convergence tests of the runs (the same as in the stability-threshold study)
 STOP = dlnsim.Stop(gtol=GTOL, ltol=LTOL)
 PERIOD_TOL = 1e-6  # relative repetition of the state that counts as periodic
@@ -59,6 +60,8 @@ MAX_PERIOD = 256
 N_TAIL_LOSS = 64
 #: largest Lyapunov exponent (per step) that does not count as chaotic
 LYAP_TOL = 1e-3
+#: a repeating orbit whose mean excess loss falls faster than this (per step) over the tail is "decaying"
+DRIFT_TOL = 1e-6
 #: period-2 cells up to this eta_over_flat enter the fit of the flip bifurcation
 FLIP_FIT_MAX = 1.0101
 LANCZOS = {"iters": 400, "tol": 1e-11}
@@ -156,13 +159,15 @@ def map_cell(N: int, seed: int, eta_over_flat: float, *, eta_flat: dict[str, flo
         if period == 0:
             lyap = lyapunov(problem, states[-lyap_steps:], res.dims, eta)
             regime = "chaotic" if lyap > LYAP_TOL else "bounded"
+        elif period == 1:
+            regime = "stalled"
         else:
-            regime = "stalled" if period == 1 else "periodic"
+            regime = "decaying" if drift < -DRIFT_TOL else "periodic"
     loss_end = res.records["loss"][np.isfinite(res.records["loss"])]
     ex_tail = tail_loss - problem.lstar
     data = {
         "eta": ((), eta, {"units": "1", "long_name": "stepsize"}),
-        "period": ((), float(period) if regime in ("periodic", "stalled") else nan,
+        "period": ((), float(period) if regime in ("periodic", "stalled", "decaying") else nan,
                    {"units": "1", "long_name": "period of the orbit (iterations) at the end of the horizon"}),
         "repetition": ((), rep, {"units": "1", "long_name": "min over p <= 256 of max_k ||w(k+p) - w(k)|| / ||w|| "
                                                             "over the tail (runs that neither converged nor "
@@ -177,7 +182,7 @@ def map_cell(N: int, seed: int, eta_over_flat: float, *, eta_flat: dict[str, flo
         "settle_iteration": ((), settle, {"units": "1", "long_name": "converged runs: iteration from which the "
                                                                     "tests held (first hit when stable there)"}),
         "limit_sharpness": ((), sharp, {"units": "1", "long_name": "lambda_max where a converged run ended"}),
-        "orbit_excess_loss": ((), float(np.nanmean(ex_tail)) if regime == "periodic" else nan,
+        "orbit_excess_loss": ((), float(np.nanmean(ex_tail)) if regime in ("periodic", "decaying") else nan,
                               {"units": "1", "long_name": "mean excess loss L - L* over the last 64 iterations "
                                                           "(periodic runs)"}),
         "tail_loss_min": ((), float(np.nanmin(tail_loss)) if np.isfinite(tail_loss).any() else nan,
@@ -313,6 +318,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         "tail": cfg["tail"],
         "lyap_steps": cfg["lyap_steps"],
         "lyap_tol": LYAP_TOL,
+        "drift_tol": DRIFT_TOL,
         "flip_fit_max": FLIP_FIT_MAX,
         "ltol": LTOL,
         "gtol": GTOL,
@@ -323,7 +329,10 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
         "classification": "at the end of the horizon n_iter: converges: within the tests at a point with "
                           "lambda_max <= 2/eta (runs continue past a first hit at an unstable point); "
                           "unstable_limit: within the tests at a sharper point; periodic: max_k ||w(k+p) - w(k)|| "
-                          "<= period_tol ||w|| over the tail for some 2 <= p <= max_period (smallest p); stalled: "
+                          "<= period_tol ||w|| over the tail for some 2 <= p <= max_period (smallest p) and the "
+                          "orbit's mean excess loss falls by at most drift_tol per step; decaying: the same "
+                          "repetition but a "
+                          "faster fall (converging after the horizon); stalled: "
                           "the same with p = 1 (a critical point that is not a minimiser); chaotic: none of these "
                           "and the largest Lyapunov exponent of the tangent map over the last lyap_steps "
                           "iterations > lyap_tol per step; bounded: none of these, exponent <= lyap_tol; "
@@ -339,7 +348,8 @@ def _check(ds: xr.Dataset, label: str) -> None:
         raise RuntimeError(f"{NAME} {label}: a cell failed: {msg}")
 
 
-REGIME_STYLE = {"converges": ("#009E73", "o"), "unstable_limit": ("#999999", "x"), "periodic": ("#0072B2", "s"),
+REGIME_STYLE = {"converges": ("#009E73", "o"), "unstable_limit": ("#999999", "x"), "decaying": ("#56B4E9", "o"),
+                "periodic": ("#0072B2", "s"),
                 "stalled": ("#CC79A7", "P"), "chaotic": ("#E69F00", "D"), "bounded": ("#F0E442", "d"),
                 "diverges": ("#D55E00", "v")}
 ZOOM = (0.99, 1.3)
