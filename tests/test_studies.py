@@ -28,7 +28,8 @@ if importlib.util.find_spec("studies") is None:  # `pytest`, unlike `python -m p
 EXPECTED = {
     "fig1_constant": ({"case", "N", "k"}, {"loss", "eta_value", "status", "stop_iteration", "bound_eta", "paper_eta",
                                            "paper_eta_over_bound"}),
-    "fig2_decreasing": ({"case", "N", "k", "decaying"}, {"loss", "eta", "t", "a1", "a2", "gamma", "status", "bound_eta",
+    "fig2_decreasing": ({"case", "N", "k", "decaying"}, {"loss", "eta_k", "t", "a1", "a2", "gamma", "status",
+                                                         "bound_eta",
                                                          "stop_time", "eta_sharpness", "min_loss",
                                                          "flow_time_needed", "iterations_needed"}),
     "balancedness_drift": ({"N", "eta_index", "eta_interval", "k"}, {
@@ -45,6 +46,12 @@ EXPECTED = {
                                                         "sharpness_flat", "ratio_sharpness"}),
     "regime_map": ({"N", "seed", "ratio"}, {"regime", "period", "stop_iteration", "eta_crit"}),
     "bound_tightness": ({"N", "seed", "data", "start"}, {"ratio", "R_curv", "norm_factor_curv", "floor_ratio"}),
+    "theorems": ({"family", "theorem", "seed", "N", "N_interval"}, {"admitted", "eta", "eta_crit", "eta_ratio",
+                                                                    "failing", "predicted", "measured",
+                                                                    "max_envelope_ratio", "local_exponent"}),
+    "step_rules": ({"N", "seed", "rule", "beta", "start", "sgd_N", "sampling", "batch_size", "oq_case"},
+                   {"eta_crit", "eta_pred", "ratio", "end_ratio", "sgd_eta_crit", "ms_flat", "oq_sgd_status",
+                    "oq_gd_drift_end"}),
 }
 
 
@@ -141,7 +148,7 @@ def test_fig2_schedule_is_the_reconstructed_power_decay(quick_run) -> None:
     assert "reconstruction" in ds.attrs["schedule_formula"]
     run = ds.sel(case="b_gamma0.4", N=2)
     k = run["k"].values
-    eta = run["eta"].values
+    eta = run["eta_k"].values
     ok = np.isfinite(eta)
     a1, a2, gamma = float(run["a1"]), float(run["a2"]), float(run["gamma"])
     expected = np.maximum(a1 * (k[ok] + 1.0) ** -gamma, a2 / (k[ok] + 1.0))
