@@ -36,7 +36,7 @@ def _result() -> xr.Dataset:
 # ------------------------------------------------------------------------------------------------ byte flips
 
 # The flips run in a child process: a few kinds of damage make the HDF5 library loop for ever (what
-# `dlnsim.open(timeout=)` is for), and a hang must not hang the test.  The child imports dlnsim's io modules
+# `dlnsim.load(timeout=)` is for), and a hang must not hang the test.  The child imports dlnsim's io modules
 # without the package's __init__ (which compiles kernels), so it starts in under a second.
 _CHILD = textwrap.dedent("""
     import json, sys, types

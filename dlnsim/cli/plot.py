@@ -23,7 +23,7 @@ _FORMATS = (".png", ".pdf", ".svg")
 
 
 def open_results(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Any dlnsim result: a NetCDF file (`dlnsim.open`) or a grid/sweep directory holding grid.json
+    """Any dlnsim result: a NetCDF file (`dlnsim.load`) or a grid/sweep directory holding grid.json
     (`dlnsim.open_sweep`).  Errors are ``ValueError`` naming FILE."""
     from dlnsim.io.dataset import open as open_file
     from dlnsim.sweeps.grid_sweeps import open_sweep

@@ -78,7 +78,7 @@ class Run:
     def from_bytes(data: bytes, name: str) -> Run:
         """Parse a NetCDF file held in memory with netCDF4 (much faster than xarray for many small files).
 
-        The file is checked as `dlnsim.open` checks one: declared sizes and type tags before anything is
+        The file is checked as `dlnsim.load` checks one: declared sizes and type tags before anything is
         allocated from them, and the digest it carries (ValueError naming ``name`` otherwise).
         """
         import netCDF4

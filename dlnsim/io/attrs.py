@@ -1,4 +1,4 @@
-"""Exact round trip of NetCDF attributes (the codec behind `dlnsim.save` and `dlnsim.open`; see `dlnsim.io.dataset`)."""
+"""Exact round trip of NetCDF attributes (the codec behind `dlnsim.save` and `dlnsim.load`; see `dlnsim.io.dataset`)."""
 
 from __future__ import annotations
 

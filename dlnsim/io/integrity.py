@@ -9,7 +9,7 @@ error, a torn write) or crafted.  Hence
 * `check_netcdf`: a NetCDF file's declared variable sizes and attribute type tags checked against its size
   before anything is allocated from them (a few hundred bytes can declare gigabytes of fill values);
 * `netcdf_digest`: a SHA-256 of everything a NetCDF file's root group holds, which `dlnsim.save` stores in the
-  file and `dlnsim.open` checks (HDF5's Fletcher-32 covers chunks, not the index that locates them: damage
+  file and `dlnsim.load` checks (HDF5's Fletcher-32 covers chunks, not the index that locates them: damage
   there makes HDF5 return fill values, silently);
 * `defer_sigint`: Ctrl-C held back while a file is written (an interrupted NetCDF write can leave xarray's
   HDF5 lock held, and the next write then waits on it for ever).
