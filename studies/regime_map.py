@@ -63,7 +63,7 @@ LYAP_TOL = 1e-3
 #: a repeating orbit whose mean excess loss falls faster than this (per step) over the tail is "decaying"
 DRIFT_TOL = 1e-6
 #: period-2 cells up to this eta_over_flat enter the fit of the flip bifurcation
-FLIP_FIT_MAX = 1.0101
+FLIP_FIT_MAX = 1.0201
 LANCZOS = {"iters": 400, "tol": 1e-11}
 
 
@@ -219,6 +219,31 @@ def flip_fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return out
 
 
+def add_flip_fit(ds: xr.Dataset) -> xr.Dataset:
+    """The flip-bifurcation fit (`flip_fit`) of every (N, seed) as variables of ``ds`` (in place; returned)."""
+    x = ds["eta_over_flat"]
+    fits: dict[str, list[float]] = {}
+    for N in ds["N"].values:
+        for s in ds["seed"].values:
+            d = ds.sel(N=N, seed=s)
+            use = (d["regime"].values == "periodic") & (d["period"].values == 2) & (x.values <= FLIP_FIT_MAX)
+            f = flip_fit(x.values[use], d["orbit_excess_loss"].values[use])
+            for k, v in f.items():
+                fits.setdefault(k, []).append(v)
+    shape = (ds.sizes["N"], ds.sizes["seed"])
+    for k, lname in (("flip_onset", "eta_over_flat where the fitted line of the period-2 orbit's mean excess "
+                                    "loss crosses 0 (flip bifurcation)"),
+                     ("flip_onset_se", "standard error of flip_onset (least squares, delta method)"),
+                     ("flip_slope", "slope d(orbit mean excess loss) / d(eta_over_flat) of the fitted line"),
+                     ("flip_slope_se", "standard error of flip_slope"),
+                     ("flip_points", "period-2 cells in the fit"),
+                     ("flip_r2", "coefficient of determination of the fitted line")):
+        ds[k] = xr.DataArray(np.array(fits[k]).reshape(shape), dims=("N", "seed"), attrs={"units": "1",
+                                                                                           "long_name": lname})
+    ds.attrs["flip_fit_max"] = FLIP_FIT_MAX
+    return ds
+
+
 def _config(quick: bool) -> dict[str, Any]:
     if quick:
         return {"depths": [2, 3], "seeds": [0], "eta_over_flat": [0.9, 0.999, 1.001, 1.002, 1.005, 1.01, 1.05, 1.2,
@@ -282,25 +307,7 @@ def compute(quick: bool, *, directory: Path | None = None, executor: Any = "thre
     ds["first_diverging"] = x.where(div).min("eta_over_flat").assign_attrs(
         units="1", long_name="smallest eta_over_flat whose run diverges within the horizon")
     ds["ratio_diverge"] = ds["first_diverging"]
-    # the flip bifurcation: the period-2 orbit's mean excess loss against eta_over_flat
-    fits: dict[str, list[float]] = {}
-    for N in ds["N"].values:
-        for s in ds["seed"].values:
-            d = ds.sel(N=N, seed=s)
-            use = (d["regime"].values == "periodic") & (d["period"].values == 2) & (x.values <= FLIP_FIT_MAX)
-            f = flip_fit(x.values[use], d["orbit_excess_loss"].values[use])
-            for k, v in f.items():
-                fits.setdefault(k, []).append(v)
-    shape = (ds.sizes["N"], ds.sizes["seed"])
-    for k, lname in (("flip_onset", "eta_over_flat where the fitted line of the period-2 orbit's mean excess "
-                                    "loss crosses 0 (flip bifurcation)"),
-                     ("flip_onset_se", "standard error of flip_onset (least squares, delta method)"),
-                     ("flip_slope", "slope d(orbit mean excess loss) / d(eta_over_flat) of the fitted line"),
-                     ("flip_slope_se", "standard error of flip_slope"),
-                     ("flip_points", "period-2 cells in the fit"),
-                     ("flip_r2", "coefficient of determination of the fitted line")):
-        ds[k] = xr.DataArray(np.array(fits[k]).reshape(shape), dims=("N", "seed"), attrs={"units": "1",
-                                                                                           "long_name": lname})
+    add_flip_fit(ds)
     counts = {r: int((reg == r).sum()) for r in REGIMES}
     for v in ds.variables.values():  # self-describing: units on every variable ("1" for text, as elsewhere)
         v.attrs.setdefault("units", "1")
@@ -468,4 +475,5 @@ def summary(ds: xr.Dataset) -> list[str]:
     return lines
 
 
-__all__ = ["NAME", "classify", "compute", "flat_cell", "flip_fit", "lyapunov", "map_cell", "plot", "run", "summary"]
+__all__ = ["NAME", "add_flip_fit", "classify", "compute", "flat_cell", "flip_fit", "lyapunov", "map_cell", "plot",
+           "run", "summary"]

@@ -327,9 +327,31 @@ def _flow(data: Path, n: Numbers, prefix: str) -> str:
 def _critical(data: Path, n: Numbers, prefix: str, detail: bool) -> str:
     ds = _open(data, "critical_stepsize")
     st = _open(data, "stability_threshold")
+    # the cells (N, seed) both studies ran: the loss-only eta_crit against eta_flat of the same instance
+    shared_N = [N for N in ds["N"].values if N in st["N"].values]
+    shared_s = [s for s in ds["seed"].values if s in st["seed"].values]
+    loss_only = ds["eta_crit"].sel(N=shared_N, seed=shared_s)
+    over_flat = loss_only / st["eta_flat"].sel(N=shared_N, seed=shared_s)
+    over = over_flat > 1
+    at_crit = ds["trial_eta"] == ds["eta_crit"]
+    crit_loss = ds["trial_final_loss"].where(at_crit).max("trial").sel(N=shared_N, seed=shared_s).where(over)
+
+    def stab(N: Any) -> str:
+        if N not in st["N"].values:
+            return "–"
+        t = st.sel(N=N)
+        return f"{n.g(t['eta_crit_median'])} ({n.g(t['eta_crit_min'])}–{n.g(t['eta_crit_max'])})"
+
+    def flat_col(N: Any) -> str:
+        if N not in shared_N:
+            return "–"
+        v = over_flat.sel(N=N)
+        return f"{n.f(v.median(), 3)} ({n.f(v.min(), 3)}–{n.f(v.max(), 3)})"
+
     rows = "\n".join(
-        f"| {n.i(N)} | {n.e(s['eta_star_median'])} | {n.g(s['eta_crit_median'])} | {n.i(s['ratio_median'])} "
-        f"({n.i(s['ratio_min'])}–{n.i(s['ratio_max'])}) | {n.pct(s['B_share'].min())}–{n.pct(s['B_share'].max())} |"
+        f"| {n.i(N)} | {n.e(s['eta_star_median'])} | {n.g(s['eta_crit_median'])} | {stab(N)} | {flat_col(N)} | "
+        f"{n.i(s['ratio_median'])} ({n.i(s['ratio_min'])}–{n.i(s['ratio_max'])}) | "
+        f"{n.pct(s['B_share'].min())}–{n.pct(s['B_share'].max())} |"
         for N, s in ((N, ds.sel(N=N)) for N in ds["N"].values))
 
     def exps(q: str) -> str:
@@ -353,12 +375,25 @@ def _critical(data: Path, n: Numbers, prefix: str, detail: bool) -> str:
         return ", ".join(f"{n.f(v[i])} ({n.i(pairs[i][0])}–{n.i(pairs[i][1])})" for i in far)
 
     cross = ds["crossover_N"].values
-    table = ("| N | η* (median) | η_crit (median) | η_crit/η* median (min–max) | B_δ share of the denominator "
-             "of (5.1), % (min–max) |\n|---|---|---|---|---|\n" + rows)
+    table = ("| N | η* (median) | η_crit, loss only (median) | η_crit, stability criterion: median (min–max) | "
+             "loss-only η_crit/η_flat, shared seeds: median (min–max) | η_crit/η* median (min–max) | B_δ share of "
+             "the denominator of (5.1), % (min–max) |\n|---|---|---|---|---|---|---|\n" + rows)
+    period2 = (
+        f"The loss-only η_crit counts a run as converged when its loss ends within {n.e(ds.attrs['loss_tol'], 0)} of "
+        f"the initial excess loss, and a {F('period-2')} orbit can do that: in "
+        f"{n.i(over.sum())} of the {n.i(over.size)} cells (N, seed) shared with the stability-threshold study "
+        f"(seeds {n.seq(shared_s, n.i)}) it exceeds η_flat, by up to {n.pct(over_flat.max() - 1, 2)} %, where no "
+        f"minimiser is stable; its runs there end with loss {n.e(crit_loss.min(), 0)} to {n.e(crit_loss.max(), 0)}, "
+        f"on the {F('period-2')} orbits the regime map finds just above η_flat. The stability column (from that study, "
+        f"{n.i(st.sizes['seed'])} seeds, {n.e(st.attrs['horizon'], 0)} steps) asks for a linearly stable minimiser "
+        "at the end of the horizon."
+    ) if bool(over.any()) else (
+        f"In none of the {n.i(over.size)} cells (N, seed) shared with the stability-threshold study does the "
+        "loss-only η_crit exceed η_flat.")
     text = (
         "**Critical stepsize against the bound** — η_crit (defined above) and η* for "
         f"{n.i(ds.sizes['seed'])} seeds per depth.\n\n"
-        f"{_figure('critical_stepsize', 'Critical stepsize', prefix)}\n\n{table}\n\n"
+        f"{_figure('critical_stepsize', 'Critical stepsize', prefix)}\n\n{table}\n\n{period2}\n\n"
         f"The ratio grows with depth, but **no power law fits**: local exponents between neighbouring N of the "
         f"medians are {exps('ratio')} for η_crit/η*, {exps('eta_star')} for η* and {exps('eta_crit')} for "
         f"η_crit (panel c). **η*, term by term:** (5.1) is η* = {F('2/(4L₀/δ + B_δ)')}. For these depths B_δ is "
@@ -369,12 +404,15 @@ def _critical(data: Path, n: Numbers, prefix: str, detail: bool) -> str:
         f"overtakes B_δ only at N ≈ {n.i(np.nanmedian(cross))} ({n.i(np.nanmin(cross))}–{n.i(np.nanmax(cross))} "
         "over the instances, from the formula with each instance's L₀, M, ‖X‖, ‖XY^T‖; panel d), and only "
         f"beyond it does η* fall like {F('N^−3')}. The larger depths of the stability-threshold study (N up to "
-        f"{n.i(Nst.max())}, {n.i(st.sizes['seed'])} seeds; its η_crit adds a linear-stability check at the "
-        f"stopping point) continue the trend: η_crit falls like {F('1/N')}, as {F('2/λ_max')} of the Hessian at the "
-        f"minimiser does (local exponents {st_exps('eta_crit_local_exponent_coarse')}), η*'s exponent flattens "
-        f"({st_exps('eta_star_local_exponent_coarse')}), and the ratio's keeps falling "
-        f"({st_exps('ratio_star_local_exponent_coarse')}); past the crossover it should rise towards the exponent "
-        f"of {F('N^−3/N^−1 = N²')}."
+        f"{n.i(Nst.max())}, {n.i(st.sizes['seed'])} seeds; its η_crit asks for a linearly stable minimiser at "
+        f"the end of the horizon) continue the trend: η_crit falls as {F('2/λ_max')} of the Hessian at the flattest "
+        f"minimiser does, with local exponents {st_exps('eta_crit_local_exponent_coarse')} (fitted over N = "
+        f"{n.i(st.attrs['fit_from_N'])}–{n.i(Nst.max())}: {n.f(st['eta_crit_exponent'])}, {F('95 %')} seed-bootstrap "
+        f"interval {n.f(st['eta_crit_exponent_lo'])} to {n.f(st['eta_crit_exponent_hi'])}), η*'s exponent "
+        f"flattens ({st_exps('eta_star_local_exponent_coarse')}), and the ratio's keeps falling "
+        f"({st_exps('ratio_star_local_exponent_coarse')}). The crossover lies beyond the depths run (N ≤ "
+        f"{n.i(Nst.max())}); that the ratio's exponent rises past it towards that of {F('N^−3/N^−1 = N²')} is a "
+        "reading of the formula, not a measurement."
     )
     if detail:
         rows2 = "\n".join(
@@ -439,35 +477,130 @@ def _limit(data: Path, n: Numbers, prefix: str) -> str:
     )
 
 
+def _pct_range(n: Numbers, lo: Any, hi: Any, digits: int = 1) -> str:
+    """'a–b' in per cent, or 'a' when both print the same."""
+    a, b = n.pct(lo, digits), n.pct(hi, digits)
+    if a == b and not n.blank:
+        n.items.pop()
+        return a
+    return f"{a}–{b}"
+
+
+def _range(n: Numbers, lo: Any, hi: Any, digits: int = 4) -> str:
+    a, b = n.f(lo, digits), n.f(hi, digits)
+    if a == b and not n.blank:
+        n.items.pop()
+        return a
+    return f"{a}–{b}"
+
+
 def _stability(data: Path, n: Numbers, prefix: str) -> str:
     st = _open(data, "stability_threshold")
     rm = _open(data, "regime_map")
+    oos = _open(data, "out_of_sample")
     bt = _open(data, "bound_tightness")
-    # the smallest depth from which eta_crit/eta_sharpness is within 1 % of 1 for every seed and every larger depth
-    dev = abs(st["ratio_sharpness"] - 1).max("seed").values
     Nst = st["N"].values
-    n0 = next(int(Nst[i]) for i in range(Nst.size) if np.all(dev[i:] <= 0.01))
-    big = st["ratio_sharpness"].where(st["N"] >= n0)
-    small = st["ratio_sharpness"].where(st["N"] < n0)
-    first_div = rm["ratio"].where(rm["regime"] == "diverges").min("ratio")
-    periodic = rm["period"].where(rm["regime"] == "periodic").values.ravel()
-    periods = sorted({int(p) for p in periodic if np.isfinite(p)})
+    H, Hs, Hl = (int(st.attrs[k]) for k in ("horizon", "horizon_short", "horizon_long"))
+    rf = st["ratio_flat"]
+    above = int((rf > 1).sum())
+    long = st["ratio_flat_long"]
+    # at the short horizon a cell whose search never converged within it lies below the bracket: counted there
+    short = st["ratio_flat_short"]
+    n_below = int(short.isnull().sum())
+    short_median = float(np.median(short.fillna(-np.inf).values))  # those cells lie below every finite one
+    below = (f", and below {n.p(st.attrs['bracket_lo'])} in {n.i(n_below)} cells, where no trial had settled by "
+             "then" if n_below else "")
+    long_N = [int(N) for N in Nst if np.isfinite(long.sel(N=N)).any()]
+    long_seeds = sorted({int(s) for s in st["seed"].values if np.isfinite(long.sel(seed=s)).any()})
+    # from which depth on the two predictions differ by less than eta_crit's largest shortfall below eta_flat (at
+    # that depth and every larger one): there these data cannot tell them apart
+    gain = st["flat_gain"].max("seed").values
+    shortfall = 1.0 - float(rf.min())
+    n0 = next((int(Nst[i]) for i in range(Nst.size) if np.all(gain[i:] <= shortfall)), int(Nst.max()))
+    big = st.where(st["N"] >= n0, drop=True)
+    small = st.where(st["N"] < n0, drop=True)
+    reach2 = st["reached_over_flat"].sel(N=Nst.min(), eta_frac=1.0)
+    lam2 = (st["sharpness_flat"] / st["sharpness_min"]).sel(N=Nst.min())
+    w = oos.sel(data="whitened")
+    a = oos.sel(data="anisotropic")
+    # the regime map, in units of eta_flat, at its horizon
+    reg = rm["regime"]
+    x = rm["eta_over_flat"]
+    conv_max = x.where(reg == "converges").max()
+    dec = reg == "decaying"
+    dec_N = sorted({int(N) for N in rm["N"].values if bool(dec.sel(N=N).any())})
+    decaying = (f"below it {n.i(dec.sum())} cells (N = {n.seq(dec_N, n.i)}, "
+                f"{n.p(x.where(dec).min())}–{n.p(x.where(dec).max())} η_flat) still oscillate with a {F('period-2')} "
+                "pattern whose loss still decays (converging, more slowly than the horizon allows); " if bool(dec.any())
+                else "")
+    per = (reg == "periodic") & (rm["period"] == 2)
+    periods = sorted({int(p) for p in rm["period"].where(reg == "periodic").values.ravel() if np.isfinite(p)} - {2})
+    other_periods = f" (other periods: {n.seq(periods, n.i)})" if periods else ""
+    chaotic = reg == "chaotic"
+    bounded = reg == "bounded"
+    onset, se = rm["flip_onset"], rm["flip_onset_se"]
+    first_div = rm["first_diverging"]
+    lyap = rm["lyapunov"].where(chaotic)
+    chaos = (f"{n.i(chaotic.sum())} of them have a positive largest Lyapunov exponent of the tangent map "
+             f"({n.e(lyap.min(), 0)} to {n.e(lyap.max(), 0)} per step: chaotic at {n.e(rm.attrs['horizon'], 0)} steps)"
+             if bool(chaotic.any()) else "none has a positive largest Lyapunov exponent of the tangent map, so "
+             "none is called chaotic")
+    nonper = int((chaotic | bounded).sum())
     best = bt["ratio"].where(bt["ratio"] == bt["ratio"].min(), drop=True)
     return (
         "**What sets η_crit; regimes above it; where the bound is tight** — the studies stability_threshold, "
-        "regime_map and bound_tightness (docs/stability.md).\n\n"
+        "regime_map, out_of_sample and bound_tightness (docs/stability.md).\n\n"
         f"{_figure('stability_threshold', 'Stability threshold', prefix)}\n\n"
-        f"For N = {n.i(Nst.min())} to {n.i(Nst.max())} ({n.i(st.sizes['seed'])} seeds; η_crit of that study also "
-        f"asks for a linearly stable stopping point), η_crit equals {F('2/λ_max')} of the Hessian at the balanced "
-        f"minimiser the gradient flow reaches, to within {n.pct(abs(big - 1).max())} % for N ≥ {n.i(n0)} "
-        f"(median ratio {n.f(big.median(), 4)}); for smaller N GD moves to flatter, unbalanced minimisers and "
-        f"η_crit exceeds it by up to {n.pct(small.max() - 1)} %. Above η_crit (regime map, N = {_depths(rm, n)}) GD "
-        f"ends on period-{n.seq(periods, n.i, sep=' or ')} orbits, then in bounded non-periodic motion, and "
-        f"diverges from {n.f(first_div.min())}–{n.f(first_div.max())} η_crit on, often only after tens of "
-        f"thousands of steps. The bound comes closest, η_crit/η* = {n.f(bt['ratio'].min())}, for N = "
-        f"{n.i(best['N'].values[0])}, data `{n.word(best['data'].values[0])}` (whitened) and the start "
-        f"`{n.word(best['start'].values[0])}` next to the target; "
-        "on the paper's data it is off by hundreds to thousands."
+        "In these studies a stepsize converges when GD ends its horizon within the convergence tests at a linearly "
+        f"stable point ({F('λ_max ≤ 2/η')}); a run that first meets the tests at a sharper point is continued: of "
+        f"the {n.i(st['n_continued'].sum())} such trials (of {n.i(st['n_trials'].sum())}), "
+        f"{n.i(st['n_continued_converged'].sum())} left it and settled at a flatter, stable minimiser within the "
+        f"horizon and {n.i(st['n_continued_unstable'].sum())} still sat on it at the end. For N = "
+        f"{n.i(Nst.min())} to {n.i(Nst.max())} ({n.i(st.sizes['seed'])} seeds per depth, {n.e(H, 0)} steps), "
+        "**η_crit approaches η_flat, 2/λ_max at the flattest minimiser with the least-squares product, from "
+        f"below**: η_crit/η_flat has median {n.f(rf.median(), 4)} and range {_range(n, rf.min(), rf.max())} over "
+        f"the {n.i(rf.size)} cells ({n.i(above) + ' exceed η_flat' if above else 'none exceeds η_flat'}; "
+        f"bisection resolution ≤ "
+        f"{n.pct(st['resolution'].max(), 2)} %). The gap is mostly the horizon: the median is "
+        f"{n.f(short_median, 4)} at {n.e(Hs, 0)} steps (range {_range(n, short.min(), short.max())}{below}), "
+        f"{n.f(rf.median(), 4)} at "
+        f"{n.e(H, 0)} and {n.f(long.median(), 4)} at {n.e(Hl, 0)} (range {_range(n, long.min(), long.max())}; "
+        f"N = {n.seq(long_N, n.i)}, seed {n.seq(long_seeds, n.i)}), and GD at η_crit takes "
+        f"{n.i(st['settle_crit'].min())}–{n.i(st['settle_crit'].max())} steps to settle. At η_crit for N = "
+        f"{n.i(Nst.min())} GD ends at a minimiser with λ_max = {_range(n, reach2.min(), reach2.max())} λ_flat (the "
+        f"balanced one has {_range(n, 1 / lam2.max(), 1 / lam2.min(), 3)} λ_flat): it selects the flattest "
+        f"minimiser. **The balanced minimiser's prediction {F('2/λ_bal')} coincides with η_flat on these data for N ≥ "
+        f"{n.i(n0)}**, to within η_crit's own largest shortfall below η_flat ({n.pct(shortfall, 2)} %): η_flat "
+        f"exceeds it by {_pct_range(n, big['flat_gain'].min(), big['flat_gain'].max(), 2)} % there, and η_crit/η_bal = "
+        f"{_range(n, big['ratio_sharpness'].min(), big['ratio_sharpness'].max())}; **it differs "
+        f"by {_pct_range(n, small['flat_gain'].min(), small['flat_gain'].max())} % for N ≤ "
+        f"{n.i(small['N'].max())}**, where η_crit exceeds {F('2/λ_bal')} by up to "
+        f"{n.pct(small['ratio_sharpness'].max() - 1)} %. Out of sample (the same starts and targets with other "
+        f"X, N = {n.seq(oos['N'].values, n.i)}, {n.i(oos.sizes['seed'])} seeds): with whitened X the two "
+        f"predictions coincide and η_crit/η_flat = {_range(n, w['ratio_flat'].min(), w['ratio_flat'].max())}; with "
+        f"anisotropic X (condition number {n.i(oos.attrs['condition_anisotropic'])}) η_flat exceeds η_bal by "
+        f"{_pct_range(n, a['flat_gain'].min(), a['flat_gain'].max())} %, and η_crit/η_flat = "
+        f"{_range(n, a['ratio_flat'].min(), a['ratio_flat'].max())} while η_crit/η_bal = "
+        f"{_range(n, a['ratio_sharpness'].min(), a['ratio_sharpness'].max())}. Fitted over N = "
+        f"{n.i(st.attrs['fit_from_N'])}–{n.i(Nst.max())}: η_crit ∝ N^p with p = {n.f(st['eta_crit_exponent'])} "
+        f"({F('95 %')} seed-bootstrap interval {n.f(st['eta_crit_exponent_lo'])} to "
+        f"{n.f(st['eta_crit_exponent_hi'])}), "
+        f"as η_flat (p = {n.f(st['eta_flat_exponent'])}); nothing here is measured beyond N = {n.i(Nst.max())}.\n\n"
+        f"{_figure('regime_map', 'Regime map', prefix)}\n\n"
+        f"Regime map (N = {_depths(rm, n)}, {n.i(rm.sizes['seed'])} seeds, η in units of η_flat; every label is "
+        f"the state at {n.e(rm.attrs['horizon'], 0)} steps): every converging cell has η < η_flat (up to "
+        f"{n.p(conv_max)} η_flat); "
+        f"{decaying}settled {F('period-2')} orbits occur only above η_flat, from {n.p(x.where(per).min())} to "
+        f"{n.p(x.where(per).max())} η_flat{other_periods}. **The {F('period-2')} orbit's mean excess loss "
+        f"grows linearly "
+        f"from an onset at {_range(n, onset.min(), onset.max(), 5)} η_flat** (standard errors ≤ {n.e(se.max(), 0)}; "
+        f"slopes {n.v(rm['flip_slope'].min())}–{n.v(rm['flip_slope'].max())}): a flip "
+        f"(period-doubling) bifurcation at the flattest minimiser. {n.i(nonper)} cells end bounded and not "
+        f"periodic; {chaos}. Divergence within the horizon from {n.p(first_div.min())}–{n.p(first_div.max())} "
+        "η_flat on. The bound comes closest, η_crit/η* = "
+        f"{n.f(bt['ratio'].min())}, for N = {n.i(best['N'].values[0])}, data `{n.word(best['data'].values[0])}` "
+        f"(whitened) and the start `{n.word(best['start'].values[0])}` next to the target; on the paper's data it is "
+        "off by hundreds to thousands."
     )
 
 
