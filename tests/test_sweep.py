@@ -161,8 +161,8 @@ KILL_SCRIPT = textwrap.dedent("""
     S = importlib.import_module("dlnsim.sweeps.grid_sweeps")
     write_cell = store.Store.write_cell
 
-    def write_then_hold(self, name, ds):
-        rec = write_cell(self, name, ds)
+    def write_then_hold(self, name, expected, ds):
+        rec = write_cell(self, name, expected, ds)
         print(name, flush=True)
         threading.Event().wait()  # until the test kills this process
         return rec

@@ -208,7 +208,7 @@ def provenance() -> dict[str, Any]:
         "scipy_version": scipy.__version__,
         "xarray_version": xr.__version__,
         "created": created,
-        "history": history_line(created),
+        "history": history_line(),
     }
 
 
@@ -216,12 +216,12 @@ def provenance() -> dict[str, Any]:
 CONVENTIONS = "CF-1.11"
 
 
-def history_line(created: str | None = None) -> str:
-    """The CF ``history`` line of a file dlnsim makes: the time and the version that made it."""
+def history_line() -> str:
+    """The CF ``history`` line of a file dlnsim makes: the version that made it (the time is the attribute
+    ``created``, so that two runs with the same inputs differ in ``created`` alone)."""
     from dlnsim import __version__
 
-    when = created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    return f"{when}: made by dlnsim {__version__}"
+    return f"made by dlnsim {__version__}"
 
 
 def build(
