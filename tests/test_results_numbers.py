@@ -29,7 +29,7 @@ if importlib.util.find_spec("studies") is None:  # `pytest`, unlike `python -m p
 from studies import results as R  # noqa: E402
 
 FILES = ("fig1_constant", "fig2_decreasing", "balancedness_drift", "gd_vs_flow", "critical_stepsize", "limit_rank",
-         "stability_threshold", "regime_map", "bound_tightness")
+         "stability_threshold", "regime_map", "out_of_sample", "bound_tightness")
 pytestmark = pytest.mark.skipif(not all((DATA / f"{f}.nc").is_file() for f in FILES),
                                 reason="the archived data/*.nc are missing (python -m studies)")
 #: digits the template may hold: equation numbers, theorem and figure references, figure file names
