@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     from dlnsim.analysis.sharpness import sharpness
     from dlnsim.grid import combine_runs, open_grid, run_grid
     from dlnsim.init import balanced_init, balancedness, gaussian_init, haar_orthogonal, perturbed_init
-    from dlnsim.io.dataset import open, save
     from dlnsim.io.dataset import open as load
+    from dlnsim.io.dataset import save
     from dlnsim.methods import GD, SGD, HeavyBall, Nesterov, StepRule
     from dlnsim.objective import gradient, hessian_form, hessian_vector_product, loss, product
     from dlnsim.options import Engine, Every, Linear, LogSpaced, Record, Stop, Tolerances, record_points
@@ -67,7 +67,6 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "loss": ("dlnsim.objective", "loss"),
     "Nesterov": ("dlnsim.methods", "Nesterov"),
     "load": ("dlnsim.io.dataset", "open"),
-    "open": ("dlnsim.io.dataset", "open"),
     "open_grid": ("dlnsim.grid", "open_grid"),
     "open_sweep": ("dlnsim.sweeps.grid_sweeps", "open_sweep"),
     "paper_setup": ("dlnsim.problem", "paper_setup"),
@@ -167,7 +166,6 @@ __all__ = [
     "hessian_vector_product",
     "load",
     "loss",
-    "open",
     "open_grid",
     "open_sweep",
     "paper_setup",

@@ -116,7 +116,7 @@ def F(text: str) -> str:
 
 
 def _open(data: Path, name: str) -> xr.Dataset:
-    return dlnsim.open(Path(data) / f"{name}.nc")
+    return dlnsim.load(Path(data) / f"{name}.nc")
 
 
 def _depths(ds: xr.Dataset, n: Numbers) -> str:

@@ -109,7 +109,7 @@ def test_assume_bracket_bisects_without_running_the_ends():
 def _data(name: str) -> xr.Dataset:
     path = DATA / f"{name}.nc"
     try:
-        return dlnsim.open(path)
+        return dlnsim.load(path)
     except ValueError as exc:  # missing, or written by an older format (regenerate with python -m studies)
         pytest.skip(f"{path}: {exc}")
 
