@@ -34,9 +34,11 @@ print(t.summary())
 eps = 1e-3 * t.excess0
 run = dlnsim.run_gd(wide, W_orth, t.eta, 1000, record="all", stop=dlnsim.Stop(gtol=0.0, ltol=1e-3, early=True))
 ratio = envelope_ratio(t, run)
-print(f"\npredicted iterations to eps = 1e-3 (L(0) - L*): {t.iterations(eps):.0f}; "
-      f"GD needed {int(run['ltol_iteration'].item())}; largest excess / envelope along the run: "
-      f"{ratio.attrs['max_ratio']:.6f} (<= 1: the envelope holds)")
+print(
+    f"\npredicted iterations to eps = 1e-3 (L(0) - L*): {t.iterations(eps):.0f}; "
+    f"GD needed {int(run['ltol_iteration'].item())}; largest excess / envelope along the run: "
+    f"{ratio.attrs['max_ratio']:.6f} (<= 1: the envelope holds)"
+)
 crit = dlnsim.critical_stepsize(wide, W_orth, n_iter=200, bracket=(0.01, 0.1))
 print(f"eta_theorem / eta_crit = {t.eta / crit.eta_crit:.3f}")
 
@@ -45,6 +47,8 @@ white = starts.whiten(wide, "unit")
 Phi = white.problem.YXt  # the target when X X^T = I
 W_bal = starts.procedure1_init((4, 4, 4, 4), Phi + 0.05 * np.eye(4))
 a = theorem("acgh2019", white.problem, W_bal)
-print(f"\nACGH Theorem 1 on the whitened problem: admitted={a.admitted}, margin c = {a.constants['c']:.3g}, "
-      f"eta = {a.eta:.3g}, predicted iterations to 1e-3 of the excess loss: {a.iterations(1e-3 * a.excess0):.3g}")
+print(
+    f"\nACGH Theorem 1 on the whitened problem: admitted={a.admitted}, margin c = {a.constants['c']:.3g}, "
+    f"eta = {a.eta:.3g}, predicted iterations to 1e-3 of the excess loss: {a.iterations(1e-3 * a.excess0):.3g}"
+)
 print("whitening:", white.NOTE)

@@ -319,4 +319,3 @@ def check_digest(nc: Any, where: str) -> None:
         raise ValueError(f"{where}: it carries no digest of its data (damaged, or not written by dlnsim.save)")
     if stored == "invalid" or stored != netcdf_digest(nc):
         raise ValueError(f"{where}: its data does not match the digest it carries (damaged)")
-
