@@ -80,6 +80,24 @@ def _momentum(rule, beta, cur, nxt, v):
             nxt[i] += beta * vi
 
 
+@njit(cache=True, nogil=True)
+def _tests(k, gn2, ex, gtol_sq, ltol_ex, stop_early, iacc):
+    """The convergence tests at iteration k: the first iteration where each held goes to ``iacc``; returns
+    CONVERGED (the stop recorded in ``iacc``) when one holds and the run stops early, else RUNNING."""
+    g_met = gn2 <= gtol_sq
+    l_met = ex <= ltol_ex
+    if g_met or l_met:
+        if g_met and iacc[I_GTOL_K] < 0:
+            iacc[I_GTOL_K] = k
+        if l_met and iacc[I_LTOL_K] < 0:
+            iacc[I_LTOL_K] = k
+        if stop_early:
+            iacc[I_STATUS] = CONVERGED
+            iacc[I_STOP] = k
+            return CONVERGED
+    return RUNNING
+
+
 def _make_gd_chunk(rule: int, name: str, stamp: str = SOURCES) -> Any:
     """The chunk kernel of momentum ``rule``, compiled on first use and cached under ``name``; ``stamp`` (the
     kernels' sources, `linalg.SOURCES`) is a closure constant, part of the cache key, so an edit of the
@@ -148,18 +166,9 @@ def _make_gd_chunk(rule: int, name: str, stamp: str = SOURCES) -> Any:
                 rec_t[r] = acc[A_T]
                 iacc[I_PENDING] = r
                 iacc[I_NEXT_REC] = r + 1
-            g_met = gn2 <= gtol_sq
-            l_met = ex <= ltol_ex
-            if g_met or l_met:
-                if g_met and iacc[I_GTOL_K] < 0:
-                    iacc[I_GTOL_K] = k
-                if l_met and iacc[I_LTOL_K] < 0:
-                    iacc[I_LTOL_K] = k
-                if stop_early:
-                    status = CONVERGED
-                    iacc[I_STATUS] = status
-                    iacc[I_STOP] = k
-                    break
+            status = _tests(k, gn2, ex, gtol_sq, ltol_ex, stop_early, iacc)
+            if status != RUNNING:
+                break
             if k == n_iter:
                 iacc[I_STOP] = k
                 break

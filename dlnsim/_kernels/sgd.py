@@ -31,13 +31,10 @@ from .gd import (
     A_LAST_LOSS,
     A_LTOL,
     A_T,
-    CONVERGED,
     DIVERGED_BLOWUP,
     DIVERGED_NONFINITE,
     HEAVY_BALL,
-    I_GTOL_K,
     I_LAST_K,
-    I_LTOL_K,
     I_NEXT_REC,
     I_STATUS,
     I_STOP,
@@ -45,6 +42,7 @@ from .gd import (
     PLAIN,
     RUNNING,
     _momentum,
+    _tests,
 )
 from .linalg import SOURCES, _copy_flat, _loss_grad_norm
 
@@ -100,18 +98,9 @@ def _make_sgd_chunk(rule: int, name: str, stamp: str = SOURCES) -> Any:
                     rec_eta[r] = eta if k < n_iter else np.nan
                     rec_t[r] = acc[A_T]
                     iacc[I_NEXT_REC] = r + 1
-                g_met = gn2 <= gtol_sq
-                l_met = ex <= ltol_ex
-                if g_met or l_met:
-                    if g_met and iacc[I_GTOL_K] < 0:
-                        iacc[I_GTOL_K] = k
-                    if l_met and iacc[I_LTOL_K] < 0:
-                        iacc[I_LTOL_K] = k
-                    if stop_early:
-                        status = CONVERGED
-                        iacc[I_STATUS] = status
-                        iacc[I_STOP] = k
-                        break
+                status = _tests(k, gn2, ex, gtol_sq, ltol_ex, stop_early, iacc)
+                if status != RUNNING:
+                    break
             if k == n_iter:
                 iacc[I_STOP] = k
                 break
