@@ -119,11 +119,46 @@ def test_flow_limit_is_the_balanced_minimiser():
     assert [M.shape for M in W0] == [(2, 70), (2, 2), (70, 2)]
     assert len(bases) == 2
     lim = S.flow_limit(setup.problem, W0)
-    assert lim.converged and lim.status == "done"
+    assert lim.converged and lim.status == "converged"
+    assert lim.reason == S.FLOW_LIMIT_STATUS["converged"]
+    assert lim.grad_norm <= 1e-8 * np.linalg.norm(setup.problem.YXt)
     assert lim.balancedness < 1e-9  # conserved by the flow (2.3), up to the integrator's tolerance
     np.testing.assert_allclose(dlnsim.product(lim.W), setup.problem.W_ls, rtol=0, atol=1e-8)
     closed = S.balanced_minimum_sharpness(setup.problem, 3)
     assert dlnsim.sharpness(setup.problem, lim.W, **LANCZOS) == pytest.approx(closed, rel=1e-8)
+
+
+def test_flow_limit_rounding_floor_is_where_the_gradient_stalls_at_the_resolution():
+    setup = dlnsim.paper_setup(3, 0)
+    W0, _ = S.compress_widths(setup.W0)
+    lim = S.flow_limit(setup.problem, W0, gtol=1e-30)  # a tolerance no integration reaches
+    assert lim.status == "rounding_floor" and not lim.converged
+    assert lim.t < 1e4  # stopped at the floor, long before the horizon
+    assert 0 < lim.grad_norm <= lim.resolution
+    assert lim.resolution == pytest.approx(S.gradient_resolution(setup.problem, lim.W), rel=1e-12)
+    assert lim.excess_loss < 1e-15
+
+
+def test_flow_limit_a_slow_flow_is_not_a_rounding_floor():
+    setup = dlnsim.paper_setup(3, 0)
+    W0, _ = S.compress_widths(setup.W0)
+    near_saddle = [1e-3 * M for M in W0]  # the flow lingers near W = 0 before it escapes
+    short = S.flow_limit(setup.problem, near_saddle, t_max=100.0)
+    assert short.status == "t_max" and not short.converged
+    assert short.t == pytest.approx(100.0)
+    assert short.grad_norm > 1e3 * short.resolution  # far above the level of rounding
+    assert short.excess_loss > 1.0
+    assert "t_max" in short.reason
+    full = S.flow_limit(setup.problem, near_saddle)  # the same start, the default horizon: it converges
+    assert full.status == "converged" and full.t > 100.0
+
+
+def test_flow_limit_checks_its_arguments():
+    setup = dlnsim.paper_setup(2, 0)
+    with pytest.raises(ValueError, match="t_max"):
+        S.flow_limit(setup.problem, setup.W0, t_max=0.0)
+    with pytest.raises(ValueError, match="rtol"):
+        S.flow_limit(setup.problem, setup.W0, rtol=-1.0)
 
 
 def test_compressed_network_has_the_same_gd_losses():

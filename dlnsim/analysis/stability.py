@@ -48,7 +48,27 @@ The flow limit (`flow_limit`)
 -----------------------------
 The gradient flow (2.2) conserves W_{j+1}^T W_{j+1} - W_j W_j^T (2.3), so from a balanced start it stays
 balanced, and when it converges to a global minimiser that minimiser is balanced with product W_ls: its
-sharpness is `balanced_minimum_sharpness`.  `flow_limit` integrates the flow to check this.
+sharpness is `balanced_minimum_sharpness`.  `flow_limit` integrates the flow to check this, and says why it
+stopped (`FlowLimit.status`):
+
+``converged``
+    ||grad L^N||_F <= gtol ||Y X^T||_F.
+``rounding_floor``
+    the gradient norm stopped decreasing (by less than a factor 2 over a span as long as the time done so
+    far) at a level the integration cannot resolve: ||grad L^N||_F <= `gradient_resolution` (W), the
+    gradient an error of the state of the size the integrator allows can cause,
+
+        lambda_hat x (rtol ||W||_F + atol sqrt(n) + 16 eps ||W||_F),   n = number of entries of W,
+        lambda_hat = ||X X^T||_2 sum_j prod_{l != j} s_l^2 + ||(W_{N:1} X - Y) X^T||_F sum_{i != j}
+                     prod_{l != i, j} s_l,   s_l = ||W_l||_2
+
+    (lambda_hat bounds the norm of Hess L^N(W)).  A gradient that stops decreasing above this level is a
+    slow flow (a saddle plateau, a slow approach to a rank-deficient minimiser), not a floor: the
+    integration goes on, up to ``t_max``.
+``t_max``
+    the horizon ``t_max`` was reached with the gradient above both levels.
+``max_steps``, ``nonfinite``, ``step_underflow``
+    the integrator stopped (see `dlnsim.run_flow`).
 """
 
 from __future__ import annotations
@@ -66,12 +86,14 @@ from dlnsim.problem import Problem
 
 __all__ = [
     "STABLE_CRITERION",
+    "FLOW_LIMIT_STATUS",
     "FlowLimit",
     "StableCriticalStepsize",
     "balanced_factors",
     "balanced_minimum_sharpness",
     "compress_widths",
     "flow_limit",
+    "gradient_resolution",
     "kappa",
     "stable_critical_stepsize",
 ]
@@ -238,12 +260,28 @@ def compress_widths(W: Sequence[np.ndarray], tol: float = 1e-10) -> tuple[list[n
 # --------------------------------------------------------------------------------------------------------
 
 
+#: why `flow_limit` stopped: status -> reason
+FLOW_LIMIT_STATUS: dict[str, str] = {
+    "converged": "the gradient norm is below gtol ||Y X^T||_F",
+    "rounding_floor": "the gradient norm stopped decreasing at the level the integration resolves "
+                      "(gradient_resolution)",
+    "t_max": "the horizon t_max was reached before the gradient norm fell below gtol ||Y X^T||_F",
+    "max_steps": "the integrator used up its step budget",
+    "nonfinite": "the flow became non-finite (overflow)",
+    "step_underflow": "the integrator's step fell below the resolution of t",
+}
+
+
 @dataclass(frozen=True)
 class FlowLimit:
     """Result of `flow_limit`: the state of the gradient flow (2.2) at time ``t``.
 
     ``converged`` is True when ||grad L^N||_F <= gtol ||Y X^T||_F there; ``excess_loss`` is L^N - L*;
     ``balancedness`` is max_j ||W_{j+1}^T W_{j+1} - W_j W_j^T|| (conserved by the flow, (2.3)).
+    ``status`` says why the integration stopped: ``converged``, ``rounding_floor`` (the gradient norm stopped
+    decreasing at or below ``resolution``, the gradient the integration can resolve), ``t_max`` (the horizon
+    was reached first; a slow flow), or a status of the integrator (``max_steps``, ``nonfinite``,
+    ``step_underflow``); ``reason`` says it in words (`FLOW_LIMIT_STATUS`).
     """
 
     W: list[np.ndarray] = field(repr=False)
@@ -253,21 +291,61 @@ class FlowLimit:
     balancedness: float
     converged: bool
     status: str
+    reason: str = ""
+    resolution: float = math.nan
+
+
+def gradient_resolution(problem: Problem, W: Sequence[np.ndarray], *, rtol: float = 1e-10,
+                        atol: float = 1e-12) -> float:
+    """The smallest gradient norm an integration of the flow with tolerances ``rtol``, ``atol`` resolves at W.
+
+    lambda_hat x (rtol ||W||_F + atol sqrt(n) + 16 eps ||W||_F), n the number of entries of W, lambda_hat =
+    ||X X^T||_2 sum_j prod_{l != j} s_l^2 + ||(W_{N:1} X - Y) X^T||_F sum_{i != j} prod_{l != i, j} s_l with
+    s_l = ||W_l||_2, a bound of ||Hess L^N(W)||: a state error of the size the integrator allows (and
+    rounding) moves the gradient by up to this much.  `flow_limit` calls a gradient that stops decreasing at
+    or below it a rounding floor.
+    """
+    mats = as_weights(W, "W")
+    s = [float(np.linalg.norm(M, 2)) for M in mats]
+    N = len(s)
+
+    def prod_except(*skip: int) -> float:
+        return math.prod(v for i, v in enumerate(s) if i not in skip)
+
+    product = mats[0]
+    for M in mats[1:]:
+        product = M @ product
+    resid = float(np.linalg.norm(product @ problem.XXt - problem.YXt))
+    lam = float(np.linalg.eigvalsh(problem.XXt)[-1]) * sum(prod_except(j) ** 2 for j in range(N))
+    lam += resid * sum(prod_except(i, j) for i in range(N) for j in range(N) if i != j)
+    norm = math.sqrt(sum(float(np.sum(M * M)) for M in mats))
+    n = sum(M.size for M in mats)
+    return lam * (rtol * norm + atol * math.sqrt(n) + 16 * np.finfo(float).eps * norm)
 
 
 def flow_limit(problem: Problem, W0: Sequence[np.ndarray], *, t_first: float = 50.0, t_max: float = 1e4,
                gtol: float = 1e-8, rtol: float = 1e-10, atol: float = 1e-12) -> FlowLimit:
-    """Integrate the factor gradient flow (2.2) from ``W0`` until it has converged.
+    """Integrate the factor gradient flow (2.2) from ``W0`` until it has converged, reached its rounding floor
+    or the horizon ``t_max``.
 
-    Integrates to ``t_first``, then on from the last state over spans as long as the time done so far,
-    until ||grad L^N||_F <= ``gtol`` x ||Y X^T||_F, until the gradient stops decreasing (by less than a factor
-    2 over a span: the rounding floor of the integrator), or until ``t_max``.  Uses the Dormand-Prince
-    integrator of `dlnsim.run_flow` with tolerances ``rtol``, ``atol``.
+    Integrates to ``t_first``, then on from the last state over spans as long as the time done so far
+    (capped at ``t_max``), and stops
+
+    - ``converged``: when ||grad L^N||_F <= ``gtol`` x ||Y X^T||_F;
+    - ``rounding_floor``: when the gradient norm decreased by less than a factor 2 over the last span and is
+      at or below `gradient_resolution` (the gradient a state error of the size the integrator allows can
+      cause): integrating longer cannot lower it;
+    - ``t_max``: at the horizon.  A gradient that decreases slowly above the resolution (a saddle plateau, a
+      slow approach to a rank-deficient minimiser) is integrated on to here, never called a floor;
+    - or when the integrator stops (``max_steps``, ``nonfinite``, ``step_underflow``, as in `dlnsim.run_flow`).
+
+    Uses the Dormand-Prince integrator of `dlnsim.run_flow` with tolerances ``rtol``, ``atol``.
 
     Returns
     -------
     FlowLimit
-        The factors at the final time, with the excess loss, the gradient norm and the balancedness.
+        The factors at the final time, with the excess loss, the gradient norm, the balancedness, the status,
+        its reason in words and the resolution of the gradient there.
     """
     from dlnsim.init import balancedness
     from dlnsim.objective import gradient, loss
@@ -278,18 +356,20 @@ def flow_limit(problem: Problem, W0: Sequence[np.ndarray], *, t_first: float = 5
     W = as_weights(W0, "W0")
     t_first = positive_float(t_first, "t_first")
     t_max = positive_float(t_max, "t_max")
+    rtol, atol = positive_float(rtol, "rtol"), positive_float(atol, "atol")
     gtol = positive_float(gtol, "gtol") * max(float(np.linalg.norm(problem.YXt)), 1e-300)
     dims = [W[0].shape[1], *(M.shape[0] for M in W)]
 
     def gnorm(mats: list[np.ndarray]) -> float:
         return math.sqrt(sum(float(np.sum(g * g)) for g in gradient(problem, mats)))
 
-    t_done, span, status, g_prev = 0.0, t_first, "done", gnorm(W)
-    while True:
+    t_done, span, g_prev = 0.0, min(t_first, t_max), gnorm(W)
+    status = "converged" if g_prev <= gtol else ""
+    while not status:
         res = solve_flow(problem, W, [0.0, span], record=Record(diagnostics=False),
                          tolerances=Tolerances(rtol=rtol, atol=atol), save=[False, True])
-        status = res.status
-        if status != "done" or res.states is None:
+        if res.status != "done" or res.states is None:
+            status = res.status if res.status != "done" else "nonfinite"
             break
         flat, W, p = res.states[-1], [], 0
         for j in range(1, len(dims)):
@@ -298,9 +378,14 @@ def flow_limit(problem: Problem, W0: Sequence[np.ndarray], *, t_first: float = 5
             p += n
         t_done += span
         g = gnorm(W)
-        if g <= gtol or t_done >= t_max or g > 0.5 * g_prev:
-            break
+        if g <= gtol:
+            status = "converged"
+        elif g > 0.5 * g_prev and g <= gradient_resolution(problem, W, rtol=rtol, atol=atol):
+            status = "rounding_floor"
+        elif t_done >= t_max * (1 - 1e-12):
+            status = "t_max"
         g_prev, span = g, min(t_done, t_max - t_done)
     g = gnorm(W)
     bal = float(np.max(balancedness(W))) if len(W) > 1 else 0.0
-    return FlowLimit(W, t_done, loss(problem, W) - problem.lstar, g, bal, g <= gtol, status)
+    return FlowLimit(W, t_done, loss(problem, W) - problem.lstar, g, bal, g <= gtol, status,
+                     FLOW_LIMIT_STATUS.get(status, status), gradient_resolution(problem, W, rtol=rtol, atol=atol))
