@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import dlnsim
+from dlnsim.analysis.critical import NoConvergingStepsizeWarning
 from dlnsim.cli import main
 
 
@@ -64,8 +65,8 @@ def test_paper_options_without_data(capsys: pytest.CaptureFixture[str], tmp_path
     assert "--widths: only used with --data" in capsys.readouterr().err
 
 
-def test_critical_sweep_says_how_many_cells_found_no_stepsize(capsys: pytest.CaptureFixture[str]) -> None:
-    crit = dlnsim.critical_sweep(None, N=[2, 3], seed=[0], n_iter=20, d=6, m=12,
-                                 engine=dlnsim.Engine("serial", progress=False))
+def test_critical_sweep_says_how_many_cells_found_no_stepsize() -> None:
+    with pytest.warns(NoConvergingStepsizeWarning, match=r"2 of 2 cell\(s\) found no converging stepsize"):
+        crit = dlnsim.critical_sweep(None, N=[2, 3], seed=[0], n_iter=20, d=6, m=12,
+                                     engine=dlnsim.Engine("serial", progress=False))
     assert (crit.search_status.values == "no_converging_eta").all()
-    assert "2 of 2 cell(s) found no converging stepsize" in capsys.readouterr().err

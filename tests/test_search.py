@@ -1,13 +1,25 @@
-"""The search core shared by critical_stepsize and stable_critical_stepsize, on synthetic trials (no GD runs)."""
+"""The search core shared by critical_stepsize and stable_critical_stepsize, on synthetic trials (no GD runs);
+the criterion of critical_stepsize (a saddle plateau never converges), its default bracket and the warning of
+critical_sweep, on small GD runs."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 
-from dlnsim.analysis.critical import _bracket_and_bisect, _Outcome
+import dlnsim
+from dlnsim.analysis.critical import (
+    DEFAULT_BRACKET_FACTOR,
+    NoConvergingStepsizeWarning,
+    _bracket_and_bisect,
+    _Outcome,
+    saddle_gap,
+)
+from dlnsim.objective import loss
 
 INITIAL = 1.0
 
@@ -65,3 +77,80 @@ def test_no_failing_stepsize() -> None:
                                        walk_down_gives_up=True)
     assert status == "no_failing_eta" and U is None
     assert seen == [1.0, 2.0, 4.0, 8.0, 16.0] and L == 16.0
+
+
+# ------------------------------------------------------------------------------------- critical_stepsize runs
+
+
+def _saddle_problem() -> tuple[dlnsim.Problem, list[np.ndarray]]:
+    """A target with a small third singular value and a start with no component along it: GD goes to the
+    saddle W = diag(10, 10, 0) and stays there (its gradient test holds at the saddle)."""
+    problem = dlnsim.Problem(np.eye(3), np.diag([10.0, 10.0, 0.01]))
+    return problem, [np.diag([0.3, 0.3, 0.0]), np.diag([0.3, 0.3, 0.0])]
+
+
+def test_saddle_gap_is_the_excess_loss_of_the_best_lower_rank_product() -> None:
+    problem, _ = _saddle_problem()
+    assert saddle_gap(problem) == pytest.approx(0.5 * 0.01**2, rel=1e-9)
+    assert saddle_gap(dlnsim.Problem(np.eye(2), np.zeros((1, 2)))) == math.inf
+
+
+def test_a_saddle_plateau_does_not_count_as_converged() -> None:
+    problem, W0 = _saddle_problem()
+    res = dlnsim.critical_stepsize(problem, W0, n_iter=2000, bracket=(0.01, 0.05))
+    assert res.status == "no_converging_eta" and math.isnan(res.eta_crit)
+    assert {t.outcome for t in res.trials} == {"not_converged"}
+    excess0 = loss(problem, W0) - problem.lstar
+    for t in res.trials:
+        excess = t.final_loss - problem.lstar
+        assert excess <= 1e-3 * excess0  # within the relative tolerance alone: the old criterion took it
+        assert excess == pytest.approx(saddle_gap(problem), rel=1e-6)  # but it sits on the saddle
+    assert "Delta / 2" in res.criterion
+
+
+def test_default_bracket_is_that_of_critical_sweep() -> None:
+    setup = dlnsim.paper_setup(2, 0, d=6, m=12)
+    eta_star = dlnsim.stepsize_bound(setup.problem, setup.W0).eta
+    res = dlnsim.critical_stepsize(setup.problem, setup.W0, n_iter=300, rtol=0.05)
+    assert DEFAULT_BRACKET_FACTOR == (1.0, 4.0)
+    assert res.trials[0].eta == pytest.approx(DEFAULT_BRACKET_FACTOR[0] * eta_star, rel=1e-12)
+    sw = dlnsim.critical_sweep(None, N=[2], seed=[0], n_iter=300, rtol=0.05, d=6, m=12,
+                               engine=dlnsim.Engine("serial", progress=False))
+    assert float(sw["eta_crit"].sel(N=2, seed=0)) == res.eta_crit
+    assert float(sw["trial_eta"].sel(N=2, seed=0, trial=1)) == res.trials[0].eta
+
+
+def test_default_bracket_needs_a_balanced_start() -> None:
+    problem, _ = _saddle_problem()
+    rng = np.random.default_rng(0)
+    W0 = [rng.standard_normal((3, 3)), rng.standard_normal((3, 3))]
+    with pytest.raises(ValueError, match=r"bracket: .*give bracket=\(lo, hi\)"):
+        dlnsim.critical_stepsize(problem, W0, n_iter=10)
+
+
+@pytest.mark.parametrize("loss_tol", [0.0, 1.0, 2.0])
+def test_loss_tol_is_a_fraction(loss_tol: float) -> None:
+    problem, W0 = _saddle_problem()
+    with pytest.raises(ValueError, match="loss_tol"):
+        dlnsim.critical_stepsize(problem, W0, n_iter=10, bracket=(0.01, 0.02), loss_tol=loss_tol)
+    with pytest.raises(ValueError, match="loss_tol"):
+        dlnsim.critical_sweep(None, N=[2], seed=[0], n_iter=10, loss_tol=loss_tol, d=6, m=12)
+
+
+def test_critical_sweep_warns_with_the_count_and_what_to_do() -> None:
+    with pytest.warns(NoConvergingStepsizeWarning, match=r"2 of 2 cell\(s\) found no converging stepsize") as rec:
+        crit = dlnsim.critical_sweep(None, N=[2, 3], seed=[0], n_iter=20, d=6, m=12,
+                                     engine=dlnsim.Engine("serial", progress=False))
+    assert (crit.search_status.values == "no_converging_eta").all()
+    assert issubclass(NoConvergingStepsizeWarning, UserWarning)
+    text = str(rec[0].message)
+    assert "longer horizon n_iter" in text and "stable_critical_stepsize" in text
+    assert rec[0].filename == __file__  # points at the caller
+
+
+def test_critical_sweep_does_not_warn_when_every_cell_converges() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoConvergingStepsizeWarning)
+        crit = dlnsim.critical_sweep(None, N=[2], seed=[0], n_iter=300, rtol=0.1, d=6, m=12,
+                                     engine=dlnsim.Engine("serial", progress=False))
+    assert (crit.search_status.values == "ok").all()

@@ -1,14 +1,25 @@
 """The critical constant stepsize of gradient descent for one start, by bracketing and bisection.
 
 Criterion.  A constant stepsize eta *converges* when a run of ``n_iter`` GD steps (2.1) from W(0) is not
-``diverged`` and its final excess loss is small relative to the initial one,
+``diverged`` and its final excess loss is small both relative to the initial one and relative to the lowest
+saddle,
 
-    L(n_iter) - L*  <=  loss_tol * (L(0) - L*),        L* = min_W L^1(W)  (the least-squares optimum),
+    L(n_iter) - L*  <=  min( loss_tol * (L(0) - L*),  Delta / 2 ),        L* = min_W L^1(W)  (least squares),
 
-otherwise it does *not converge*.  The critical stepsize eta_crit is the largest stepsize found to converge
-by the search below.  It is an operational threshold: near the stability limit convergence is slow, so
-eta_crit lies a little below the limit, and the gap shrinks as ``n_iter`` grows or ``loss_tol`` relaxes.
-Above eta_crit runs need not diverge: they may lock into orbits with a frozen loss, or diverge late.
+otherwise it does *not converge*.  Delta = `saddle_gap` (problem) is the excess loss of the lowest saddle: the
+best product of rank q - 1 (q = rank of the whitened target Q = Y X^T (X X^T)^{-1/2}) has excess loss
+Delta = sigma_q(Q)^2 / 2, and every critical point of L^N that is not a global minimiser lies at least this
+high.  A run that ends on a saddle plateau (the loss flat at L* + Delta or above, or a run that stopped at a
+saddle because its gradient test held there) therefore never counts as converged, however large L(0) is.  (Delta
+is infinite when Y X^T = 0.)  For the Section-5 instances loss_tol (L(0) - L*) is far below Delta / 2, so the
+second term only matters for data with a small singular value q or starts with a large loss.
+
+The critical stepsize eta_crit is the largest stepsize found to converge by the search below.  It is an
+operational threshold: near the stability limit convergence is slow, so eta_crit lies a little below the
+limit, and the gap shrinks as ``n_iter`` grows or ``loss_tol`` relaxes.  Above eta_crit runs need not
+diverge: they may lock into orbits with a frozen loss, or diverge late.  When no stepsize converges
+(``no_converging_eta``; a saddle plateau that outlasts the horizon is the common cause), give a longer horizon
+``n_iter`` or use `stable_critical_stepsize`, whose criterion asks where GD ends.
 
 Search.  Start at ``bracket[0]``.  If it does not converge, walk by ``factor``: up when the run was merely
 too slow (the loss fell, not far enough), down when it diverged or the loss grew, until a stepsize
@@ -40,24 +51,46 @@ from dlnsim.objective import loss, unflatten
 from dlnsim.options import Record, Stop, as_stop
 from dlnsim.problem import Problem
 from dlnsim.runs.gd import solve_gd
-from dlnsim.theory.bounds import StepsizeBound, check_problem
+from dlnsim.theory.bounds import StepsizeBound, check_problem, stepsize_bound
 
 __all__ = [
     "CRITERION",
+    "DEFAULT_BRACKET_FACTOR",
     "SEARCH",
     "STABLE_CRITERION",
     "STABLE_CRITERION_FIRST_HIT",
     "CriticalStepsize",
+    "NoConvergingStepsizeWarning",
     "StableCriticalStepsize",
     "Trial",
     "critical_stepsize",
+    "saddle_gap",
     "stable_critical_stepsize",
 ]
 
 CRITERION = (
-    "converged: the run is not 'diverged' and L(n_iter) - L* <= loss_tol * (L(0) - L*) "
-    "(L* = least-squares optimum); otherwise not converged"
+    "converged: the run is not 'diverged' and L(n_iter) - L* <= min(loss_tol * (L(0) - L*), Delta / 2) "
+    "(L* = least-squares optimum, Delta = sigma_q(Y X^T (X X^T)^(-1/2))^2 / 2 the excess loss of the lowest "
+    "saddle, so that a saddle plateau never counts); otherwise not converged"
 )
+#: the default starting bracket of `critical_stepsize` and `dlnsim.critical_sweep`, in multiples of eta* (5.1)
+DEFAULT_BRACKET_FACTOR = (1.0, 4.0)
+
+
+class NoConvergingStepsizeWarning(UserWarning):
+    """Cells of a critical-stepsize sweep (or a search) found no converging stepsize: their eta_crit is NaN."""
+
+
+def saddle_gap(problem: Problem) -> float:
+    """Delta = sigma_q(Q)^2 / 2, Q = Y X^T (X X^T)^{-1/2} of rank q: the excess loss of the lowest saddle.
+
+    The best product of rank q - 1 has excess loss Delta over L*, and every critical point of L^N that is not
+    a global minimiser lies at least this high; ``inf`` when Y X^T = 0 (there is no saddle above L*).
+    """
+    problem = check_problem(problem)
+    if problem.q == 0:
+        return math.inf
+    return float(problem.optimal_loss(problem.q - 1) - problem.lstar)
 SEARCH = (
     "from bracket[0]: if it converges keep it; if it is too slow (loss fell, not to loss_tol) multiply by "
     "factor, if it diverged or the loss grew divide by factor, until a stepsize converges (give up when the "
@@ -221,7 +254,7 @@ def critical_stepsize(
     W0: Sequence[np.ndarray],
     *,
     n_iter: int,
-    bracket: Sequence[float],
+    bracket: Sequence[float] | None = None,
     loss_tol: float = 1e-3,
     rtol: float = 0.01,
     factor: float = 2.0,
@@ -240,11 +273,13 @@ def critical_stepsize(
         The start [W_1, ..., W_N].
     n_iter : int
         GD steps per trial run.
-    bracket : (float, float)
-        Starting bracket ``(lo, hi)``, absolute stepsizes with 0 < lo < hi.  Multiply by
-        ``stepsize_bound(problem, W0).eta`` to start from multiples of the bound.
+    bracket : (float, float), optional
+        Starting bracket ``(lo, hi)``, absolute stepsizes with 0 < lo < hi.  Default: ``DEFAULT_BRACKET_FACTOR``
+        = (1, 4) times eta* (5.1) of the start (``stepsize_bound(problem, W0).eta``), the default of
+        `dlnsim.critical_sweep`; a start that is not balanced has no eta*, give ``bracket`` then.
     loss_tol : float
-        Final excess loss, relative to the initial one, that counts as converged.
+        Final excess loss, relative to the initial one, that counts as converged (0 < loss_tol < 1); a run must
+        also end below half the excess loss of the lowest saddle (`saddle_gap`; module docstring).
     rtol : float
         Relative width of the final bracket: the search stops when eta_hi / eta_lo <= 1 + rtol.
     factor : float
@@ -262,14 +297,27 @@ def critical_stepsize(
     Returns
     -------
     CriticalStepsize
-        ``eta_crit``, the bracket, the status and every trial.
+        ``eta_crit``, the bracket, the status and every trial.  ``status="no_converging_eta"`` (eta_crit NaN):
+        no trial converged; give a longer horizon ``n_iter`` or use `stable_critical_stepsize`.
     """
+    problem = check_problem(problem)
     n_iter = nonneg_int(n_iter, "n_iter", minimum=1)
+    if bracket is None:
+        try:
+            eta_star = (bound if bound is not None else stepsize_bound(problem, W0)).eta
+        except ValueError as exc:
+            raise ValueError(f"bracket: the default bracket is {DEFAULT_BRACKET_FACTOR} x eta* (5.1) of the start, "
+                             f"which has none ({exc}); give bracket=(lo, hi)") from None
+        bound_eta = float(eta_star)
+        bracket = (DEFAULT_BRACKET_FACTOR[0] * bound_eta, DEFAULT_BRACKET_FACTOR[1] * bound_eta)
     lo, hi = checked_bracket(bracket)
     rule = as_method(method)
     stop_opt = as_stop(stop).replace(early=True)
     loss_tol = positive_float(loss_tol, "loss_tol (relative final excess loss that counts as converged)")
+    if loss_tol >= 1.0:
+        raise ValueError(f"loss_tol must be < 1 (a fraction of the initial excess loss), got {loss_tol!r}")
     rtol = positive_float(rtol, "rtol (relative precision of the bracket)")
+    half_gap = 0.5 * saddle_gap(problem)
     factor, max_expand = _walk(factor, max_expand)
     trials: list[Trial] = []
     initial = math.nan
@@ -284,7 +332,7 @@ def critical_stepsize(
         excess = float(a["final_loss"]) - problem.lstar
         if a["status"] == "diverged":
             outcome = "diverged"
-        elif excess <= loss_tol * excess0:
+        elif excess <= min(loss_tol * excess0, half_gap):
             outcome = "converged"
         else:
             outcome = "not_converged"

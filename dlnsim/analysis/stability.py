@@ -85,8 +85,8 @@ from dlnsim.checks import as_matrix, as_weights, nonneg_int, positive_float
 from dlnsim.problem import Problem
 
 __all__ = [
-    "STABLE_CRITERION",
     "FLOW_LIMIT_STATUS",
+    "STABLE_CRITERION",
     "FlowLimit",
     "StableCriticalStepsize",
     "balanced_factors",

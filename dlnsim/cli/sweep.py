@@ -6,7 +6,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from dlnsim.analysis.critical import CRITERION
+from dlnsim.analysis.critical import CRITERION, DEFAULT_BRACKET_FACTOR, NoConvergingStepsizeWarning
 from dlnsim.grid.executors import EXECUTORS
 from dlnsim.io.dataset import save
 from dlnsim.methods import GD, SGD, HeavyBall, Nesterov, StepRule
@@ -178,7 +180,7 @@ def check_dir(path: str, option: str = "--dir") -> None:
 
 
 # the library names its arguments; the messages of the command name the options
-_OPTION_OF = {"directory: ": "--dir: ", "scheduler: ": "--scheduler: "}
+_OPTION_OF = {"directory: ": "--dir: ", "scheduler: ": "--scheduler: ", "timeout ": "--timeout "}
 
 
 def _as_option_error(exc: Exception) -> Exception:
@@ -263,8 +265,8 @@ def _run(fn: Any, args: argparse.Namespace, **kw: Any) -> xr.Dataset:
     with _engine(args) as engine:
         try:
             ds: xr.Dataset = fn(args.dir, seed=args.seed, n_iter=args.iters,
-                                engine=Engine(progress=not args.no_progress, **engine), **_problem_kwargs(args),
-                                **kw)
+                                engine=Engine(progress=not args.no_progress, **engine), timeout=args.timeout,
+                                **_problem_kwargs(args), **kw)
             return ds
         except (ValueError, RuntimeError) as exc:
             raise _as_option_error(exc) from None
@@ -314,10 +316,17 @@ def _number(c: xr.Dataset, name: str) -> str:
 def _cli_critical(args: argparse.Namespace) -> int:
     method, method_axes = method_of(args)
     bracket = None if args.bracket is None else tuple(args.bracket)
-    bracket_factor = (1.0, 4.0) if args.bracket_factor is None and bracket is None else args.bracket_factor
-    ds = _run(critical_sweep, args, rtol=args.rtol, loss_tol=args.loss_tol, bracket=bracket,
-              bracket_factor=None if bracket_factor is None else tuple(bracket_factor), method=method,
-              **method_axes)
+    bracket_factor = DEFAULT_BRACKET_FACTOR if args.bracket_factor is None and bracket is None else args.bracket_factor
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoConvergingStepsizeWarning)
+        ds = _run(critical_sweep, args, rtol=args.rtol, loss_tol=args.loss_tol, bracket=bracket,
+                  bracket_factor=None if bracket_factor is None else tuple(bracket_factor), method=method,
+                  **method_axes)
+    for w in caught:  # the count of cells without a converging stepsize as a plain line; other warnings as they were
+        if issubclass(w.category, NoConvergingStepsizeWarning):
+            print(str(w.message), file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     _finish(ds, args.out)
     print(f"{'N':>3} {'seed':>5} {'eta_crit':>12} {'eta_star':>12} {'ratio':>12}  status")
     for n in ds["N"].values:
@@ -361,6 +370,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler", default=None, help="dask scheduler address, e.g. tcp://127.0.0.1:8786")
     g.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="give up when the scheduler does not answer within this time (default 10)")
+    g.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="seconds a cell may run (threads or processes); a cell that runs longer is recorded as "
+                        "an error and run again when the command is repeated (default: no limit)")
 
 
 def add_sweep_cli(subparsers: Any) -> None:

@@ -33,14 +33,14 @@ import inspect
 import json
 import math
 import os
-import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from dlnsim.analysis.critical import critical_stepsize
+from dlnsim.analysis.critical import NoConvergingStepsizeWarning, critical_stepsize
 from dlnsim.checks import nonneg_int, positive_float
 from dlnsim.grid import open_grid, run_grid
 from dlnsim.io import dataset
@@ -287,6 +287,7 @@ def sweep(
     gamma: Any = None,
     flow: Any = False,
     engine: Engine | str | None = None,
+    timeout: float | None = None,
     **setup_args: Any,
 ) -> xr.Dataset:
     """Run GD on every point of the grid (setup axes) x stepsizes (x gamma) and return the combined Dataset.
@@ -328,6 +329,9 @@ def sweep(
     engine : Engine or str, optional
         Where the cells run (`dlnsim.Engine`, or an executor name); default threads on every core, with a
         progress bar.
+    timeout : float, optional
+        Seconds a cell may run (threads or processes, as `dlnsim.grid.run_grid`): a cell that runs longer is
+        recorded with status ``error`` and run again when the call is repeated.
     **setup_args
         Further setup parameters: a list makes a grid axis, a single value a fixed parameter (``d``, ``m``,
         ``r`` for the paper setup; any keyword of your ``setup``).
@@ -370,7 +374,7 @@ def sweep(
     }
     cell = functools.partial(_entry, gd_cell, fn)
     ds = run_grid(directory, cell, axes, params=params, **run_engine.grid_kwargs(), cost=_cost,
-                  cell_id="dlnsim.sweeps.grid_sweeps:gd_cell", label="sweep")
+                  cell_id="dlnsim.sweeps.grid_sweeps:gd_cell", label="sweep", timeout=timeout)
     return _tidy(ds)
 
 
@@ -399,6 +403,7 @@ def critical_sweep(
     batch_size: Any = None,
     stop: Stop | None = None,
     engine: Engine | str | None = None,
+    timeout: float | None = None,
     **setup_args: Any,
 ) -> xr.Dataset:
     """`dlnsim.critical_stepsize` for every point of a grid of setups (criterion and search: there).
@@ -438,6 +443,8 @@ def critical_sweep(
         Axes (lists) or values of the step rule's fields, as in `sweep`.
     engine : Engine or str, optional
         Where the cells run (`dlnsim.Engine`).
+    timeout : float, optional
+        Seconds a cell (one whole search) may run, as in `sweep`.
     **setup_args
         Further setup parameters: a list makes a grid axis, a single value a fixed parameter (``d``, ``m``,
         ``r`` for the paper setup; any keyword of your ``setup``).
@@ -458,14 +465,14 @@ def critical_sweep(
         ``factor`` <= 1, ``n_iter`` < 1, ``rtol`` or ``loss_tol`` not finite and > 0, ``max_expand``
         negative, or an invalid ``method``, ``stop`` or ``engine``.
     """
-    from dlnsim.analysis.critical import checked_bracket
+    from dlnsim.analysis.critical import DEFAULT_BRACKET_FACTOR, checked_bracket
 
     given = {"N": N, "seed": seed, **setup_args}
     fn, setup_name, axes, fixed = resolve(setup, problem, init, given, "critical_sweep", _own(critical_sweep))
     if bracket is not None and bracket_factor is not None:
         raise ValueError("critical_sweep: give bracket (absolute) or bracket_factor (multiples of eta*), not both")
     which = "bracket" if bracket is not None else "bracket_factor"
-    lo, hi = checked_bracket(bracket if bracket is not None else (bracket_factor or (1.0, 4.0)), which)
+    lo, hi = checked_bracket(bracket if bracket is not None else (bracket_factor or DEFAULT_BRACKET_FACTOR), which)
     factor = positive_float(factor, "factor (bracket expansion factor)")
     if factor <= 1.0:
         raise ValueError(f"factor must be > 1, got {factor!r}")
@@ -477,7 +484,7 @@ def critical_sweep(
     params = {
         "n_iter": nonneg_int(n_iter, "n_iter", minimum=1),
         "rtol": positive_float(rtol, "rtol (relative precision of the bracket)"),
-        "loss_tol": positive_float(loss_tol, "loss_tol (relative final excess loss that counts as converged)"),
+        "loss_tol": _loss_tol(loss_tol),
         which: [lo, hi],
         "factor": factor,
         "max_expand": nonneg_int(max_expand, "max_expand"),
@@ -488,22 +495,30 @@ def critical_sweep(
     }
     cell = functools.partial(_entry, critical_cell, fn)
     ds = run_grid(directory, cell, axes, params=params, **run_engine.grid_kwargs(), cost=_cost,
-                  cell_id="dlnsim.sweeps.grid_sweeps:critical_cell", label="critical")
+                  cell_id="dlnsim.sweeps.grid_sweeps:critical_cell", label="critical", timeout=timeout)
     _say_unconverged(ds)
     return _tidy(ds)
 
 
+def _loss_tol(value: Any) -> float:
+    loss_tol = positive_float(value, "loss_tol (relative final excess loss that counts as converged)")
+    if loss_tol >= 1.0:
+        raise ValueError(f"loss_tol must be < 1 (a fraction of the initial excess loss), got {value!r}")
+    return loss_tol
+
+
 def _say_unconverged(ds: xr.Dataset) -> None:
-    """One line on stderr when cells found no converging stepsize (their eta_crit is NaN): a saddle plateau
-    can outlast the horizon, so the count and what to do are said, not left to a NaN in a plot."""
+    """A `NoConvergingStepsizeWarning` when cells found no converging stepsize (their eta_crit is NaN): a saddle
+    plateau can outlast the horizon, so the count and what to do are said, not left to a NaN in a plot."""
     if "search_status" not in ds:
         return
     status = np.asarray(ds["search_status"].values).ravel()
     bad = int(np.sum(status == "no_converging_eta"))
     if bad:
-        print(f"critical_sweep: {bad} of {status.size} cell(s) found no converging stepsize (eta_crit is NaN): "
-              "no trial reached the loss tolerance within n_iter steps, e.g. on a saddle plateau; give more "
-              "n_iter, a smaller bracket, or use dlnsim.stable_critical_stepsize", file=sys.stderr)
+        warnings.warn(f"critical_sweep: {bad} of {status.size} cell(s) found no converging stepsize (eta_crit is "
+                      "NaN): no trial ended below the loss tolerance within n_iter steps, e.g. on a saddle plateau; "
+                      "give a longer horizon n_iter, another bracket, or use dlnsim.stable_critical_stepsize",
+                      NoConvergingStepsizeWarning, stacklevel=3)
 
 
 def open_sweep(directory: str | os.PathLike[str]) -> xr.Dataset:
