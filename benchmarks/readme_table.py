@@ -1,13 +1,14 @@
-"""The README's Performance table, rendered from benchmark result files, so that every number in it is read
-from a file in ``benchmarks/results/``.
+"""The Performance table of the docs (docs/performance.md), rendered from benchmark result files, so that every
+number in it is read from a file in ``benchmarks/results/``.
 
     python -m benchmarks.readme_table FILE [FILE ...]            # print the table
-    python -m benchmarks.readme_table --write FILE [FILE ...]    # replace it in README.md
-    python -m benchmarks.readme_table --check                    # README.md's table == its files, rendered
+    python -m benchmarks.readme_table --write FILE [FILE ...]    # replace it in docs/performance.md
+    python -m benchmarks.readme_table --check                    # the page's table == its files, rendered
 
 Each group (gd, flow, jax, ...) is read from the first file that has it, so a later run of one group
-(``nox -s bench -- --only flow``) can complete a full run.  The table sits between two marker comments in the
-README, which also name the files (``--check`` reads them from there).
+(``nox -s bench -- --only flow``) can complete a full run.  The table sits between two marker comments in
+docs/performance.md, which also name the files (``--check`` reads them from there).  (The module keeps its name
+from when the table lived in the README.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+PAGE = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench-table:start", "<!-- bench-table:end -->"
 
 Row = tuple[str, str, str, str, str]  # what, dlnsim, reference, ratio, target
@@ -191,7 +192,7 @@ def render(files: list[Path]) -> str:
 def _cited(text: str) -> list[Path]:
     m = re.search(re.escape(START) + r" ([^>]*?) -->", text)
     if not m:
-        raise SystemExit(f"README.md has no {START} ... --> marker")
+        raise SystemExit(f"docs/performance.md has no {START} ... --> marker")
     return [ROOT / "benchmarks" / "results" / name for name in m.group(1).split()]
 
 
@@ -202,22 +203,22 @@ def _replace(text: str, table: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.readme_table", description=__doc__.splitlines()[0])
-    ap.add_argument("files", nargs="*", type=Path, help="result files (default: those README.md names)")
+    ap.add_argument("files", nargs="*", type=Path, help="result files (default: those docs/performance.md names)")
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true", help="replace the table in README.md")
-    mode.add_argument("--check", action="store_true", help="exit 1 when README.md's table is not its files'")
+    mode.add_argument("--write", action="store_true", help="replace the table in docs/performance.md")
+    mode.add_argument("--check", action="store_true", help="exit 1 when the page's table is not its files'")
     args = ap.parse_args(argv)
-    text = README.read_text()
+    text = PAGE.read_text()
     files = [f if f.is_absolute() else Path.cwd() / f for f in args.files] or _cited(text)
     table = render(files)
     if args.write:
-        README.write_text(_replace(text, table))
-        print(f"wrote the Performance table of {README}")
+        PAGE.write_text(_replace(text, table))
+        print(f"wrote the Performance table of {PAGE}")
     elif args.check:
         if _replace(text, table) != text:
-            print("README.md's Performance table differs from its result files (run with --write)", file=sys.stderr)
+            print("docs/performance.md's table differs from its result files (run with --write)", file=sys.stderr)
             return 1
-        print("README.md's Performance table matches its result files")
+        print("docs/performance.md's table matches its result files")
     else:
         print(table)
     return 0

@@ -1,12 +1,12 @@
-"""The README's "## Results" section and ``studies/RESULTS.md``, rendered from the archived ``data/*.nc``.
+"""The README's "## Results" headlines and the docs' Results page, rendered from the archived ``data/*.nc``.
 
 ``python -m studies.results`` prints the README section; ``--write`` puts it into README.md (replacing only that
-section) and writes studies/RESULTS.md (the same text with the detailed tables); ``--check`` exits 1 when either
-file differs from what the data give; ``--data DIR`` reads another directory.
+section) and writes docs/results.md (the full results: every study's text, figures and detailed tables);
+``--check`` exits 1 when either file differs from what the data give; ``--data DIR`` reads another directory.
 
 Every number of the text goes through a `Numbers` collector, which formats it from a value read from the data and
-remembers the pair: tests/test_results_numbers.py renders the text again, compares it with README.md, and checks
-each number against the data.  The template itself holds no number other than equation, theorem and figure
+remembers the pair: tests/test_results_numbers.py renders both texts again, compares them with README.md and
+docs/results.md, and checks each number against the data.  The template itself holds no number other than equation, theorem and figure
 references and the exponents of formulas (the test renders it with every number blanked out and looks).
 """
 
@@ -29,10 +29,10 @@ import dlnsim
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 README = ROOT / "README.md"
-RESULTS_MD = ROOT / "studies" / "RESULTS.md"
+RESULTS_PAGE = ROOT / "docs" / "results.md"
 HEADING = "## Results"
 
-__all__ = ["HEADING", "Numbers", "main", "readme_section", "render", "replace_section"]
+__all__ = ["HEADING", "Numbers", "headlines", "main", "readme_section", "render", "replace_section"]
 
 
 @dataclass
@@ -611,8 +611,8 @@ def render(data: Path | str = DATA, *, detail: bool = False, prefix: str = "", b
            ) -> tuple[str, Numbers]:
     """The Results section (from its heading to the end, with a trailing newline) and the numbers in it.
 
-    ``detail`` adds the tables of studies/RESULTS.md; ``prefix`` goes before the figure paths (``../`` from
-    studies/); ``blank`` renders every number as ``#``.
+    ``detail`` adds the tables of docs/results.md; ``prefix`` goes before the figure paths (``../`` from
+    docs/); ``blank`` renders every number as ``#``.
     """
     data = Path(data)
     n = Numbers(blank=blank)
@@ -648,33 +648,72 @@ def replace_section(readme: str, section: str) -> str:
     return readme[:start] + section + readme[end:]
 
 
-def _results_md(data: Path) -> str:
+def headlines(data: Path | str = DATA, *, blank: bool = False) -> tuple[str, Numbers]:
+    """The README's short Results section (heading to end, trailing newline) and the numbers in it."""
+    data = Path(data)
+    n = Numbers(blank=blank)
+    f1 = _open(data, "fig1_constant")
+    cs = _open(data, "critical_stepsize")
+    fl = _open(data, "gd_vs_flow")
+    st = _open(data, "stability_threshold")
+    lr = _open(data, "limit_rank")
+    a = f1.sel(case="a_bound")
+    rf = st["ratio_flat"]
+    reached = lr["reached_global_min"]
+    items = [
+        f"* The bound (5.1) of `paper_setup(N, seed={n.i(f1.attrs['seed'])})` is η* = "
+        f"{n.seq(f1['bound_eta'].values, n.e)} for N = {_depths(f1, n)} (the paper reports "
+        f"{n.seq(f1['paper_eta'].values, n.e)} for its unpublished instance); at η* GD converges after "
+        f"{n.seq(a['stop_iteration'].values, n.i)} iterations.",
+        f"* The critical stepsize η_crit is {n.seq(cs['ratio_median'].values, n.i)} times η* (medians over "
+        f"{n.i(cs.sizes['seed'])} seeds, N = {_depths(cs, n)}): on the paper's data the bound is conservative by "
+        "hundreds to thousands, increasingly with depth.",
+        f"* η_crit approaches η_flat = {F('2/λ_max')} at the flattest minimiser from below: η_crit/η_flat has median "
+        f"{n.f(rf.median(), 4)} and range {_range(n, rf.min(), rf.max())} over {n.i(rf.size)} cells (N = "
+        f"{n.i(st['N'].min())} to {n.i(st['N'].max())}).",
+        "* GD tracks the gradient flow to first order in η and the modified flow to second order: fitted exponents "
+        f"{n.seq(fl['slope'].sel(flow='factor').values, n.f, digits=3)} and "
+        f"{n.seq(fl['slope'].sel(flow='modified').values, n.f, digits=3)} (N = {_depths(fl, n)}).",
+        f"* {n.i(reached.sum())} of {n.i(reached.size)} runs of the limit-rank study (N = {_depths(lr, n)}, balanced "
+        "and Gaussian starts) end at the global minimum of the rank-constrained problem.",
+    ]
+    intro = (
+        "`nox -s studies` regenerates `data/*.nc` and `data/figures/`. The lines below and the full results (every "
+        "study, its figures and tables: [docs/results.md](docs/results.md)) are rendered from those files by "
+        "`python -m studies.results --write`; `tests/test_results_numbers.py` checks every number against them."
+    )
+    return HEADING + "\n\n" + _wrap(intro) + "\n\n" + _wrap("\n".join(items)) + "\n", n
+
+
+def _results_page(data: Path) -> str:
+    """docs/results.md: the full Results section with the detailed tables, as a page of the docs."""
     body, _ = render(data, detail=True, prefix="../")
-    return ("<!-- Rendered by `python -m studies.results --write` from data/*.nc; do not edit by hand. The README's "
-            "Results section is the same text without the detailed tables. -->\n\n" + body)
+    body = "# Results" + body[len(HEADING):]
+    return ("<!-- Rendered by `python -m studies.results --write` from data/*.nc; do not edit by hand. -->\n\n"
+            + body)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m studies.results", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DATA, help="directory of the study files (default: data/)")
-    ap.add_argument("--write", action="store_true", help="write the section into README.md and studies/RESULTS.md")
-    ap.add_argument("--check", action="store_true", help="exit 1 when README.md or studies/RESULTS.md is stale")
+    ap.add_argument("--write", action="store_true", help="write the section into README.md and docs/results.md")
+    ap.add_argument("--check", action="store_true", help="exit 1 when README.md or docs/results.md is stale")
     args = ap.parse_args(argv)
-    section, _ = render(args.data)
+    section, _ = headlines(args.data)
     readme = README.read_text()
     new_readme = replace_section(readme, section)
-    results_md = _results_md(args.data)
+    page = _results_page(args.data)
     if args.write:
         README.write_text(new_readme)
-        RESULTS_MD.write_text(results_md)
-        print(f"wrote the Results section of {README} and {RESULTS_MD}")
+        RESULTS_PAGE.write_text(page)
+        print(f"wrote the Results section of {README} and {RESULTS_PAGE}")
     elif args.check:
-        stale = [str(p) for p, new in ((README, new_readme), (RESULTS_MD, results_md))
+        stale = [str(p) for p, new in ((README, new_readme), (RESULTS_PAGE, page))
                  if not p.is_file() or p.read_text() != new]
         if stale:
             print("stale: " + ", ".join(stale) + " (run `python -m studies.results --write`)")
             return 1
-        print("README.md and studies/RESULTS.md match data/")
+        print("README.md and docs/results.md match data/")
     else:
         sys.stdout.write(section)
     return 0

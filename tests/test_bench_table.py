@@ -1,4 +1,4 @@
-"""The README's Performance table against the benchmark result files it names.
+"""The Performance table of the docs (docs/performance.md) against the benchmark result files it names.
 
 Every number of the table is rendered by benchmarks/readme_table.py from ``benchmarks/results/*.json``: the table
 must be exactly that rendering, and a few headline numbers are read here again straight from the JSON.
@@ -20,8 +20,8 @@ if importlib.util.find_spec("benchmarks") is None:  # `pytest`, unlike `python -
 from benchmarks import readme_table as T  # noqa: E402
 
 
-def test_readme_performance_table_is_rendered_from_its_files() -> None:
-    text = (ROOT / "README.md").read_text()
+def test_performance_table_is_rendered_from_its_files() -> None:
+    text = (ROOT / "docs" / "performance.md").read_text()
     files = T._cited(text)
     assert files and all(f.is_file() for f in files), files
     table = T.render(files)
@@ -30,7 +30,7 @@ def test_readme_performance_table_is_rendered_from_its_files() -> None:
 
 
 def test_headline_numbers_come_from_the_json() -> None:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "performance.md").read_text()
     files = T._cited(text)
     groups, _ = T._groups(files)
     section = text[text.index(T.START):text.index(T.END)]
