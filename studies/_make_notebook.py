@@ -3,13 +3,16 @@
 
 The notebook opens the archived NetCDF files in ``data/`` with plain xarray and redraws Figure 1 with plain
 matplotlib (no import of the studies package), so it doubles as a template for reading the results.  It finds
-``data/`` from the repository of the installed dlnsim (or ``$DLNSIM_DATA``), never from the working directory,
-so it runs wherever it is started.
+``data/`` with `find_data` (its source is copied into the notebook): ``$DLNSIM_DATA`` when set, a relative path
+resolved against the working directory and, when not found there, against the repository root (so
+``DLNSIM_DATA=data/quick`` works from the repository root and from ``studies/``, where Jupyter starts the
+kernel); else ``data/`` of the repository of the installed dlnsim.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 from pathlib import Path
 
@@ -19,6 +22,36 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "analysis.ipynb"
 
+
+def find_data(env: str | None = None, cwd: Path | str | None = None, repo: Path | str | None = None) -> Path:
+    """The directory of the archived results.
+
+    ``$DLNSIM_DATA`` (or ``env``) when set: an absolute path as it is; a relative one against the working
+    directory (``cwd``), and when no such directory is there, against the repository root (``repo``: the
+    parent of the directory of the imported dlnsim).  Unset: ``data/`` of the repository root, else of the
+    working directory or one of its parents.  FileNotFoundError names the paths tried.
+    """
+    import os
+
+    import dlnsim
+
+    cwd = Path.cwd() if cwd is None else Path(cwd)
+    repo = Path(dlnsim.__file__).resolve().parent.parent if repo is None else Path(repo)
+    value = os.environ.get("DLNSIM_DATA", "") if env is None else env
+    if value:
+        given = Path(value).expanduser()
+        tried = [given] if given.is_absolute() else [cwd / given, repo / given]
+        for path in tried:
+            if path.is_dir():
+                return path.resolve()
+        raise FileNotFoundError(f"DLNSIM_DATA={value!r}: no such directory (tried {', '.join(map(str, tried))})")
+    tried = [repo / "data", *(root / "data" for root in (cwd.resolve(), *cwd.resolve().parents))]
+    for path in tried:
+        if (path / "fig1_constant.nc").is_file():
+            return path.resolve()
+    raise FileNotFoundError(f"data/fig1_constant.nc not found (tried {', '.join(map(str, tried[:3]))}, ...): set "
+                            "DLNSIM_DATA")
+
 CELLS = [
     new_markdown_cell(
         "# dlnsim studies: reading the archived results\n\n"
@@ -27,25 +60,17 @@ CELLS = [
         "Nguegnang–Rauhut–Terstiege (2024) from `data/fig1_constant.nc`, and prints the headline numbers of "
         "the other studies. It finds `data/` next to the dlnsim it imports (the repository of an editable "
         "install), whatever the working directory; set the environment variable `DLNSIM_DATA` to read another "
-        "directory (e.g. `data/quick`)."
+        "directory (e.g. `data/quick`: a relative path is taken from the working directory, else from the "
+        "repository root)."
     ),
     new_code_cell(
-        "import os\n"
         "from pathlib import Path\n\n"
         "import matplotlib.pyplot as plt\n"
         "import numpy as np\n"
         "import xarray as xr\n\n"
         "import dlnsim\n\n\n"
-        "def find_data():\n"
-        "    \"\"\"$DLNSIM_DATA, else data/ of the repository dlnsim is imported from, else of a parent of the\n"
-        "    working directory.\"\"\"\n"
-        "    if os.environ.get('DLNSIM_DATA'):\n"
-        "        return Path(os.environ['DLNSIM_DATA']).resolve()\n"
-        "    repo = Path(dlnsim.__file__).resolve().parent.parent\n"
-        "    for root in (repo, *Path.cwd().resolve().parents, Path.cwd().resolve()):\n"
-        "        if (root / 'data' / 'fig1_constant.nc').is_file():\n"
-        "            return root / 'data'\n"
-        "    raise FileNotFoundError('data/fig1_constant.nc not found: set DLNSIM_DATA')\n\n\n"
+        + inspect.getsource(find_data)
+        + "\n\n"
         "DATA = find_data()\n"
         "print('reading', DATA.name, 'of', DATA.parent.name)\n"
         "print(sorted(p.name for p in DATA.glob('*.nc')))"
