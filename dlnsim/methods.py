@@ -16,10 +16,11 @@ g(W) = grad L^N(W) (all factors at once) and the stepsize eta_k of the schedule:
     W(k+1) = W(k) - eta_k (m/b) grad L_{B_k}(W(k)) with L_B(W) = 1/2 ||W X_B - Y_B||_F^2 over the columns
     B_k of the data: (m/b) grad L_B is an unbiased estimate of g(W) (the loss has no 1/m).  The batches come
     from random reshuffling (each epoch a permutation of the m samples, cut into m // b batches; the last
-    m mod b samples of the permutation wait for the next epoch) or from sampling with replacement (b indices
-    drawn independently per step), both from ``numpy.random.default_rng([seed, epoch or block])``, so the
-    batches of any step are known without drawing those before it.  Optional momentum: ``beta`` (heavy-ball,
-    or Nesterov with ``nesterov=True``) as above with the stochastic gradient.
+    m mod b samples of the permutation are left out of that epoch) or from sampling with replacement (b
+    indices drawn independently per step), from generators seeded per block of epochs or steps (`SGD.batches`
+    gives the exact order), so the batches of any step are known without drawing those of earlier blocks.
+    Optional momentum: ``beta`` (heavy-ball, or Nesterov with ``nesterov=True``) as above with the stochastic
+    gradient.
 
 Linear stability at a minimiser with Hessian eigenvalue lambda (a quadratic model, constant eta; x = eta
 lambda): GD is stable iff x < 2; heavy-ball iff x < 2 (1 + beta); Nesterov iff x < 2 (1 + beta) / (1 + 2 beta)
@@ -35,8 +36,8 @@ How a step rule fits the engine (and how the next ones are added):
   for heavy-ball and Nesterov momentum): ``state_vectors`` says how many such vectors its kernel keeps,
   allocated by the Python layer and passed to the kernel.
 * **Randomness.**  A stochastic rule (minibatch SGD) carries an integer ``seed``; the Python layer draws
-  everything random before the kernel runs (the minibatch order, from ``numpy.random.default_rng(seed)``),
-  so the kernel is deterministic, and the seed is recorded in the run's attributes.
+  everything random before the kernel runs (the minibatch order, `SGD.batches`, from NumPy generators seeded
+  with ``[seed, block]``), so the kernel is deterministic, and the seed is recorded in the run's attributes.
 * **Provenance.**  ``attrs()`` gives the attributes a run file carries (``method`` and the rule's
   parameters); ``to_json()`` / `method_from_json` are how a sweep stores the rule in its manifest.
 """
@@ -208,20 +209,47 @@ class SGD(StepRule):
         return self.batch_size
 
     def batches(self, m: int, k0: int, k1: int) -> np.ndarray:
-        """The sample indices of the batches of steps k0 <= k < k1, an int64 array (k1 - k0, batch_size)."""
+        """The sample indices of the batches of steps k0 <= k < k1, an int64 array (k1 - k0, batch_size).
+
+        The single definition of the batch order (the runs, the benchmarks and the tests take it from here).
+        With q = m // b batches per epoch:
+
+        ``"reshuffle"``
+            step k is batch s = k mod q of epoch e = k // q: the samples ``perm[s b : (s + 1) b]`` of the
+            permutation ``perm`` of epoch e, which is the (e mod 64)-th call (counting from 0) of
+            ``rng.permutation(m)`` on ``rng = numpy.random.default_rng([seed, e // 64])``: one generator per
+            block of `RESHUFFLE_BLOCK` = 64 epochs (equivalently, row e mod 64 of
+            ``rng.permuted(np.tile(np.arange(m), (64, 1)), axis=1)``, which is how it is drawn).  The last
+            m mod b samples of each permutation are not used in that epoch.
+        ``"replacement"``
+            step k is row k mod 1024 of ``numpy.random.default_rng([seed, k // 1024]).integers(0, m,
+            size=(1024, b))``: one generator per block of `REPLACEMENT_BLOCK` = 1024 steps.
+        """
         b = self.checked_batch_size(m)
         out = np.empty((max(k1 - k0, 0), b), dtype=np.int64)
+        if k1 <= k0:
+            return out
         if self.sampling == "reshuffle":
             per_epoch = m // b
-            k = k0
-            while k < k1:
-                epoch, slot = divmod(k, per_epoch)
-                perm = np.random.default_rng([self.seed, epoch]).permutation(m)
-                take = min(per_epoch - slot, k1 - k)
-                out[k - k0 : k - k0 + take] = perm[slot * b : (slot + take) * b].reshape(take, b)
-                k += take
+            used = per_epoch * b
+            e_first, e_last = k0 // per_epoch, (k1 - 1) // per_epoch
+            rows_at_once = max(1, _PERMUTED_INDICES // m)  # permutations drawn per call: a few MB at most
+            for block in range(e_first // RESHUFFLE_BLOCK, e_last // RESHUFFLE_BLOCK + 1):
+                rng = np.random.default_rng([self.seed, block])
+                e0 = block * RESHUFFLE_BLOCK  # epoch of the generator's first permutation
+                stop = min(e0 + RESHUFFLE_BLOCK, e_last + 1)
+                e = e0
+                while e < stop:
+                    take = min(rows_at_once, stop - e)
+                    perms = rng.permuted(np.tile(np.arange(m, dtype=np.int64), (take, 1)), axis=1)
+                    if e + take > e_first:
+                        steps = perms[:, :used].reshape(take * per_epoch, b)  # the batches of epochs e..e+take-1
+                        s0 = e * per_epoch  # step of the first of them
+                        lo, hi = max(k0, s0), min(k1, s0 + take * per_epoch)
+                        out[lo - k0 : hi - k0] = steps[lo - s0 : hi - s0]
+                    e += take
         else:
-            block = _REPLACEMENT_BLOCK
+            block = REPLACEMENT_BLOCK
             k = k0
             while k < k1:
                 index, row = divmod(k, block)
@@ -232,8 +260,12 @@ class SGD(StepRule):
         return out
 
 
+#: epochs per independently seeded block of `SGD` with reshuffling
+RESHUFFLE_BLOCK = 64
 #: steps per independently seeded block of `SGD` with replacement
-_REPLACEMENT_BLOCK = 1024
+REPLACEMENT_BLOCK = 1024
+#: sample indices of the permutations `SGD.batches` draws in one call (bounds its memory for large m)
+_PERMUTED_INDICES = 1 << 20
 
 #: the step rules by class name (for `method_from_json`) and by ``name`` (for the command line)
 METHODS: dict[str, type[StepRule]] = {"GD": GD, "HeavyBall": HeavyBall, "Nesterov": Nesterov, "SGD": SGD}

@@ -75,12 +75,12 @@ class GDControls(NamedTuple):
 
 
 class Batches(NamedTuple):
-    """The minibatches of a stochastic run: the full data ``X`` (d_x, m) and ``Y`` (d_y, m), the sample
-    indices ``idx`` (int64, (steps, b)) of the steps k0 <= k < k0 + steps, the buffers ``xb`` (d_x, b) and
-    ``yb`` (d_y, b) of one batch, the gradient ``scale`` m / b and ``k0``."""
+    """The minibatches of a stochastic run: the full data transposed, ``XT`` (m, d_x) and ``YT`` (m, d_y) (a
+    sample per row), the sample indices ``idx`` (int64, (steps, b)) of the steps k0 <= k < k0 + steps, the
+    buffers ``xb`` (d_x, b) and ``yb`` (d_y, b) of one batch, the gradient ``scale`` m / b and ``k0``."""
 
-    X: np.ndarray
-    Y: np.ndarray
+    XT: np.ndarray
+    YT: np.ndarray
     idx: np.ndarray
     xb: np.ndarray
     yb: np.ndarray

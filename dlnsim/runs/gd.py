@@ -78,7 +78,7 @@ __all__ = ["STATUSES", "GDResult", "gd_dataset", "run_gd", "solve_gd", "weights_
 STATUSES = ("converged", "diverged", "critical_start", "max_iter")
 
 _EPS = float(np.finfo(float).eps)
-#: sample indices of SGD's batches drawn at a time (one chunk of steps)
+#: sample indices of SGD's batches drawn at a time (ahead of the chunks that use them)
 _SGD_CHUNK_INDICES = 1 << 20
 
 
@@ -292,16 +292,21 @@ def solve_gd(
     chunk = total if not progress else max(1000, total // 200)
     momentum, beta = rule_obj.momentum
     stochastic = sgd is not None
-    if stochastic:  # the batches of a chunk are drawn before it runs: keep them to a few MB
-        chunk = min(chunk, max(1, _SGD_CHUNK_INDICES // batch))
-        X = np.ascontiguousarray(problem.X, dtype=np.float64)
-        Y = np.ascontiguousarray(problem.Y, dtype=np.float64)
+    if stochastic:  # the batches are drawn ahead, up to a few MB of indices at a time
+        sgd_steps = max(1, _SGD_CHUNK_INDICES // batch)
+        chunk = min(chunk, sgd_steps)
+        XT = np.ascontiguousarray(problem.X.T, dtype=np.float64)  # a sample per row
+        YT = np.ascontiguousarray(problem.Y.T, dtype=np.float64)
         xb, yb = np.empty((problem.d_x, batch)), np.empty((problem.d_y, batch))
         kernel = _sgd.SGD_CHUNKS[momentum]
+        idx = np.empty((0, batch), dtype=np.int64)  # the batches of steps idx_k0 <= k < idx_k0 + len(idx)
+        idx_k0 = 0
     else:
         kernel = _gd.CHUNKS[momentum]
     g = np.empty_like(w)
-    ws_size = max(workspace_size(dims, pivot), workspace_size(dims, pivot, batch) if stochastic else 0)
+    ws_size = workspace_size(dims, pivot)
+    if stochastic:
+        ws_size = max(ws_size, workspace_size(dims, pivot, batch), _sgd.workspace_size(dims))
     velocity = np.zeros(w.size if momentum != _gd.PLAIN else 0)
     work = GDWork(w, g, np.empty(ws_size), acc, iacc, velocity)
     data = Data(problem.Rt, problem.F, float(problem.lstar))
@@ -336,8 +341,10 @@ def solve_gd(
                     r += 1
                 k_stop = min(k + chunk, total, int(rec_k[r]) if r < n_rec else total)
                 if sgd is not None:
-                    idx = sgd.batches(problem.m, k, min(k_stop, n_iter))
-                    batches = Batches(X, Y, idx, xb, yb, problem.m / batch, k)
+                    if min(k_stop, n_iter) > idx_k0 + idx.shape[0]:  # drawn ahead, few calls for short chunks
+                        idx_k0 = k
+                        idx = sgd.batches(problem.m, k, min(k + sgd_steps, n_iter))
+                    batches = Batches(XT, YT, idx, xb, yb, problem.m / batch, idx_k0)
                     status = kernel(work, data, layout, controls, records, batches, k, k_stop)
                 else:
                     status = kernel(work, data, layout, controls, records, k, k_stop)
