@@ -17,7 +17,7 @@ g(W) = grad L^N(W) (all factors at once) and the stepsize eta_k of the schedule:
     B_k of the data: (m/b) grad L_B is an unbiased estimate of g(W) (the loss has no 1/m).  The batches come
     from random reshuffling (each epoch a permutation of the m samples, cut into m // b batches; the last
     m mod b samples of the permutation are left out of that epoch) or from sampling with replacement (b
-    indices drawn independently per step), from generators seeded per block of epochs or steps (`SGD.batches`
+    indices drawn independently per step), from generators seeded per block of epochs or steps (``SGD.batches``
     gives the exact order), so the batches of any step are known without drawing those of earlier blocks.
     Optional momentum: ``beta`` (heavy-ball, or Nesterov with ``nesterov=True``) as above with the stochastic
     gradient.
@@ -36,10 +36,10 @@ How a step rule fits the engine (and how the next ones are added):
   for heavy-ball and Nesterov momentum): ``state_vectors`` says how many such vectors its kernel keeps,
   allocated by the Python layer and passed to the kernel.
 * **Randomness.**  A stochastic rule (minibatch SGD) carries an integer ``seed``; the Python layer draws
-  everything random before the kernel runs (the minibatch order, `SGD.batches`, from NumPy generators seeded
+  everything random before the kernel runs (the minibatch order, ``SGD.batches``, from NumPy generators seeded
   with ``[seed, block]``), so the kernel is deterministic, and the seed is recorded in the run's attributes.
 * **Provenance.**  ``attrs()`` gives the attributes a run file carries (``method`` and the rule's
-  parameters); ``to_json()`` / `method_from_json` are how a sweep stores the rule in its manifest.
+  parameters); ``to_json()`` / ``method_from_json`` are how a sweep stores the rule in its manifest.
 """
 
 from __future__ import annotations
@@ -264,10 +264,10 @@ class SGD(StepRule):
 RESHUFFLE_BLOCK = 64
 #: steps per independently seeded block of `SGD` with replacement
 REPLACEMENT_BLOCK = 1024
-#: sample indices of the permutations `SGD.batches` draws in one call (bounds its memory for large m)
+#: sample indices of the permutations ``SGD.batches`` draws in one call (bounds its memory for large m)
 _PERMUTED_INDICES = 1 << 20
 
-#: the step rules by class name (for `method_from_json`) and by ``name`` (for the command line)
+#: the step rules by class name (for ``method_from_json``) and by ``name`` (for the command line)
 METHODS: dict[str, type[StepRule]] = {"GD": GD, "HeavyBall": HeavyBall, "Nesterov": Nesterov, "SGD": SGD}
 
 

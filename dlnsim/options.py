@@ -19,7 +19,7 @@ take an option also take the plain value where that is unambiguous: ``record="lo
       log-spaced times in [1e-6 T, T]).
 
     ``None`` (the default) takes the run's default.  ``diagnostics``: *which state diagnostics*: True (all,
-    the default), False (none) or a collection of names from `DIAGNOSTICS`: ``grad_norm_sq``
+    the default), False (none) or a collection of names from ``DIAGNOSTICS``: ``grad_norm_sq``
     (||grad L^N||_F^2), ``balancedness`` (per pair, with its max ``balancedness_max``), ``layer_norm_sq``
     (||W_j||^2 per layer) and ``product_sv`` (singular values of the product).  The loss and the excess loss
     are always recorded (and for GD the stepsize, the descent ratio and the time t_k).  ``final_weights``:
@@ -38,7 +38,7 @@ take an option also take the plain value where that is unambiguous: ``record="lo
     never changes a number, so it is not part of a grid's manifest.
 
 Records are refused before anything is allocated when they would not fit in memory: more than
-`MAX_RECORD_BYTES` of records, or more than `MAX_N_ITER` iterations.
+``MAX_RECORD_BYTES`` of records, or more than ``MAX_N_ITER`` iterations.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _size(n_bytes: float) -> str:
 
 
 def check_size(n_rows: int, row_floats: int, name: str) -> None:
-    """ValueError naming ``name`` when n_rows x row_floats float64 values exceed `MAX_RECORD_BYTES`."""
+    """ValueError naming ``name`` when n_rows x row_floats float64 values exceed ``MAX_RECORD_BYTES``."""
     n_bytes = float(n_rows) * float(max(row_floats, 1)) * 8.0
     if n_bytes > MAX_RECORD_BYTES:
         raise ValueError(
@@ -242,8 +242,8 @@ def record_points(n_iter: int, record: Any = "log") -> np.ndarray:
 
 
 def diagnostics_set(diagnostics: Any, name: str = "diagnostics") -> tuple[str, ...]:
-    """The diagnostics selected by ``diagnostics`` (True, False or names from `DIAGNOSTICS`), in the
-    order of `DIAGNOSTICS`; errors name ``name``."""
+    """The diagnostics selected by ``diagnostics`` (True, False or names from ``DIAGNOSTICS``), in the
+    order of ``DIAGNOSTICS``; errors name ``name``."""
     if isinstance(diagnostics, bool | np.bool_):
         return DIAGNOSTICS if diagnostics else ()
     if isinstance(diagnostics, str):

@@ -79,7 +79,7 @@ class Problem:
     A Problem is immutable: every array (X and Y, copies of the data given, and the cached quantities) is
     read-only, ``meta`` is a read-only mapping, and setting or deleting an attribute raises ``AttributeError``.
     A changed X or Y would leave the cached quantities (F, R^T, L*, ...) describing the old data; make a new
-    ``Problem(X, Y)`` instead (`with_meta` for other metadata).
+    ``Problem(X, Y)`` instead (``with_meta`` for other metadata).
     """
 
     meta: Mapping[str, Any]
@@ -282,6 +282,21 @@ def paper_setup(N: int, seed: int, d: int = 70, m: int | None = None, r: int = 2
     ValueError
         If ``N``, ``d`` or ``r`` are invalid (as in `paper_widths`), ``seed`` is not an integer, or ``m`` is
         not an integer >= d.
+
+    Examples
+    --------
+    >>> import dlnsim
+    >>> problem, widths, W0 = dlnsim.paper_setup(N=3, seed=0)
+    >>> widths
+    (70, 2, 36, 70)
+    >>> [w.shape for w in W0], problem.X.shape
+    ([(2, 70), (36, 2), (70, 36)], (70, 210))
+
+    Smaller instances of the same construction:
+
+    >>> problem, widths, W0 = dlnsim.paper_setup(N=2, seed=0, d=8, m=24)
+    >>> widths
+    (8, 2, 8)
     """
     from dlnsim.init import balanced_init  # local: init imports nothing from here, keep the graph acyclic
 

@@ -6,7 +6,7 @@ saddle,
 
     L(n_iter) - L*  <=  min( loss_tol * (L(0) - L*),  Delta / 2 ),        L* = min_W L^1(W)  (least squares),
 
-otherwise it does *not converge*.  Delta = `saddle_gap` (problem) is the excess loss of the lowest saddle: the
+otherwise it does *not converge*.  Delta = ``saddle_gap`` (problem) is the excess loss of the lowest saddle: the
 best product of rank q - 1 (q = rank of the whitened target Q = Y X^T (X X^T)^{-1/2}) has excess loss
 Delta = sigma_q(Q)^2 / 2, and every critical point of L^N that is not a global minimiser lies at least this
 high.  A run that ends on a saddle plateau (the loss flat at L* + Delta or above, or a run that stopped at a
@@ -29,7 +29,7 @@ stepsize) until one does not converge (``no_failing_eta`` after ``max_expand`` s
 space until eta_hi / eta_lo <= 1 + rtol.  Every trial is kept.
 
 `stable_critical_stepsize` runs the same search (`_bracket_and_bisect`) with a criterion that asks what GD does
-at the end of its horizon (`STABLE_CRITERION`): a run converges when it ends within the tests of `run_gd` at a
+at the end of its horizon (``STABLE_CRITERION``): a run converges when it ends within the tests of `run_gd` at a
 linearly stable point, lambda_max(Hess L^N) <= 2/eta.  A run that first meets the tests at a sharper point is
 continued to the horizon (GD may leave that minimiser and settle at a flatter one).  Its downward walk does not
 give up when the final loss stops improving.
@@ -269,17 +269,17 @@ def critical_stepsize(
     ----------
     problem : Problem
         The data.
-    W0 : sequence of arrays
+    W0 : sequence of numpy.ndarray
         The start [W_1, ..., W_N].
     n_iter : int
         GD steps per trial run.
-    bracket : (float, float), optional
+    bracket : tuple of float, optional
         Starting bracket ``(lo, hi)``, absolute stepsizes with 0 < lo < hi.  Default: ``DEFAULT_BRACKET_FACTOR``
         = (1, 4) times eta* (5.1) of the start (``stepsize_bound(problem, W0).eta``), the default of
         `dlnsim.critical_sweep`; a start that is not balanced has no eta*, give ``bracket`` then.
     loss_tol : float
         Final excess loss, relative to the initial one, that counts as converged (0 < loss_tol < 1); a run must
-        also end below half the excess loss of the lowest saddle (`saddle_gap`; module docstring).
+        also end below half the excess loss of the lowest saddle (``saddle_gap``; module docstring).
     rtol : float
         Relative width of the final bracket: the search stops when eta_hi / eta_lo <= 1 + rtol.
     factor : float
@@ -383,27 +383,27 @@ class StableCriticalStepsize:
         Largest converging stepsize found (= eta_lo) and the failing one above it (NaN when not found).
     status : str
         ``ok``, ``no_converging_eta`` or ``no_failing_eta``.
-    trial_eta, trial_outcome, trial_final_loss, trial_stop_iteration, trial_sharpness : tuples
+    trial_eta, trial_outcome, trial_final_loss, trial_stop_iteration, trial_sharpness : tuple
         Every run of the search in order; outcomes ``converged``, ``not_converged``, ``unstable_limit``,
         ``diverged``; the loss and the iteration where the run ended; ``trial_sharpness`` is lambda_max
         where a run ended within the tests (NaN for the other runs).
-    trial_first_hit, trial_first_sharpness : tuples
+    trial_first_hit, trial_first_sharpness : tuple
         The first iteration where a test held (-1: never) and lambda_max there (NaN: never).
     trial_settle_iteration : tuple
         For a run that converged: the iteration from which the tests held to the end (the first hit when it
         stopped there; for a continued run the record point after the last one where no test held, record
-        points every n_iter/`SETTLE_POINTS` steps); -1 otherwise.
+        points every n_iter/``SETTLE_POINTS`` steps); -1 otherwise.
     trial_continued : tuple of bool
         Whether the run was continued past its first hit (it was sharper than the stability limit there).
     initial_loss : float
         L(0).
-    limit_weights : list of arrays or None
+    limit_weights : list of numpy.ndarray or None
         The factors where the run at ``eta_lo`` ended (None when ``eta_lo`` was not run: ``assume_bracket``).
     n_iter : int
         The horizon.
     continue_unstable : bool
-        Whether runs were continued past a first hit at an unstable point (`STABLE_CRITERION`) or counted as
-        failing there (`STABLE_CRITERION_FIRST_HIT`).
+        Whether runs were continued past a first hit at an unstable point (``STABLE_CRITERION``) or counted as
+        failing there (``STABLE_CRITERION_FIRST_HIT``).
     criterion : str
         The criterion in words.
     """
@@ -479,7 +479,7 @@ def stable_critical_stepsize(
     The search is that of `critical_stepsize`: from ``bracket[0]`` walk by ``factor`` (up while the runs are
     merely too slow, down while they fail otherwise, here without giving up early) until a stepsize
     converges, then up from ``bracket[1]`` until one fails, then bisect in log space until
-    eta_hi/eta_lo <= 1 + rtol.  The criterion is `STABLE_CRITERION`: a run stops at its first tolerance hit
+    eta_hi/eta_lo <= 1 + rtol.  The criterion is ``STABLE_CRITERION``: a run stops at its first tolerance hit
     only when the point is linearly stable; otherwise GD continues to the horizon, and the stepsize converges
     when GD ends the horizon within the tests at a linearly stable point.  (Without the stability check a run
     could stop at a linearly unstable minimiser before the unstable mode has grown from rounding level; without
@@ -493,7 +493,7 @@ def stable_critical_stepsize(
         The data and the start.
     n_iter : int
         GD steps per trial run (the horizon).
-    bracket : (float, float)
+    bracket : tuple of float
         Absolute stepsizes (lo, hi), 0 < lo < hi; a tight bracket around 2/sharpness saves trials.
     method : StepRule, optional
         The step rule of the trial runs (default plain `dlnsim.GD`).
@@ -508,7 +508,7 @@ def stable_critical_stepsize(
         Relative residual of the Lanczos iteration (`sharpness`) of the stability check.
     continue_unstable : bool, default True
         False: a run that first meets the tests at an unstable point fails there
-        (`STABLE_CRITERION_FIRST_HIT`, the criterion of earlier versions).
+        (``STABLE_CRITERION_FIRST_HIT``, the criterion of earlier versions).
     assume_bracket : bool or "upper", default False
         True: the caller vouches that ``bracket[0]`` converges and ``bracket[1]`` fails (e.g. ``bracket[0]`` is
         eta_crit of a shorter horizon, which converges at every longer one, and ``bracket[1]`` is above

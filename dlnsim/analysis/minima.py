@@ -42,9 +42,10 @@ class FlatMinimum:
         lambda_max of the Hessian at the flattest minimiser found.
     sharpness_balanced : float
         The same at the balanced minimiser (the start of the search).
-    gammas : list of (r, r) arrays
-        Gamma_j = W_{j:1}^T-Gram in the row basis of the product, j = 1..N-1 (balanced: S^{2j/N}).
-    factors : list of arrays
+    gammas : list of numpy.ndarray
+        Gamma_j, of shape (r, r): W_{j:1}^T-Gram in the row basis of the product, j = 1..N-1 (balanced:
+        S^{2j/N}).
+    factors : list of numpy.ndarray
         A minimiser with this sharpness, hidden widths r.
     """
 

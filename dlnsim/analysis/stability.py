@@ -3,9 +3,9 @@
 Near a minimiser W* of L^N, GD with a constant stepsize eta is the linear map v -> (I - eta H) v on the
 deviation, H = Hess L^N(W*).  It is stable when the sharpness lambda_max(H) is at most 2/eta, so GD cannot
 converge to a minimiser sharper than 2/eta (apart from a set of starts of measure zero).  This module gives
-the sharpness of the balanced minimisers and the minimiser the gradient flow reaches; `dlnsim.analysis.minima` gives
-the flattest minimiser with a given product, and `dlnsim.analysis.critical` a critical-stepsize search whose convergence
-criterion includes the stability condition (`stable_critical_stepsize`, re-exported here).
+the sharpness of the balanced minimisers and the minimiser the gradient flow reaches; ``dlnsim.analysis.minima`` gives
+the flattest minimiser with a given product, and ``dlnsim.analysis.critical`` a critical-stepsize search whose convergence
+criterion includes the stability condition (`dlnsim.stable_critical_stepsize`, re-exported here).
 
 Sharpness at a balanced global minimiser (closed form, `balanced_minimum_sharpness`)
 ------------------------------------------------------------------------------------
@@ -49,14 +49,14 @@ The flow limit (`flow_limit`)
 The gradient flow (2.2) conserves W_{j+1}^T W_{j+1} - W_j W_j^T (2.3), so from a balanced start it stays
 balanced, and when it converges to a global minimiser that minimiser is balanced with product W_ls: its
 sharpness is `balanced_minimum_sharpness`.  `flow_limit` integrates the flow to check this, and says why it
-stopped (`FlowLimit.status`):
+stopped (``FlowLimit.status``):
 
 ``converged``
     ||grad L^N||_F <= gtol ||Y X^T||_F.
 ``rounding_floor``
     the gradient norm stopped decreasing (by less than a factor 2 over a span as long as the time done so
-    far) at a level the integration cannot resolve: ||grad L^N||_F <= `gradient_resolution` (W), the
-    gradient an error of the state of the size the integrator allows can cause,
+    far) at a level the integration cannot resolve: ||grad L^N||_F <= ``gradient_resolution`` (W), the
+    gradient an error of the state of the size the integrator allows can cause::
 
         lambda_hat x (rtol ||W||_F + atol sqrt(n) + 16 eps ||W||_F),   n = number of entries of W,
         lambda_hat = ||X X^T||_2 sum_j prod_{l != j} s_l^2 + ||(W_{N:1} X - Y) X^T||_F sum_{i != j}
@@ -152,7 +152,7 @@ def balanced_minimum_sharpness(problem: Problem, N: int, product: Any = None, *,
         The data; C = X X^T enters through ``problem.XXt``.
     N : int
         Depth.
-    product : (d_y, d_x) array, optional
+    product : numpy.ndarray, optional
         The end-to-end matrix W = W_N ... W_1 of the minimiser; default the least-squares solution
         ``problem.W_ls`` (the global minimiser of L^1).  It must satisfy (W X - Y) X^T = 0 (checked unless
         ``check=False``), so that the residual term of the Hessian vanishes.
@@ -232,8 +232,10 @@ def compress_widths(W: Sequence[np.ndarray], tol: float = 1e-10) -> tuple[list[n
 
     Returns
     -------
-    (compressed, bases)
-        The compressed factors and [Q_1, ..., Q_{N-1}] (W_j = Q_j W~_j Q_{j-1}^T expands them back).
+    compressed : list of numpy.ndarray
+        The compressed factors.
+    bases : list of numpy.ndarray
+        [Q_1, ..., Q_{N-1}] (W_j = Q_j W~_j Q_{j-1}^T expands them back).
     """
     mats = as_weights(W, "W")
     tol = positive_float(tol, "tol")
@@ -281,7 +283,7 @@ class FlowLimit:
     ``status`` says why the integration stopped: ``converged``, ``rounding_floor`` (the gradient norm stopped
     decreasing at or below ``resolution``, the gradient the integration can resolve), ``t_max`` (the horizon
     was reached first; a slow flow), or a status of the integrator (``max_steps``, ``nonfinite``,
-    ``step_underflow``); ``reason`` says it in words (`FLOW_LIMIT_STATUS`).
+    ``step_underflow``); ``reason`` says it in words (``FLOW_LIMIT_STATUS``).
     """
 
     W: list[np.ndarray] = field(repr=False)
@@ -333,7 +335,7 @@ def flow_limit(problem: Problem, W0: Sequence[np.ndarray], *, t_first: float = 5
 
     - ``converged``: when ||grad L^N||_F <= ``gtol`` x ||Y X^T||_F;
     - ``rounding_floor``: when the gradient norm decreased by less than a factor 2 over the last span and is
-      at or below `gradient_resolution` (the gradient a state error of the size the integrator allows can
+      at or below ``gradient_resolution`` (the gradient a state error of the size the integrator allows can
       cause): integrating longer cannot lower it;
     - ``t_max``: at the horizon.  A gradient that decreases slowly above the resolution (a saddle plateau, a
       slow approach to a rank-deficient minimiser) is integrated on to here, never called a floor;

@@ -6,7 +6,7 @@ of the grid to an `xarray.Dataset`.  `run_grid` computes every cell (on threads 
 NetCDF file per finished cell in a directory (so a rerun resumes) and combines them into one Dataset over
 the axes; `open_grid` combines what a directory holds; `combine_runs` combines runs made by hand.
 
-Modules: `plan` (axes, manifest), `store` (directory, files, lock), `executors`, `combine`, `engine`.
+Modules: ``plan`` (axes, manifest), ``store`` (directory, files, lock), ``executors``, ``combine``, ``engine``.
 """
 
 from dlnsim.grid.combine import combine_runs

@@ -95,7 +95,7 @@ def run_grid(
 
     Parameters
     ----------
-    directory : path or None
+    directory : str or os.PathLike or None
         Where the grid lives: a manifest ``grid.json``, one NetCDF file per finished cell and a log of them.
         Rerunning the same call resumes (finished cells are not recomputed; failed and damaged ones are); a
         different grid in the same directory is refused before anything is written.  ``None``: no files; the
@@ -109,11 +109,11 @@ def run_grid(
     params : mapping, optional
         Fixed keyword arguments of every cell (plain JSON values: they are recorded in the manifest).
     executor : {"threads", "processes", "dask", "serial"} or concurrent.futures.Executor
-        Where cells run (see `dlnsim.grid.executors`).  All give the same numbers bit for bit.
+        Where cells run (see ``dlnsim.grid.executors``).  All give the same numbers bit for bit.
     workers : int, optional
         Threads or processes (default: one per core).
     client, scheduler
-        For ``executor="dask"``: a `dask.distributed.Client`, or a scheduler address.
+        For ``executor="dask"``: a `distributed.Client`, or a scheduler address.
     progress : bool
         Show a progress bar on stderr.
     cost : callable, optional
@@ -131,7 +131,7 @@ def run_grid(
     Returns
     -------
     xarray.Dataset
-        The cells combined over the axes (rules in `dlnsim.grid.combine`); ``status`` is ``not_run`` for
+        The cells combined over the axes (rules in ``dlnsim.grid.combine``); ``status`` is ``not_run`` for
         cells without a result and ``error`` for cells that raised (message in ``error``).
 
     Raises
@@ -258,7 +258,7 @@ def _execute(sink: Callable[[str, xr.Dataset], str], desc: str, where: str, plan
     progress bar's name, ``where``: how messages name the grid).
 
     Ctrl-C is held back while ``sink`` runs (a cell's file and log line are written whole) and stops the run
-    at once otherwise: the executor abandons what is in flight (see `dlnsim.grid.executors`)."""
+    at once otherwise: the executor abandons what is in flight (see ``dlnsim.grid.executors``)."""
     from tqdm.auto import tqdm
 
     total = plan.size

@@ -356,7 +356,7 @@ def save(ds: xr.Dataset, path: str | os.PathLike[str], *, durable: bool = True) 
     disk (fsync), renamed to ``path`` and the directory is flushed too, so that after a crash ``path`` holds
     either the old file or the complete new one.  Attributes are encoded as the module docstring says; every
     numeric array is checksummed (HDF5 Fletcher-32) and the file carries a SHA-256 of all it holds (attribute
-    ``dlnsim_digest``, see `dlnsim.io.integrity`), so that `open` refuses damaged data.  Ctrl-C during the write
+    ``dlnsim_digest``, see ``dlnsim.io.integrity``), so that `open` refuses damaged data.  Ctrl-C during the write
     takes effect when it is complete.
 
     Parameters
@@ -606,6 +606,17 @@ def open(path: str | os.PathLike[str], timeout: float | None = None) -> xr.Datas
         that declares far more data than it could hold (unwritten chunks would read as fill values, gigabytes of
         them from a few kilobytes); when the separate reader hangs or crashes ("did not open within N s:
         damaged?"); and when ``timeout`` is not a positive number or None.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import dlnsim
+    >>> problem, widths, W0 = dlnsim.paper_setup(N=2, seed=0, d=8, m=24)
+    >>> ds = dlnsim.run_gd(problem, W0, "bound", 100, record="log:10")
+    >>> path = dlnsim.save(ds, os.path.join(tempfile.mkdtemp(), "run.nc"))
+    >>> again = dlnsim.load(path)  # dlnsim.load is this function
+    >>> again["status"].item() == ds["status"].item(), again["loss"].attrs["units"]
+    (True, '1')
     """
     path = Path(path)
     if not path.is_file():

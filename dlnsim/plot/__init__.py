@@ -9,8 +9,8 @@ under their GD names (``loss``) and under the older ``_t`` names (``loss_t``).
 Figures are made without pyplot (`matplotlib.figure.Figure`): nothing global changes, no display is needed,
 and nothing has to be closed.  Return a Figure as the last expression of a notebook cell to see it, save it
 with `save_figure`, or pass your own ``ax`` / ``axes`` (e.g. from ``plt.subplots``) to draw into them.
-Axis labels are short symbols: a variable's ``label`` attribute when it has one (`LABELS` typesets a plain
-subscript such as ``L_final``), else `LABELS`.
+Axis labels are short symbols: a variable's ``label`` attribute when it has one (``LABELS`` typesets a plain
+subscript such as ``L_final``), else ``LABELS``.
 The quantities and the constants of Theorem 2.4 they are drawn against are defined in docs/theory.md.
 """
 

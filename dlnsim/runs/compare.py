@@ -146,6 +146,16 @@ def compare_flow(
         For an invalid or repeated kind, ``"modified"`` with a non-constant stepsize, ``"end_to_end"`` with
         an unbalanced ``W0``, ``tolerances`` that are not `Tolerances`, a non-positive ``sharpness_iters``, a
         non-bool ``sharpness``, and the invalid inputs of `dlnsim.run_gd`.
+
+    Examples
+    --------
+    >>> import dlnsim
+    >>> problem, widths, W0 = dlnsim.paper_setup(N=2, seed=0, d=8, m=24)
+    >>> cmp = dlnsim.compare_flow(problem, W0, "bound", 200, kind="factor", record="log:10")
+    >>> [name for name in cmp.data_vars if name.startswith("flow_") and cmp[name].ndim]
+    ['flow_loss', 'flow_excess_loss', 'flow_distance', 'flow_product_distance']
+    >>> float(cmp["flow_distance"].max()) < 1e-2  # at the bound GD stays close to the flow
+    True
     """
     tol = Tolerances(max_steps=10_000_000) if tolerances is None else as_tolerances(tolerances)
     rtol, atol, max_steps = tol.rtol, tol.atol, tol.max_steps

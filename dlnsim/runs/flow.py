@@ -14,7 +14,7 @@
 GD next to the flows at equal times is `dlnsim.compare_flow` (module `dlnsim.runs.compare`), the sharpness
 `dlnsim.sharpness` (module `dlnsim.analysis.sharpness`).
 
-`solve_flow` integrates and returns a `FlowResult`; `flow_dataset` turns it into a Dataset over ``time``
+``solve_flow`` integrates and returns a ``FlowResult``; `flow_dataset` turns it into a Dataset over ``time``
 whose variables have the names of a GD Dataset (``loss``, ``excess_loss``, ``grad_norm_sq``,
 ``balancedness``, ``balancedness_max``, ``layer_norm_sq``, ``product_sv``); `run_flow` does both.  The
 save policy (``record``, ``diagnostics``) is that of `dlnsim.options`.
@@ -305,7 +305,7 @@ def solve_flow(
     blas_threads: int | None = 1,
     save: Any = None,
 ) -> FlowResult:
-    """`run_flow` without the Dataset: the `FlowResult`.  ``save`` (None, True or a bool per time) selects
+    """`run_flow` without the Dataset: the ``FlowResult``.  ``save`` (None, True or a bool per time) selects
     the times whose state is kept in ``states``."""
     rec_opt = as_record(record)
     tol = as_tolerances(tolerances)
@@ -408,10 +408,10 @@ def run_flow(
 
     The flows are those of docs/theory.md#gradient-flows.  The diagnostics agree with a dense computation on
     the states to rounding: for factor flows they come from the dense output of each step, compressed once per
-    step to the numerical rank of the layers, with a posteriori bounds (`dlnsim.diagnostics.flow`), so with
+    step to the numerical rank of the layers, with a posteriori bounds (``dlnsim.diagnostics.flow``), so with
     low-rank layers (a rank-r balanced start keeps rank r) they cost about as much as the flow itself at
-    20 000 times; with full-rank wide layers they cost small eigenproblems per time.  `solve_flow` returns
-    the `FlowResult` this Dataset is built from.
+    20 000 times; with full-rank wide layers they cost small eigenproblems per time.  ``solve_flow`` returns
+    the ``FlowResult`` this Dataset is built from.
 
     Parameters
     ----------
@@ -428,7 +428,7 @@ def run_flow(
     eta : float, optional
         The GD stepsize that the modified flow follows (> 0); required for ``kind="modified"``, refused
         otherwise.
-    record : Record or the points to record, optional
+    record : Record, str, int or sequence of int, optional
         What is recorded (`dlnsim.Record`), as for `dlnsim.run_gd`: with a final time ``t`` the points
         ``"linear"`` / ``"linear:N"`` (N equally spaced times in [0, T], default 200) or ``"log"`` /
         ``"log:N"`` (0 and N - 1 log-spaced times in [1e-6 T, T]), left unset with an array of times; the
@@ -446,7 +446,7 @@ def run_flow(
     xarray.Dataset
         A Dataset over ``time`` with the variable names of a GD Dataset: ``loss``, ``excess_loss`` and the
         selected diagnostics ``grad_norm_sq``, ``balancedness`` / ``balancedness_max``, ``layer_norm_sq``
-        (factor and modified flows) and ``product_sv``; the attributes ``status`` (see `STATUSES`),
+        (factor and modified flows) and ``product_sv``; the attributes ``status`` (see ``STATUSES``),
         ``n_steps``, ``n_rejected``, ``t_reached``, ``rtol``, ``atol``, ``kind``, ``eta`` and the provenance.
 
     Raises
@@ -456,6 +456,16 @@ def run_flow(
         array ``t`` and points to record), an unknown ``kind``, a missing or unused ``eta``, ``tolerances``
         that are not `Tolerances`, an unbalanced ``W0`` with ``kind="end_to_end"``, or records larger than
         the size limit.
+
+    Examples
+    --------
+    >>> import dlnsim
+    >>> problem, widths, W0 = dlnsim.paper_setup(N=2, seed=0, d=8, m=24)
+    >>> flow = dlnsim.run_flow(problem, W0, 1.0, record="linear:11")  # 11 equally spaced times in [0, 1]
+    >>> flow["status"].item(), flow["loss"].size
+    ('done', 11)
+    >>> bool(flow["loss"][-1] < flow["loss"][0])
+    True
     """
     return flow_dataset(solve_flow(problem, W0, t, kind=kind, eta=eta, record=record, tolerances=tolerances,
                                    attrs=attrs, blas_threads=blas_threads))

@@ -128,7 +128,7 @@ def run_gd(
     """Run ``n_iter`` steps of a gradient method from ``W0`` and return the records as a Dataset over ``k``.
 
     Plain GD is (2.1) (docs/theory.md#gradient-descent-21); the convergence tests and the statuses are
-    described in the module docstring.  `solve_gd` takes the same arguments and returns the `GDResult` this
+    described in the module docstring.  ``solve_gd`` takes the same arguments and returns the ``GDResult`` this
     Dataset is built from; GD next to the gradient flows is `dlnsim.compare_flow`.
 
     Parameters
@@ -145,7 +145,7 @@ def run_gd(
         Number of steps, in [0, 2**62].
     method : StepRule, optional
         The step rule (`dlnsim.methods`); default plain gradient descent, `dlnsim.GD`.
-    record : Record or the points to record, optional
+    record : Record, str, int or sequence of int, optional
         What is recorded (`dlnsim.Record`): the iterations (default ``"log"``: about 200 log-spaced ones),
         the state diagnostics (default all), the state where an early stop happened, the final weights.  A
         plain value is the points: ``record="log:50"`` is ``Record("log:50")``.
@@ -183,10 +183,21 @@ def run_gd(
 
     Examples
     --------
-    >>> problem, widths, W0 = dlnsim.paper_setup(N=2, seed=0, d=6, m=12)
-    >>> ds = dlnsim.run_gd(problem, W0, "0.5xbound", 2000, stop=dlnsim.Stop(early=True))
-    >>> str(ds["status"].values)
-    'converged'
+    >>> import dlnsim
+    >>> problem, widths, W0 = dlnsim.paper_setup(N=2, seed=0, d=8, m=24)
+    >>> ds = dlnsim.run_gd(problem, W0, "10xbound", 5000, stop=dlnsim.Stop(gtol=1e-6, early=True))
+    >>> ds["status"].item(), ds["stop_iteration"].item() < 5000
+    ('converged', True)
+    >>> ds["loss"].dims, float(ds["final_excess_loss"]) < 1e-6 * float(ds["initial_excess_loss"])
+    (('k',), True)
+
+    At the theorem's own stepsize every step lowers the loss by at least the guaranteed fraction
+    (Prop. 3.4(4)):
+
+    >>> b = dlnsim.stepsize_bound(problem, W0)
+    >>> ds = dlnsim.run_gd(problem, W0, b.eta, 1000)
+    >>> float(ds["min_descent_ratio"]) >= b.sigma
+    True
     """
     return gd_dataset(solve_gd(problem, W0, eta, n_iter, method=method, record=record, stop=stop, bound=bound,
                                alpha=alpha, progress=progress, attrs=attrs, blas_threads=blas_threads))
@@ -307,7 +318,12 @@ def solve_gd(
     ws_size = workspace_size(dims, pivot)
     if stochastic:
         ws_size = max(ws_size, workspace_size(dims, pivot, batch), _sgd.workspace_size(dims))
-    velocity = np.zeros(w.size if momentum != _gd.PLAIN else 0)
+    # momentum state: SGD's kernels keep a velocity (zero at the start), the GD-family ones the previous point of
+    # the recurrence (W(0) at the start, see `dlnsim._kernels.gd`)
+    if momentum == _gd.PLAIN:
+        velocity = np.zeros(0)
+    else:
+        velocity = np.zeros(w.size) if stochastic else w.copy()
     work = GDWork(w, g, np.empty(ws_size), acc, iacc, velocity)
     data = Data(problem.Rt, problem.F, float(problem.lstar))
     layout = Layout(dims, offs, int(pivot))

@@ -8,7 +8,7 @@ The setup.  A cell builds ``(problem, W0)`` from its grid point: by default the 
 grid point's non-stepsize axes as keywords, ``f(N=3, seed=0)``, or ``f(N=3, seed=0, scale=0.1)`` when the
 grid has a ``scale`` axis.  It returns ``(problem, W0)`` (or a `Setup`).  With ``problem=p`` (and
 ``init="balanced"`` or ``"gaussian"``), the cells run your data with a start drawn for each ``seed``, of
-widths ``widths=(d_0, ..., d_N)`` or axes ``N`` and ``width`` (see `dlnsim.sweeps.setups.on_problem`).
+widths ``widths=(d_0, ..., d_N)`` or axes ``N`` and ``width`` (see ``dlnsim.sweeps.setups.on_problem``).
 
 Every keyword of `sweep` that is not one of its own parameters is a parameter of the setup: a list of values
 makes it a grid axis, a single value a fixed parameter (for the paper setup: ``d``, ``m`` and ``r``).  A setup
@@ -294,7 +294,7 @@ def sweep(
 
     Parameters
     ----------
-    directory : path or None
+    directory : str or os.PathLike or None
         One file per finished cell and the manifest (rerun the same call to resume); ``None``: no files, the
         cells kept in memory (nothing to resume).
     n_iter : int
@@ -310,9 +310,9 @@ def sweep(
         Module-level ``f(**point) -> (problem, W0)``; default the paper's Section-5 instance.
     problem, init : Problem and {"balanced", "gaussian"} or callable, optional
         Instead of ``setup``: your data, with a start drawn by ``init`` for each ``seed`` (see
-        `dlnsim.sweeps.setups.on_problem`; fixed ``widths=(d_0, ..., d_N)``, or axes ``N`` and ``width``, and
+        ``dlnsim.sweeps.setups.on_problem``; fixed ``widths=(d_0, ..., d_N)``, or axes ``N`` and ``width``, and
         ``scale``).
-    beta, batch_size : value or list, optional
+    beta, batch_size : float, int or list, optional
         The momentum coefficient and the batch size of the step rule: a list makes an axis (``beta``,
         ``batch_size``), a value replaces the rule's; the rule must have the field (`dlnsim.HeavyBall`,
         `dlnsim.Nesterov`, `dlnsim.SGD`).
@@ -340,6 +340,16 @@ def sweep(
     -------
     xarray.Dataset
         Over (setup axes, eta or eta_factor[, gamma], k); see the module docstring.
+
+    Examples
+    --------
+    >>> import dlnsim
+    >>> ds = dlnsim.sweep(None, N=[2, 3], seed=[0], eta_factor=[1.0, 2.0], n_iter=200, d=8, m=24,
+    ...                   engine=dlnsim.Engine("serial", progress=False))
+    >>> dict(ds["status"].sizes)
+    {'N': 2, 'eta_factor': 2, 'seed': 1}
+    >>> ds["loss"].dims
+    ('N', 'eta_factor', 'seed', 'k')
     """
     given = {"N": N, "seed": seed, **setup_args}
     fn, setup_name, axes_setup, fixed = resolve(setup, problem, init, given, "sweep", _own(sweep))
@@ -412,7 +422,7 @@ def critical_sweep(
 
     Parameters
     ----------
-    directory : path or None
+    directory : str or os.PathLike or None
         One file per finished cell and the manifest (rerun the same call to resume); ``None``: no files, the
         cells kept in memory (nothing to resume).
     n_iter : int
@@ -424,9 +434,9 @@ def critical_sweep(
     problem, init : Problem and {"balanced", "gaussian"} or callable, optional
         Instead of ``setup``: your data, with a start drawn by ``init`` (default ``"balanced"``) for each
         ``seed``, as in `sweep`.
-    bracket : (float, float), optional
+    bracket : tuple of float, optional
         Starting bracket ``(lo, hi)`` of absolute stepsizes, 0 < lo < hi.
-    bracket_factor : (float, float), optional
+    bracket_factor : tuple of float, optional
         Instead of ``bracket``: the starting bracket in multiples of eta* (5.1) of each start; the default
         when neither is given is ``bracket_factor=(1.0, 4.0)``.
     rtol : float, default 0.01
@@ -439,7 +449,7 @@ def critical_sweep(
         Largest number of steps of each walk (>= 0).
     method, stop
         The step rule and the tests of the trial runs, as in `dlnsim.critical_stepsize`.
-    beta, batch_size : value or list, optional
+    beta, batch_size : float, int or list, optional
         Axes (lists) or values of the step rule's fields, as in `sweep`.
     engine : Engine or str, optional
         Where the cells run (`dlnsim.Engine`).

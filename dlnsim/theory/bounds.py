@@ -99,7 +99,7 @@ class Admissibility:
     rounding, for balanced starts).  ``delta`` is the delta asked about (the value of ``rule``; for ``"optimal"``
     the delta of the best pair) and ``alpha_min = b/delta`` the smallest alpha admitting the start there, the
     best one since (2.8) decreases in alpha.  ``delta_min = b``: every delta > b admits the start with some
-    alpha < 1, and for a chosen alpha in (0, 1) exactly the deltas >= b/alpha do (`delta_range`).  ``bound`` is
+    alpha < 1, and for a chosen alpha in (0, 1) exactly the deltas >= b/alpha do (``delta_range``).  ``bound`` is
     the `StepsizeBound` at (``delta``, ``alpha_min``).
     """
 
@@ -355,6 +355,16 @@ def stepsize_bound(
         ``k_constant`` is not one of the accepted values; the start is not admitted, b > alpha*delta (the
         message gives the smallest alpha for this delta, or says that delta must exceed b); or delta is so
         large that B_delta overflows float64 (or the bound underflows to 0).
+
+    Examples
+    --------
+    >>> import dlnsim
+    >>> problem, widths, W0 = dlnsim.paper_setup(N=3, seed=0)
+    >>> b = dlnsim.stepsize_bound(problem, W0)
+    >>> f"eta* = {b.eta:.3e}, M = {b.M:.4g}, delta = {b.delta:.4g}"
+    'eta* = 1.735e-04, M = 19.15, delta = 0.2651'
+    >>> dlnsim.stepsize_bound(problem, W0, delta="optimal").eta >= b.eta  # (2.8) maximised over delta
+    True
     """
     problem = check_problem(problem)
     N, L0, M, bal0, b = _start(problem, W0)
@@ -424,7 +434,7 @@ def admissible_alpha(
     Admissibility
         b (``balancedness0``, 0 at rounding level), the delta and its ``rule``, ``alpha_min = b/delta``,
         ``delta_min = b``, and the `StepsizeBound` at (delta, alpha_min).  It also gives the range of deltas
-        for any alpha (`Admissibility.delta_range`).
+        for any alpha (``Admissibility.delta_range``).
 
     Raises
     ------

@@ -252,7 +252,7 @@ class Whitening:
     """A whitened problem and the map of starts between it and the original one.
 
     ``problem`` has X_w = sqrt(s) (X X^T)^{-1/2} X (so X_w X_w^T = s I) and the same Y.  ``root`` is
-    (X X^T)^{1/2}.  `start` maps a start of the original problem to one of the whitened problem with the same
+    (X X^T)^{1/2}.  ``start`` maps a start of the original problem to one of the whitened problem with the same
     loss (W_1 -> W_1 (X X^T)^{1/2} / sqrt(s)); GD from it is a different run (module docstring).
     """
 
@@ -272,7 +272,7 @@ class Whitening:
         return [np.ascontiguousarray(W[0] @ self.root / math.sqrt(self.scale)), *W[1:]]
 
     def original_start(self, W0: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """The inverse of `start`: W_1 -> sqrt(s) W_1 (X X^T)^{-1/2}."""
+        """The inverse of ``start``: W_1 -> sqrt(s) W_1 (X X^T)^{-1/2}."""
         W = as_weights(W0, "W0")
         inv = np.linalg.inv(self.root)
         return [np.ascontiguousarray(math.sqrt(self.scale) * W[0] @ inv), *W[1:]]
