@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -331,6 +332,51 @@ def test_cli_engine_options() -> None:
         with pytest.raises(SystemExit) as exc:
             parse_args(bad)
         assert exc.value.code == 2, bad
+
+
+def test_jobs_default_to_two_studies_at_once_on_local_executors() -> None:
+    from studies import STUDIES
+    from studies.__main__ import COST, parse_args
+
+    assert parse_args([]).jobs == 2
+    assert parse_args(["--executor", "processes"]).jobs == 2
+    assert parse_args(["--executor", "serial"]).jobs == 1
+    assert parse_args(["--scheduler", "tcp://127.0.0.1:8786"]).jobs == 1
+    assert parse_args(["--jobs", "3"]).jobs == 3
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--jobs", "0"])
+    assert exc.value.code == 2
+    assert set(COST) == set(STUDIES)  # every study has a cost to be ordered by
+
+
+@pytest.mark.slow
+def test_studies_in_parallel_processes_give_the_same_files(quick_run, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from studies.__main__ import main
+
+    names = ["fig2_decreasing", "out_of_sample"]
+    assert main(["--quick", "--jobs", "2", "--outdir", str(tmp_path), *names]) == 0
+    out = capsys.readouterr().out
+    for name in names:
+        assert out.count(f"[{name}] wall") == 1  # each study's report once, from its own process
+        xr.testing.assert_identical(_without_created(dlnsim.load(tmp_path / f"{name}.nc")),
+                                    _without_created(quick_run(name)))
+    assert out.count("run times") == 1  # the children's totals are not repeated
+    assert not (tmp_path / "cells").exists()  # removed after a complete run
+
+
+def test_a_failing_study_in_a_parallel_run_fails_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import studies.__main__ as M
+
+    def broken(name: str, outdir: Path, args: Any) -> list[str]:
+        return [sys.executable, "-c", f"import sys; print('[{name}] boom'); sys.exit(3)"]
+
+    monkeypatch.setattr(M, "_child_command", broken)
+    assert M.main(["--quick", "--jobs", "2", "--outdir", str(tmp_path), "fig1_constant", "theorems"]) == 1
+    out = capsys.readouterr().out
+    assert "[theorems] failed (exit status 3)" in out and "[fig1_constant] failed (exit status 3)" in out
+    assert "studies that failed: " in out
 
 
 def test_cells_live_below_the_output_directory() -> None:
