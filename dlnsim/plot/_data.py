@@ -9,13 +9,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from dlnsim.plot._style import DEPTH_COLORS, LABELS, canonical, depth_color, label, plain_log_ticks, subplots
+from dlnsim.plot._style import (
+    DEPTH_COLORS,
+    FLOW_TIME,
+    LABELS,
+    canonical,
+    depth_color,
+    label,
+    place_legend,
+    plain_log_ticks,
+    subplots,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 
-_SERIES = ("k", "time")
+_SERIES = ("k", FLOW_TIME)
 INNER = ("pair", "layer", "sv", "trial", "widths_index")
 #: variables drawn on a log scale (values <= 0 are left out)
 _LOG = {"loss", "excess_loss", "grad_norm_sq", "balancedness", "balancedness_max", "layer_norm_sq", "product_sv",
@@ -81,7 +91,7 @@ def check_x(x: str | None, sdim: str) -> str:
         return "k" if sdim == "k" else "t"
     if x not in ("k", "t"):
         raise ValueError(f"x must be 'k' or 't', got {x!r}")
-    if x == "k" and sdim == "time":
+    if x == "k" and sdim == FLOW_TIME:
         raise ValueError("x: a gradient-flow run has no iteration k; use x='t'")
     return x
 
@@ -127,7 +137,7 @@ class PlotGrid:
         self.hue = check_dim(hue, self.dims, "hue") if hue is not None else default_hue(ds, self.dims)
         values = list(ds[self.hue].values) if self.hue else []
         self.colors = _palette(self.hue, values)
-        self.names = [f"{label(ds, self.hue)} = {fmt_value(v)}" for v in values] if self.hue else []
+        self.names = [f"{label(ds, self.hue, long_name=False)} = {fmt_value(v)}" for v in values] if self.hue else []
         self._named: set[int] = set()
 
     def color(self, idx: tuple[int, ...]) -> Any:
@@ -164,8 +174,8 @@ def xy_of(ds: xr.Dataset, da: xr.DataArray, grid: PlotGrid, x: str) -> tuple[np.
     y = np.asarray(da.transpose(*grid.dims, sdim, *inner).values, dtype=float)
     y = y.reshape((*grid.shape, da.sizes[sdim], -1))
     shape = (*grid.shape, da.sizes[sdim])
-    if sdim == "time":
-        return np.broadcast_to(np.asarray(ds["time"].values, dtype=float), shape), y
+    if sdim == FLOW_TIME:
+        return np.broadcast_to(np.asarray(ds[FLOW_TIME].values, dtype=float), shape), y
     if x == "k":
         return np.broadcast_to(np.asarray(ds["k"].values, dtype=float) + 1.0, shape), y
     if "t" not in ds.variables:
@@ -217,9 +227,8 @@ def finish_axes(ax: Axes, x: str, ylabel: str, *, legend: bool, logy: bool = Tru
     ax.set_xlabel("k + 1" if x == "k" else "t")
     ax.set_ylabel(ylabel)
     plain_log_ticks(ax)
-    handles, _ = ax.get_legend_handles_labels()
-    if legend and handles:
-        ax.legend(loc="best" if len(ax.lines) < 40 else "upper right")
+    if legend:
+        place_legend(ax)
 
 
 def new_axes(ax: Axes | None) -> Axes:

@@ -24,7 +24,7 @@ from dlnsim.plot._data import (
     series_dim,
     xy_of,
 )
-from dlnsim.plot._style import label, style, subplots
+from dlnsim.plot._style import label, legends_checked, style, subplots
 from dlnsim.plot._sweeps import distance_vs_eta
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def loss(ds: xr.Dataset, x: Literal["k", "t"] | None = None, ax: Axes | None = N
     check_ds(ds)
     if var not in ("loss", "excess_loss"):
         raise ValueError(f"var must be 'loss' or 'excess_loss', got {var!r}")
-    with style():
+    with style(), legends_checked():
         ax = new_axes(ax)
         present = [f for f in _FLOW_LOSSES if f[0] in ds.variables] if flows else []
         x_used, grid, X = draw_series(ax, ds, var, x, hue, legend=False, what="ds")
@@ -126,7 +126,7 @@ def theory_panel(ds: xr.Dataset, bound: StepsizeBound | None = None, axes: Seque
     matplotlib Figure
     """
     check_ds(ds)
-    with style():
+    with style(), legends_checked():
         if axes is None:
             _, grid_axes = subplots(1, 3, figsize=(7.0, 2.5))
             axes = list(grid_axes.flat)
@@ -164,12 +164,13 @@ def theory_panel(ds: xr.Dataset, bound: StepsizeBound | None = None, axes: Seque
                     _constant(ax, values, X, grid, text, ls)
             if symlog:
                 finite_c = c[np.isfinite(c) & (c > 0)] if c is not None else np.empty(0)
-                from matplotlib.ticker import FixedLocator, NullLocator
+                from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
                 thresh = float(finite_c.min()) if finite_c.size else 1e-2
                 ax.set_yscale("symlog", linthresh=thresh, linscale=1.0)
                 finite_y = Y[np.isfinite(Y)]
                 ax.yaxis.set_major_locator(FixedLocator(_symlog_ticks(finite_y.min(), finite_y.max(), thresh)))
+                ax.yaxis.set_major_formatter(FuncFormatter(_symlog_label))
                 ax.yaxis.set_minor_locator(NullLocator())
             ylabel = r"${\rm max}_j\|W_j\|^2$" if var == "layer_norm_sq" else label(ds, var)
             finish_axes(ax, xs, ylabel, legend=True, logy=not symlog)
@@ -179,14 +180,43 @@ def theory_panel(ds: xr.Dataset, bound: StepsizeBound | None = None, axes: Seque
 
 
 def _symlog_ticks(lo: float, hi: float, thresh: float) -> list[float]:
-    """0 and at most three powers of ten on each side, at least 10 ``thresh`` away from 0 (symlog ticks)."""
-    ticks = [0.0]
+    """Ticks of a symlog axis over [lo, hi] that is linear within ``thresh`` of 0: 0, +-``thresh`` when the data
+    reach past it, the powers of ten beyond it (at most four a side, thinned evenly), and the value of one
+    significant digit at the data's end on a side that spans no power of ten."""
+    ticks = {0.0}
     for sign, end in ((1.0, hi), (-1.0, -lo)):
-        if end > thresh:
-            e0, e1 = math.ceil(math.log10(10 * thresh)), math.floor(math.log10(end))
-            step = max(1, math.ceil((e1 - e0 + 1) / 3))
-            ticks += [sign * 10.0**e for e in range(e1, e0 - 1, -step)]
+        if not end > 0 or not math.isfinite(end):
+            continue
+        if end <= thresh:  # within the linear part
+            ticks.add(sign * _one_digit(end))
+            continue
+        ticks.add(sign * thresh)
+        e0, e1 = math.floor(math.log10(thresh)) + 1, math.floor(math.log10(end))
+        powers = [10.0**e for e in range(e0, e1 + 1) if 10.0**e >= 3.0 * thresh]
+        if len(powers) > 4:
+            step = math.ceil(len(powers) / 4)
+            powers = powers[::-1][::step][::-1]
+        ticks.update(sign * v for v in powers)
+        if not powers and _one_digit(end) >= 3.0 * thresh:
+            ticks.add(sign * _one_digit(end))
     return sorted(ticks)
+
+
+def _one_digit(v: float) -> float:
+    """``v`` > 0 rounded down to one significant digit (0.37 -> 0.3)."""
+    scale = 10.0 ** math.floor(math.log10(v))
+    return math.floor(v / scale + 1e-9) * scale
+
+
+def _symlog_label(v: float, _: object = None) -> str:
+    """A symlog tick: 0, a power of ten as 10^e, any other value plainly (0.3, −2)."""
+    if v == 0:
+        return "0"
+    e = math.log10(abs(v))
+    sign = "−" if v < 0 else ""
+    if abs(e - round(e)) < 1e-9 and not -1 <= round(e) <= 1:
+        return f"${'-' if v < 0 else ''}10^{{{round(e)}}}$"
+    return f"{sign}{abs(v):.3g}"
 
 
 def _constant(ax: Axes, values: np.ndarray, X: np.ndarray, grid: PlotGrid, sym: str, ls: str) -> None:
@@ -240,7 +270,7 @@ def flow_distance(ds: xr.Dataset, x: Literal["t", "k", "eta"] = "t", ax: Axes | 
         raise ValueError("ds: no GD-vs-flow distances (flow_distance, ...); make them with dlnsim.compare_flow")
     if x not in ("t", "k", "eta"):
         raise ValueError(f"x must be 't', 'k' or 'eta', got {x!r}")
-    with style():
+    with style(), legends_checked():
         ax = new_axes(ax)
         if x != "eta":
             for name, text, color, ls in present:

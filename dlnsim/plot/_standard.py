@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import xarray as xr
 
-from dlnsim.plot._data import check_ds, default_hue, draw_series, find_var, grid_dims, series_dim
+from dlnsim.plot._data import check_ds, default_hue, draw_series, find_var, fmt_value, grid_dims, run_value, series_dim
 from dlnsim.plot._runs import DISTANCES, flow_distance, loss, theory_panel
-from dlnsim.plot._style import label, style, subplots
+from dlnsim.plot._style import FLOW_TIME, label, legends_checked, status_words, style, subplots
 from dlnsim.plot._sweeps import critical_panels, scalar_panel, status_map, stepsize_dim
 
 if TYPE_CHECKING:
@@ -28,7 +30,7 @@ def _kind(ds: xr.Dataset) -> str:
         raise ValueError("ds: not a dlnsim result (no loss over k or time, no eta_crit)")
     if grid_dims(ds[name]):
         return "sweep"
-    if sdim == "time":
+    if sdim == FLOW_TIME:
         return "flow"
     return "compare" if any(d[0] in ds.variables for d in DISTANCES) else "gd"
 
@@ -58,7 +60,7 @@ def standard_panels(ds: xr.Dataset, *, x: Literal["k", "t"] | None = None) -> Fi
     that is none of these.
     """
     kind = _kind(ds)
-    with style():
+    with style(), legends_checked():
         if kind == "critical":
             fig = critical_panels(ds)
         elif kind == "sweep":
@@ -82,10 +84,67 @@ def standard_panels(ds: xr.Dataset, *, x: Literal["k", "t"] | None = None) -> Fi
             theory_panel(ds, axes=list(axes[1]), x=x)
             for ax, letter in zip(axes[1], "def", strict=True):
                 ax.set_title(f"({letter}) " + ax.get_title(loc="left")[4:], loc="left")
-        title = str(ds.attrs.get("title", ""))
+        title = figure_title(ds, kind)
         if title:
             fig.suptitle(title, fontsize=9)
     return fig
+
+
+def _values(ds: xr.Dataset, dim: str) -> str:
+    """The values of a grid dim for a title: ``N ∈ {2, 3}``, or the range when there are many."""
+    vals = [fmt_value(v) for v in ds[dim].values]
+    shown = "{" + ", ".join(vals) + "}" if len(vals) <= 6 else f"{{{vals[0]}, …, {vals[-1]}}} ({len(vals)} values)"
+    name = label(ds, dim, long_name=False)
+    return f"{name} ∈ {shown}" if len(vals) > 1 else f"{name} = {vals[0]}"
+
+
+def _counts(values: Any) -> str:
+    """Statuses counted in words: "8 iteration budget reached, 4 diverged"."""
+    flat = [str(v) for v in np.asarray(values).ravel() if str(v) not in ("", "nan", "None")]
+    return ", ".join(f"{flat.count(v)} {status_words(v)}" for v in sorted(set(flat), key=flat.index))
+
+
+def figure_title(ds: xr.Dataset, kind: str | None = None) -> str:
+    """The title of `standard_panels` in words, fit for a paper.
+
+    A run: what it is (its ``title``, e.g. "gradient descent on a depth-3 linear network") and how it ended
+    ("iteration budget reached at k = 2000", "diverged at k = 5"); a sweep: the runs and the grid
+    ("12 runs over N ∈ {2, 3}, η/η* ∈ {0.5, 2, 50}, seed ∈ {0, 1}") and the count of each status; a
+    critical-stepsize sweep: the grid and the searches that found no bracket.
+    """
+    kind = kind or _kind(ds)
+    title = str(ds.attrs.get("title", ""))
+    generic = title.startswith(("dlnsim grid", "dlnsim study", "critical stepsize")) or not title
+    if kind in ("gd", "compare", "flow"):
+        if generic:
+            n = run_value(ds, "N")
+            what = "gradient flow" if kind == "flow" else "gradient descent"
+            title = f"{what} on a depth-{int(n)} linear network" if math.isfinite(n) else what
+        if "status" not in ds.variables and "status" not in ds.attrs:
+            return title
+        status = str(ds["status"].values.item() if "status" in ds.variables else ds.attrs["status"])
+        if kind == "flow":
+            return title if status == "done" else f"{title}: {status_words(status)}"
+        k = run_value(ds, "stop_iteration")
+        at = f" at k = {int(k)}" if math.isfinite(k) and k >= 0 else ""
+        return f"{title}: {status_words(status)}{at}"
+    main = find_var(ds, "eta_crit" if kind == "critical" else "loss") or find_var(ds, "excess_loss")
+    dims = grid_dims(ds[main]) if main else []
+    grid = ", ".join(_values(ds, d) for d in dims)
+    prefix = f"study {title.removeprefix('dlnsim study ')}: " if title.startswith("dlnsim study") else (
+        "" if generic else f"{title}: ")
+    if kind == "critical":
+        out = prefix + (f"critical constant stepsize over {grid}" if grid else "critical constant stepsize")
+        if "search_status" in ds.variables:
+            searches = np.asarray(ds["search_status"].values).astype(str)
+            if bool(np.any(searches != "ok")):
+                out += f": {_counts(searches)}"
+        return out
+    n_runs = int(np.prod([ds.sizes[d] for d in dims])) if dims else 1
+    out = f"{prefix}{n_runs} runs over {grid}" if grid else f"{prefix}{n_runs} run(s)"
+    if "status" in ds.variables and set(ds["status"].dims) <= set(dims):
+        out += f" ({_counts(ds['status'].values)})"
+    return out
 
 
 def _sweep_panels(ds: xr.Dataset, x: str | None) -> Figure:

@@ -6,6 +6,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -26,12 +27,14 @@ STYLE: dict[str, Any] = {
 #: one colour per depth N, the same in every figure
 DEPTH_COLORS: dict[int, str] = {1: "#555555", 2: "#0072B2", 3: "#D55E00", 4: "#CC79A7", 5: "#009E73", 6: "#E69F00",
                                 7: "#56B4E9"}
+#: the time dimension of a gradient-flow run (the one place the plots name it)
+FLOW_TIME = "time"
 _BAL = r"\|W_{j+1}^TW_{j+1}-W_jW_j^T\|"
 #: short axis labels of dlnsim's variables and coordinates (all dimensionless: no units shown)
 LABELS: dict[str, str] = {
     "loss": "L", "excess_loss": "L − L*", "grad_norm_sq": "‖∇L‖²", "descent_ratio": "descent ratio",
     "balancedness": f"${_BAL}$", "balancedness_max": rf"${{\rm max}}_j{_BAL}$", "layer_norm_sq": r"$\|W_j\|^2$",
-    "product_sv": r"$\sigma_i(W_N\cdots W_1)$", "k": "k", "t": "t", "time": "t", "eta": "η", "eta_factor": "η/η*",
+    "product_sv": r"$\sigma_i(W_N\cdots W_1)$", "k": "k", "t": "t", FLOW_TIME: "t", "eta": "η", "eta_factor": "η/η*",
     "eta_k": r"$\eta_k$",
     "eta_value": "η", "N": "N", "seed": "seed", "gamma": "γ", "alpha": "α", "scale": "scale", "m": "m",
     "pair": "j", "layer": "j", "sv": "i", "trial": "trial",
@@ -47,6 +50,22 @@ LABELS: dict[str, str] = {
     "bound_M": "M", "bound_B": "B", "eta_crit": r"$\eta_{\rm crit}$", "ratio": r"$\eta_{\rm crit}/\eta^*$",
     "trial_eta": "η", "trial_final_loss": r"$L_{\rm final}$",
 }
+#: the statuses and outcomes of dlnsim runs in words (legends and titles)
+STATUS_WORDS: dict[str, str] = {
+    "converged": "converged", "max_iter": "iteration budget reached", "diverged": "diverged",
+    "critical_start": "started at a critical point", "error": "failed", "not_run": "not run",
+    "done": "all times reached", "max_steps": "step budget reached", "nonfinite": "overflow",
+    "step_underflow": "step size underflow", "not_converged": "not converged", "unstable_limit": "unstable limit",
+    "ok": "bracketed", "no_converging_eta": "no converging stepsize", "no_failing_eta": "no failing stepsize",
+}
+#: a long_name longer than this is not used as an axis label (the variable's name is)
+_LONG_NAME_MAX = 40
+
+
+def status_words(status: Any) -> str:
+    """A status or outcome of a dlnsim run in words (``max_iter`` -> "iteration budget reached")."""
+    text = str(status)
+    return STATUS_WORDS.get(text, text.replace("_", " "))
 
 
 def depth_color(N: Any) -> str:
@@ -107,13 +126,14 @@ def canonical(name: str) -> str:
     return name[:-2] if name.endswith("_t") and name[:-2] in LABELS else name
 
 
-def label(obj: xr.Dataset | xr.DataArray, name: str | None = None) -> str:
-    """The short axis label of variable ``name`` of ``obj`` (of the DataArray ``obj`` itself without ``name``).
+def label(obj: xr.Dataset | xr.DataArray, name: str | None = None, *, long_name: bool = True) -> str:
+    """The axis label of variable ``name`` of ``obj`` (of the DataArray ``obj`` itself without ``name``).
 
-    The variable's ``label`` attribute when it has one, else `LABELS`, else the name; units other than "1"
-    follow in brackets.  A plain-text attribute with an underscore subscript (``L_final``, ``k_stop``, ``η_crit``)
-    gives way to the mathtext of `LABELS` when `LABELS` has one.  The ``eta`` axis of a sweep run with
-    ``eta_mode="bound"`` is labelled η/η*.
+    The variable's ``label`` attribute when it has one, else `LABELS`, else its ``long_name`` attribute (when
+    at most 40 characters and ``long_name`` is True; legends and titles pass False), else the name; units
+    other than "1" follow in brackets.  A plain-text attribute with an underscore subscript (``L_final``,
+    ``k_stop``, ``η_crit``) gives way to the mathtext of `LABELS` when `LABELS` has one.  The ``eta`` axis of a
+    sweep run with ``eta_mode="bound"`` is labelled η/η*.
     """
     if name is None:
         if not isinstance(obj, xr.DataArray):
@@ -129,9 +149,90 @@ def label(obj: xr.Dataset | xr.DataArray, name: str | None = None) -> str:
         text = str(attrs.get("label") or "")
         known = LABELS.get(canonical(name))
         if not text or (known is not None and "$" in known and "$" not in text and "_" in text):
-            text = known or name
+            long = str(attrs.get("long_name") or "") if long_name else ""
+            text = known or (long if 0 < len(long) <= _LONG_NAME_MAX else name)
     units = str(attrs.get("units", "1"))
     return text if units in ("1", "", "None") else f"{text} [{units}]"
+
+
+def legend_outside(ax: Axes, **kwargs: Any) -> None:
+    """A legend to the right of ``ax``, outside the data (constrained layout makes room for it)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
+
+
+#: the figures whose legends are checked when the outermost `legends_checked` context ends (None: no context)
+_PENDING: ContextVar[list[Figure] | None] = ContextVar("dlnsim_plot_pending_legends", default=None)
+
+
+def place_legend(ax: Axes, **kwargs: Any) -> None:
+    """A legend where it covers no data: at matplotlib's best location inside ``ax``, moved to the right of
+    ``ax`` (`legend_outside`) when a drawn line or marker lies under it (`fix_legends`).
+
+    Within `legends_checked` the check waits for the end of the outermost context (one draw per figure).
+    """
+    if "handles" not in kwargs and not ax.get_legend_handles_labels()[0]:
+        return
+    leg = ax.legend(loc="best", **kwargs)
+    leg._dlnsim_kwargs = kwargs  # type: ignore[attr-defined]  # marks a legend that may move out
+    fig = ax.get_figure(root=True)
+    if fig is None:
+        return
+    pending = _PENDING.get()
+    if pending is None:
+        fix_legends(fig)
+    elif all(f is not fig for f in pending):
+        pending.append(fig)
+
+
+@contextmanager
+def legends_checked() -> Iterator[None]:
+    """Check the legends placed by `place_legend` inside this context once, when it ends (nested: the outermost)."""
+    if _PENDING.get() is not None:
+        yield
+        return
+    figs: list[Figure] = []
+    token = _PENDING.set(figs)
+    try:
+        yield
+    finally:
+        _PENDING.reset(token)
+    for fig in figs:
+        fix_legends(fig)
+
+
+def fix_legends(fig: Figure) -> None:
+    """Draw ``fig`` once (no output) and move each legend of `place_legend` that covers data outside its axes."""
+    axes = [ax for ax in fig.axes if ax.get_legend() is not None
+            and getattr(ax.get_legend(), "_dlnsim_kwargs", None) is not None]
+    if not axes:
+        return
+    fig.draw_without_rendering()
+    for ax in axes:
+        leg = ax.get_legend()
+        if leg is not None and covers_data(ax, leg.get_window_extent()):
+            kwargs = leg._dlnsim_kwargs  # type: ignore[attr-defined]
+            leg.remove()
+            legend_outside(ax, **kwargs)
+
+
+def covers_data(ax: Axes, box: Any) -> bool:
+    """Whether the display-space box ``box`` contains a vertex of a line of ``ax`` or a point on one of its
+    segments (sampled), i.e. whether a legend there hides data."""
+    x0, y0, x1, y1 = box.x0, box.y0, box.x1, box.y1
+    for line in ax.lines:
+        xy = np.asarray(line.get_xydata(), dtype=float)
+        if xy.size == 0:
+            continue
+        with np.errstate(all="ignore"):
+            pts = line.get_transform().transform(xy)
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        if pts.shape[0] > 1 and line.get_linestyle() not in ("None", "none", "", " "):
+            t = np.linspace(0.0, 1.0, 16)[None, :, None]
+            pts = (pts[:-1, None, :] * (1 - t) + pts[1:, None, :] * t).reshape(-1, 2)
+        inside = (pts[:, 0] >= x0) & (pts[:, 0] <= x1) & (pts[:, 1] >= y0) & (pts[:, 1] <= y1)
+        if inside.any():
+            return True
+    return False
 
 
 def plain_log_ticks(ax: Axes, axis: Literal["x", "y"] = "x") -> None:

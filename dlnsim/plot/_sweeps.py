@@ -23,7 +23,7 @@ from dlnsim.plot._data import (
     series_dim,
     xy_of,
 )
-from dlnsim.plot._style import label, style, subplots
+from dlnsim.plot._style import label, legends_checked, place_legend, status_words, style, subplots
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -92,7 +92,7 @@ def distance_vs_eta(ax: Axes, ds: xr.Dataset, present: Sequence[tuple[str, str, 
         handles = [Line2D([], [], color=c, ls="-", label=n) for n, c in zip(grid.names, grid.colors, strict=True)]
         handles += [Line2D([], [], color="0.3" if grid.hue else d[2], ls=d[3], marker=markers[i % 5], markersize=3.5,
                            label=d[1]) for i, d in enumerate(present)]
-        ax.legend(handles=handles, loc="best", fontsize=6.5, frameon=True, framealpha=0.85, edgecolor="none")
+        place_legend(ax, handles=handles, fontsize=6.5, frameon=True, framealpha=0.85, edgecolor="none")
 
 
 def scalar_panel(ax: Axes, ds: xr.Dataset, var: str, xdim: str, hue: str | None, *, color: Any = None,
@@ -105,6 +105,8 @@ def scalar_panel(ax: Axes, ds: xr.Dataset, var: str, xdim: str, hue: str | None,
     if xdim not in da.dims:
         da = da.expand_dims({xdim: ds[xdim].values})
     grid = PlotGrid(ds, da, hue)
+    if grid.hue == xdim:  # the default colour dim is the x axis: one colour
+        grid.hue = None
     pos = grid.dims.index(xdim)
     Y = np.moveaxis(np.asarray(da.transpose(*grid.dims).values, dtype=np.float64), pos, -1)
     values = ds[xdim].values
@@ -162,29 +164,25 @@ def sweep_facets(ds: xr.Dataset, var: str = "loss", row: str | None = None, col:
         raise ValueError("ds: no grid dimensions (a single run); use loss() or standard_panels()")
     for what, value in (("row", row), ("col", col), ("hue", hue)):
         check_dim(value, dims, what)
-    used = [v for v in (row, col, hue) if v is not None]
-    if len(set(used)) != len(used):
-        raise ValueError(f"row, col, hue must be different grid dims, got {used}")
-    if not used:
-        varying = [d for d in dims if ds.sizes[d] > 1]
-        col = "N" if "N" in varying else (varying[0] if len(varying) > 1 else None)
-        rest = [d for d in varying if d != col]
-        hue = "eta" if "eta" in rest else (rest[0] if rest else None)
+    given = [v for v in (row, col, hue) if v is not None]
+    if len(set(given)) != len(given):
+        raise ValueError(f"row, col, hue must be different grid dims, got {given}")
     series = series_dim(da) is not None
     xdim = None
-    if not series:
-        free = [d for d in dims if d not in (row, col, hue)]
-        if x is not None and x not in free:
-            raise ValueError(f"x: for {var!r} (one number per grid point) x is a grid dim among {free}, got {x!r}")
-        xdim = x or ("eta" if "eta" in free else (free[0] if free else None))
-        if xdim is None:
-            raise ValueError(f"x: no grid dim left for the x axis of {var!r} (row, col, hue use {used})")
+    if series:
+        if not given:
+            varying = [d for d in dims if ds.sizes[d] > 1]
+            col = "N" if "N" in varying else (varying[0] if len(varying) > 1 else None)
+            rest = [d for d in varying if d != col]
+            hue = "eta" if "eta" in rest else (rest[0] if rest else None)
+    else:
+        row, col, hue, xdim = _scalar_layout(ds, var, dims, row, col, hue, x)
     n_row, n_col = (ds.sizes[row] if row else 1), (ds.sizes[col] if col else 1)
     cells = [({row: i} if row else {}) | ({col: j} if col else {}) for i in range(n_row) for j in range(n_col)]
     if len(cells) > 48:
         raise ValueError(f"row, col: {len(cells)} panels are too many (at most 48); select with ds.isel first")
     shape = (n_row, n_col) if row or n_col <= 4 else (math.ceil(n_col / 4), 4)
-    with style():
+    with style(), legends_checked():
         fig, axes = subplots(*shape, figsize=(min(7.0, 0.6 + 2.3 * shape[1]), 0.5 + 2.2 * shape[0]),
                              sharex=True, sharey=True)
         for ax, cell in zip(axes.flat, cells, strict=False):
@@ -194,15 +192,44 @@ def sweep_facets(ds: xr.Dataset, var: str = "loss", row: str | None = None, col:
             else:
                 assert xdim is not None
                 scalar_panel(ax, sub, var, xdim, hue)
-            ax.set_title(", ".join(f"{label(ds, d)} = {fmt_value(ds[d].values[i])}" for d, i in cell.items()),
-                         loc="left")
+            ax.set_title(", ".join(f"{label(ds, d, long_name=False)} = {fmt_value(ds[d].values[i])}"
+                                   for d, i in cell.items()), loc="left")
             ax.label_outer()
         for ax in list(axes.flat)[len(cells):]:
             ax.set_visible(False)
-        first = axes.flat[0]
-        if first.get_legend_handles_labels()[0]:
-            first.legend(loc="best" if len(first.lines) < 40 else "upper right")
+        handles, texts = axes.flat[0].get_legend_handles_labels()
+        if handles:  # one legend for every panel, outside them: it covers no data
+            wide = len(handles) > 8 or max(len(t) for t in texts) > 18
+            fig.legend(handles, texts, loc="outside lower center" if wide else "outside right upper",
+                       ncols=min(len(handles), 4) if wide else 1)
     return fig
+
+
+def _scalar_layout(ds: xr.Dataset, var: str, dims: Sequence[str], row: str | None, col: str | None,
+                   hue: str | None, x: str | None) -> tuple[str | None, str | None, str | None, str]:
+    """row, col, hue and the x dim of one number per grid point: the x axis first (the stepsize, else ``N``,
+    else the first dim that varies), then panels over ``N``, colours over the next dim that varies."""
+    taken = [v for v in (row, col, hue) if v is not None]
+    free = [d for d in dims if d not in taken]
+    if x is not None:
+        if x not in free:
+            raise ValueError(f"x: for {var!r} (one number per grid point) x is a grid dim not used by row, col or "
+                             f"hue; the grid dims are {list(dims)}, row, col, hue use {taken}, got x={x!r}")
+        xdim = x
+    else:
+        if not free:
+            raise ValueError(f"x: for {var!r} (one number per grid point) the x axis needs a grid dim, but row, col "
+                             f"and hue use every one of the grid dims {list(dims)}; leave one of them out or pass "
+                             "x=<grid dim>")
+        varying = [d for d in free if ds.sizes[d] > 1]
+        step = stepsize_dim(ds, varying)
+        xdim = step or ("N" if "N" in varying else (varying or free)[0])
+    if not taken:  # nothing chosen by the caller: panels over N, colours over the next dim that varies
+        rest = [d for d in dims if d != xdim and ds.sizes[d] > 1]
+        col = "N" if "N" in rest and len(rest) > 1 else None
+        rest = [d for d in rest if d != col]
+        hue = rest[0] if rest else None
+    return row, col, hue, xdim
 
 
 def status_map(ax: Axes, ds: xr.Dataset, xdim: str, hue: str | None) -> None:
@@ -223,7 +250,8 @@ def status_map(ax: Axes, ds: xr.Dataset, xdim: str, hue: str | None) -> None:
         y = (pos[hue] if hue else 0) + 0.5 * (rank + 0.5) / n_other - 0.25
         xv = float(xs_all[pos[xdim]]) if numeric else float(pos[xdim])
         s = str(values[idx])
-        ax.plot([xv], [y], "o", color=_STATUS_COLORS.get(s, "C4"), markersize=4, label=None if s in seen else s)
+        ax.plot([xv], [y], "o", color=_STATUS_COLORS.get(s, "C4"), markersize=4,
+                label=None if s in seen else status_words(s))
         seen.add(s)
     if numeric and xs_all.max() >= 10 * xs_all.min():
         ax.set_xscale("log")
@@ -234,7 +262,7 @@ def status_map(ax: Axes, ds: xr.Dataset, xdim: str, hue: str | None) -> None:
         ax.set_yticks([])
     ax.set_ylim(-0.6, (ds.sizes[hue] if hue else 1) - 0.4)
     ax.set_xlabel(label(ds, xdim))
-    ax.legend(loc="best", fontsize=7)
+    place_legend(ax, fontsize=7)
 
 
 def critical_panels(ds: xr.Dataset) -> Figure:
@@ -250,7 +278,7 @@ def critical_panels(ds: xr.Dataset) -> Figure:
         scalar_panel(a[0], ds, star, xdim, None, color="C1", marker="s", ls="none", name=label(ds, star))
         a[0].set_yscale("log")
     a[0].set_ylabel("η")
-    a[0].legend(loc="best")
+    place_legend(a[0])
     a[0].set_title("(a) critical stepsize and bound", loc="left")
     if "ratio" in ds.variables:
         scalar_panel(a[1], ds, "ratio", xdim, None, ls="none")
@@ -269,12 +297,12 @@ def critical_panels(ds: xr.Dataset) -> Figure:
             for s in sorted(set(o[ok].tolist())):
                 sel = ok & (o == s)
                 a[2].plot(n[sel], e[sel], "o", color=colors.get(s, "#0072B2"), markersize=3,
-                          label=None if s in seen else s)
+                          label=None if s in seen else status_words(s))
                 seen.add(s)
         a[2].set_yscale("log")
         a[2].set_xlabel("trial")
         a[2].set_ylabel("η")
-        a[2].legend(loc="best", fontsize=7)
+        place_legend(a[2], fontsize=7)
         a[2].set_title("(c) search trials", loc="left")
     else:
         a[2].set_visible(False)
