@@ -50,7 +50,9 @@ class GDWork(NamedTuple):
     ``w`` (n,): the state W(k), overwritten with the state where a call returns; ``g`` (n,): the second state
     buffer; ``ws``: workspace (`linalg.workspace_size`); ``acc`` (float, `gd.N_ACC`) and ``iacc`` (int64,
     `gd.N_IACC`): running statistics, kept between calls (slots in `dlnsim._kernels.gd`); ``v`` (n,): the
-    velocity of a momentum rule (length 0 without momentum), kept between calls.
+    state of a momentum rule (length 0 without momentum), kept between calls: the previous point of the
+    recurrence for the GD-family kernels (W(0) at the start, `dlnsim._kernels.gd`), the velocity for SGD (zero
+    at the start).
     """
 
     w: np.ndarray

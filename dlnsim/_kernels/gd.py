@@ -16,9 +16,17 @@ and the loss test L - L* <= ``acc[A_LTOL]``.  The first iteration where each hel
 ``stop_early`` the run stops (CONVERGED) at the first iteration where either holds.
 
 Momentum (``rule``, a closure constant: one compiled kernel per rule, the plain one compiling nothing of the
-others): after the fused step writes nxt = w - eta grad, heavy-ball adds beta v (v = the last displacement
-W(k) - W(k-1)) and Nesterov forms v = beta v + (nxt - w) and adds beta v (the look-ahead iterate; see
-`dlnsim.methods`).  With beta = 0 both add exact zeros: the iterates are those of plain GD bit for bit.
+others): the fused step writes x = w - eta grad into the second buffer, and one pass over the state turns it
+into the next iterate, with a third buffer ``v`` holding the previous point of the recurrence instead of a
+velocity (`_momentum_step`): heavy-ball W(k+1) = x + beta (W(k) - W(k-1)) (v holds W(k-1)), Nesterov on the
+look-ahead iterate y(k+1) = x + beta (x - x(k)) with x(k) = y(k-1) - eta grad L(y(k-1)) (v holds x(k); see
+`dlnsim.methods`).  The three buffers then rotate, so the pass reads three vectors and writes one (heavy-ball)
+or reads two and writes one (Nesterov), where a velocity costs an extra write and read; the pass is bound by
+the memory traffic (the 52 kB vectors of the paper's N = 5 network are beyond the first-level cache).  The
+heavy-ball iterates are those of the velocity form bit for bit (beta (W(k) - W(k-1)) is the same product of
+the same numbers).  With beta = 0 both add exact zeros: the iterates are those of plain GD bit for bit.  At
+k = 0 the previous point is W(0) itself (the Python layer passes v = W(0)); a chunk returns with the state in
+``w`` and the previous point in ``v``.
 
 Stop reasons are returned as status codes; nothing is raised from inside the kernel.
 """
@@ -66,9 +74,9 @@ N_IACC = 7
 
 @njit(cache=True, nogil=True)
 def _momentum(rule, beta, cur, nxt, v):
-    """Turn the gradient step nxt = cur - eta grad into the momentum step of ``rule``, updating the velocity
-    ``v`` (heavy-ball: nxt += beta v, v = nxt - cur; Nesterov on the look-ahead iterate: v = beta v +
-    (nxt - cur), nxt += beta v)."""
+    """The velocity form of the momentum step (the SGD kernels, whose state is a velocity): turn the gradient
+    step nxt = cur - eta grad into the momentum step of ``rule``, updating the velocity ``v`` (heavy-ball:
+    nxt += beta v, v = nxt - cur; Nesterov on the look-ahead iterate: v = beta v + (nxt - cur), nxt += beta v)."""
     if rule == HEAVY_BALL:
         for i in range(cur.shape[0]):
             nxt[i] += beta * v[i]
@@ -78,6 +86,26 @@ def _momentum(rule, beta, cur, nxt, v):
             vi = beta * v[i] + (nxt[i] - cur[i])
             v[i] = vi
             nxt[i] += beta * vi
+
+
+@njit(cache=True, nogil=True)
+def _momentum_step(rule, beta, cur, nxt, prv):
+    """Turn the gradient step x = ``nxt`` (cur - eta grad) into the next iterate, in ``prv``, the previous point
+    of the recurrence (heavy-ball: W(k-1), giving x + beta (cur - W(k-1)); Nesterov: x(k), giving
+    x + beta (x - x(k))).  Afterwards the caller rotates the buffers: heavy-ball (prv, cur, nxt) <- (cur, prv,
+    nxt), so the next iterate is the state and ``cur`` the previous point; Nesterov (prv, cur, nxt) <-
+    (nxt, prv, cur), the new x the previous point.  (Slices: unit-stride loops without index checks.)"""
+    n = cur.shape[0]
+    c = cur[:n]
+    x = nxt[:n]
+    p = prv[:n]
+    if rule == HEAVY_BALL:
+        for i in range(n):
+            p[i] = x[i] + beta * (c[i] - p[i])
+    else:
+        for i in range(n):
+            xi = x[i]
+            p[i] = xi + beta * (xi - p[i])
 
 
 @njit(cache=True, nogil=True)
@@ -121,8 +149,9 @@ def _make_gd_chunk(rule: int, name: str, stamp: str = SOURCES) -> Any:
         n_rec = rec_k.shape[0]
         ltol_ex = acc[A_LTOL]
         # The kernel writes the next iterate w - eta grad into the other buffer, and a step swaps the two;
-        # ``cur`` is the state, ``nxt`` the candidate (w stays untouched until a step is taken).
-        cur, nxt = w, g
+        # ``cur`` is the state, ``nxt`` the candidate (w stays untouched until a step is taken).  With momentum a
+        # third buffer ``prv`` holds the previous point of the recurrence, and the three rotate.
+        cur, nxt, prv = w, g, v
         status = RUNNING
         for k in range(k_start, k_stop):
             eta = 0.0
@@ -174,11 +203,25 @@ def _make_gd_chunk(rule: int, name: str, stamp: str = SOURCES) -> Any:
                 break
             acc[A_PREV_EXCESS] = ex
             acc[A_PREV_DEN] = eta * gn2
-            if rule != PLAIN:
-                _momentum(rule, beta, cur, nxt, v)
-            cur, nxt = nxt, cur
+            if rule == PLAIN:
+                cur, nxt = nxt, cur
+            else:
+                _momentum_step(rule, beta, cur, nxt, prv)
+                if rule == HEAVY_BALL:
+                    cur, prv = prv, cur
+                else:
+                    cur, prv, nxt = prv, nxt, cur
             acc[A_T] += eta
-        if cur is not w:
+        if rule != PLAIN:
+            # back to the canonical buffers: the state in w, the previous point in v (g is scratch)
+            if prv is w:
+                _copy_flat(v if cur is g else g, 0, prv, 0, w.shape[0])  # keep it where cur does not lie
+                prv = v if cur is g else g
+            if cur is not w:
+                _copy_flat(w, 0, cur, 0, w.shape[0])
+            if prv is not v:
+                _copy_flat(v, 0, prv, 0, w.shape[0])
+        elif cur is not w:
             _copy_flat(w, 0, cur, 0, w.shape[0])
         return status
 
