@@ -329,3 +329,44 @@ def test_an_outcome_named_like_an_axis_is_no_clash(tmp_path: Path) -> None:
     ds = dlnsim.run_grid(None, ratio_cell, {"ratio": [0.5, 1.5]}, progress=False, executor="serial")
     assert list(ds["ratio"].values) == [0.5, 1.5]
     assert list(ds["y"].values) == [1.0, 3.0]
+
+
+# ------------------------------------------------------------------------------------------ a lost scheduler
+
+
+@pytest.mark.slow
+def test_a_scheduler_lost_mid_run_stops_the_run_and_a_rerun_resumes(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    axes = {"x": list(range(12))}
+    params = {"delay": 0.5}
+    outcome: dict[str, object] = {}
+
+    def sweep_on(address: str) -> None:
+        try:
+            outcome["ds"] = dlnsim.run_grid(tmp_path, slow_echo, axes, params=params, executor="dask",
+                                            scheduler=address, progress=False)
+        except BaseException as exc:  # the test inspects what the run raised
+            outcome["error"] = exc
+
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+    runner = threading.Thread(target=sweep_on, args=(cluster.scheduler_address,), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("cell_*.nc")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob("cell_*.nc")), "no cell finished within 60 s"
+    cluster.close()  # the scheduler and its worker go away mid-run
+    runner.join(120)
+    assert not runner.is_alive(), "the run hangs after its scheduler is gone"
+    error = outcome.get("error")
+    assert isinstance(error, RuntimeError) and "scheduler" in str(error) and "rerun to resume" in str(error), error
+    done = {p.name for p in tmp_path.glob("cell_*.nc")}
+    assert 0 < len(done) < 12  # what finished is kept
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cl:
+        before = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("cell_*.nc")}
+        resumed = dlnsim.run_grid(tmp_path, slow_echo, axes, params=params, executor="dask",
+                                  scheduler=cl.scheduler_address, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("cell_*.nc") if p.name in before} == before
+    whole = dlnsim.run_grid(None, slow_echo, axes, params={"delay": 0.0}, executor="serial", progress=False)
+    np.testing.assert_array_equal(resumed["v"].values, whole["v"].values)
