@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -481,3 +482,165 @@ def test_flow_distance_against_a_stepsize_axis_of_another_name(flow_sweep: xr.Da
     ax = plot.flow_distance(ds, x="eta")
     assert ax.get_xlabel() == "η" and len(finite_lines(ax)) == 2 * 4
     assert plot.standard_panels(ds).axes[2].get_title(loc="left") == "(c) GD − flow against the stepsize"
+
+
+# ------------------------------------------------------------------------------------------------ defaults
+
+
+def test_sweep_facets_of_a_critical_sweep_without_arguments(critical: xr.Dataset) -> None:
+    two_seeds = xr.concat([critical, critical.assign_coords(seed=[1])], dim="seed")
+    fig = plot.sweep_facets(two_seeds, var="eta_crit")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "N" and ax.get_ylabel() == plot.LABELS["eta_crit"]
+    lines = finite_lines(ax)
+    assert len(lines) == 2  # one per seed, over N
+    np.testing.assert_array_equal(lines[0].get_xdata(), critical["N"].values)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["seed = 0", "seed = 1"]
+    fig1 = plot.sweep_facets(critical, var="eta_crit")  # one seed: x is N, no colours
+    assert fig1.axes[0].get_xlabel() == "N" and len(finite_lines(fig1.axes[0])) == 1
+
+
+def test_sweep_facets_of_one_number_per_run_picks_x_panels_and_colours(sweep: xr.Dataset) -> None:
+    fig = plot.sweep_facets(sweep, "final_loss")
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title(loc="left") for ax in visible] == ["N = 2", "N = 3"]
+    assert visible[0].get_xlabel() == "η/η*"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["seed = 0", "seed = 1"]
+
+
+def test_sweep_facets_error_names_the_dims_when_no_x_is_left(sweep: xr.Dataset) -> None:
+    with pytest.raises(ValueError, match=r"^x: .*every one of the grid dims \['N', 'eta_factor', 'seed'\]") as err:
+        plot.sweep_facets(sweep, "final_loss", row="N", col="eta_factor", hue="seed")
+    assert "use []" not in str(err.value)
+    with pytest.raises(ValueError, match=r"the grid dims are \['N', 'eta_factor', 'seed'\], row, col, hue use \['N'\]"):
+        plot.sweep_facets(sweep, "final_loss", col="N", x="N")
+
+
+@pytest.mark.parametrize("name", ["critical_stepsize", "fig1_constant"])
+def test_sweep_facets_default_on_archived_study_files(name: str) -> None:
+    path = Path(__file__).resolve().parent.parent / "data" / f"{name}.nc"
+    ds = dlnsim.load(path)
+    var = "eta_crit" if "eta_crit" in ds.variables else "final_loss"
+    fig = plot.sweep_facets(ds, var)
+    assert finite_lines(fig.axes[0])
+
+
+# ------------------------------------------------------------------------------------------------ titles
+
+
+def test_titles_are_words(gd: xr.Dataset, gd_diverged: xr.Dataset, sweep: xr.Dataset,
+                          critical: xr.Dataset) -> None:
+    assert plot.standard_panels(gd)._suptitle.get_text() == (  # type: ignore[union-attr]
+        "gradient descent on a depth-3 linear network: iteration budget reached at k = 2000")
+    k_stop = int(gd_diverged["stop_iteration"])
+    assert plot.standard_panels(gd_diverged)._suptitle.get_text().endswith(  # type: ignore[union-attr]
+        f": diverged at k = {k_stop}")
+    fig = plot.standard_panels(sweep)
+    title = fig._suptitle.get_text()  # type: ignore[union-attr]
+    assert title.startswith("12 runs over N ∈ {2, 3}, η/η* ∈ {0.5, 2, 50}, seed ∈ {0, 1} (")
+    assert "max_iter" not in title and "dlnsim grid" not in title and "_" not in title
+    texts_of_legends = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    assert not any("_" in t for t in texts_of_legends)  # statuses in words in the status map
+    crit_title = plot.standard_panels(critical)._suptitle.get_text()  # type: ignore[union-attr]
+    assert crit_title.startswith("critical constant stepsize over N ∈ {2, 3}, seed = 0")
+    outcomes = [t.get_text() for t in plot.standard_panels(critical).axes[2].get_legend().get_texts()]
+    assert "not_converged" not in outcomes
+
+
+def test_figure_title_of_a_grid_point_and_of_a_study_file(sweep: xr.Dataset) -> None:
+    from dlnsim.plot._standard import figure_title
+
+    point = sweep.sel(N=3, eta_factor=2.0, seed=0)
+    assert figure_title(point) == "gradient descent on a depth-3 linear network: iteration budget reached at k = 300"
+    fig1 = dlnsim.load(Path(__file__).resolve().parent.parent / "data" / "fig1_constant.nc")
+    assert figure_title(fig1).startswith("study fig1_constant: 15 runs over case ∈ {")
+
+
+def test_axis_labels_from_long_name_and_units() -> None:
+    ds = xr.Dataset({"gap": ("k", [1.0, 2.0], {"long_name": "distance to the start", "units": "m"}),
+                     "other": ("k", [1.0, 2.0], {"long_name": "x" * 41, "units": "1"})})
+    assert plot.label(ds, "gap") == "distance to the start [m]"
+    assert plot.label(ds, "other") == "other"  # a long_name too long for an axis
+    assert plot.label(ds, "gap", long_name=False) == "gap [m]"
+
+
+# ------------------------------------------------------------------------------------------------ ticks
+
+
+def test_descent_ratio_symlog_axis_has_readable_ticks(gd: xr.Dataset) -> None:
+    ratio = gd["descent_ratio"].copy()
+    ok = np.isfinite(ratio.values)
+    ratio.values[ok] = np.linspace(1.0, -0.3, int(ok.sum()))  # the loss rose by a little at the end
+    fig = plot.theory_panel(gd.assign(descent_ratio=ratio))
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "symlog"
+    fig.draw_without_rendering()
+    ticks = [t for t in ax.get_yticks() if ax.get_ylim()[0] <= t <= ax.get_ylim()[1]]
+    labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert len(ticks) >= 4, labels
+    assert "0" in labels and "1" in labels and any(t.startswith("−") for t in labels), labels
+    boxes = sorted((t.get_window_extent() for t in ax.get_yticklabels() if t.get_text()), key=lambda b: b.y0)
+    assert all(a.y1 <= b.y0 + 0.5 for a, b in itertools.pairwise(boxes))  # no two labels overlap
+
+
+def test_descent_ratio_ticks_over_many_decades(gd_diverged: xr.Dataset) -> None:
+    fig = plot.theory_panel(gd_diverged)
+    ax = fig.axes[0]
+    fig.draw_without_rendering()
+    boxes = sorted((t.get_window_extent() for t in ax.get_yticklabels() if t.get_text()), key=lambda b: b.y0)
+    assert len(boxes) >= 4
+    assert all(a.y1 <= b.y0 + 0.5 for a, b in itertools.pairwise(boxes))
+
+
+# ------------------------------------------------------------------------------------------------ legends
+
+
+def _points_under(ax: Axes, box: Any) -> int:
+    """Line vertices of ``ax`` (display space) inside ``box``."""
+    n = 0
+    for line in ax.lines:
+        pts = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        n += int(np.sum((pts[:, 0] >= box.x0) & (pts[:, 0] <= box.x1) & (pts[:, 1] >= box.y0)
+                        & (pts[:, 1] <= box.y1)))
+    return n
+
+
+def test_legend_covers_no_data_or_goes_outside() -> None:
+    rng = np.random.default_rng(0)
+    k = np.arange(300)
+    loss = np.exp(rng.uniform(-8, 2, (8, k.size)))  # noise filling the whole axes: no free corner
+    ds = xr.Dataset({"loss": (("seed", "k"), loss)}, coords={"seed": np.arange(8), "k": k})
+    ax = plot.loss(ds, hue="seed")
+    fig = ax.get_figure(root=True)
+    assert fig is not None
+    fig.draw_without_rendering()
+    box = ax.get_legend().get_window_extent()
+    assert box.x0 >= ax.get_window_extent().x1  # moved to the right of the axes
+    assert _points_under(ax, box) == 0
+
+
+def test_legend_inside_where_it_is_free(gd: xr.Dataset, sweep: xr.Dataset) -> None:
+    for ax in (plot.loss(sweep), plot.flow_distance(sweep.assign(flow_distance=sweep["loss"]))):
+        fig = ax.get_figure(root=True)
+        assert fig is not None
+        fig.draw_without_rendering()
+        assert _points_under(ax, ax.get_legend().get_window_extent()) == 0
+
+
+def test_sweep_facets_legend_is_outside_every_panel(sweep: xr.Dataset) -> None:
+    fig = plot.sweep_facets(sweep)
+    fig.draw_without_rendering()
+    (leg,) = fig.legends
+    box = leg.get_window_extent()
+    for ax in fig.axes:
+        a = ax.get_window_extent()
+        assert box.x0 >= a.x1 or box.y1 <= a.y0  # right of or below each panel
+
+
+def test_flow_time_is_named_in_one_place() -> None:
+    from dlnsim.plot import _data, _runs, _standard, _style, _sweeps
+
+    assert _style.FLOW_TIME in _data._SERIES
+    for module in (_data, _runs, _standard, _sweeps):  # only _style spells the flow's time dim
+        assert '"time"' not in Path(str(module.__file__)).read_text(), module.__name__

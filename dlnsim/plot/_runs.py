@@ -180,26 +180,36 @@ def theory_panel(ds: xr.Dataset, bound: StepsizeBound | None = None, axes: Seque
 
 
 def _symlog_ticks(lo: float, hi: float, thresh: float) -> list[float]:
-    """Ticks of a symlog axis over [lo, hi] that is linear within ``thresh`` of 0: 0, +-``thresh`` when the data
-    reach past it, the powers of ten beyond it (at most four a side, thinned evenly), and the value of one
-    significant digit at the data's end on a side that spans no power of ten."""
-    ticks = {0.0}
+    """Ticks of a symlog axis over [lo, hi] that is linear within ``thresh`` of 0: 0, the powers of ten beyond
+    ``thresh``, +-``thresh`` and the value of one significant digit at the data's end, in that order of
+    preference, each kept only when it lies at least 12 % of the axis from the ticks kept before it (so that no
+    two labels overlap, whatever the range)."""
+    from matplotlib.scale import SymmetricalLogTransform
+
+    tr = SymmetricalLogTransform(10, thresh, 1.0)
+
+    def pos(v: float) -> float:
+        return float(tr.transform(np.array([[v]]))[0, 0])
+
+    ends = [v for v in (lo, hi) if math.isfinite(v)]
+    span = max([*ends, thresh])
+    span_lo = min([*ends, -thresh])
+    gap = 0.12 * max(pos(span) - pos(span_lo), 1e-12)
+    powers: list[float] = []
+    extra: list[float] = []
     for sign, end in ((1.0, hi), (-1.0, -lo)):
         if not end > 0 or not math.isfinite(end):
             continue
-        if end <= thresh:  # within the linear part
-            ticks.add(sign * _one_digit(end))
-            continue
-        ticks.add(sign * thresh)
-        e0, e1 = math.floor(math.log10(thresh)) + 1, math.floor(math.log10(end))
-        powers = [10.0**e for e in range(e0, e1 + 1) if 10.0**e >= 3.0 * thresh]
-        if len(powers) > 4:
-            step = math.ceil(len(powers) / 4)
-            powers = powers[::-1][::step][::-1]
-        ticks.update(sign * v for v in powers)
-        if not powers and _one_digit(end) >= 3.0 * thresh:
-            ticks.add(sign * _one_digit(end))
-    return sorted(ticks)
+        if end > thresh:
+            e0, e1 = math.floor(math.log10(thresh)) + 1, math.floor(math.log10(end))
+            powers += [sign * 10.0**e for e in range(e1, e0 - 1, -1)]  # largest first
+            extra.append(sign * thresh)
+        extra.append(sign * _one_digit(end))
+    kept: list[float] = [0.0]
+    for v in [*powers, *extra]:
+        if all(abs(pos(v) - pos(k)) >= gap for k in kept):
+            kept.append(v)
+    return sorted(kept)
 
 
 def _one_digit(v: float) -> float:

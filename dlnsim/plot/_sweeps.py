@@ -200,8 +200,10 @@ def sweep_facets(ds: xr.Dataset, var: str = "loss", row: str | None = None, col:
         handles, texts = axes.flat[0].get_legend_handles_labels()
         if handles:  # one legend for every panel, outside them: it covers no data
             wide = len(handles) > 8 or max(len(t) for t in texts) > 18
+            entry = 0.45 + 0.06 * max(len(t) for t in texts)  # inches, at the legend's 7.5 pt
+            fits = max(1, int(fig.get_figwidth() // entry))
             fig.legend(handles, texts, loc="outside lower center" if wide else "outside right upper",
-                       ncols=min(len(handles), 4) if wide else 1)
+                       ncols=min(len(handles), fits) if wide else 1)
     return fig
 
 
