@@ -102,8 +102,8 @@ SGD_FACTOR = 1.25
 #: SGD evaluates the full loss (and its convergence tests) only at record points: every SGD_CHECK steps
 SGD_CHECK = 20
 
-#: sampling of the open-question runs (with replacement: its batches cost nothing to draw; reshuffling draws a
-#: permutation generator per epoch, which dominates long runs with large b)
+#: sampling of the open-question runs (with replacement: one generator per 1024 steps, where reshuffling needs a
+#: permutation of the m samples per epoch)
 OQ_SAMPLING = "replacement"
 OQ_CASES = ("eta_star", "10_eta_star", "100_eta_star", "0.9_eta_crit")
 OQ_T = 60.0

@@ -124,6 +124,57 @@ def test_sgd_with_all_samples_is_gd(N: int, seed: int) -> None:
     np.testing.assert_allclose(sgd.loss.values, gd.loss.values, rtol=0, atol=1e-13 * float(gd.loss[0]))
 
 
+@pytest.mark.parametrize("rule", ["heavy_ball", "nesterov"])
+def test_momentum_runs_do_not_depend_on_the_chunks(rule: str) -> None:
+    """The momentum kernels rotate three buffers; a chunk ends with the state and the previous point back in
+    place, so one step per chunk (a record at every step) gives the iterates of one chunk bit for bit."""
+    problem, W0 = _small(3, 2)
+    eta = _eta(problem, W0)
+    method = dlnsim.HeavyBall(beta=0.7) if rule == "heavy_ball" else dlnsim.Nesterov(beta=0.7)
+    for n in (149, 150, 151):  # every phase of the rotation at the end
+        one = dlnsim.run_gd(problem, W0, eta, n, record=dlnsim.Record([n], final_weights=True), method=method)
+        every = dlnsim.run_gd(problem, W0, eta, n, record=dlnsim.Record("all", final_weights=True), method=method)
+        assert float(one.loss[-1]) == float(every.loss[-1])
+        for a, b in zip(dlnsim.weights_from(one), dlnsim.weights_from(every), strict=True):
+            assert np.array_equal(a, b)
+
+
+def _pivot_problem(seed: int) -> tuple[dlnsim.Problem, list[np.ndarray]]:
+    """A network whose narrowest layer (width 2) is in the middle: widths 5, 4, 2, 3, 6."""
+    rng = np.random.default_rng(seed)
+    widths = [5, 4, 2, 3, 6]
+    X = rng.standard_normal((5, 20))
+    Y = rng.standard_normal((6, 5)) @ X
+    W0 = [0.5 * rng.standard_normal((widths[j + 1], widths[j])) for j in range(4)]
+    return dlnsim.Problem(X, Y), W0
+
+
+@pytest.mark.parametrize(("beta", "nesterov"), [(0.0, False), (0.5, False), (0.5, True)])
+def test_sgd_through_a_middle_pivot_against_numpy(beta: float, nesterov: bool) -> None:
+    """The SGD step of loops through a width-2 layer with layers on both sides of it (both chains)."""
+    problem, W0 = _pivot_problem(0)
+    eta = 0.1 * _eta(problem, W0)
+    method = dlnsim.SGD(batch_size=3, seed=2, beta=beta, nesterov=nesterov)
+    ds = dlnsim.run_gd(problem, W0, eta, 100, record="all", method=method)
+    ref = _reference(problem, W0, eta, 100, "nesterov" if nesterov else "heavy_ball", beta,
+                     batches=method.batches(problem.m, 0, 100))
+    np.testing.assert_allclose(ds.loss.values, ref, rtol=1e-10, atol=1e-13 * ref[0])
+
+
+def test_reshuffled_batches_follow_their_definition() -> None:
+    """Epoch e is cut from the (e mod 64)-th permutation(m) of default_rng([seed, e // 64]) (`SGD.batches`)."""
+    m, b, seed = 23, 5, 7
+    per_epoch = m // b
+    rule = dlnsim.SGD(batch_size=b, seed=seed)
+    got = rule.batches(m, 250, 700)  # epochs 62..174: three generators
+    for k in range(250, 700):
+        e, s = divmod(k, per_epoch)
+        rng = np.random.default_rng([seed, e // 64])
+        for _ in range(e % 64 + 1):
+            perm = rng.permutation(m)
+        assert np.array_equal(got[k - 250], perm[s * b : (s + 1) * b])
+
+
 def test_batches_are_seeded_and_chunk_independent() -> None:
     for sampling in ("reshuffle", "replacement"):
         rule = dlnsim.SGD(batch_size=7, seed=11, sampling=sampling)

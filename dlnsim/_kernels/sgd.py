@@ -18,9 +18,10 @@ step is `_narrow_step`: loops that make two passes over the factors and one over
 
 So a step costs about 10 n + 12 b (d_0 + d_N) flops (n = sum_j d_j d_{j-1} weights) and reads the factors
 twice: linear in the batch size b, the weights' share independent of it.  On the paper's N = 5 network
-(n = 6480, d_0 = d_N = 70) that is 65 kflop + 1.7 kflop per sample; measured about 5 us for b = 16 and
-8 us for b = 64 on one core of the machine of the benchmarks, against about 16 us for b = 16 through the
-general kernel (dgemm calls of a side 2, whose set-up dominates at these sizes).  Other layouts (a pivot
+(n = 6480, d_0 = d_N = 70) that is 65 kflop + 1.7 kflop per sample; measured on one core of a shared 2-core
+AMD EPYC: 6.3 us at b = 1, 8 us at b = 16, 12 us at b = 64, 24 us at b = m = 210 (about 6 us + 0.09 us per
+sample), against 17 us for b = 16 by copying the batch (2 us) and calling the general kernel (15 us: dgemm
+calls with a side of 2, whose set-up dominates at these sizes).  Other layouts (a pivot
 wider than 2, or at the input or output) copy the batch into ``xb``, ``yb`` (O((d_0 + d_N) b)) and make the
 fused step of the full-batch kernel on it: `linalg._loss_grad_norm` with R^T = X_B and F = Y_B costs
 O(d_p sum_j d_j d_{j-1}) for the chains plus O((d_p + d_N) d_0 b) for the products with the data.
