@@ -6,8 +6,9 @@ section) and writes docs/results.md (the full results: every study's text, figur
 
 Every number of the text goes through a `Numbers` collector, which formats it from a value read from the data and
 remembers the pair: tests/test_results_numbers.py renders both texts again, compares them with README.md and
-docs/results.md, and checks each number against the data.  The template itself holds no number other than equation, theorem and figure
-references and the exponents of formulas (the test renders it with every number blanked out and looks).
+docs/results.md, and checks each number against the data.  The template itself holds no number other than
+equation, theorem and figure references and the exponents of formulas (the test renders it with every number
+blanked out and looks).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The examples and the README's Python code run as written, each in a fresh interpreter in a temporary directory.
+"""The examples, the README's and the how-to guides' Python code run as written, each in a fresh interpreter in a
+temporary directory.
 
 Each script runs in a subprocess with the temporary directory as its working directory (so whatever it writes
 lands there) and a non-interactive matplotlib backend.  The environment is inherited, so ``NUMBA_CACHE_DIR``
@@ -6,7 +7,8 @@ lands there) and a non-interactive matplotlib backend.  The environment is inher
 
 Timing on the 2-core development machine with a warm Numba cache: 01 and 04 take about 4 s each and run in
 the default test run; 02 (compiles the flow integrator on an empty cache, about a minute), 03 (about 15 s)
-and the README tour (about 30 s, most of it the critical-stepsize sweep) are marked slow.
+and the README tour (a few seconds) are marked slow, as are the how-to guides (docs/howto/*.md, 10 to 30 s each;
+their blocks that need a running dask scheduler are only compiled).
 """
 
 from __future__ import annotations
@@ -86,5 +88,40 @@ def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
     """Every ```python block of the README, each as its own script, in order, in one working directory."""
     for i, code in enumerate(readme_python_blocks()):
         script = tmp_path / f"readme_block_{i}.py"
+        script.write_text(code, encoding="utf-8")
+        _run(script, tmp_path)
+
+
+HOWTOS = sorted((ROOT / "docs" / "howto").glob("*.md"))
+#: a block that needs something a test machine does not have (a dask cluster at a placeholder address)
+NEEDS_CLUSTER = "SCHEDULER-HOST"
+
+
+def python_blocks(path: Path) -> list[str]:
+    """The fenced ```python blocks of a Markdown file, in order."""
+    text = path.read_text(encoding="utf-8")
+    return re.findall(r"^```python[ \t]*\n(.*?)^```[ \t]*$", text, flags=re.S | re.M)
+
+
+def test_howto_blocks_compile() -> None:
+    pages = [p for p in HOWTOS if p.name != "index.md"]
+    assert len(pages) >= 4, [p.name for p in HOWTOS]
+    for page in pages:
+        blocks = python_blocks(page)
+        assert blocks, f"{page.name} has no ```python block"
+        for i, code in enumerate(blocks):
+            compile(code, f"{page.name}[{i}]", "exec")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [pytest.param(p, id=p.stem) for p in HOWTOS if p.name != "index.md"])
+def test_howto_runs_as_written(page: Path, tmp_path: Path) -> None:
+    """Every runnable ```python block of a how-to page, each as its own script, in order, in one directory."""
+    for i, code in enumerate(python_blocks(page)):
+        if NEEDS_CLUSTER in code:
+            continue
+        if "distributed" in code:
+            pytest.importorskip("distributed")
+        script = tmp_path / f"{page.stem}_{i}.py"
         script.write_text(code, encoding="utf-8")
         _run(script, tmp_path)
