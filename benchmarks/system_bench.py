@@ -1,4 +1,5 @@
-"""Compile time (fresh process, empty Numba cache / warm cache) and peak memory of a 10^6-step run.
+"""Start-up time (``import dlnsim``, ``dlnsim --version``), compile time (fresh process, empty Numba cache /
+warm cache) and peak memory of a 10^6-step run.
 
 Each measurement runs in its own subprocess so that nothing is already imported or compiled.
 """
@@ -7,11 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
+
+#: start-up targets (seconds, the median wall time of a fresh process with warm caches)
+STARTUP_TARGETS = {"import dlnsim": 0.5, "dlnsim --version": 0.3}
 
 FIRST_CALL = """
 import time, json, resource
@@ -68,8 +74,35 @@ def _py(code: str, env: dict[str, str]) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+def _command(what: str) -> list[str]:
+    """The command line of a start-up case: the interpreter importing dlnsim, or the ``dlnsim`` console script
+    next to the interpreter (``python -m dlnsim`` when there is none)."""
+    if what == "import dlnsim":
+        return [sys.executable, "-c", "import dlnsim"]
+    script = Path(sys.executable).parent / "dlnsim"
+    return [str(script), "--version"] if script.is_file() else [sys.executable, "-m", "dlnsim", "--version"]
+
+
+def startup(repeats: int = 7) -> list[dict[str, Any]]:
+    """Wall time of ``import dlnsim`` and of ``dlnsim --version``, each a fresh process: one run to warm the
+    caches (bytecode, files), then the median of ``repeats`` runs (with the fastest and slowest)."""
+    rows = []
+    for what, target in STARTUP_TARGETS.items():
+        cmd = _command(what)
+        subprocess.run(cmd, capture_output=True, check=True)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, check=True)
+            times.append(time.perf_counter() - t0)
+        rows.append({"case": f"startup: {what} (warm, median of {repeats} processes)",
+                     "seconds": statistics.median(times), "min_s": min(times), "max_s": max(times),
+                     "target": f"<= {target:g} s", "target_s": target})
+    return rows
+
+
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = startup(repeats=3 if quick else 7)
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
         cold = _py(FIRST_CALL, env)
