@@ -496,8 +496,9 @@ def test_sweep_facets_of_a_critical_sweep_without_arguments(critical: xr.Dataset
     assert len(lines) == 2  # one per seed, over N
     np.testing.assert_array_equal(lines[0].get_xdata(), critical["N"].values)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["seed = 0", "seed = 1"]
-    fig1 = plot.sweep_facets(critical, var="eta_crit")  # one seed: x is N, no colours
+    fig1 = plot.sweep_facets(critical)  # eta_crit by default; one seed: x is N, no colours
     assert fig1.axes[0].get_xlabel() == "N" and len(finite_lines(fig1.axes[0])) == 1
+    assert fig1.axes[0].get_ylabel() == plot.LABELS["eta_crit"]
 
 
 def test_sweep_facets_of_one_number_per_run_picks_x_panels_and_colours(sweep: xr.Dataset) -> None:
@@ -644,3 +645,13 @@ def test_flow_time_is_named_in_one_place() -> None:
     assert _style.FLOW_TIME in _data._SERIES
     for module in (_data, _runs, _standard, _sweeps):  # only _style spells the flow's time dim
         assert '"time"' not in Path(str(module.__file__)).read_text(), module.__name__
+
+
+def test_narrow_log_axis_of_one_number_per_run_has_plain_ticks() -> None:
+    ds = dlnsim.load(Path(__file__).resolve().parent.parent / "data" / "critical_stepsize.nc")
+    fig = plot.standard_panels(ds)
+    ax = fig.axes[1]  # eta_crit / eta*: between about 300 and 5000
+    fig.draw_without_rendering()
+    lo, hi = ax.get_ylim()
+    shown = [t.get_text() for t, v in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True) if lo <= v <= hi]
+    assert len(shown) >= 3 and all(t.replace("0", "").isdigit() for t in shown), shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,7 +28,8 @@ def _kind(ds: xr.Dataset) -> str:
     if name is None or sdim is None:
         if "eta_crit" in ds.variables:
             return "critical"
-        raise ValueError("ds: not a dlnsim result (no loss over k or time, no eta_crit)")
+        raise ValueError("ds: not a dlnsim result standard_panels knows (no loss over k or time, no eta_crit); "
+                         "draw one of its variables with sweep_facets(ds, var=...)")
     if grid_dims(ds[name]):
         return "sweep"
     if sdim == FLOW_TIME:
@@ -85,8 +87,8 @@ def standard_panels(ds: xr.Dataset, *, x: Literal["k", "t"] | None = None) -> Fi
             for ax, letter in zip(axes[1], "def", strict=True):
                 ax.set_title(f"({letter}) " + ax.get_title(loc="left")[4:], loc="left")
         title = figure_title(ds, kind)
-        if title:
-            fig.suptitle(title, fontsize=9)
+        if title:  # wrapped to the figure's width (about 14 characters an inch at 9 pt)
+            fig.suptitle(textwrap.fill(title, width=max(40, int(13 * fig.get_figwidth()))), fontsize=9)
     return fig
 
 

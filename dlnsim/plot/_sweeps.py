@@ -16,6 +16,7 @@ from dlnsim.plot._data import (
     check_dim,
     default_hue,
     draw_series,
+    find_var,
     fmt_value,
     get_var,
     grid_dims,
@@ -23,7 +24,14 @@ from dlnsim.plot._data import (
     series_dim,
     xy_of,
 )
-from dlnsim.plot._style import label, legends_checked, place_legend, status_words, style, subplots
+from dlnsim.plot._style import (
+    label,
+    legends_checked,
+    place_legend,
+    status_words,
+    style,
+    subplots,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -126,6 +134,11 @@ def scalar_panel(ax: Axes, ds: xr.Dataset, var: str, xdim: str, hue: str | None,
         ax.set_xscale("log")
     if finite.size and finite.min() > 0 and finite.max() >= 10 * finite.min():
         ax.set_yscale("log")
+        if finite.max() < 100 * finite.min():  # a narrow log axis: 200, 500, 1000 rather than one power of ten
+            from matplotlib.ticker import FuncFormatter, LogLocator
+
+            ax.yaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     if not numeric:
         ax.set_xticks(xs, [str(v) for v in values])
     elif values.dtype.kind in "iu":
@@ -135,7 +148,7 @@ def scalar_panel(ax: Axes, ds: xr.Dataset, var: str, xdim: str, hue: str | None,
     ax.set_ylabel(label(ds, str(da.name)))
 
 
-def sweep_facets(ds: xr.Dataset, var: str = "loss", row: str | None = None, col: str | None = None,
+def sweep_facets(ds: xr.Dataset, var: str | None = None, row: str | None = None, col: str | None = None,
                  hue: str | None = None, *, x: str | None = None) -> Figure:
     """One panel per value of ``row`` × ``col`` of a combined sweep, one line per remaining grid point.
 
@@ -143,21 +156,27 @@ def sweep_facets(ds: xr.Dataset, var: str = "loss", row: str | None = None, col:
     ----------
     ds : xarray.Dataset
         A combined grid (`dlnsim.sweep`, `dlnsim.open_sweep`, `dlnsim.combine_runs`), dims such as ``N``,
-        ``eta``, ``seed`` besides ``k``.
-    var : str
+        ``eta``, ``seed`` besides ``k``, or a critical-stepsize sweep (`dlnsim.critical_sweep`, dims ``N``,
+        ``seed``, ...).
+    var : str, optional
         A variable over ``k`` or ``time`` (drawn against k + 1 or t, as in `loss`), or one number per grid
         point (``final_loss``, ``min_descent_ratio``, ``eta_crit``, ...) drawn against the grid dim ``x``.
+        Default: ``loss`` (a sweep), else ``eta_crit`` (a critical-stepsize sweep).
     row, col, hue : str, optional
         Grid dims of the panel rows, panel columns (wrapped after 4 without ``row``) and colours.  With none
-        given: ``col="N"`` and ``hue="eta"`` when they vary.
+        given, for a series: ``col="N"`` and ``hue="eta"`` when they vary; for one number per grid point:
+        panels over ``N`` (when another dim varies besides x), colours over the next dim that varies.
     x : str, optional
-        For a series: "k" or "t".  For one number per grid point: the grid dim of the x axis (default ``eta``,
-        else the first dim not used by row, col, hue).
+        For a series: "k" or "t".  For one number per grid point: the grid dim of the x axis, one not used by
+        row, col, hue (default: the stepsize dim ``eta`` / ``eta_factor``, else ``N``, else the first that
+        varies).  A ValueError names the grid dims when none is left.
 
     Returns
     -------
     matplotlib Figure
     """
+    if var is None:
+        var = "eta_crit" if find_var(ds, "loss") is None and "eta_crit" in ds.variables else "loss"
     da = get_var(ds, var, "var")
     dims = grid_dims(da)
     if not dims:
@@ -281,7 +300,7 @@ def critical_panels(ds: xr.Dataset) -> Figure:
         a[0].set_yscale("log")
     a[0].set_ylabel("η")
     place_legend(a[0])
-    a[0].set_title("(a) critical stepsize and bound", loc="left")
+    a[0].set_title(r"(a) $\eta_{\rm crit}$ and the bound $\eta^*$", loc="left")
     if "ratio" in ds.variables:
         scalar_panel(a[1], ds, "ratio", xdim, None, ls="none")
         a[1].set_title(f"(b) {label(ds, 'ratio')}", loc="left")
