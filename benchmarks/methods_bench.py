@@ -2,9 +2,9 @@
 
 Both groups time the steps, not a run's fixed costs: the runs go through `dlnsim.runs.gd.solve_gd` (what
 `dlnsim.run_gd` calls before building its Dataset) with the section-5 bound passed in and no state
-diagnostics, so the bound of the start, the SVDs at the record point and the Dataset (about 10 ms a run on
-the machine of the README table, against 40-150 ms of steps) are left out; CPU time (``time.process_time``)
-is measured, which a loaded machine disturbs less than wall time.
+diagnostics, so the bound of the start, the SVDs at the record point and the Dataset (about 10 ms a run,
+against 30-200 ms of steps, on a shared 2-core machine) are left out; CPU time (``time.process_time``) is
+measured, which a loaded machine disturbs less than wall time.
 
 * ``momentum``: `dlnsim.HeavyBall` / `dlnsim.Nesterov` (beta = 0.9) against plain GD on the paper setup
   (N = 2, 3, 5, seed 0, one record at the end), the same number of steps; ``pairs`` rounds, each timing GD,
