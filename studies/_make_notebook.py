@@ -67,8 +67,7 @@ CELLS = [
         "from pathlib import Path\n\n"
         "import matplotlib.pyplot as plt\n"
         "import numpy as np\n"
-        "import xarray as xr\n\n"
-        "import dlnsim\n\n\n"
+        "import xarray as xr\n\n\n"
         + inspect.getsource(find_data)
         + "\n\n"
         "DATA = find_data()\n"

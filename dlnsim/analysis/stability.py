@@ -3,9 +3,10 @@
 Near a minimiser W* of L^N, GD with a constant stepsize eta is the linear map v -> (I - eta H) v on the
 deviation, H = Hess L^N(W*).  It is stable when the sharpness lambda_max(H) is at most 2/eta, so GD cannot
 converge to a minimiser sharper than 2/eta (apart from a set of starts of measure zero).  This module gives
-the sharpness of the balanced minimisers and the minimiser the gradient flow reaches; ``dlnsim.analysis.minima`` gives
-the flattest minimiser with a given product, and ``dlnsim.analysis.critical`` a critical-stepsize search whose convergence
-criterion includes the stability condition (`dlnsim.stable_critical_stepsize`, re-exported here).
+the sharpness of the balanced minimisers and the minimiser the gradient flow reaches;
+``dlnsim.analysis.minima`` gives the flattest minimiser with a given product, and ``dlnsim.analysis.critical`` a
+critical-stepsize search whose convergence criterion includes the stability condition
+(`dlnsim.stable_critical_stepsize`, re-exported here).
 
 Sharpness at a balanced global minimiser (closed form, `balanced_minimum_sharpness`)
 ------------------------------------------------------------------------------------
