@@ -125,3 +125,13 @@ def test_howto_runs_as_written(page: Path, tmp_path: Path) -> None:
         script = tmp_path / f"{page.stem}_{i}.py"
         script.write_text(code, encoding="utf-8")
         _run(script, tmp_path)
+
+
+def test_readme_is_short_and_its_links_exist() -> None:
+    """The README stays an overview (at most 150 lines), and every relative link in it names an existing file."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 150, len(text.splitlines())
+    links = re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", text)
+    assert links
+    missing = [link for link in links if not (ROOT / link).is_file()]
+    assert not missing, f"README.md links to missing files: {missing}"
