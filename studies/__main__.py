@@ -34,7 +34,7 @@ EXECUTORS = ("threads", "processes", "dask", "serial")
 #: expensive studies start first, so that the cheap ones fill the cores at the end
 COST = {"fig1_constant": 52, "fig2_decreasing": 102, "balancedness_drift": 30, "gd_vs_flow": 51,
         "critical_stepsize": 27, "limit_rank": 64, "stability_threshold": 92, "regime_map": 107,
-        "out_of_sample": 17, "bound_tightness": 60, "theorems": 35, "step_rules": 80}
+        "out_of_sample": 17, "bound_tightness": 60, "theorems": 41, "step_rules": 74}
 REPO = Path(__file__).resolve().parent.parent
 
 
