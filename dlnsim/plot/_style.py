@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -16,6 +17,7 @@ import xarray as xr
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.legend import Legend
 
 
 #: matplotlib rcParams of dlnsim figures (9 pt text, for a 7 in wide page)
@@ -160,6 +162,8 @@ def legend_outside(ax: Axes, **kwargs: Any) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, **kwargs)
 
 
+#: the legends of `place_legend` (which may move out of their axes) and their keywords
+_MOVABLE: weakref.WeakKeyDictionary[Legend, dict[str, Any]] = weakref.WeakKeyDictionary()
 #: the figures whose legends are checked when the outermost `legends_checked` context ends (None: no context)
 _PENDING: ContextVar[list[Figure] | None] = ContextVar("dlnsim_plot_pending_legends", default=None)
 
@@ -173,7 +177,7 @@ def place_legend(ax: Axes, **kwargs: Any) -> None:
     if "handles" not in kwargs and not ax.get_legend_handles_labels()[0]:
         return
     leg = ax.legend(loc="best", **kwargs)
-    leg._dlnsim_kwargs = kwargs  # type: ignore[attr-defined]  # marks a legend that may move out
+    _MOVABLE[leg] = kwargs
     fig = ax.get_figure(root=True)
     if fig is None:
         return
@@ -202,15 +206,14 @@ def legends_checked() -> Iterator[None]:
 
 def fix_legends(fig: Figure) -> None:
     """Draw ``fig`` once (no output) and move each legend of `place_legend` that covers data outside its axes."""
-    axes = [ax for ax in fig.axes if ax.get_legend() is not None
-            and getattr(ax.get_legend(), "_dlnsim_kwargs", None) is not None]
+    axes = [ax for ax in fig.axes if ax.get_legend() is not None and ax.get_legend() in _MOVABLE]
     if not axes:
         return
     fig.draw_without_rendering()
     for ax in axes:
         leg = ax.get_legend()
         if leg is not None and covers_data(ax, leg.get_window_extent()):
-            kwargs = leg._dlnsim_kwargs  # type: ignore[attr-defined]
+            kwargs = _MOVABLE.pop(leg)
             leg.remove()
             legend_outside(ax, **kwargs)
 
