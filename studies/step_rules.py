@@ -9,7 +9,7 @@ iff eta < 2/lambda (GD), 2 (1 + beta)/lambda (heavy-ball, Polyak 1964), 2 (1 + b
 the least-squares product (`dlnsim.analysis.minima.flattest_minimum`; GD's eta_crit sits at its 2/lambda on this
 instance, studies/stability_threshold.py).  The measurement: eta_crit by the search of `dlnsim.critical_stepsize`
 (its criterion: a run of at most ``n_iter`` steps converges when it does not diverge and ends with
-L - L* <= loss_tol (L(0) - L*)), bracketed by [pred/64, 1.02 pred] (walks outward when that does not bracket),
+L - L* <= min(loss_tol (L(0) - L*), Delta/2), Delta = `dlnsim.analysis.critical.saddle_gap`), bracketed by [pred/64, 1.02 pred] (walks outward when that does not bracket),
 then the end point of the run at eta_crit is checked for linear stability against the *rule's* limit,
 eta_crit <= rule.stability_limit(lambda_max(end)) (`dlnsim.analysis.critical.stable_critical_stepsize` checks
 lambda eta <= 2, GD's limit, for every rule; not usable for momentum).  The trials are run by
@@ -59,7 +59,7 @@ import numpy as np
 import xarray as xr
 
 import dlnsim
-from dlnsim.analysis.critical import _bracket_and_bisect, _Outcome
+from dlnsim.analysis.critical import _bracket_and_bisect, _Outcome, saddle_gap
 from dlnsim.analysis.minima import flattest_minimum
 from dlnsim.analysis.stability import balanced_minimum_sharpness, compress_widths
 from dlnsim.runs.gd import solve_gd
@@ -147,9 +147,11 @@ def search(trial_fn: Any, bracket: tuple[float, float], *, rtol: float, factor: 
 
 def _gd_trial(problem: dlnsim.Problem, W0: list[np.ndarray], rule: Any, n_iter: int, loss_tol: float,
               bound: Any, keep: dict[float, np.ndarray]) -> Any:
-    """The trial of `dlnsim.critical_stepsize` (criterion: not diverged, final excess <= loss_tol x initial)."""
+    """The trial of `dlnsim.critical_stepsize` (criterion: not diverged, final excess <= loss_tol x initial and
+    <= half the excess of the lowest saddle)."""
     stop = dlnsim.Stop(gtol=MOM_GTOL, ltol=loss_tol, early=True)
     rec = dlnsim.Record([0], diagnostics=False)
+    half_gap = 0.5 * saddle_gap(problem)
 
     def fn(eta: float) -> tuple[bool, float, float]:
         r = solve_gd(problem, W0, eta, n_iter, method=rule, record=rec, stop=stop, bound=bound)
@@ -158,7 +160,7 @@ def _gd_trial(problem: dlnsim.Problem, W0: list[np.ndarray], rule: Any, n_iter: 
         excess0 = initial - problem.lstar
         final = float(a["final_loss"])
         diverged = r.status == "diverged"
-        ok = (not diverged) and final - problem.lstar <= loss_tol * excess0
+        ok = (not diverged) and final - problem.lstar <= min(loss_tol * excess0, half_gap)
         keep[eta] = (r.w.copy(), int(r.stop_iteration))
         return ok, (final if not diverged and math.isfinite(final) else math.inf), initial
 
