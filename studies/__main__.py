@@ -21,6 +21,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -158,8 +159,11 @@ def _run_in_processes(names: list[str], outdir: Path,
     order = sorted(names, key=lambda n: -COST.get(n, 0))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
 
+    lock = threading.Lock()  # whole lines: a "started" line never lands inside a finished study's report
+
     def one(name: str) -> subprocess.CompletedProcess[str]:
-        print(f"[{name}] started", flush=True)
+        with lock:
+            print(f"[{name}] started", flush=True)
         return subprocess.run(_child_command(name, outdir, args), cwd=REPO, env=env, capture_output=True,
                               text=True, check=False)
 
@@ -169,20 +173,21 @@ def _run_in_processes(names: list[str], outdir: Path,
         futures = {pool.submit(one, name): name for name in order}
         for future in as_completed(futures):
             name, done = futures[future], future.result()
-            # the child's first line repeats the plan and its last one the totals: its report is in between
-            out = "".join(line for line in done.stdout.splitlines(keepends=True)
-                          if not line.startswith(("studies:", "run times")))
-            sys.stdout.write(out)
-            if done.stderr and done.returncode == 0:  # warnings of a study that succeeded
-                sys.stderr.write(done.stderr)
-                sys.stderr.flush()
-            report = _REPORT.search(out)
-            if done.returncode != 0 or report is None:
-                failed.append(name)
-                sys.stdout.write(f"[{name}] failed (exit status {done.returncode}):\n{done.stderr}")
-            else:
-                times[name] = (float(report["wall"]), float(report["cpu"]))
-            sys.stdout.flush()
+            with lock:
+                # the child's first line repeats the plan and its last one the totals: its report is in between
+                out = "".join(line for line in done.stdout.splitlines(keepends=True)
+                              if not line.startswith(("studies:", "run times")))
+                sys.stdout.write(out)
+                if done.stderr and done.returncode == 0:  # warnings of a study that succeeded
+                    sys.stderr.write(done.stderr)
+                    sys.stderr.flush()
+                report = _REPORT.search(out)
+                if done.returncode != 0 or report is None:
+                    failed.append(name)
+                    sys.stdout.write(f"[{name}] failed (exit status {done.returncode}):\n{done.stderr}")
+                else:
+                    times[name] = (float(report["wall"]), float(report["cpu"]))
+                sys.stdout.flush()
     return {n: times[n] for n in names if n in times}, failed
 
 
