@@ -19,7 +19,9 @@ measured, which a loaded machine disturbs less than wall time.
   with b = 16 columns (about six times the arithmetic).  The ratio is against the faster of the two
   (``ratio``), the other one's ratio is reported too.  Final losses are checked to agree (relative
   ``TOL``) before any time is reported; JAX's compile time is excluded (a warm-up call).  Target: dlnsim
-  >= 3x.  PyTorch is not compared.
+  >= 3x.  PyTorch (CPU, float64, one thread) is compared too when it is installed: the same batches, the
+  narrow association, ``torch.autograd.grad`` of the batch loss in an eager Python loop (PyTorch has no
+  compiled scan; ``torch.compile`` of a step would still return to Python every step); else a note row.
 
 Run: ``python -m benchmarks --only methods [--quick]``; `run()` returns the rows.
 """
@@ -132,6 +134,62 @@ def _jax_sgd(problem: dlnsim.Problem, W0: list[np.ndarray], eta: float, idx: np.
     return (lambda: float(f(W0t, order))), f"jax {jax.__version__} jit(lax.scan), jax.grad {what}"
 
 
+def _torch_sgd(problem: dlnsim.Problem, W0: list[np.ndarray], eta: float, idx: np.ndarray) -> tuple[Any, Any] | None:
+    """(run() -> final loss, description) of eager PyTorch SGD through the narrow layer, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)
+    X, Y = torch.tensor(problem.X), torch.tensor(problem.Y)  # copies: the problem's arrays are read-only
+    scale = problem.m / idx.shape[1]
+    batches = [torch.from_numpy(np.ascontiguousarray(cols)) for cols in idx]
+    step = eta * scale
+
+    def run() -> float:
+        W = [torch.tensor(w, dtype=torch.float64, requires_grad=True) for w in W0]
+        for cols in batches:
+            xb, yb = X[:, cols], Y[:, cols]
+            U = W[1]
+            for Wj in W[2:]:
+                U = Wj @ U
+            R = U @ (W[0] @ xb) - yb
+            grads = torch.autograd.grad(0.5 * torch.sum(R * R), W)
+            with torch.no_grad():
+                for w, g in zip(W, grads, strict=True):
+                    w -= step * g
+        with torch.no_grad():
+            P = W[0]
+            for Wj in W[1:]:
+                P = Wj @ P
+            R = P @ X - Y
+            return float(0.5 * torch.sum(R * R))
+
+    return run, f"torch {torch.__version__} eager, autograd through the narrow layer"
+
+
+def _torch_row(problem: dlnsim.Problem, W0: list[np.ndarray], eta: float, idx: np.ndarray, ours: Any,
+               loss_ours: float, reps: int) -> dict[str, Any]:
+    ref = _torch_sgd(problem, W0, eta, idx)
+    if ref is None:
+        return {"case": "note: PyTorch is not installed (pip install torch): no SGD-vs-PyTorch row"}
+    fn, what = ref
+    loss_torch = fn()
+    rel = abs(loss_ours - loss_torch) / abs(loss_torch)
+    if not rel <= TOL:
+        return {"case": "sgd: dlnsim and PyTorch disagree", "error": f"final losses {loss_ours!r} vs {loss_torch!r}"}
+    theirs, mine = [], []
+    for _ in range(max(3, reps // 3)):
+        theirs.append(_time(fn)[1])
+        mine.append(_time(ours)[1])
+    n_iter = idx.shape[0]
+    return {"case": f"sgd: b={BATCH} step, paper N=5 ({n_iter} steps), dlnsim vs {what}",
+            "us_per_step": 1e6 * statistics.median(mine) / n_iter,
+            "ref_us_per_step": 1e6 * statistics.median(theirs) / n_iter,
+            "ratio": statistics.median(a / b for a, b in zip(theirs, mine, strict=True)),
+            "final_loss_rel_diff": rel}
+
+
 def _sgd_rows(quick: bool) -> list[dict[str, Any]]:
     n_iter = 5_000 if quick else 20_000
     reps = 7 if quick else 15
@@ -180,6 +238,7 @@ def _sgd_rows(quick: bool) -> list[dict[str, Any]]:
         f"{other}_us_per_step": 1e6 * statistics.median(cpu[other]) / n_iter,
         "final_loss_rel_diff": rel,
     }]
+    rows.append(_torch_row(s.problem, s.W0, eta, idx, ours, loss_ours, reps))
     return rows
 
 

@@ -170,6 +170,36 @@ def rows(groups: dict[str, list[dict[str, Any]]]) -> list[Row]:
         out.append(("first `run_gd`, empty cache / first `run_flow`, empty cache (GD kernels cached) / warm",
                     f"{gd0:.1f} s / {fl0:.1f} s / {warm:.1f} s", "", "",
                     f"≤ 5 s {_mark(gd0 <= 5)} / ≤ 10 s {_mark(fl0 <= 10)} / ≤ 1 s {_mark(warm <= 1)}"))
+        starts = [r for r in system if str(r.get("case", "")).startswith("startup:")]
+        if starts:
+            imp, ver = (_find(starts, lambda r, w=w: w in r["case"]) for w in ("import dlnsim", "--version"))
+            out.append(("`import dlnsim` / `dlnsim --version`, fresh process, warm (median of 7)",
+                        f"{imp['seconds']:.2f} s / {ver['seconds']:.2f} s", "", "",
+                        f"≤ {imp['target_s']:g} s {_mark(imp['seconds'] <= imp['target_s'])} / "
+                        f"≤ {ver['target_s']:g} s {_mark(ver['seconds'] <= ver['target_s'])}"))
+    methods = groups.get("methods", [])
+    if methods:
+        for name, what in (("heavy_ball", "heavy-ball"), ("nesterov", "Nesterov")):
+            rs = [_find(methods, lambda r, n=name, N=N: str(r.get("case", "")).startswith(f"momentum: {n} step")
+                        and f"paper N={N} " in r["case"]) for N in (2, 3, 5)]
+            ratios = [r["ratio"] for r in rs]
+            out.append((f"{what} step (β = 0.9) vs the GD step, paper setup N = 2 / 3 / 5 (median of paired ratios)",
+                        " / ".join(_g(r["us_per_step"]) for r in rs) + " µs",
+                        "GD " + " / ".join(_g(r["gd_us_per_step"]) for r in rs) + " µs",
+                        " / ".join(f"{x:.2f}×" for x in ratios), f"≤ 1.15× {_mark(max(ratios) <= 1.15)}"))
+        try:
+            r = _find(methods, lambda r: str(r.get("case", "")).startswith("sgd:") and "jax" in r["case"])
+            out.append(("minibatch SGD b = 16 step, paper setup N = 5, one core, vs JAX `jit(lax.scan)` over the "
+                        "same batches (the faster of two associations)", f"{_g(r['us_per_step'])} µs",
+                        f"JAX {_g(r['ref_us_per_step'])} µs", f"{r['ratio']:.2f}×", f"≥ 3× {_mark(r['ratio'] >= 3)}"))
+        except KeyError:
+            pass
+        try:
+            r = _find(methods, lambda r: str(r.get("case", "")).startswith("sgd:") and "torch" in r["case"])
+            out.append(("same vs eager PyTorch (autograd, one thread)", f"{_g(r['us_per_step'])} µs",
+                        f"PyTorch {_g(r['ref_us_per_step'])} µs", f"{r['ratio']:.1f}×", ""))
+        except KeyError:
+            pass
     return out
 
 
