@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     from dlnsim.analysis import stability
     from dlnsim.analysis.critical import (
         CriticalStepsize,
+        NoConvergingStepsizeWarning,
         StableCriticalStepsize,
         critical_stepsize,
         stable_critical_stepsize,
@@ -66,6 +67,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "LogSpaced": ("dlnsim.options", "LogSpaced"),
     "loss": ("dlnsim.objective", "loss"),
     "Nesterov": ("dlnsim.methods", "Nesterov"),
+    "NoConvergingStepsizeWarning": ("dlnsim.analysis.critical", "NoConvergingStepsizeWarning"),
     "load": ("dlnsim.io.dataset", "open"),
     "open_grid": ("dlnsim.grid", "open_grid"),
     "open_sweep": ("dlnsim.sweeps.grid_sweeps", "open_sweep"),
@@ -138,6 +140,7 @@ __all__ = [
     "Linear",
     "LogSpaced",
     "Nesterov",
+    "NoConvergingStepsizeWarning",
     "Power",
     "PowerDecay",
     "Problem",

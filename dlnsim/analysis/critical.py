@@ -73,12 +73,18 @@ CRITERION = (
     "(L* = least-squares optimum, Delta = sigma_q(Y X^T (X X^T)^(-1/2))^2 / 2 the excess loss of the lowest "
     "saddle, so that a saddle plateau never counts); otherwise not converged"
 )
-#: the default starting bracket of `critical_stepsize` and `dlnsim.critical_sweep`, in multiples of eta* (5.1)
+#: the default starting bracket of `dlnsim.critical_stepsize` and `dlnsim.critical_sweep`, in multiples of eta*
+#: (5.1) of the start
 DEFAULT_BRACKET_FACTOR = (1.0, 4.0)
 
 
 class NoConvergingStepsizeWarning(UserWarning):
-    """Cells of a critical-stepsize sweep (or a search) found no converging stepsize: their eta_crit is NaN."""
+    """Cells of a critical-stepsize sweep found no converging stepsize: their eta_crit is NaN.
+
+    `dlnsim.critical_sweep` warns once per call with the number of such cells and what to do (a longer horizon
+    ``n_iter``, another bracket, or `dlnsim.stable_critical_stepsize`); ``dlnsim critical`` prints the message
+    as one line.  A subclass of `UserWarning`, also importable as ``dlnsim.NoConvergingStepsizeWarning``.
+    """
 
 
 def saddle_gap(problem: Problem) -> float:
@@ -86,6 +92,7 @@ def saddle_gap(problem: Problem) -> float:
 
     The best product of rank q - 1 has excess loss Delta over L*, and every critical point of L^N that is not
     a global minimiser lies at least this high; ``inf`` when Y X^T = 0 (there is no saddle above L*).
+    `dlnsim.critical_stepsize` counts a trial as converged only below L* + Delta / 2.
     """
     problem = check_problem(problem)
     if problem.q == 0:
@@ -263,7 +270,15 @@ def critical_stepsize(
     stop: Stop | None = None,
     bound: StepsizeBound | None = None,
 ) -> CriticalStepsize:
-    """The critical constant stepsize of GD from ``W0`` on ``problem`` (criterion and search: module docstring).
+    """The critical constant stepsize of GD from ``W0`` on ``problem``, by bracketing and bisection.
+
+    A trial run of ``n_iter`` steps *converges* when it is not ``diverged`` and ends with::
+
+        L(n_iter) - L*  <=  min( loss_tol (L(0) - L*),  Delta / 2 ),
+
+    L* the least-squares optimum and Delta = `dlnsim.analysis.critical.saddle_gap` (problem) the excess loss of
+    the lowest saddle, so that a run that ends on a saddle plateau never counts.  The search and the reasons
+    for the criterion are in the module docstring of ``dlnsim.analysis.critical``.
 
     Parameters
     ----------
@@ -274,12 +289,13 @@ def critical_stepsize(
     n_iter : int
         GD steps per trial run.
     bracket : tuple of float, optional
-        Starting bracket ``(lo, hi)``, absolute stepsizes with 0 < lo < hi.  Default: ``DEFAULT_BRACKET_FACTOR``
-        = (1, 4) times eta* (5.1) of the start (``stepsize_bound(problem, W0).eta``), the default of
-        `dlnsim.critical_sweep`; a start that is not balanced has no eta*, give ``bracket`` then.
+        Starting bracket ``(lo, hi)``, absolute stepsizes with 0 < lo < hi.  Default:
+        `dlnsim.analysis.critical.DEFAULT_BRACKET_FACTOR` = (1, 4) times eta* (5.1) of the start
+        (``stepsize_bound(problem, W0).eta``), the default of `dlnsim.critical_sweep`; a start that is not
+        balanced has no eta*, give ``bracket`` then.
     loss_tol : float
         Final excess loss, relative to the initial one, that counts as converged (0 < loss_tol < 1); a run must
-        also end below half the excess loss of the lowest saddle (``saddle_gap``; module docstring).
+        also end below half the excess loss of the lowest saddle (`dlnsim.analysis.critical.saddle_gap`).
     rtol : float
         Relative width of the final bracket: the search stops when eta_hi / eta_lo <= 1 + rtol.
     factor : float
@@ -298,7 +314,7 @@ def critical_stepsize(
     -------
     CriticalStepsize
         ``eta_crit``, the bracket, the status and every trial.  ``status="no_converging_eta"`` (eta_crit NaN):
-        no trial converged; give a longer horizon ``n_iter`` or use `stable_critical_stepsize`.
+        no trial converged; give a longer horizon ``n_iter``, another bracket, or use `stable_critical_stepsize`.
     """
     problem = check_problem(problem)
     n_iter = nonneg_int(n_iter, "n_iter", minimum=1)

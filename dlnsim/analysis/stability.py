@@ -56,7 +56,7 @@ stopped (``FlowLimit.status``):
     ||grad L^N||_F <= gtol ||Y X^T||_F.
 ``rounding_floor``
     the gradient norm stopped decreasing (by less than a factor 2 over a span as long as the time done so
-    far) at a level the integration cannot resolve: ||grad L^N||_F <= ``gradient_resolution`` (W), the
+    far) at a level the integration cannot resolve: ||grad L^N||_F <= `gradient_resolution` (W), the
     gradient an error of the state of the size the integrator allows can cause::
 
         lambda_hat x (rtol ||W||_F + atol sqrt(n) + 16 eps ||W||_F),   n = number of entries of W,
@@ -284,7 +284,7 @@ class FlowLimit:
     ``status`` says why the integration stopped: ``converged``, ``rounding_floor`` (the gradient norm stopped
     decreasing at or below ``resolution``, the gradient the integration can resolve), ``t_max`` (the horizon
     was reached first; a slow flow), or a status of the integrator (``max_steps``, ``nonfinite``,
-    ``step_underflow``); ``reason`` says it in words (``FLOW_LIMIT_STATUS``).
+    ``step_underflow``); ``reason`` says it in words (`FLOW_LIMIT_STATUS`).
     """
 
     W: list[np.ndarray] = field(repr=False)
@@ -336,7 +336,7 @@ def flow_limit(problem: Problem, W0: Sequence[np.ndarray], *, t_first: float = 5
 
     - ``converged``: when ||grad L^N||_F <= ``gtol`` x ||Y X^T||_F;
     - ``rounding_floor``: when the gradient norm decreased by less than a factor 2 over the last span and is
-      at or below ``gradient_resolution`` (the gradient a state error of the size the integrator allows can
+      at or below `gradient_resolution` (the gradient a state error of the size the integrator allows can
       cause): integrating longer cannot lower it;
     - ``t_max``: at the horizon.  A gradient that decreases slowly above the resolution (a saddle plateau, a
       slow approach to a rank-deficient minimiser) is integrated on to here, never called a floor;

@@ -10,7 +10,9 @@ Figures are made without pyplot (`matplotlib.figure.Figure`): nothing global cha
 and nothing has to be closed.  Return a Figure as the last expression of a notebook cell to see it, save it
 with `save_figure`, or pass your own ``ax`` / ``axes`` (e.g. from ``plt.subplots``) to draw into them.
 Axis labels are short symbols: a variable's ``label`` attribute when it has one (``LABELS`` typesets a plain
-subscript such as ``L_final``), else ``LABELS``.
+subscript such as ``L_final``), else ``LABELS``, else its ``long_name`` when that has at most 40 characters, with
+the ``units`` in brackets (`label`).  Titles and legends say statuses in words ("iteration budget reached"), and
+a legend that would cover data moves outside its axes.
 The quantities and the constants of Theorem 2.4 they are drawn against are defined in docs/theory.md.
 """
 

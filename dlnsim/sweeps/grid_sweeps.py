@@ -438,11 +438,14 @@ def critical_sweep(
         Starting bracket ``(lo, hi)`` of absolute stepsizes, 0 < lo < hi.
     bracket_factor : tuple of float, optional
         Instead of ``bracket``: the starting bracket in multiples of eta* (5.1) of each start; the default
-        when neither is given is ``bracket_factor=(1.0, 4.0)``.
+        when neither is given is ``bracket_factor=(1.0, 4.0)``
+        (`dlnsim.analysis.critical.DEFAULT_BRACKET_FACTOR`, also the default of `dlnsim.critical_stepsize`).
     rtol : float, default 0.01
         Relative width of the final bracket (> 0): the search stops when eta_hi / eta_lo <= 1 + rtol.
     loss_tol : float, default 1e-3
-        Final excess loss, relative to the initial one, that counts as converged (> 0).
+        Final excess loss, relative to the initial one, that counts as converged (0 < loss_tol < 1); a trial
+        must also end below half the excess loss of the lowest saddle
+        (`dlnsim.analysis.critical.saddle_gap`), so that a saddle plateau never counts.
     factor : float, default 2.0
         Expansion factor (> 1) of the bracket walk.
     max_expand : int, default 40
@@ -468,12 +471,20 @@ def critical_sweep(
         run of the search (``trial_eta``, ``trial_outcome``, ``trial_final_loss``, ``trial_stop_iteration``)
         over an extra ``trial`` dimension (padded to the longest search).
 
+    Warns
+    -----
+    NoConvergingStepsizeWarning
+        When cells found no converging stepsize (``search_status`` ``no_converging_eta``, eta_crit NaN): one
+        warning with their number and what to do (a longer horizon ``n_iter``, another bracket, or
+        `dlnsim.stable_critical_stepsize`).
+
     Raises
     ------
     ValueError
         For an invalid setup or axis (as in `sweep`), an invalid ``bracket`` or ``bracket_factor`` (or both),
-        ``factor`` <= 1, ``n_iter`` < 1, ``rtol`` or ``loss_tol`` not finite and > 0, ``max_expand``
-        negative, or an invalid ``method``, ``stop`` or ``engine``.
+        ``factor`` <= 1, ``n_iter`` < 1, ``rtol`` not finite and > 0, ``loss_tol`` not in (0, 1),
+        ``max_expand`` negative, an invalid ``method``, ``stop`` or ``engine``, or a ``timeout`` with the
+        serial or dask executor.
     """
     from dlnsim.analysis.critical import DEFAULT_BRACKET_FACTOR, checked_bracket
 
