@@ -6,7 +6,7 @@ saddle,
 
     L(n_iter) - L*  <=  min( loss_tol * (L(0) - L*),  Delta / 2 ),        L* = min_W L^1(W)  (least squares),
 
-otherwise it does *not converge*.  Delta = ``saddle_gap`` (problem) is the excess loss of the lowest saddle: the
+otherwise it does *not converge*.  Delta = `saddle_gap` (problem) is the excess loss of the lowest saddle: the
 best product of rank q - 1 (q = rank of the whitened target Q = Y X^T (X X^T)^{-1/2}) has excess loss
 Delta = sigma_q(Q)^2 / 2, and every critical point of L^N that is not a global minimiser lies at least this
 high.  A run that ends on a saddle plateau (the loss flat at L* + Delta or above, or a run that stopped at a
@@ -19,7 +19,10 @@ operational threshold: near the stability limit convergence is slow, so eta_crit
 limit, and the gap shrinks as ``n_iter`` grows or ``loss_tol`` relaxes.  Above eta_crit runs need not
 diverge: they may lock into orbits with a frozen loss, or diverge late.  When no stepsize converges
 (``no_converging_eta``; a saddle plateau that outlasts the horizon is the common cause), give a longer horizon
-``n_iter`` or use `stable_critical_stepsize`, whose criterion asks where GD ends.
+``n_iter``, another bracket, or use `stable_critical_stepsize`, whose criterion asks where GD ends;
+`dlnsim.critical_sweep` counts such cells in a `NoConvergingStepsizeWarning`.  The criterion is measured from
+the least-squares optimum L*, so a network narrower than q (whose global minimum lies at least Delta above L*)
+has no converging stepsize.
 
 Search.  Start at ``bracket[0]``.  If it does not converge, walk by ``factor``: up when the run was merely
 too slow (the loss fell, not far enough), down when it diverged or the loss grew, until a stepsize
