@@ -95,6 +95,31 @@ def test_saddle_gap_is_the_excess_loss_of_the_best_lower_rank_product() -> None:
     assert saddle_gap(dlnsim.Problem(np.eye(2), np.zeros((1, 2)))) == math.inf
 
 
+def test_a_network_narrower_than_the_target_rank_is_judged_against_its_own_minimum() -> None:
+    # a rank-4 target through a width-2 layer: min L^N is the best rank-2 fit, far above the least-squares L*;
+    # against L* no stepsize could ever converge, against min L^N the search finds one
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6, 30))
+    U, V = (np.linalg.qr(rng.standard_normal((6, 6)))[0] for _ in range(2))
+    A = U[:, :4] @ np.diag([3.0, 2.0, 1.5, 1.0]) @ V[:, :4].T
+    problem = dlnsim.Problem(X, A @ X)
+    # Q = Y X^T (X X^T)^(-1/2) from its eigen-decomposition, independently of the package
+    evals, evecs = np.linalg.eigh(X @ X.T)
+    sigma = np.linalg.svd(A @ X @ X.T @ evecs @ np.diag(evals**-0.5) @ evecs.T, compute_uv=False)
+    assert problem.q == 4
+    assert saddle_gap(problem) == pytest.approx(0.5 * sigma[3] ** 2, rel=1e-9)
+    assert saddle_gap(problem, 2) == pytest.approx(0.5 * sigma[1] ** 2, rel=1e-9)
+    assert saddle_gap(problem, 9) == saddle_gap(problem)  # wider than q: no limit
+    assert saddle_gap(problem, 0) == math.inf
+    W0 = dlnsim.balanced_init([6, 2, 6], np.random.default_rng(0), scale=1.0)
+    res = dlnsim.critical_stepsize(problem, W0, n_iter=5000)
+    assert res.status == "ok" and res.eta_crit > 0
+    assert res.optimal_loss == pytest.approx(problem.optimal_loss(2), rel=1e-12)
+    assert res.optimal_loss - problem.lstar == pytest.approx(0.5 * (sigma[2] ** 2 + sigma[3] ** 2), rel=1e-9)
+    best = min(t.final_loss for t in res.trials if t.outcome == "converged")
+    assert best - res.optimal_loss <= 0.5 * saddle_gap(problem, 2)
+
+
 def test_a_saddle_plateau_does_not_count_as_converged() -> None:
     problem, W0 = _saddle_problem()
     res = dlnsim.critical_stepsize(problem, W0, n_iter=2000, bracket=(0.01, 0.05))

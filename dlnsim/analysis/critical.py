@@ -4,11 +4,13 @@ Criterion.  A constant stepsize eta *converges* when a run of ``n_iter`` GD step
 ``diverged`` and its final excess loss is small both relative to the initial one and relative to the lowest
 saddle,
 
-    L(n_iter) - L*  <=  min( loss_tol * (L(0) - L*),  Delta / 2 ),        L* = min_W L^1(W)  (least squares),
+    L(n_iter) - L*  <=  min( loss_tol * (L(0) - L*),  Delta / 2 ),        L* = min L^N,
 
-otherwise it does *not converge*.  Delta = `saddle_gap` (problem) is the excess loss of the lowest saddle: the
-best product of rank q - 1 (q = rank of the whitened target Q = Y X^T (X X^T)^{-1/2}) has excess loss
-Delta = sigma_q(Q)^2 / 2, and every critical point of L^N that is not a global minimiser lies at least this
+otherwise it does *not converge*.  L^N reaches the least-squares optimum min_W L^1(W) when the narrowest width
+r = min_j d_j is at least q = rank of the whitened target Q = Y X^T (X X^T)^{-1/2}; otherwise its minimum is the
+best fit of rank r (Eckart-Young on Q), and L* is that.  With r_bar = min(q, r), Delta = `saddle_gap`
+(problem, r) = sigma_{r_bar}(Q)^2 / 2 is the excess loss of the lowest saddle: the best product of rank
+r_bar - 1 lies Delta above L*, and every critical point of L^N that is not a global minimiser lies at least this
 high.  A run that ends on a saddle plateau (the loss flat at L* + Delta or above, or a run that stopped at a
 saddle because its gradient test held there) therefore never counts as converged, however large L(0) is.  (Delta
 is infinite when Y X^T = 0.)  For the Section-5 instances loss_tol (L(0) - L*) is far below Delta / 2, so the
@@ -73,8 +75,9 @@ __all__ = [
 
 CRITERION = (
     "converged: the run is not 'diverged' and L(n_iter) - L* <= min(loss_tol * (L(0) - L*), Delta / 2) "
-    "(L* = least-squares optimum, Delta = sigma_q(Y X^T (X X^T)^(-1/2))^2 / 2 the excess loss of the lowest "
-    "saddle, so that a saddle plateau never counts); otherwise not converged"
+    "(L* = min L^N: the least-squares optimum, or the best rank-r fit when the narrowest width r is below "
+    "q = rank Q, Q = Y X^T (X X^T)^(-1/2); Delta = sigma_min(q,r)(Q)^2 / 2 the excess loss of the lowest "
+    "saddle above it, so that a saddle plateau never counts); otherwise not converged"
 )
 #: the default starting bracket of `dlnsim.critical_stepsize` and `dlnsim.critical_sweep`, in multiples of eta*
 #: (5.1) of the start
@@ -90,17 +93,21 @@ class NoConvergingStepsizeWarning(UserWarning):
     """
 
 
-def saddle_gap(problem: Problem) -> float:
-    """Delta = sigma_q(Q)^2 / 2, Q = Y X^T (X X^T)^{-1/2} of rank q: the excess loss of the lowest saddle.
+def saddle_gap(problem: Problem, rank: int | None = None) -> float:
+    """Delta = sigma_{r_bar}(Q)^2 / 2, Q = Y X^T (X X^T)^{-1/2} of rank q, r_bar = min(q, rank): the excess loss
+    of the lowest saddle of L^N above its minimum.
 
-    The best product of rank q - 1 has excess loss Delta over L*, and every critical point of L^N that is not
-    a global minimiser lies at least this high; ``inf`` when Y X^T = 0 (there is no saddle above L*).
-    `dlnsim.critical_stepsize` counts a trial as converged only below L* + Delta / 2.
+    ``rank`` is the largest rank the network's product can have, its narrowest width min_j d_j (None: no
+    limit, r_bar = q).  The minimum of L^N is the best fit of rank r_bar (`Problem.optimal_loss`); the best
+    product of rank r_bar - 1 lies Delta above it, and every critical point of L^N that is not a global
+    minimiser lies at least this high; ``inf`` when r_bar = 0 (there is no saddle above the minimum).
+    `dlnsim.critical_stepsize` counts a trial as converged only below min L^N + Delta / 2.
     """
     problem = check_problem(problem)
-    if problem.q == 0:
+    r_bar = problem.q if rank is None else min(problem.q, nonneg_int(rank, "rank"))
+    if r_bar == 0:
         return math.inf
-    return float(problem.optimal_loss(problem.q - 1) - problem.lstar)
+    return float(problem.optimal_loss(r_bar - 1) - problem.optimal_loss(r_bar))
 SEARCH = (
     "from bracket[0]: if it converges keep it; if it is too slow (loss fell, not to loss_tol) multiply by "
     "factor, if it diverged or the loss grew divide by factor, until a stepsize converges (give up when the "
@@ -136,7 +143,7 @@ class CriticalStepsize:
     trials : tuple of Trial
         Every run of the search, in order.
     initial_loss, optimal_loss : float
-        L(0) and L* of the problem.
+        L(0) and L* = min L^N (the least-squares optimum, or the best fit of the narrowest width's rank).
     criterion, search : str
         The convergence criterion and the search rule, in words.
     """
@@ -279,8 +286,9 @@ def critical_stepsize(
 
         L(n_iter) - L*  <=  min( loss_tol (L(0) - L*),  Delta / 2 ),
 
-    L* the least-squares optimum and Delta = `dlnsim.analysis.critical.saddle_gap` (problem) the excess loss of
-    the lowest saddle, so that a run that ends on a saddle plateau never counts.  The search and the reasons
+    L* = min L^N (the least-squares optimum; the best fit of rank r when the narrowest width r is below the rank
+    of the whitened target) and Delta = `dlnsim.analysis.critical.saddle_gap` (problem, r) the excess loss of
+    the lowest saddle above it, so that a run that ends on a saddle plateau never counts.  The search and the reasons
     for the criterion are in the module docstring of ``dlnsim.analysis.critical``.
 
     Parameters
@@ -336,7 +344,10 @@ def critical_stepsize(
     if loss_tol >= 1.0:
         raise ValueError(f"loss_tol must be < 1 (a fraction of the initial excess loss), got {loss_tol!r}")
     rtol = positive_float(rtol, "rtol (relative precision of the bracket)")
-    half_gap = 0.5 * saddle_gap(problem)
+    # the minimum of L^N: the least-squares optimum, or the best rank-r fit when the narrowest width r < q
+    narrowest = min(min(Wj.shape) for Wj in as_weights(W0, "W0"))
+    lstar = problem.optimal_loss(min(problem.q, narrowest))
+    half_gap = 0.5 * saddle_gap(problem, narrowest)
     factor, max_expand = _walk(factor, max_expand)
     trials: list[Trial] = []
     initial = math.nan
@@ -347,8 +358,8 @@ def critical_stepsize(
         a = solve_gd(problem, W0, eta, n_iter, method=rule, record=Record([0], diagnostics=False), stop=stop_opt,
                      bound=bound).outcomes
         initial = float(a["initial_loss"])
-        excess0 = initial - problem.lstar
-        excess = float(a["final_loss"]) - problem.lstar
+        excess0 = initial - lstar
+        excess = float(a["final_loss"]) - lstar
         if a["status"] == "diverged":
             outcome = "diverged"
         elif excess <= min(loss_tol * excess0, half_gap):
@@ -364,7 +375,7 @@ def critical_stepsize(
                                        walk_down_gives_up=True)
     eta_lo = math.nan if L is None else L
     eta_hi = math.nan if U is None else U
-    return CriticalStepsize(eta_lo, eta_lo, eta_hi, status, tuple(trials), initial, problem.lstar)
+    return CriticalStepsize(eta_lo, eta_lo, eta_hi, status, tuple(trials), initial, lstar)
 
 
 # --------------------------------------------------------------------------------------------------------
