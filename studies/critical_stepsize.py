@@ -46,7 +46,7 @@ BRACKET = (0.05, 0.3)
 LOSS_TOL = 1e-3
 #: the operational definition of eta_crit, wherever it is named
 CRITERION = ("eta_crit: the largest constant stepsize found (bisection, rtol) whose run reaches 1e-3 of the initial "
-             "excess loss within n_iter steps without diverging")
+             "excess loss, and half the lowest saddle's, within n_iter steps without diverging")
 QUANTITIES = ("eta_star", "eta_crit", "ratio")
 
 

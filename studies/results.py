@@ -381,7 +381,8 @@ def _critical(data: Path, n: Numbers, prefix: str, detail: bool) -> str:
              "the denominator of (5.1), % (min–max) |\n|---|---|---|---|---|---|---|\n" + rows)
     period2 = (
         f"The loss-only η_crit counts a run as converged when its loss ends within {n.e(ds.attrs['loss_tol'], 0)} of "
-        f"the initial excess loss, and a {F('period-2')} orbit can do that: in "
+        f"the initial excess loss (and below half the lowest saddle's, a looser bound on these instances), and a "
+        f"{F('period-2')} orbit can do that: in "
         f"{n.i(over.sum())} of the {n.i(over.size)} cells (N, seed) shared with the stability-threshold study "
         f"(seeds {n.seq(shared_s, n.i)}) it exceeds η_flat, by up to {n.pct(over_flat.max() - 1, 2)} %, where no "
         f"minimiser is stable; its runs there end with loss {n.e(crit_loss.min(), 0)} to {n.e(crit_loss.max(), 0)}, "

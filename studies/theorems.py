@@ -22,7 +22,8 @@ theorems: a GD run at eta_theorem of at most ``n_cap`` steps that stops when L -
 within n_cap) and the largest ratio of the measured excess loss to the theorem's envelope along that run
 (theorems with a rate).  The runs are done for N <= 10; for N > 10 only the stepsizes and eta_crit.  eta_crit is
 ``dlnsim.critical_stepsize`` with a short horizon (the largest constant stepsize found whose run reaches 1e-3 of
-the initial excess loss within ``horizon`` x max(1, N // 5) steps without diverging).  Depth dependence: local
+the initial excess loss, and half the lowest saddle's, within ``horizon`` x max(1, N // 5) steps without
+diverging).  Depth dependence: local
 exponents d log eta / d log N of the medians over seeds.  The cells run as plain loops on a thread pool (the
 kernels release the GIL).
 """
@@ -138,7 +139,7 @@ LONG_NAMES = {
     "eta": "eta_theorem: the largest constant stepsize the theorem admits, our units (NaN: none)",
     "eta_ratio": "eta_theorem / eta_crit",
     "eta_crit": "eta_crit: the largest constant stepsize found (bisection) whose run reaches 1e-3 of the initial "
-                "excess loss within the horizon without diverging",
+                "excess loss, and half the lowest saddle's, within the horizon without diverging",
     "crit_status": "status of the eta_crit search",
     "predicted": "iterations the theorem predicts to reach L - L* <= 1e-3 (L(0) - L*) at eta_theorem",
     "measured": "iterations GD at eta_theorem needed to reach L - L* <= 1e-3 (L(0) - L*) (NaN: not within n_cap)",

@@ -107,7 +107,9 @@ def saddle_gap(problem: Problem, rank: int | None = None) -> float:
     r_bar = problem.q if rank is None else min(problem.q, nonneg_int(rank, "rank"))
     if r_bar == 0:
         return math.inf
-    return float(problem.optimal_loss(r_bar - 1) - problem.optimal_loss(r_bar))
+    # r_bar = q: L* itself (optimal_loss(q) adds the rounding of the vanishing tail of singular values)
+    floor = problem.lstar if r_bar == problem.q else problem.optimal_loss(r_bar)
+    return float(problem.optimal_loss(r_bar - 1) - floor)
 SEARCH = (
     "from bracket[0]: if it converges keep it; if it is too slow (loss fell, not to loss_tol) multiply by "
     "factor, if it diverged or the loss grew divide by factor, until a stepsize converges (give up when the "
@@ -346,7 +348,7 @@ def critical_stepsize(
     rtol = positive_float(rtol, "rtol (relative precision of the bracket)")
     # the minimum of L^N: the least-squares optimum, or the best rank-r fit when the narrowest width r < q
     narrowest = min(min(Wj.shape) for Wj in as_weights(W0, "W0"))
-    lstar = problem.optimal_loss(min(problem.q, narrowest))
+    lstar = problem.lstar if narrowest >= problem.q else problem.optimal_loss(narrowest)
     half_gap = 0.5 * saddle_gap(problem, narrowest)
     factor, max_expand = _walk(factor, max_expand)
     trials: list[Trial] = []
