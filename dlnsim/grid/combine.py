@@ -105,6 +105,13 @@ class Run:
                     coords.add(vname)
             coords.update(str(c) for c in (attrs.pop("coordinates", "") or "").split())
             sizes = {dn: len(dim) for dn, dim in nc.dimensions.items()}
+        renames = dataset.legacy_renames({n: (d, a) for n, (d, _, a) in vars_.items()})  # earlier versions' names
+        if renames:
+            vars_ = {renames.get(n, n): (tuple(renames.get(d, d) for d in dims), values,
+                                         dataset.legacy_attrs(n, a) if n in renames else a)
+                     for n, (dims, values, a) in vars_.items()}
+            coords = {renames.get(c, c) for c in coords}
+            sizes = {renames.get(d, d): s for d, s in sizes.items()}
         for vname, (dims, _, vattrs) in list(vars_.items()):  # text dimension coordinates (`dataset.save`)
             label = vattrs.get(dataset.LABELS_ATTR)
             if isinstance(label, str) and label in vars_ and vars_[label][0] == dims:

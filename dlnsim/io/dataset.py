@@ -51,6 +51,7 @@ from dlnsim.io.attrs import ATTR_TYPES, clean_attrs, decode_attrs, encode_attrs
 __all__ = [
     "ATTR_TYPES",
     "AXES",
+    "LEGACY_NAMES",
     "RUN_ATTRS",
     "SCHEMA",
     "attr_variable_meta",
@@ -60,6 +61,8 @@ __all__ = [
     "decode_attrs",
     "encode_attrs",
     "file_digest",
+    "legacy_attrs",
+    "legacy_renames",
     "open",
     "outcome",
     "outcome_variable",
@@ -466,6 +469,40 @@ def _restore_labels(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+#: names that files of earlier versions used -> (current name, the earlier long_name, the current long_name): a
+#: flow's time dimension was ``time``, which CF readers take for a calendar time (units "<unit> since <date>")
+LEGACY_NAMES: dict[str, tuple[str, str, str]] = {"time": ("t", "gradient-flow time t", "flow time t")}
+
+
+def legacy_renames(variables: dict[str, tuple[tuple[str, ...], dict[str, Any]]]) -> dict[str, str]:
+    """The renames that bring a file of an earlier version to the current names, from its variables (name ->
+    (dims, attributes)): ``time`` -> ``t`` for a flow's dimensionless time (a dimension coordinate ``time``
+    with units "1", in a file that has no ``t``)."""
+    out: dict[str, str] = {}
+    for old, (new, _, _) in LEGACY_NAMES.items():
+        dims, attrs = variables.get(old, ((), {}))
+        if tuple(dims) == (old,) and str(attrs.get("units", "")) == "1" and new not in variables:
+            out[old] = new
+    return out
+
+
+def legacy_attrs(old: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of the variable renamed from ``old``: its earlier long_name becomes the current one."""
+    _, before, now = LEGACY_NAMES[old]
+    return {**attrs, "long_name": now} if attrs.get("long_name") == before else dict(attrs)
+
+
+def _rename_legacy(ds: xr.Dataset) -> xr.Dataset:
+    """A Dataset read from a file of an earlier version under the current names (see `legacy_renames`)."""
+    renames = legacy_renames({str(n): (tuple(str(d) for d in v.dims), dict(v.attrs)) for n, v in ds.variables.items()})
+    if not renames:
+        return ds
+    ds = ds.rename(renames)
+    for old, new in renames.items():
+        ds[new].attrs = legacy_attrs(old, dict(ds[new].attrs))
+    return ds
+
+
 def _add_digest(tmp: str) -> None:
     """Store the digest of the file's contents in the file (read back through the library, as `open` will)."""
     import netCDF4
@@ -672,4 +709,4 @@ def _open_bytes(data: bytes, where: str) -> xr.Dataset:
             v.attrs = decode_attrs(v.attrs)
     except ValueError as exc:
         raise ValueError(f"{where} has damaged attribute type tags: {exc}") from None
-    return _restore_labels(ds)
+    return _rename_legacy(_restore_labels(ds))
