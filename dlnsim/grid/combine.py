@@ -333,7 +333,8 @@ def combine_runs(datasets: Any, dims: Mapping[str, Sequence[Any]]) -> xr.Dataset
     Returns
     -------
     xarray.Dataset
-        Over ``dims`` + the runs' own dimensions; attributes equal in every run are global.
+        Over ``dims`` + the runs' own dimensions; attributes equal in every run are global, with the
+        combination's own ``title``, ``Conventions``, ``history`` and format tag (those of the runs are dropped).
     """
     from dlnsim.grid.plan import validate_axes
 
@@ -360,7 +361,8 @@ def combine_runs(datasets: Any, dims: Mapping[str, Sequence[Any]]) -> xr.Dataset
             cells[tuple(int(i) for i in idx)] = _run_of(ds, idx)
     else:
         raise ValueError(f"datasets: expected a mapping or a sequence of Datasets, got {type(datasets).__name__}")
-    return combine(cells, axes)
+    # the runs' own title, Conventions, history and format tag are dropped (`DROPPED`): the combination has its own
+    return combine(cells, axes, attrs=dataset.file_attrs("dlnsim runs combined over (" + ", ".join(names) + ")"))
 
 
 def _run_of(ds: Any, where: Any) -> Run | None:

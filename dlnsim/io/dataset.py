@@ -60,6 +60,7 @@ __all__ = [
     "clean_attrs",
     "decode_attrs",
     "encode_attrs",
+    "file_attrs",
     "file_digest",
     "legacy_attrs",
     "legacy_renames",
@@ -225,6 +226,12 @@ def history_line() -> str:
     from dlnsim import __version__
 
     return f"made by dlnsim {__version__}"
+
+
+def file_attrs(title: str) -> dict[str, Any]:
+    """The global attributes every file dlnsim makes carries: ``title``, the CF ``Conventions`` and ``history``
+    and the format tag (for Datasets that `build` does not make: a failed grid cell, runs combined by hand)."""
+    return {"title": title, "Conventions": CONVENTIONS, "history": history_line(), "format": FORMAT_TAG}
 
 
 def build(
