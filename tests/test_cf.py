@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from cf_checker import problems, suite
 
 import dlnsim
-from cf_checker import problems, suite
 from dlnsim.io import dataset
 
 ROOT = Path(__file__).resolve().parent.parent

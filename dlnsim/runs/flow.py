@@ -444,10 +444,11 @@ def run_flow(
     Returns
     -------
     xarray.Dataset
-        A Dataset over ``t`` (dimension and coordinate) with the variable names of a GD Dataset: ``loss``, ``excess_loss`` and the
-        selected diagnostics ``grad_norm_sq``, ``balancedness`` / ``balancedness_max``, ``layer_norm_sq``
-        (factor and modified flows) and ``product_sv``; the attributes ``status`` (see ``STATUSES``),
-        ``n_steps``, ``n_rejected``, ``t_reached``, ``rtol``, ``atol``, ``kind``, ``eta`` and the provenance.
+        A Dataset over the flow time ``t`` (dimension and coordinate) with the variable names of a GD
+        Dataset: ``loss``, ``excess_loss`` and the selected diagnostics ``grad_norm_sq``, ``balancedness`` /
+        ``balancedness_max``, ``layer_norm_sq`` (factor and modified flows) and ``product_sv``; the attributes
+        ``status`` (see ``STATUSES``), ``n_steps``, ``n_rejected``, ``t_reached``, ``rtol``, ``atol``, ``kind``,
+        ``eta`` and the provenance.
 
     Raises
     ------
