@@ -3,6 +3,7 @@ findings of a file and the checks that did not run to the end."""
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,11 @@ import pytest
 
 #: the CF version the files declare (``Conventions``) and are checked against
 TEST = "cf:1.11"
+
+
+def available() -> bool:
+    """Whether compliance_checker is installed (the ``test`` extra installs it)."""
+    return importlib.util.find_spec("compliance_checker") is not None
 
 
 def suite() -> Any:
