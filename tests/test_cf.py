@@ -1,8 +1,9 @@
 """Every file dlnsim writes follows CF-1.11: the IOOS compliance checker (``compliance-checker --test cf:1.11``)
 runs to the end on it and finds nothing of high or medium weight.  Fast: a fresh file of each kind (a GD run,
-each flow, a GD-vs-flow comparison, grids of runs, of flows and of comparisons with their cell files, a
-critical-stepsize sweep, runs combined by hand, a failed cell).  Slow: every archived file in data/.  Also: a flow
-file of an earlier version, whose time was named ``time``, loads with the current name ``t``."""
+each flow, a GD-vs-flow comparison, runs combined by hand, a grid of flows with a failed cell and its cell files,
+a critical-stepsize sweep and a cell).  Slow: GD and GD-vs-flow sweeps and every archived file in data/ (the
+studies' quick files: tests/test_studies.py).  Also: a flow file or grid cell of an earlier version, whose time was
+named ``time``, loads and combines with the current name ``t``."""
 
 from __future__ import annotations
 
@@ -44,10 +45,10 @@ def _one_cell(directory: Path) -> Path:
     return sorted(directory.glob("cell_*.nc"))[0]
 
 
-@pytest.fixture(scope="module")
-def fresh_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """A fresh file of each kind dlnsim writes."""
-    out = tmp_path_factory.mktemp("cf")
+def test_fresh_files_of_every_kind_are_cf_clean(tmp_path: Path) -> None:
+    """A GD run, each flow, a comparison, runs combined by hand, a grid of flows with a failed cell (the
+    combined file and both cell files) and a critical-stepsize sweep (combined and a cell)."""
+    cs = suite()
     problem, W0, Wb = _setup()
     files = {
         "gd": dlnsim.run_gd(problem, W0, 1e-2, 100, record="log:10"),
@@ -59,26 +60,27 @@ def fresh_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         # (an axis named T would differ from the flow's t only in case, which CF forbids, as for any two names)
         "combined_runs": dlnsim.combine_runs([_flow_cell(0.5), None], {"t_end": [0.5, 1.0]}),
     }
-    paths = [dataset.save(ds, out / f"{name}.nc") for name, ds in files.items()]
-    dlnsim.save(dlnsim.sweep(out / "gd_sweep", N=[2], seed=[0], eta_factor=[1.0, 60.0], n_iter=60, **SMALL),
-                out / "gd_sweep.nc")
-    dlnsim.save(dlnsim.sweep(out / "flow_sweep", N=[2], seed=[0], eta_factor=[1.0], n_iter=30, flow=True, **SMALL),
-                out / "flow_sweep.nc")
-    dlnsim.save(dlnsim.critical_sweep(out / "critical", N=[2], seed=[0], n_iter=100, rtol=0.2, **SMALL),
-                out / "critical.nc")
-    grid = dlnsim.run_grid(out / "flow_grid", _failing_cell, {"x": [0, 1]}, progress=False, executor="serial")
+    paths = [dataset.save(ds, tmp_path / f"{name}.nc") for name, ds in files.items()]
+    grid = dlnsim.run_grid(tmp_path / "flow_grid", _failing_cell, {"x": [0, 1]}, progress=False, executor="serial")
     assert list(grid["status"].values) == ["done", "error"]
-    dlnsim.save(grid, out / "flow_grid.nc")
-    paths += [out / f"{name}.nc" for name in ("gd_sweep", "flow_sweep", "critical", "flow_grid")]
-    paths += [_one_cell(out / name) for name in ("gd_sweep", "flow_sweep", "critical")]
-    paths += sorted((out / "flow_grid").glob("cell_*.nc"))  # a flow and a failed cell
-    return paths
+    paths.append(dataset.save(grid, tmp_path / "flow_grid.nc"))
+    paths += sorted((tmp_path / "flow_grid").glob("cell_*.nc"))  # a flow and a failed cell
+    crit = dlnsim.critical_sweep(tmp_path / "critical", N=[2], seed=[0], n_iter=100, rtol=0.2, **SMALL)
+    paths += [dataset.save(crit, tmp_path / "critical.nc"), _one_cell(tmp_path / "critical")]
+    assert len(paths) == 11
+    found = [p for path in paths for p in problems(cs, path)]
+    assert not found, "\n".join(found)
 
 
-def test_fresh_files_of_every_kind_are_cf_clean(fresh_files: list[Path]) -> None:
+@pytest.mark.slow
+def test_fresh_sweeps_are_cf_clean(tmp_path: Path) -> None:
+    """A GD sweep and a GD-vs-flow sweep, combined and a cell of each (the largest files: slow to check)."""
     cs = suite()
-    assert len(fresh_files) == 15
-    found = [p for path in fresh_files for p in problems(cs, path)]
+    gd = dlnsim.sweep(tmp_path / "gd", N=[2], seed=[0], eta_factor=[1.0, 60.0], n_iter=60, **SMALL)
+    flow = dlnsim.sweep(tmp_path / "flow", N=[2], seed=[0], eta_factor=[1.0], n_iter=30, flow=True, **SMALL)
+    paths = [dataset.save(gd, tmp_path / "gd.nc"), dataset.save(flow, tmp_path / "flow.nc"),
+             _one_cell(tmp_path / "gd"), _one_cell(tmp_path / "flow")]
+    found = [p for path in paths for p in problems(cs, path)]
     assert not found, "\n".join(found)
 
 
