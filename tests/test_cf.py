@@ -134,9 +134,15 @@ def test_an_earlier_flow_cell_combines_over_t(tmp_path: Path) -> None:
         k: v for k, v in ds.attrs.items() if k not in keep}
 
 
-def test_only_a_dimensionless_time_is_an_earlier_flow_time() -> None:
-    assert dataset.legacy_renames({"time": (("time",), {"units": "1"})}) == {"time": "t"}
-    assert dataset.legacy_renames({"time": (("time",), {"units": "days since 2000-01-01"})}) == {}
-    assert dataset.legacy_renames({"time": (("time",), {"units": "1"}), "t": (("k",), {"units": "1"})}) == {}
-    assert dataset.legacy_renames({"time": (("k",), {"units": "1"})}) == {}
-    assert dataset.legacy_renames({"t": (("k",), {"units": "1"})}) == {}
+def test_only_an_earlier_flow_time_is_renamed() -> None:
+    """``time`` becomes ``t`` only where it is the flow time of an earlier version: a dimension coordinate with
+    units 1 and that version's long name, in a file without ``t``."""
+    old = {"units": "1", "long_name": "gradient-flow time t"}
+    assert dataset.legacy_renames({"time": (("time",), old)}) == {"time": "t"}
+    assert dataset.legacy_attrs("time", old) == {"units": "1", "long_name": "flow time t"}
+    for variables in ({"time": (("time",), {**old, "units": "days since 2000-01-01"})},  # a calendar time
+                      {"time": (("time",), {**old, "long_name": "time of the experiment"})},  # someone else's
+                      {"time": (("time",), old), "t": (("k",), {"units": "1"})},  # t taken
+                      {"time": (("k",), old)},  # not a dimension coordinate
+                      {"t": (("t",), {"units": "1", "long_name": "flow time t"})}):  # the current name
+        assert dataset.legacy_renames(variables) == {}, variables

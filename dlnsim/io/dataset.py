@@ -483,20 +483,20 @@ LEGACY_NAMES: dict[str, tuple[str, str, str]] = {"time": ("t", "gradient-flow ti
 
 def legacy_renames(variables: dict[str, tuple[tuple[str, ...], dict[str, Any]]]) -> dict[str, str]:
     """The renames that bring a file of an earlier version to the current names, from its variables (name ->
-    (dims, attributes)): ``time`` -> ``t`` for a flow's dimensionless time (a dimension coordinate ``time``
-    with units "1", in a file that has no ``t``)."""
+    (dims, attributes)): ``time`` -> ``t`` for a flow's time (a dimension coordinate ``time`` with units "1"
+    and the long_name that version gave it, in a file that has no ``t``).  Any other ``time`` is left alone."""
     out: dict[str, str] = {}
-    for old, (new, _, _) in LEGACY_NAMES.items():
+    for old, (new, before, _) in LEGACY_NAMES.items():
         dims, attrs = variables.get(old, ((), {}))
-        if tuple(dims) == (old,) and str(attrs.get("units", "")) == "1" and new not in variables:
+        if (tuple(dims) == (old,) and str(attrs.get("units", "")) == "1" and attrs.get("long_name") == before
+                and new not in variables):
             out[old] = new
     return out
 
 
 def legacy_attrs(old: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    """The attributes of the variable renamed from ``old``: its earlier long_name becomes the current one."""
-    _, before, now = LEGACY_NAMES[old]
-    return {**attrs, "long_name": now} if attrs.get("long_name") == before else dict(attrs)
+    """The attributes of the variable renamed from ``old``, with the current long_name."""
+    return {**attrs, "long_name": LEGACY_NAMES[old][2]}
 
 
 def _rename_legacy(ds: xr.Dataset) -> xr.Dataset:
