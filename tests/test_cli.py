@@ -128,7 +128,7 @@ def test_flow_cli_writes_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
                               "--out", str(out)])
     assert args.func(args) == 0
     ds = dlnsim.load(out)
-    assert ds["status"].item() == "done" and ds.sizes["time"] == 5
+    assert ds["status"].item() == "done" and ds.sizes["t"] == 5
     assert "status done" in capsys.readouterr().out
 
     run = argparse.ArgumentParser()
@@ -149,7 +149,7 @@ def test_flow_refuses_to_overwrite_without_overwrite(tmp_path: Path, capsys: pyt
     assert error_line(capsys) == f"dlnsim flow: error: --out: {str(out)!r} exists; pass --overwrite to replace it"
     assert out.read_bytes() == before
     assert main([*argv, "--T", "2", "--overwrite"]) == 0
-    assert float(dlnsim.load(out)["time"][-1]) == 2.0
+    assert float(dlnsim.load(out)["t"][-1]) == 2.0
 
 
 def test_run_with_flow_writes_the_comparison(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -340,9 +340,9 @@ def test_run_flow_dataset_and_netcdf_roundtrip(tmp_path):
     W0 = dlnsim.gaussian_init((3, 4, 2), np.random.default_rng(46), 0.5)
     t = np.linspace(0.0, 2.0, 11)
     ds = run_flow(problem, W0, t, kind="modified", eta=0.01, attrs={"note": "test"})
-    assert ds["loss"].dims == ("time",) and ds["balancedness"].dims == ("time", "pair")
-    assert ds["product_sv"].dims == ("time", "sv")
-    np.testing.assert_array_equal(ds["time"].values, t)
+    assert ds["loss"].dims == ("t",) and ds["balancedness"].dims == ("t", "pair")
+    assert ds["product_sv"].dims == ("t", "sv")
+    np.testing.assert_array_equal(ds["t"].values, t)
     for key in ("status", "n_steps", "n_rejected"):  # outcomes: 0-d variables
         assert key in ds.data_vars and ds[key].ndim == 0
     for key in ("rtol", "atol", "kind", "eta", "dlnsim_version", "note"):  # settings and provenance

@@ -34,7 +34,7 @@ def old_flow_names(ds: xr.Dataset) -> xr.Dataset:
 
 
 def new_flow_names(ds: xr.Dataset) -> xr.Dataset:
-    """A flow Dataset with the GD names (loss, ...) over time."""
+    """A flow Dataset with the GD names (loss, ...) over t."""
     return ds.rename({f"{v}_t": v for v in FLOW_SERIES if f"{v}_t" in ds.data_vars})
 
 
@@ -120,7 +120,7 @@ def test_short_labels_of_dlnsim_names(gd: xr.Dataset, flow: xr.Dataset, sweep: x
     assert plot.label(gd, "k") == "k"
     assert plot.label(gd, "t") == "t"
     assert plot.label(old_flow_names(flow), "loss_t") == "L"
-    assert plot.label(flow, "time") == "t"
+    assert plot.label(flow, "t") == "t"
     assert plot.label(sweep, "eta_factor") == "η/η*"  # the axis holds multiples of the bound
     assert plot.label(sweep, "N") == "N"
     assert plot.label(sweep, "loss") == "L"
@@ -167,7 +167,7 @@ def test_loss_of_a_flow_run_under_both_names(flow: xr.Dataset, names: str) -> No
     ax = plot.loss(ds)
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("t", "L")
     (line,) = finite_lines(ax)
-    np.testing.assert_array_equal(line.get_xdata(), ds["time"].values[1:])
+    np.testing.assert_array_equal(line.get_xdata(), ds["t"].values[1:])
     with pytest.raises(ValueError, match=r"^x: a gradient-flow run has no iteration k"):
         plot.loss(ds, x="k")
 

@@ -19,7 +19,7 @@ SHARED = ("loss", "excess_loss", "grad_norm_sq", "balancedness", "balancedness_m
 
 
 def _records(ds: xr.Dataset) -> set[str]:
-    """The recorded variables of a run (along k or time), without its 0-d outcomes."""
+    """The recorded variables of a run (along k or t), without its 0-d outcomes."""
     return {str(name) for name, v in ds.data_vars.items() if v.ndim}
 
 
@@ -35,24 +35,24 @@ def test_gd_and_flow_share_names_and_concatenate_on_one_time_axis() -> None:
     fl = dlnsim.run_flow(problem, W0, np.linspace(0.0, 1.0, 5))
     for name in SHARED:
         assert name in gd and name in fl, name
-        assert gd[name].dims[0] == "k" and fl[name].dims[0] == "time"
+        assert gd[name].dims[0] == "k" and fl[name].dims[0] == "t"
         assert gd[name].dims[1:] == fl[name].dims[1:]
         assert gd[name].attrs == fl[name].attrs  # same units and long name
     # GD's time is a coordinate along k: plots and selections by time work directly
     assert "t" in gd.coords and gd["t"].dims == ("k",)
     np.testing.assert_allclose(gd["t"].values, 1e-2 * gd["k"].values, rtol=1e-12)  # summed stepsizes
-    # one time axis: GD over t renamed to time, k kept as a variable (the flow has no iterations)
-    # (data_vars="all": the runs' 0-d outcomes, status etc., are spread along time too)
-    both = xr.concat([gd.swap_dims(k="t").rename(t="time").reset_coords("k"), fl], dim="time", data_vars="all")
-    assert both.sizes["time"] == gd.sizes["k"] + fl.sizes["time"]
+    # one time axis: GD over t (the flow's dimension), k kept as a variable (the flow has no iterations)
+    # (data_vars="all": the runs' 0-d outcomes, status etc., are spread along t too)
+    both = xr.concat([gd.swap_dims(k="t").reset_coords("k"), fl], dim="t", data_vars="all")
+    assert both.sizes["t"] == gd.sizes["k"] + fl.sizes["t"]
     np.testing.assert_array_equal(both["loss"].values, np.concatenate([gd["loss"].values, fl["loss"].values]))
     assert np.all(np.isnan(both["eta_k"].values[gd.sizes["k"]:]))  # GD-only variables: NaN for the flow
     # or side by side, one row per run, on the union of the times
-    side = xr.concat([gd.swap_dims(k="t").rename(t="time").reset_coords("k"), fl],
+    side = xr.concat([gd.swap_dims(k="t").reset_coords("k"), fl],
                      dim=pd.Index(["gd", "flow"], name="run"), join="outer")
-    assert side["loss"].dims == ("run", "time")
+    assert side["loss"].dims == ("run", "t")
     # at t = 0 both start from W0: the same loss (same kernel, rounding)
-    np.testing.assert_allclose(side["loss"].sel(time=0.0).values, float(gd["loss"][0]), rtol=1e-14)
+    np.testing.assert_allclose(side["loss"].sel(t=0.0).values, float(gd["loss"][0]), rtol=1e-14)
 
 
 def test_result_objects_and_their_datasets() -> None:
@@ -95,7 +95,7 @@ def test_flow_time_policy() -> None:
     assert flow_times(3.0, "linear").size == 200
     problem, W0 = _setup()
     ds = dlnsim.run_flow(problem, W0, 1.0, record=Record("log:6", diagnostics=False))
-    np.testing.assert_allclose(ds["time"].values, flow_times(1.0, "log:6"), rtol=0)
+    np.testing.assert_allclose(ds["t"].values, flow_times(1.0, "log:6"), rtol=0)
     with pytest.raises(ValueError, match=r"record: with an array of times t leave Record\.points unset"):
         dlnsim.run_flow(problem, W0, [0.0, 1.0], record="linear:5")
     with pytest.raises(ValueError, match="record must be 'linear'"):

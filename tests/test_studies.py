@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import cf_checker
 import numpy as np
 import pytest
 import xarray as xr
@@ -113,6 +114,9 @@ def test_quick_variant_writes_dataset_and_figures(name: str, quick_run, quick_ou
         assert ("units" in v.attrs) == (v.dtype.kind not in "OUS"), v.name
     nc = quick_outdir / f"{name}.nc"
     assert nc.is_file()
+    if cf_checker.available():  # CF-1.11: nothing of high or medium weight (tests/test_cf.py)
+        found = cf_checker.problems(cf_checker.suite(), nc)
+        assert not found, "\n".join(found)
     back = dlnsim.load(nc)
     assert set(back.data_vars) == set(ds.data_vars)
     for ext in ("png", "pdf"):

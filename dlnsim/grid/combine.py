@@ -105,6 +105,13 @@ class Run:
                     coords.add(vname)
             coords.update(str(c) for c in (attrs.pop("coordinates", "") or "").split())
             sizes = {dn: len(dim) for dn, dim in nc.dimensions.items()}
+        renames = dataset.legacy_renames({n: (d, a) for n, (d, _, a) in vars_.items()})  # earlier versions' names
+        if renames:
+            vars_ = {renames.get(n, n): (tuple(renames.get(d, d) for d in dims), values,
+                                         dataset.legacy_attrs(n, a) if n in renames else a)
+                     for n, (dims, values, a) in vars_.items()}
+            coords = {renames.get(c, c) for c in coords}
+            sizes = {renames.get(d, d): s for d, s in sizes.items()}
         for vname, (dims, _, vattrs) in list(vars_.items()):  # text dimension coordinates (`dataset.save`)
             label = vattrs.get(dataset.LABELS_ATTR)
             if isinstance(label, str) and label in vars_ and vars_[label][0] == dims:
@@ -326,7 +333,8 @@ def combine_runs(datasets: Any, dims: Mapping[str, Sequence[Any]]) -> xr.Dataset
     Returns
     -------
     xarray.Dataset
-        Over ``dims`` + the runs' own dimensions; attributes equal in every run are global.
+        Over ``dims`` + the runs' own dimensions; attributes equal in every run are global, with the
+        combination's own ``title``, ``Conventions``, ``history`` and format tag (those of the runs are dropped).
     """
     from dlnsim.grid.plan import validate_axes
 
@@ -353,7 +361,8 @@ def combine_runs(datasets: Any, dims: Mapping[str, Sequence[Any]]) -> xr.Dataset
             cells[tuple(int(i) for i in idx)] = _run_of(ds, idx)
     else:
         raise ValueError(f"datasets: expected a mapping or a sequence of Datasets, got {type(datasets).__name__}")
-    return combine(cells, axes)
+    # the runs' own title, Conventions, history and format tag are dropped (`DROPPED`): the combination has its own
+    return combine(cells, axes, attrs=dataset.file_attrs("dlnsim runs combined over (" + ", ".join(names) + ")"))
 
 
 def _run_of(ds: Any, where: Any) -> Run | None:

@@ -30,7 +30,8 @@ def _version() -> str:
 
 def _error_dataset(exc: BaseException) -> xr.Dataset:
     message = f"{type(exc).__name__}: {exc}".strip()
-    return xr.Dataset(attrs={"status": "error", "error": message[:2000]})
+    return xr.Dataset(attrs={**dataset.file_attrs("dlnsim grid cell that failed"), "status": "error",
+                             "error": message[:2000]})
 
 
 def _grid_attrs(plan: Plan, manifest: dict[str, Any], done: int, failed: int) -> dict[str, Any]:

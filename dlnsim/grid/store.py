@@ -239,7 +239,8 @@ class Store:
             status = "error"
             message = (f"ValueError: the cell's result does not fit a grid ({exc}); keep less per cell "
                        f"(at most {MAX_CELL_BYTES} bytes)")
-            dataset.save(xr.Dataset(attrs={"status": "error", "error": message}), f, durable=False)
+            attrs = {**dataset.file_attrs("dlnsim grid cell that failed"), "status": "error", "error": message}
+            dataset.save(xr.Dataset(attrs=attrs), f, durable=False)
             data = integrity.read_regular(f, MAX_CELL_BYTES)
         rec = {"cell": name, "point": dict(point), "status": status if _STATUS.match(status) else "done",
                "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}

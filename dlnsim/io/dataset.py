@@ -51,6 +51,7 @@ from dlnsim.io.attrs import ATTR_TYPES, clean_attrs, decode_attrs, encode_attrs
 __all__ = [
     "ATTR_TYPES",
     "AXES",
+    "LEGACY_NAMES",
     "RUN_ATTRS",
     "SCHEMA",
     "attr_variable_meta",
@@ -59,7 +60,10 @@ __all__ = [
     "clean_attrs",
     "decode_attrs",
     "encode_attrs",
+    "file_attrs",
     "file_digest",
+    "legacy_attrs",
+    "legacy_renames",
     "open",
     "outcome",
     "outcome_variable",
@@ -222,6 +226,12 @@ def history_line() -> str:
     from dlnsim import __version__
 
     return f"made by dlnsim {__version__}"
+
+
+def file_attrs(title: str) -> dict[str, Any]:
+    """The global attributes every file dlnsim makes carries: ``title``, the CF ``Conventions`` and ``history``
+    and the format tag (for Datasets that `build` does not make: a failed grid cell, runs combined by hand)."""
+    return {"title": title, "Conventions": CONVENTIONS, "history": history_line(), "format": FORMAT_TAG}
 
 
 def build(
@@ -466,6 +476,40 @@ def _restore_labels(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+#: names that files of earlier versions used -> (current name, the earlier long_name, the current long_name): a
+#: flow's time dimension was ``time``, which CF readers take for a calendar time (units "<unit> since <date>")
+LEGACY_NAMES: dict[str, tuple[str, str, str]] = {"time": ("t", "gradient-flow time t", "flow time t")}
+
+
+def legacy_renames(variables: dict[str, tuple[tuple[str, ...], dict[str, Any]]]) -> dict[str, str]:
+    """The renames that bring a file of an earlier version to the current names, from its variables (name ->
+    (dims, attributes)): ``time`` -> ``t`` for a flow's time (a dimension coordinate ``time`` with units "1"
+    and the long_name that version gave it, in a file that has no ``t``).  Any other ``time`` is left alone."""
+    out: dict[str, str] = {}
+    for old, (new, before, _) in LEGACY_NAMES.items():
+        dims, attrs = variables.get(old, ((), {}))
+        if (tuple(dims) == (old,) and str(attrs.get("units", "")) == "1" and attrs.get("long_name") == before
+                and new not in variables):
+            out[old] = new
+    return out
+
+
+def legacy_attrs(old: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of the variable renamed from ``old``, with the current long_name."""
+    return {**attrs, "long_name": LEGACY_NAMES[old][2]}
+
+
+def _rename_legacy(ds: xr.Dataset) -> xr.Dataset:
+    """A Dataset read from a file of an earlier version under the current names (see `legacy_renames`)."""
+    renames = legacy_renames({str(n): (tuple(str(d) for d in v.dims), dict(v.attrs)) for n, v in ds.variables.items()})
+    if not renames:
+        return ds
+    ds = ds.rename(renames)
+    for old, new in renames.items():
+        ds[new].attrs = legacy_attrs(old, dict(ds[new].attrs))
+    return ds
+
+
 def _add_digest(tmp: str) -> None:
     """Store the digest of the file's contents in the file (read back through the library, as `open` will)."""
     import netCDF4
@@ -672,4 +716,4 @@ def _open_bytes(data: bytes, where: str) -> xr.Dataset:
             v.attrs = decode_attrs(v.attrs)
     except ValueError as exc:
         raise ValueError(f"{where} has damaged attribute type tags: {exc}") from None
-    return _restore_labels(ds)
+    return _rename_legacy(_restore_labels(ds))

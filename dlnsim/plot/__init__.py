@@ -2,7 +2,7 @@
 
 Every function takes a Dataset as `dlnsim.run_gd`, `dlnsim.run_flow`, `dlnsim.compare_flow`, `dlnsim.sweep`
 or `dlnsim.critical_sweep` return it (or `dlnsim.load` / `dlnsim.open_sweep` read it back).  A run over ``k``
-(gradient descent) or over ``time`` (a gradient flow) draws one line; a combined grid (dims such as ``N``,
+(gradient descent) or over ``t`` (a gradient flow) draws one line; a combined grid (dims such as ``N``,
 ``eta``, ``seed`` besides ``k``) draws one line per grid point, coloured by ``hue``.  Flow variables are found
 under their GD names (``loss``) and under the older ``_t`` names (``loss_t``).
 

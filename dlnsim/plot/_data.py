@@ -241,11 +241,11 @@ def new_axes(ax: Axes | None) -> Axes:
 
 def draw_series(ax: Axes, ds: xr.Dataset, var: str, x: str | None, hue: str | None, *, legend: bool,
             what: str = "var") -> tuple[str, PlotGrid, np.ndarray]:
-    """Draw ``var`` (over k or time) on ``ax``; returns the x used, the grid and the x array."""
+    """Draw ``var`` (over k or t) on ``ax``; returns the x used, the grid and the x array."""
     da = get_var(ds, var, what)
     sdim = series_dim(da)
     if sdim is None:
-        raise ValueError(f"{what}: {var!r} is not recorded over k or time (dims {da.dims})")
+        raise ValueError(f"{what}: {var!r} is not recorded over k or t (dims {da.dims})")
     x = check_x(x, sdim)
     grid = PlotGrid(ds, da, hue)
     X, Y = xy_of(ds, da, grid, x)

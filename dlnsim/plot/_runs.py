@@ -54,7 +54,7 @@ def loss(ds: xr.Dataset, x: Literal["k", "t"] | None = None, ax: Axes | None = N
     Parameters
     ----------
     ds : xarray.Dataset
-        A GD run (over ``k``), a flow run (over ``time``), a GD-vs-flow comparison, or a combined sweep
+        A GD run (over ``k``), a flow run (over ``t``), a GD-vs-flow comparison, or a combined sweep
         (one line per grid point; see `sweep_facets` for one panel per value of a grid dim).
     x : {"k", "t"}, optional
         Iteration (drawn as k + 1, so that k = 0 fits on the log axis; a run that stopped between record
@@ -141,7 +141,7 @@ def theory_panel(ds: xr.Dataset, bound: StepsizeBound | None = None, axes: Seque
             da = ds[name]
             sdim = series_dim(da)
             if sdim is None:
-                raise ValueError(f"ds: {name!r} is not recorded over k or time")
+                raise ValueError(f"ds: {name!r} is not recorded over k or t")
             xs = check_x(x, sdim)
             grid = PlotGrid(ds, da, hue)
             X, Y = xy_of(ds, da, grid, xs)

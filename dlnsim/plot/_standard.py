@@ -28,7 +28,7 @@ def _kind(ds: xr.Dataset) -> str:
     if name is None or sdim is None:
         if "eta_crit" in ds.variables:
             return "critical"
-        raise ValueError("ds: not a dlnsim result standard_panels knows (no loss over k or time, no eta_crit); "
+        raise ValueError("ds: not a dlnsim result standard_panels knows (no loss over k or t, no eta_crit); "
                          "draw one of its variables with sweep_facets(ds, var=...)")
     if grid_dims(ds[name]):
         return "sweep"
@@ -53,7 +53,7 @@ def standard_panels(ds: xr.Dataset, *, x: Literal["k", "t"] | None = None) -> Fi
     - a GD run: excess loss, ‖∇L‖², the singular values of the product, and `theory_panel`;
     - a comparison (`dlnsim.compare_flow`): the excess losses of GD and of the flows, the distances
       (`flow_distance`), the singular values, and `theory_panel`;
-    - a flow run (over ``time``): excess loss, ‖∇L‖², balancedness and singular values against t;
+    - a flow run (over ``t``): excess loss, ‖∇L‖², balancedness and singular values against t;
     - a sweep or grid: excess loss and balancedness of every run, the final loss and each run's status
       against ``eta`` (or the distances to the flow against ``eta`` when recorded);
     - a critical-stepsize sweep (`dlnsim.critical_sweep`): η_crit next to η*, their ratio, and the trials.

@@ -29,14 +29,14 @@ STYLE: dict[str, Any] = {
 #: one colour per depth N, the same in every figure
 DEPTH_COLORS: dict[int, str] = {1: "#555555", 2: "#0072B2", 3: "#D55E00", 4: "#CC79A7", 5: "#009E73", 6: "#E69F00",
                                 7: "#56B4E9"}
-#: the time dimension of a gradient-flow run (the one place the plots name it)
-FLOW_TIME = "time"
+#: the time dimension of a gradient-flow run (the one place the plots name it): ``t``, as GD's time t_k along ``k``
+FLOW_TIME = "t"
 _BAL = r"\|W_{j+1}^TW_{j+1}-W_jW_j^T\|"
 #: short axis labels of dlnsim's variables and coordinates (all dimensionless: no units shown)
 LABELS: dict[str, str] = {
     "loss": "L", "excess_loss": "L − L*", "grad_norm_sq": "‖∇L‖²", "descent_ratio": "descent ratio",
     "balancedness": f"${_BAL}$", "balancedness_max": rf"${{\rm max}}_j{_BAL}$", "layer_norm_sq": r"$\|W_j\|^2$",
-    "product_sv": r"$\sigma_i(W_N\cdots W_1)$", "k": "k", "t": "t", FLOW_TIME: "t", "eta": "η", "eta_factor": "η/η*",
+    "product_sv": r"$\sigma_i(W_N\cdots W_1)$", "k": "k", "t": "t", "eta": "η", "eta_factor": "η/η*",
     "eta_k": r"$\eta_k$",
     "eta_value": "η", "N": "N", "seed": "seed", "gamma": "γ", "alpha": "α", "scale": "scale", "m": "m",
     "pair": "j", "layer": "j", "sv": "i", "trial": "trial",

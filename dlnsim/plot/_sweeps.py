@@ -159,7 +159,7 @@ def sweep_facets(ds: xr.Dataset, var: str | None = None, row: str | None = None,
         ``eta``, ``seed`` besides ``k``, or a critical-stepsize sweep (`dlnsim.critical_sweep`, dims ``N``,
         ``seed``, ...).
     var : str, optional
-        A variable over ``k`` or ``time`` (drawn against k + 1 or t, as in `loss`), or one number per grid
+        A variable over ``k`` or ``t`` (drawn against k + 1 or t, as in `loss`), or one number per grid
         point (``final_loss``, ``min_descent_ratio``, ``eta_crit``, ...) drawn against the grid dim ``x``.
         Default: ``loss`` (a sweep), else ``eta_crit`` (a critical-stepsize sweep).
     row, col, hue : str, optional

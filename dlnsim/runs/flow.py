@@ -1,7 +1,7 @@
 """Gradient flows of a deep linear network, integrated to requested times.
 
 `run_flow` integrates one flow from W0 with the Numba Dormand-Prince 5(4) integrator of
-`dlnsim._kernels.flow` and returns a Dataset over ``time``:
+`dlnsim._kernels.flow` and returns a Dataset over ``t`` (the flow time, dimensionless):
 
 - ``kind="factor"``: the factor flow (2.2) dW_j/dt = -grad_{W_j} L^N (same gradient kernel as GD);
   it conserves W_{j+1}^T W_{j+1} - W_j W_j^T (2.3).
@@ -14,7 +14,7 @@
 GD next to the flows at equal times is `dlnsim.compare_flow` (module `dlnsim.runs.compare`), the sharpness
 `dlnsim.sharpness` (module `dlnsim.analysis.sharpness`).
 
-``solve_flow`` integrates and returns a ``FlowResult``; `flow_dataset` turns it into a Dataset over ``time``
+``solve_flow`` integrates and returns a ``FlowResult``; `flow_dataset` turns it into a Dataset over ``t``
 whose variables have the names of a GD Dataset (``loss``, ``excess_loss``, ``grad_norm_sq``,
 ``balancedness``, ``balancedness_max``, ``layer_norm_sq``, ``product_sv``); `run_flow` does both.  The
 save policy (``record``, ``diagnostics``) is that of `dlnsim.options`.
@@ -388,7 +388,7 @@ def solve_flow(
         outcomes["initial_balancedness_rel"] = bal0
     run_attrs.update(dataset.provenance())
     run_attrs.update(user_attrs)
-    return FlowResult(time=times, records=records, kind=kind, status=status, n_layers=n, attrs=run_attrs,
+    return FlowResult(t=times, records=records, kind=kind, status=status, n_layers=n, attrs=run_attrs,
                       outcomes=outcomes, states=res.states)
 
 
@@ -444,10 +444,11 @@ def run_flow(
     Returns
     -------
     xarray.Dataset
-        A Dataset over ``time`` with the variable names of a GD Dataset: ``loss``, ``excess_loss`` and the
-        selected diagnostics ``grad_norm_sq``, ``balancedness`` / ``balancedness_max``, ``layer_norm_sq``
-        (factor and modified flows) and ``product_sv``; the attributes ``status`` (see ``STATUSES``),
-        ``n_steps``, ``n_rejected``, ``t_reached``, ``rtol``, ``atol``, ``kind``, ``eta`` and the provenance.
+        A Dataset over the flow time ``t`` (dimension and coordinate) with the variable names of a GD
+        Dataset: ``loss``, ``excess_loss`` and the selected diagnostics ``grad_norm_sq``, ``balancedness`` /
+        ``balancedness_max``, ``layer_norm_sq`` (factor and modified flows) and ``product_sv``; the attributes
+        ``status`` (see ``STATUSES``), ``n_steps``, ``n_rejected``, ``t_reached``, ``rtol``, ``atol``, ``kind``,
+        ``eta`` and the provenance.
 
     Raises
     ------

@@ -47,9 +47,9 @@ def gd_dataset(res: GDResult) -> xr.Dataset:
     """The Dataset of a `GDResult`: the records over ``k``, t_k as a coordinate along ``k``, the schema's
     units and long names, and the run's attributes.
 
-    To put a GD run and a flow run (over ``time``, same variable names) on one time axis, make t the
+    To put a GD run and a flow run (over ``t``, same variable names) on one time axis, make t the
     dimension and keep k as a variable (the flow has no iterations):
-    ``xr.concat([gd.swap_dims(k="t").rename(t="time").reset_coords("k"), flow], dim="time")``; side by side
+    ``xr.concat([gd.swap_dims(k="t").reset_coords("k"), flow], dim="t")``; side by side
     on the union of the times: the same with ``dim=pandas.Index(["gd", "flow"], name="run"), join="outer"``.
     """
     rec = res.records

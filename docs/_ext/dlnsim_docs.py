@@ -90,7 +90,7 @@ def file_format_tables() -> str:
         "",
         "### Gradient flows (`run_flow`)",
         "",
-        "The same quantities over the flow's time dimension instead of the iterations.",
+        "The same quantities over the flow time `t` instead of the iterations `k`.",
         "",
     ]
     out += _schema_table(FLOW_SCHEMA)
