@@ -148,6 +148,8 @@ def _child_command(name: str, outdir: Path, args: argparse.Namespace) -> list[st
         cmd.append("--quick")
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
+    if args.scheduler is not None:
+        cmd += ["--scheduler", args.scheduler]
     return cmd
 
 

@@ -5,8 +5,9 @@ For the Section-5 instance (``dlnsim.paper_setup(N, seed=0)``, balanced W(0), hi
 (the bound (5.1)) up to 0.95 eta_crit and record the balancedness constant
 max_j ||W_{j+1}^T W_{j+1} - W_j W_j^T|| along the run.  eta_crit is the critical stepsize of this instance from
 ``dlnsim.critical_sweep``: the largest constant stepsize found (bisection, rtol) whose run reaches 1e-3 of the
-initial excess loss, and half the lowest saddle's, within n steps without diverging.  Theorem 2.4 (alpha = 0) keeps the drift <= delta =
-M^{2/N}/N^3 for eta <= eta*.  The stepsizes: 9 geometric from eta* to 0.9 eta_crit, and 0.6, 0.75, 0.95 eta_crit.
+initial excess loss, and half the lowest saddle's, within n steps without diverging.  Theorem 2.4 (alpha = 0) keeps
+the drift <= delta = M^{2/N}/N^3 for eta <= eta*.  The stepsizes: 9 geometric from eta* to 0.9 eta_crit, and 0.6,
+0.75, 0.95 eta_crit.
 
 Horizon: every run stops once its excess loss is <= LTOL = 1e-10 of the initial one (the loss test of
 `dlnsim.run_gd`; capped at the flow time T_MAX = 200).  After that the drift can change by at most

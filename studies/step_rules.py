@@ -8,19 +8,19 @@ iff eta < 2/lambda (GD), 2 (1 + beta)/lambda (heavy-ball, Polyak 1964), 2 (1 + b
 (Nesterov) (`dlnsim.methods.StepRule.stability_limit`), with lambda = lambda_max at the flattest minimiser with
 the least-squares product (`dlnsim.analysis.minima.flattest_minimum`; GD's eta_crit sits at its 2/lambda on this
 instance, studies/stability_threshold.py).  The measurement: eta_crit by the search of `dlnsim.critical_stepsize`
-(its criterion: a run of at most ``n_iter`` steps converges when it does not diverge and ends with
-L - L* <= min(loss_tol (L(0) - L*), Delta/2), Delta = `dlnsim.analysis.critical.saddle_gap`), bracketed by [pred/64, 1.02 pred] (walks outward when that does not bracket),
-then the end point of the run at eta_crit is checked for linear stability against the *rule's* limit,
-eta_crit <= rule.stability_limit(lambda_max(end)) (`dlnsim.analysis.critical.stable_critical_stepsize` checks
-lambda eta <= 2, GD's limit, for every rule; not usable for momentum).  The trials are run by
-`dlnsim.runs.gd.solve_gd` (`run_gd` without its Dataset, which costs more than a whole trial here) through
-the bracketing and bisection of `dlnsim.analysis.critical` (``_bracket_and_bisect``, the search of
-`dlnsim.critical_stepsize`; tests/test_step_rules_study.py checks that both give the same eta_crit).  Two
-starts: the paper's W(0) (``start = "paper"``), and the flattest minimiser itself with a relative
-perturbation of NEAR_EPS (``start = "near"``): there the linearisation is the dynamics, so eta_crit/pred
-tests the formula; from W(0) it tests whether the transient lets the run get there.  For seed 0 every rule
-is also run on a grid of stepsizes (``scan_*``): the set of converging stepsizes need not be an interval, and
-the bisection returns one edge of it.
+(its criterion: a run of at most ``n_iter`` steps converges when it does not diverge and ends with L - L* <=
+min(loss_tol (L(0) - L*), Delta/2), Delta = `dlnsim.analysis.critical.saddle_gap`), bracketed by [pred/64, 1.02
+pred] (walks outward when that does not bracket), then the end point of the run at eta_crit is checked for linear
+stability against the *rule's* limit, eta_crit <= rule.stability_limit(lambda_max(end))
+(`dlnsim.analysis.critical.stable_critical_stepsize` checks lambda eta <= 2, GD's limit, for every rule; not usable
+for momentum).  The trials are run by `dlnsim.runs.gd.solve_gd` (`run_gd` without its Dataset, which costs more than
+a whole trial here) through the bracketing and bisection of `dlnsim.analysis.critical` (``bracket_and_bisect``, the
+search of `dlnsim.critical_stepsize`; tests/test_step_rules_study.py checks that both give the same eta_crit).  Two
+starts: the paper's W(0) (``start = "paper"``), and the flattest minimiser itself with a relative perturbation of
+NEAR_EPS (``start = "near"``): there the linearisation is the dynamics, so eta_crit/pred tests the formula; from
+W(0) it tests whether the transient lets the run get there.  For seed 0 every rule is also run on a grid of
+stepsizes (``scan_*``): the set of converging stepsizes need not be an interval, and the bisection returns one edge
+of it.
 
 **Minibatch SGD** (``dlnsim.paper_setup(N, seed, d=SGD_D, m=SGD_M)``, realisable: Y = W~ X, so every
 minimiser interpolates and SGD with a constant stepsize can converge; N = 2, 3, 8 seeds; widths compressed).
@@ -59,7 +59,7 @@ import numpy as np
 import xarray as xr
 
 import dlnsim
-from dlnsim.analysis.critical import _bracket_and_bisect, _Outcome, saddle_gap
+from dlnsim.analysis.critical import TrialOutcome, bracket_and_bisect, saddle_gap
 from dlnsim.analysis.minima import flattest_minimum
 from dlnsim.analysis.stability import balanced_minimum_sharpness, compress_widths
 from dlnsim.runs.gd import solve_gd
@@ -134,13 +134,13 @@ def search(trial_fn: Any, bracket: tuple[float, float], *, rtol: float, factor: 
     final_loss, initial_loss)``: ``(eta_crit, eta_hi, status, trials)`` (NaN where not found)."""
     trials: list[tuple[float, bool]] = []
 
-    def trial(eta: float) -> _Outcome:
+    def trial(eta: float) -> TrialOutcome:
         ok, final, initial = trial_fn(eta)
         trials.append((eta, ok))
-        return _Outcome(ok, final, initial)
+        return TrialOutcome(ok, final, initial)
 
     lo, hi = bracket
-    L, U, status = _bracket_and_bisect(trial, lo, hi, factor=factor, max_expand=max_expand, rtol=rtol,
+    L, U, status = bracket_and_bisect(trial, lo, hi, factor=factor, max_expand=max_expand, rtol=rtol,
                                        walk_down_gives_up=True)
     return (math.nan if L is None else L), (math.nan if U is None else U), status, trials
 

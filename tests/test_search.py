@@ -15,8 +15,8 @@ import dlnsim
 from dlnsim.analysis.critical import (
     DEFAULT_BRACKET_FACTOR,
     NoConvergingStepsizeWarning,
-    _bracket_and_bisect,
-    _Outcome,
+    TrialOutcome,
+    bracket_and_bisect,
     saddle_gap,
 )
 from dlnsim.objective import loss
@@ -24,13 +24,13 @@ from dlnsim.objective import loss
 INITIAL = 1.0
 
 
-def _trials(threshold: float, final_loss: float = 2.0) -> tuple[list[float], Callable[[float], _Outcome]]:
+def _trials(threshold: float, final_loss: float = 2.0) -> tuple[list[float], Callable[[float], TrialOutcome]]:
     """Stepsizes below ``threshold`` converge; the others end at ``final_loss`` (above L(0): they 'failed')."""
     seen: list[float] = []
 
-    def trial(eta: float) -> _Outcome:
+    def trial(eta: float) -> TrialOutcome:
         seen.append(eta)
-        return _Outcome(eta < threshold, 0.0 if eta < threshold else final_loss, INITIAL)
+        return TrialOutcome(eta < threshold, 0.0 if eta < threshold else final_loss, INITIAL)
 
     return seen, trial
 
@@ -38,7 +38,7 @@ def _trials(threshold: float, final_loss: float = 2.0) -> tuple[list[float], Cal
 @pytest.mark.parametrize("lo, hi", [(0.1, 0.2), (0.5, 0.6), (0.001, 10.0)])
 def test_bisection_brackets_the_threshold(lo: float, hi: float) -> None:
     seen, trial = _trials(0.37)
-    L, U, status = _bracket_and_bisect(trial, lo, hi, factor=2.0, max_expand=40, rtol=1e-3,
+    L, U, status = bracket_and_bisect(trial, lo, hi, factor=2.0, max_expand=40, rtol=1e-3,
                                        walk_down_gives_up=True)
     assert status == "ok"
     assert L is not None and U is not None
@@ -50,11 +50,11 @@ def test_walk_up_stops_when_the_final_loss_stops_improving() -> None:
     """Too slow everywhere (loss below L(0) but no convergence), and no better for larger stepsizes."""
     seen: list[float] = []
 
-    def trial(eta: float) -> _Outcome:
+    def trial(eta: float) -> TrialOutcome:
         seen.append(eta)
-        return _Outcome(False, 0.5, INITIAL)
+        return TrialOutcome(False, 0.5, INITIAL)
 
-    L, U, status = _bracket_and_bisect(trial, 0.1, 0.2, factor=2.0, max_expand=40, rtol=1e-3,
+    L, U, status = bracket_and_bisect(trial, 0.1, 0.2, factor=2.0, max_expand=40, rtol=1e-3,
                                        walk_down_gives_up=True)
     assert (L, U, status) == (None, 0.2, "no_converging_eta")
     assert seen == [0.1, 0.2]
@@ -64,7 +64,7 @@ def test_walk_up_stops_when_the_final_loss_stops_improving() -> None:
 def test_walk_down_gives_up_only_when_asked(gives_up: bool, n_trials: int) -> None:
     """Every stepsize fails with the same final loss: the walk down stops after one step only when it gives up."""
     seen, trial = _trials(-math.inf, final_loss=3.0)
-    L, U, status = _bracket_and_bisect(trial, 1.0, 2.0, factor=2.0, max_expand=5, rtol=1e-3,
+    L, U, status = bracket_and_bisect(trial, 1.0, 2.0, factor=2.0, max_expand=5, rtol=1e-3,
                                        walk_down_gives_up=gives_up)
     assert L is None and status == "no_converging_eta"
     assert len(seen) == n_trials
@@ -73,7 +73,7 @@ def test_walk_down_gives_up_only_when_asked(gives_up: bool, n_trials: int) -> No
 
 def test_no_failing_stepsize() -> None:
     seen, trial = _trials(math.inf)
-    L, U, status = _bracket_and_bisect(trial, 1.0, 2.0, factor=2.0, max_expand=3, rtol=1e-3,
+    L, U, status = bracket_and_bisect(trial, 1.0, 2.0, factor=2.0, max_expand=3, rtol=1e-3,
                                        walk_down_gives_up=True)
     assert status == "no_failing_eta" and U is None
     assert seen == [1.0, 2.0, 4.0, 8.0, 16.0] and L == 16.0

@@ -353,6 +353,19 @@ def test_jobs_default_to_two_studies_at_once_on_local_executors() -> None:
     assert set(COST) == set(STUDIES)  # every study has a cost to be ordered by
 
 
+def test_a_study_process_gets_the_engine_options() -> None:
+    from studies.__main__ import _child_command, parse_args
+
+    args = parse_args(["--scheduler", "tcp://127.0.0.1:8786", "--jobs", "2", "--quick"])
+    cmd = _child_command("theorems", Path("out"), args)
+    assert cmd[cmd.index("--scheduler") + 1] == "tcp://127.0.0.1:8786" and cmd[cmd.index("--executor") + 1] == "dask"
+    assert parse_args(cmd[3:]).scheduler == "tcp://127.0.0.1:8786"  # the child accepts what it is given
+    args = parse_args(["--executor", "processes", "--workers", "3"])
+    cmd = _child_command("theorems", Path("out"), args)
+    child = parse_args(cmd[3:])
+    assert (child.executor, child.workers, child.jobs, child.keep_cells) == ("processes", 3, 1, True)
+
+
 @pytest.mark.slow
 def test_studies_in_parallel_processes_give_the_same_files(quick_run, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:

@@ -33,7 +33,7 @@ converges, or give up (``no_converging_eta``) when the final loss stops improvin
 stepsize) until one does not converge (``no_failing_eta`` after ``max_expand`` steps), and bisect in log
 space until eta_hi / eta_lo <= 1 + rtol.  Every trial is kept.
 
-`stable_critical_stepsize` runs the same search (`_bracket_and_bisect`) with a criterion that asks what GD does
+`stable_critical_stepsize` runs the same search (`bracket_and_bisect`) with a criterion that asks what GD does
 at the end of its horizon (``STABLE_CRITERION``): a run converges when it ends within the tests of `run_gd` at a
 linearly stable point, lambda_max(Hess L^N) <= 2/eta.  A run that first meets the tests at a sharper point is
 continued to the horizon (GD may leave that minimiser and settle at a flatter one).  Its downward walk does not
@@ -68,6 +68,8 @@ __all__ = [
     "NoConvergingStepsizeWarning",
     "StableCriticalStepsize",
     "Trial",
+    "TrialOutcome",
+    "bracket_and_bisect",
     "critical_stepsize",
     "saddle_gap",
     "stable_critical_stepsize",
@@ -98,7 +100,7 @@ def saddle_gap(problem: Problem, rank: int | None = None) -> float:
     of the lowest saddle of L^N above its minimum.
 
     ``rank`` is the largest rank the network's product can have, its narrowest width min_j d_j (None: no
-    limit, r_bar = q).  The minimum of L^N is the best fit of rank r_bar (`Problem.optimal_loss`); the best
+    limit, r_bar = q).  The minimum of L^N is the best fit of rank r_bar (``Problem.optimal_loss``); the best
     product of rank r_bar - 1 lies Delta above it, and every critical point of L^N that is not a global
     minimiser lies at least this high; ``inf`` when r_bar = 0 (there is no saddle above the minimum).
     `dlnsim.critical_stepsize` counts a trial as converged only below min L^N + Delta / 2.
@@ -197,19 +199,22 @@ def _walk(factor: Any, max_expand: Any) -> tuple[float, int]:
     return factor, nonneg_int(max_expand, "max_expand")
 
 
-class _Outcome(NamedTuple):
-    """What the search needs from one trial run."""
+class TrialOutcome(NamedTuple):
+    """What `bracket_and_bisect` needs from one trial run (for a search with a criterion of one's own)."""
 
     converged: bool
     final_loss: float  #: the loss the walks compare (inf when the run gives none to compare)
     initial_loss: float  #: L(0)
 
 
-def _bracket_and_bisect(
-    trial: Callable[[float], _Outcome], lo: float, hi: float, *, factor: float, max_expand: int, rtol: float,
+def bracket_and_bisect(
+    trial: Callable[[float], TrialOutcome], lo: float, hi: float, *, factor: float, max_expand: int, rtol: float,
     walk_down_gives_up: bool,
 ) -> tuple[float | None, float | None, str]:
     """The search of the module docstring: ``(eta_lo, eta_hi, status)`` (None where not found).
+
+    The search of `dlnsim.critical_stepsize` and `dlnsim.stable_critical_stepsize`, for any criterion: studies
+    that judge a run their own way (e.g. against a step rule's own stability limit) pass their own ``trial``.
 
     ``trial(eta)`` runs one stepsize.  A first trial that does not converge but lowers the loss below L(0)
     starts a walk up, any other a walk down; the walk up stops when the final loss stops improving, the walk
@@ -354,7 +359,7 @@ def critical_stepsize(
     trials: list[Trial] = []
     initial = math.nan
 
-    def trial(eta: float) -> _Outcome:
+    def trial(eta: float) -> TrialOutcome:
         nonlocal initial
         # the outcomes alone: no Dataset is built for a trial (tens of ms each, more than a short run)
         a = solve_gd(problem, W0, eta, n_iter, method=rule, record=Record([0], diagnostics=False), stop=stop_opt,
@@ -371,9 +376,9 @@ def critical_stepsize(
         t = Trial(eta, outcome, float(a["final_loss"]), int(a["stop_iteration"]))
         trials.append(t)
         final = t.final_loss if t.outcome != "diverged" and math.isfinite(t.final_loss) else math.inf
-        return _Outcome(outcome == "converged", final, initial)
+        return TrialOutcome(outcome == "converged", final, initial)
 
-    L, U, status = _bracket_and_bisect(trial, lo, hi, factor=factor, max_expand=max_expand, rtol=rtol,
+    L, U, status = bracket_and_bisect(trial, lo, hi, factor=factor, max_expand=max_expand, rtol=rtol,
                                        walk_down_gives_up=True)
     eta_lo = math.nan if L is None else L
     eta_hi = math.nan if U is None else U
@@ -561,7 +566,7 @@ def stable_critical_stepsize(
     continued_rule = bool(continue_unstable)
     if assume_bracket not in (False, True, "upper"):
         raise ValueError(f"assume_bracket must be False, True or 'upper', got {assume_bracket!r}")
-    seen: dict[float, _Outcome] = {}
+    seen: dict[float, TrialOutcome] = {}
     rows: list[_StableTrial] = []
     finals: dict[float, list[np.ndarray]] = {}
     initial = loss(problem, W0)
@@ -573,12 +578,12 @@ def stable_critical_stepsize(
         W = unflatten(res.w, res.dims)
         return W, sharpness(problem, W, iters=400, tol=sharpness_tol)
 
-    def trial(eta: float) -> _Outcome:
+    def trial(eta: float) -> TrialOutcome:
         if eta not in seen:
             seen[eta] = run(eta)
         return seen[eta]
 
-    def run(eta: float) -> _Outcome:
+    def run(eta: float) -> TrialOutcome:
         first = solve_gd(problem, W0, eta, n_iter, method=rule, record=record_end, stop=stop_first, bound=bound)
         hit, lam_hit, settle, lam, continued = -1, nan, -1, nan, False
         res = first
@@ -615,7 +620,7 @@ def stable_critical_stepsize(
             walk_loss = final  # never met the tests within the horizon: maybe too slow
         rows.append(_StableTrial(eta, outcome, final, int(res.stop_iteration), lam, hit, lam_hit, settle,
                                  continued))
-        return _Outcome(outcome == "converged", walk_loss, initial)
+        return TrialOutcome(outcome == "converged", walk_loss, initial)
 
     L: float | None
     U: float | None
@@ -629,7 +634,7 @@ def stable_critical_stepsize(
                 b = mid
         L, U = a, b
     else:
-        L, U, status = _bracket_and_bisect(trial, lo, hi, factor=factor, max_expand=max_expand, rtol=rtol,
+        L, U, status = bracket_and_bisect(trial, lo, hi, factor=factor, max_expand=max_expand, rtol=rtol,
                                            walk_down_gives_up=False)
     eta_lo = math.nan if L is None else L
     eta_hi = math.nan if U is None else U
