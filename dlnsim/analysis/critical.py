@@ -23,8 +23,8 @@ diverge: they may lock into orbits with a frozen loss, or diverge late.  When no
 (``no_converging_eta``; a saddle plateau that outlasts the horizon is the common cause), give a longer horizon
 ``n_iter``, another bracket, or use `stable_critical_stepsize`, whose criterion asks where GD ends;
 `dlnsim.critical_sweep` counts such cells in a `NoConvergingStepsizeWarning`.  The criterion is measured from
-the least-squares optimum L*, so a network narrower than q (whose global minimum lies at least Delta above L*)
-has no converging stepsize.
+the minimum of L^N for the start's network, so a network narrower than q is judged against its own best fit,
+not against a least-squares loss it cannot reach.
 
 Search.  Start at ``bracket[0]``.  If it does not converge, walk by ``factor``: up when the run was merely
 too slow (the loss fell, not far enough), down when it diverged or the loss grew, until a stepsize
