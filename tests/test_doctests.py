@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import inspect
 
 import pytest
 
@@ -42,8 +43,9 @@ def test_docstring_examples(name: str, tmp_path: pytest.TempPathFactory, monkeyp
 
 @pytest.mark.parametrize("name", WITH_EXAMPLES)
 def test_main_functions_have_examples(name: str) -> None:
-    doc = getattr(dlnsim, name).__doc__ or ""
-    assert "\n    Examples\n    --------\n" in doc and ">>> " in doc, f"dlnsim.{name} has no Examples section"
+    # cleandoc: Python 3.13 strips the docstring's indentation at compile time, earlier versions keep it
+    doc = inspect.cleandoc(getattr(dlnsim, name).__doc__ or "")
+    assert "\nExamples\n--------\n" in doc and ">>> " in doc, f"dlnsim.{name} has no Examples section"
 
 
 def test_modules_hold_examples() -> None:
