@@ -111,11 +111,15 @@ def test_one_step_balancedness_identity() -> None:
 
 
 @pytest.mark.parametrize("widths", [[2, 5, 7, 4], [6, 2, 5, 7], [5, 4, 2, 7, 3], [6, 5, 3, 2], [6, 3, 4, 2, 5, 1],
-                                    [4, 3, 5, 6]])
-def test_kernel_modes_against_the_formula(widths: list[int]) -> None:
+                                    [4, 3, 5, 6], [9, 2, 2, 2, 2, 8], [40, 2, 30, 20, 2, 2, 35], [30, 20, 25, 40]])
+@pytest.mark.parametrize("data", ["cholesky", "columns"])
+def test_kernel_modes_against_the_formula(widths: list[int], data: str) -> None:
     """The gradient kernel's modes, with a pivot of width 2 (its loops) first, inside and last, and a pivot of
     another width (dgemm only): loss, gradient, ||grad||^2 (mode 3) and the step w - eta grad (mode 4, w left
-    as it was) against (3.2) written out, to 1e-13 relative (rounding only: same formula, other order)."""
+    as it was) against (3.2) written out, to 1e-13 relative (rounding only: same formula, other order).  The
+    data as the full-batch kernels pass it (the triangular Cholesky factor R^T and F, ``lower``) and as a
+    minibatch does (the columns X and Y themselves, 1/2 ||W X - Y||^2 = L* + excess, not triangular).  The
+    last three: a network compressed to width 2, two narrow layers, a pivot of width 20."""
     from dlnsim._kernels.linalg import _loss_grad_norm, workspace_size
 
     rng = np.random.default_rng(sum(widths))
@@ -126,15 +130,17 @@ def test_kernel_modes_against_the_formula(widths: list[int]) -> None:
     offs = np.concatenate([[0], np.cumsum([a.size for a in W])]).astype(np.int64)
     w = np.concatenate([a.ravel() for a in W])
     b = int(np.argmin(dims))
-    ws = np.empty(workspace_size(dims, b))
+    lower = data == "cholesky"
+    Rt, F = (problem.Rt, problem.F) if lower else (problem.X, problem.Y)
+    ws = np.empty(workspace_size(dims, b, Rt.shape[1]))
     ref = np.concatenate([a.ravel() for a in naive_gradient(problem, W)])
-    excess = 0.5 * np.sum((product(W) @ problem.X - problem.Y) ** 2) - problem.lstar
+    excess = 0.5 * np.sum((product(W) @ problem.X - problem.Y) ** 2) - (problem.lstar if lower else 0.0)
     scale = np.abs(ref).max()
     eta = 0.037
     for mode in (1, 3, 4):
         g = np.full_like(w, np.nan)
         w_before = w.copy()
-        ex, gsq = _loss_grad_norm(w, dims, offs, b, problem.Rt, problem.F, g, ws, np.int64(mode), eta)
+        ex, gsq = _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, np.int64(mode), eta, lower)
         assert ex == pytest.approx(excess, rel=1e-12)
         np.testing.assert_array_equal(w, w_before)
         if mode == 4:

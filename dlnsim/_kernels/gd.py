@@ -157,7 +157,7 @@ def _make_gd_chunk(rule: int, name: str, stamp: str = SOURCES) -> Any:
             eta = 0.0
             if k < n_iter:
                 eta = etas[0] if constant else etas[k]
-            ex, gn2 = _loss_grad_norm(cur, dims, offs, pivot, Rt, F, nxt, ws, np.int64(4), eta)
+            ex, gn2 = _loss_grad_norm(cur, dims, offs, pivot, Rt, F, nxt, ws, np.int64(4), eta, True)
             loss = lstar + ex
             iacc[I_LAST_K] = k
             acc[A_LAST_LOSS] = loss

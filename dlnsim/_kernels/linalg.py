@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit
 
 from .blas import _dot, _matmul
-from .narrow import NARROW, _rank_update, _residual_pass, _step_block, _transpose
+from .narrow import NARROW, _rank_update, _residual_pass, _step_block, _times_data, _times_data_t, _transpose
 
 
 def _sources_digest() -> str:
@@ -110,11 +110,11 @@ def _loss_and_grad(w, dims, offs, b, Rt, F, g, ws, grad):
     ``w``), 0 leaves ``g`` untouched, 2 leaves out the blocks that are products with inner dimension d_b
     (grad_j = L_j^T M_{j-1}, j < b, and V_j U_{j-1}^T, j > b + 1), for `_grad_norm_sq`.  `_loss_grad_norm`
     with the squared gradient norm left out."""
-    return _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, 0.0)[0]
+    return _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, 0.0, True)[0]
 
 
 @njit(cache=True, nogil=True)
-def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
+def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta, lower):
     """(1/2 ||Z||_F^2, ||grad L^N||_F^2) at ``w``, ``grad`` as in `_loss_and_grad`, and two more:
 
     * 3: the gradient into ``g`` as for 1, and its squared norm (NaN for the other codes);
@@ -124,6 +124,9 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
     For a pivot of width 2 the norm and the step come from the loops that form the gradient blocks, so
     gradient descent makes no extra pass over the state (the pass over the 52 kB state of the paper's network
     cost about 1 us a step, an eighth of it).
+
+    ``lower`` says that ``Rt`` is the lower-triangular Cholesky factor of the full data (a minibatch's X_B is
+    not), so that the two products with it through a pivot of width 2 read only its triangle.
 
     ``ws`` is a workspace of length `_workspace_size(dims, b)`.  The caller adds L* to the excess loss.  No
     allocation and no reshapes: every matrix is a C-ordered block of ``w``, ``g``, ``ws``, ``Rt`` or ``F``
@@ -167,6 +170,7 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
     narrow = db == NARROW
     fused = narrow and 0 < b < n  # the one-pass residual (b = 0 means d_0 = 2: no 70 x 70 data to save on)
     ff = F.reshape(dn * c)
+    rtf = Rt.reshape(d0 * c)
     full = grad == 1 or grad >= 3  # every gradient block
     step = grad == 4
     gsq = 0.0 if grad >= 3 else np.nan
@@ -187,7 +191,10 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
             src, so = w, offs[0]
         else:
             src, so = ws, p_l
-        _matmul(False, False, db, c, d0, src, so, Rt, 0, ws, p_lr)
+        if narrow:
+            _times_data(c, d0, src, so, rtf, ws, p_lr, lower)
+        else:
+            _matmul(False, False, db, c, d0, src, so, rtf, 0, ws, p_lr)
     # U chain: U_j = W_j U_{j-1};  Z = U_N (L_0 R^T)  (L_0 R^T = R^T when b = 0)
     if b < n:
         for j in range(b + 2, n + 1):
@@ -205,7 +212,7 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
         elif b > 0:
             _matmul(False, False, dn, c, db, un, uo, ws, p_lr, ws, p_z)
         else:
-            _matmul(False, False, dn, c, db, un, uo, Rt, 0, ws, p_z)
+            _matmul(False, False, dn, c, db, un, uo, rtf, 0, ws, p_z)
     else:
         _copy_flat(ws, p_z, ws, p_lr, dn * c)
     if fused:
@@ -235,9 +242,13 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
         if b < n:
             if not fused:
                 _matmul(True, False, db, c, dn, un, uo, ws, p_z, ws, p_t1)
-            _matmul(False, True, db, d0, c, ws, p_t1, Rt, 0, dst, do)
+            t_off = p_t1
         else:
-            _matmul(False, True, db, d0, c, ws, p_z, Rt, 0, dst, do)
+            t_off = p_z
+        if narrow:
+            _times_data_t(c, d0, ws, t_off, rtf, dst, do, lower)
+        else:
+            _matmul(False, True, db, d0, c, ws, t_off, rtf, 0, dst, do)
         for j in range(1, b):
             if j == b - 1:
                 dst, do = g, offs[b - 1]
@@ -263,7 +274,7 @@ def _loss_grad_norm(w, dims, offs, b, Rt, F, g, ws, grad, eta):
         elif b > 0:
             _matmul(False, True, dn, db, c, ws, p_z, ws, p_lr, dst, do)
         else:
-            _matmul(False, True, dn, db, c, ws, p_z, Rt, 0, dst, do)
+            _matmul(False, True, dn, db, c, ws, p_z, rtf, 0, dst, do)
         for j in range(n, b + 1, -1):
             if j - 1 == b + 1:
                 dst, do = g, offs[b]

@@ -281,7 +281,7 @@ def _make_sgd_chunk(rule: int, name: str, stamp: str = SOURCES) -> Any:
             r = iacc[I_NEXT_REC]
             if (r < n_rec and rec_k[r] == k) or k == n_iter:
                 # the full data at a record point (nxt is scratch here: the step below overwrites it)
-                ex, gn2 = _loss_grad_norm(cur, dims, offs, pivot, Rt, F, nxt, ws, np.int64(3), 0.0)
+                ex, gn2 = _loss_grad_norm(cur, dims, offs, pivot, Rt, F, nxt, ws, np.int64(3), 0.0, True)
                 loss = lstar + ex
                 iacc[I_LAST_K] = k
                 acc[A_LAST_LOSS] = loss
@@ -322,10 +322,10 @@ def _make_sgd_chunk(rule: int, name: str, stamp: str = SOURCES) -> Any:
                     src = YT[row[j]]
                     for i in range(dy):
                         yb[i, j] = src[i]
-                exb, gnb = _loss_grad_norm(cur, dims, offs, pivot, xb, yb, nxt, ws, np.int64(4), eta * scale)
+                exb, gnb = _loss_grad_norm(cur, dims, offs, pivot, xb, yb, nxt, ws, np.int64(4), eta * scale, False)
             if not (np.isfinite(exb) and np.isfinite(gnb)) or scale * exb > threshold:
                 # a divergence seen in the batch: the full loss of this state for the record of the stop
-                ex, gn2 = _loss_grad_norm(cur, dims, offs, pivot, Rt, F, nxt, ws, np.int64(3), 0.0)
+                ex, gn2 = _loss_grad_norm(cur, dims, offs, pivot, Rt, F, nxt, ws, np.int64(3), 0.0, True)
                 iacc[I_LAST_K] = k
                 acc[A_LAST_LOSS] = lstar + ex
                 acc[A_LAST_GN2] = gn2
