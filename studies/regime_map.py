@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -475,5 +476,120 @@ def summary(ds: xr.Dataset) -> list[str]:
     return lines
 
 
-__all__ = ["NAME", "add_flip_fit", "classify", "compute", "flat_cell", "flip_fit", "lyapunov", "map_cell", "plot",
-           "run", "summary"]
+# ------------------------------------------------------------------------------------ findings for the docs
+
+
+def _spans(x: np.ndarray, mask: np.ndarray) -> str:
+    """The grid values where ``mask`` holds, runs of neighbouring grid points as "a-b": "0.5-0.999, 1.2"."""
+    out, i = [], 0
+    while i < x.size:
+        if not mask[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < x.size and mask[j + 1]:
+            j += 1
+        out.append(f"{x[i]:g}" if i == j else f"{x[i]:g}-{x[j]:g}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def _where(ds: xr.Dataset, regime: str, extra: Any = None) -> str:
+    """Per depth and seed the stepsizes (x eta_flat) of ``regime``: "N = 2: 1.1 (seed 0), 1.05 (seed 1); ...";
+    ``extra(d, mask)`` adds a note per (N, seed)."""
+    x = ds["eta_over_flat"].values
+    parts = []
+    for N in ds["N"].values:
+        cells = []
+        for s in ds["seed"].values:
+            d = ds.sel(N=N, seed=s)
+            mask = d["regime"].values == regime
+            if mask.any():
+                note = f"; {extra(d, mask)}" if extra is not None else ""
+                cells.append(f"{_spans(x, mask)} (seed {int(s)}{note})")
+        if cells:
+            parts.append(f"N = {int(N)} at " + " and ".join(cells))
+    return "; ".join(parts) if parts else "none"
+
+
+def _num(x: float, fmt: str) -> str:
+    """``x`` in format ``fmt`` with a short exponent: 5.2e-05 -> 5.2e-5."""
+    return re.sub(r"e([+-])0*(\d)", lambda m: "e" + ("-" if m.group(1) == "-" else "") + m.group(2), f"{x:{fmt}}")
+
+
+def _range(v: Any, fmt: str) -> str:
+    a = np.asarray(v, dtype=float).ravel()
+    a = a[np.isfinite(a)]
+    if not a.size:
+        return "n/a"
+    lo, hi = _num(a.min(), fmt), _num(a.max(), fmt)
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
+def findings(ds: xr.Dataset) -> str:
+    """The regime list of docs/stability.md (markdown), every number read from ``ds`` (data/regime_map.nc)."""
+    reg, x = ds["regime"], ds["eta_over_flat"]
+    above = x > 1.0
+
+    def count(mask: Any) -> int:
+        return int(mask.sum())
+
+    out = []
+    conv_above = count((reg == "converges") & above)
+    out.append(f"* converges (at {_num(float(ds.attrs['horizon']), '.0e')} steps): {_where(ds, 'converges')}; "
+               + ("no cell above eta_flat converges." if not conv_above else f"{conv_above} cells above eta_flat."))
+    dec = reg == "decaying"
+    if count(dec):
+        out.append(f"* decaying: {_where(ds, 'decaying')}: the orbit's mean excess loss falls by "
+                   f"{_range(-ds['orbit_drift'].where(dec), '.1e')} per step at the end of the horizon.")
+    per = reg == "periodic"
+    periods = sorted({int(p) for p in ds["period"].where(per).values.ravel() if np.isfinite(p)})
+    out.append(f"* periodic (periods found: {', '.join(map(str, periods))}; repetition tolerance "
+               f"{_num(float(ds.attrs['period_tol']), 'g')} over the last {int(ds.attrs['tail'])} iterates, drift <= "
+               f"{_num(float(ds.attrs['drift_tol']), 'g')} per step): {_where(ds, 'periodic')}; "
+               + ("never below eta_flat." if not count(per & ~above) else f"{count(per & ~above)} cells below it."))
+    slopes = "; ".join(f"N = {int(N)}: {_range(ds['flip_slope'].sel(N=N), '.2f')}" for N in ds["N"].values)
+    gap = 1.0 - ds["flip_onset"]
+    out.append(f"* Flip bifurcation: the least-squares line through the period-2 cells up to "
+               f"{float(ds.attrs['flip_fit_max']):.4g} eta_flat ({_range(ds['flip_points'], '.0f')} cells per start) "
+               f"crosses zero at {_range(ds['flip_onset'], '.5f')} eta_flat, {_range(gap, '.0e')} below it "
+               f"(standard errors {_range(ds['flip_onset_se'], '.0e')}; R^2 >= {float(ds['flip_r2'].min()):.4f}); "
+               f"slopes {slopes}.")
+
+    def lyap(d: xr.Dataset, mask: np.ndarray) -> str:
+        return f"exponent {_range(d['lyapunov'].values[mask], '.1e')}"
+
+    out.append(f"* bounded, not periodic (largest Lyapunov exponent <= {float(ds.attrs['lyap_tol']):g} per step): "
+               f"{_where(ds, 'bounded', lyap)}.")
+    out.append(f"* chaotic (largest Lyapunov exponent above {float(ds.attrs['lyap_tol']):g} per step): "
+               f"{_where(ds, 'chaotic', lyap)}.")
+
+    def steps(d: xr.Dataset, mask: np.ndarray) -> str:
+        return f"within {int(np.max(d['stop_iteration'].values[mask])):,} steps".replace(",", " ")
+
+    first = "; ".join(f"N = {int(N)}: " + ", ".join(f"{float(ds['first_diverging'].sel(N=N, seed=s)):g} (seed "
+                                                   f"{int(s)})" for s in ds["seed"].values) for N in ds["N"].values)
+    out.append(f"* diverges within the horizon, from {first}; every cell: {_where(ds, 'diverges', steps)}.")
+    return "\n".join(out) + "\n"
+
+
+BEGIN, END = "<!-- regimes:begin -->\n", "<!-- regimes:end -->"
+
+
+def write_docs(path: Path | None = None, data: Path | None = None) -> Path:
+    """Rewrite the regime list of docs/stability.md from data/regime_map.nc."""
+    path = Path(path or C.ROOT / "docs" / "stability.md")
+    ds = dlnsim.load(data or C.DATA / f"{NAME}.nc")
+    text = path.read_text()
+    i, j = text.index(BEGIN) + len(BEGIN), text.index(END)
+    path.write_text(text[:i] + findings(ds) + text[j:])
+    return path
+
+
+__all__ = ["NAME", "add_flip_fit", "classify", "compute", "findings", "flat_cell", "flip_fit", "lyapunov", "map_cell",
+           "plot", "run", "summary", "write_docs"]
+
+
+if __name__ == "__main__":  # python -m studies.regime_map: rewrite the regime list of docs/stability.md
+    print(write_docs())
+    sys.exit(0)

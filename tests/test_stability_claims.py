@@ -162,3 +162,14 @@ def test_the_period_two_orbit_is_born_at_eta_flat():
     assert float(abs(onset - 1).max()) < 0.003  # a flip bifurcation at the flattest minimiser's limit
     assert float(se.max()) < 0.002
     assert float(rm["flip_slope"].min()) > 0
+
+
+def test_the_regime_list_of_the_docs_is_what_the_data_give():
+    """docs/stability.md's regime list is the one `studies.regime_map.findings` writes from data/regime_map.nc
+    (rewrite it with ``python -m studies.regime_map`` after a regeneration)."""
+    from studies import regime_map as R
+
+    text = (ROOT / "docs" / "stability.md").read_text()
+    i, j = text.index(R.BEGIN) + len(R.BEGIN), text.index(R.END)
+    assert text[i:j] == R.findings(_data("regime_map"))
+
