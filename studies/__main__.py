@@ -33,9 +33,9 @@ from . import _common as C
 EXECUTORS = ("threads", "processes", "dask", "serial")
 #: CPU seconds of each full-size study on a 2-core machine (warm kernel cache): with ``--jobs`` > 1 the most
 #: expensive studies start first, so that the cheap ones fill the cores at the end
-COST = {"fig1_constant": 52, "fig2_decreasing": 102, "balancedness_drift": 30, "gd_vs_flow": 51,
-        "critical_stepsize": 27, "limit_rank": 64, "stability_threshold": 92, "regime_map": 107,
-        "out_of_sample": 17, "bound_tightness": 60, "theorems": 41, "step_rules": 74}
+COST = {"fig1_constant": 29, "fig2_decreasing": 52, "balancedness_drift": 15, "gd_vs_flow": 22,
+        "critical_stepsize": 17, "limit_rank": 54, "stability_threshold": 53, "regime_map": 52,
+        "out_of_sample": 10, "bound_tightness": 31, "theorems": 30, "step_rules": 42}
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -59,7 +59,7 @@ import numpy as np
 import xarray as xr
 
 import dlnsim
-from dlnsim.analysis.critical import TrialOutcome, bracket_and_bisect, saddle_gap
+from dlnsim.analysis.critical import LossCriterion, TrialOutcome, bracket_and_bisect
 from dlnsim.analysis.minima import flattest_minimum
 from dlnsim.analysis.stability import balanced_minimum_sharpness, compress_widths
 from dlnsim.runs.gd import solve_gd
@@ -147,22 +147,20 @@ def search(trial_fn: Any, bracket: tuple[float, float], *, rtol: float, factor: 
 
 def _gd_trial(problem: dlnsim.Problem, W0: list[np.ndarray], rule: Any, n_iter: int, loss_tol: float,
               bound: Any, keep: dict[float, np.ndarray]) -> Any:
-    """The trial of `dlnsim.critical_stepsize` (criterion: not diverged, final excess <= loss_tol x initial and
-    <= half the excess of the lowest saddle)."""
+    """The trial of `dlnsim.critical_stepsize`, judged by its criterion (`LossCriterion`: not diverged, final
+    excess <= loss_tol x initial and <= half the excess of the lowest saddle); the end state goes to ``keep``."""
     stop = dlnsim.Stop(gtol=MOM_GTOL, ltol=loss_tol, early=True)
     rec = dlnsim.Record([0], diagnostics=False)
-    half_gap = 0.5 * saddle_gap(problem)
+    criterion = LossCriterion.for_start(problem, W0, loss_tol)
 
     def fn(eta: float) -> tuple[bool, float, float]:
         r = solve_gd(problem, W0, eta, n_iter, method=rule, record=rec, stop=stop, bound=bound)
         a = r.outcomes
-        initial = float(a["initial_loss"])
-        excess0 = initial - problem.lstar
+        outcome = criterion.judge(a)
         final = float(a["final_loss"])
-        diverged = r.status == "diverged"
-        ok = (not diverged) and final - problem.lstar <= min(loss_tol * excess0, half_gap)
         keep[eta] = (r.w.copy(), int(r.stop_iteration))
-        return ok, (final if not diverged and math.isfinite(final) else math.inf), initial
+        return (outcome == "converged", final if outcome != "diverged" and math.isfinite(final) else math.inf,
+                float(a["initial_loss"]))
 
     return fn
 

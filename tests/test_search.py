@@ -14,6 +14,7 @@ import pytest
 import dlnsim
 from dlnsim.analysis.critical import (
     DEFAULT_BRACKET_FACTOR,
+    LossCriterion,
     NoConvergingStepsizeWarning,
     TrialOutcome,
     bracket_and_bisect,
@@ -179,3 +180,29 @@ def test_critical_sweep_does_not_warn_when_every_cell_converges() -> None:
         crit = dlnsim.critical_sweep(None, N=[2], seed=[0], n_iter=300, rtol=0.1, d=6, m=12,
                                      engine=dlnsim.Engine("serial", progress=False))
     assert (crit.search_status.values == "ok").all()
+
+
+def test_loss_criterion_judges_runs_as_critical_stepsize_does() -> None:
+    """`LossCriterion` (what studies with their own trials use) gives every trial of a search the outcome the
+    search gave it, on the saddle problem and on a network narrower than the target's rank."""
+    problem, W0 = _saddle_problem()
+    crit = LossCriterion.for_start(problem, W0, 1e-3)
+    assert (crit.optimal_loss, crit.half_gap) == (problem.lstar, 0.5 * saddle_gap(problem))
+    res = dlnsim.critical_stepsize(problem, W0, n_iter=2000, bracket=(0.01, 0.05))
+    initial = loss(problem, W0)
+    for t in res.trials:
+        a = {"status": "diverged" if t.outcome == "diverged" else "max_iter", "initial_loss": initial,
+             "final_loss": t.final_loss}
+        assert crit.judge(a) == t.outcome
+    # a plateau inside the relative tolerance is refused, the same excess below Delta / 2 accepted
+    assert crit.judge({"status": "converged", "initial_loss": 1e6, "final_loss": problem.lstar + 2 * crit.half_gap}) \
+        == "not_converged"
+    assert crit.judge({"status": "converged", "initial_loss": 1e6, "final_loss": problem.lstar + crit.half_gap}) \
+        == "converged"
+    assert crit.judge({"status": "diverged", "initial_loss": 1.0, "final_loss": problem.lstar}) == "diverged"
+    setup = dlnsim.paper_setup(2, 0, d=6, m=12)
+    narrow = [np.zeros((1, 6)), np.zeros((6, 1))]
+    assert LossCriterion.for_start(setup.problem, narrow, 0.1).optimal_loss == setup.problem.optimal_loss(1)
+    with pytest.raises(ValueError, match="loss_tol"):
+        LossCriterion.for_start(problem, W0, 1.0)
+

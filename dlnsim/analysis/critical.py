@@ -43,7 +43,7 @@ give up when the final loss stops improving.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -65,6 +65,7 @@ __all__ = [
     "STABLE_CRITERION",
     "STABLE_CRITERION_FIRST_HIT",
     "CriticalStepsize",
+    "LossCriterion",
     "NoConvergingStepsizeWarning",
     "StableCriticalStepsize",
     "Trial",
@@ -197,6 +198,50 @@ def _walk(factor: Any, max_expand: Any) -> tuple[float, int]:
     if factor <= 1.0:
         raise ValueError(f"factor must be > 1, got {factor!r}")
     return factor, nonneg_int(max_expand, "max_expand")
+
+
+@dataclass(frozen=True)
+class LossCriterion:
+    """The convergence criterion of `critical_stepsize` for one start (`CRITERION`), to judge runs with.
+
+    Build it with `LossCriterion.for_start`; `judge` turns the outcomes of a GD run (`run_gd`'s
+    ``initial_loss``, ``final_loss`` and ``status``) into ``converged``, ``not_converged`` or ``diverged``.
+    A study that runs its own trials (its own records, or the end state kept) judges them with this, so that
+    its eta_crit means what `critical_stepsize`'s does.
+
+    Attributes
+    ----------
+    optimal_loss : float
+        L* = min L^N of the start's network: the least-squares optimum, or the best fit of rank r when the
+        narrowest width r is below the rank of the whitened target.
+    half_gap : float
+        Delta / 2, half the excess loss of the lowest saddle above L* (`saddle_gap`).
+    loss_tol : float
+        The final excess loss, relative to the initial one, that counts as converged.
+    """
+
+    optimal_loss: float
+    half_gap: float
+    loss_tol: float
+
+    @classmethod
+    def for_start(cls, problem: Problem, W0: Sequence[np.ndarray], loss_tol: float) -> LossCriterion:
+        """The criterion for runs from ``W0`` on ``problem`` (ValueError naming ``loss_tol`` unless 0 < it < 1)."""
+        loss_tol = positive_float(loss_tol, "loss_tol (relative final excess loss that counts as converged)")
+        if loss_tol >= 1.0:
+            raise ValueError(f"loss_tol must be < 1 (a fraction of the initial excess loss), got {loss_tol!r}")
+        narrowest = min(min(Wj.shape) for Wj in as_weights(W0, "W0"))
+        lstar = problem.lstar if narrowest >= problem.q else problem.optimal_loss(narrowest)
+        return cls(lstar, 0.5 * saddle_gap(problem, narrowest), loss_tol)
+
+    def judge(self, outcomes: Mapping[str, Any]) -> str:
+        """``diverged`` when the run diverged; ``converged`` when L(end) - L* <= min(loss_tol (L(0) - L*),
+        Delta / 2); ``not_converged`` otherwise."""
+        if outcomes["status"] == "diverged":
+            return "diverged"
+        excess0 = float(outcomes["initial_loss"]) - self.optimal_loss
+        excess = float(outcomes["final_loss"]) - self.optimal_loss
+        return "converged" if excess <= min(self.loss_tol * excess0, self.half_gap) else "not_converged"
 
 
 class TrialOutcome(NamedTuple):
@@ -347,14 +392,8 @@ def critical_stepsize(
     lo, hi = checked_bracket(bracket)
     rule = as_method(method)
     stop_opt = as_stop(stop).replace(early=True)
-    loss_tol = positive_float(loss_tol, "loss_tol (relative final excess loss that counts as converged)")
-    if loss_tol >= 1.0:
-        raise ValueError(f"loss_tol must be < 1 (a fraction of the initial excess loss), got {loss_tol!r}")
+    criterion = LossCriterion.for_start(problem, W0, loss_tol)
     rtol = positive_float(rtol, "rtol (relative precision of the bracket)")
-    # the minimum of L^N: the least-squares optimum, or the best rank-r fit when the narrowest width r < q
-    narrowest = min(min(Wj.shape) for Wj in as_weights(W0, "W0"))
-    lstar = problem.lstar if narrowest >= problem.q else problem.optimal_loss(narrowest)
-    half_gap = 0.5 * saddle_gap(problem, narrowest)
     factor, max_expand = _walk(factor, max_expand)
     trials: list[Trial] = []
     initial = math.nan
@@ -365,14 +404,7 @@ def critical_stepsize(
         a = solve_gd(problem, W0, eta, n_iter, method=rule, record=Record([0], diagnostics=False), stop=stop_opt,
                      bound=bound).outcomes
         initial = float(a["initial_loss"])
-        excess0 = initial - lstar
-        excess = float(a["final_loss"]) - lstar
-        if a["status"] == "diverged":
-            outcome = "diverged"
-        elif excess <= min(loss_tol * excess0, half_gap):
-            outcome = "converged"
-        else:
-            outcome = "not_converged"
+        outcome = criterion.judge(a)
         t = Trial(eta, outcome, float(a["final_loss"]), int(a["stop_iteration"]))
         trials.append(t)
         final = t.final_loss if t.outcome != "diverged" and math.isfinite(t.final_loss) else math.inf
@@ -382,7 +414,7 @@ def critical_stepsize(
                                        walk_down_gives_up=True)
     eta_lo = math.nan if L is None else L
     eta_hi = math.nan if U is None else U
-    return CriticalStepsize(eta_lo, eta_lo, eta_hi, status, tuple(trials), initial, lstar)
+    return CriticalStepsize(eta_lo, eta_lo, eta_hi, status, tuple(trials), initial, criterion.optimal_loss)
 
 
 # --------------------------------------------------------------------------------------------------------
