@@ -83,11 +83,12 @@ class StepRule(Option):
         return factor[rule] / sharpness
 
     def attrs(self) -> dict[str, Any]:
-        """The attributes a run with this rule carries: ``method`` and the rule's parameters."""
+        """The attributes a run with this rule carries: ``method`` and the rule's parameters (a flag as 0 or 1:
+        NetCDF attributes have no boolean type, and xarray's ``to_netcdf`` refuses one)."""
         out: dict[str, Any] = {"method": self.name}
         for key, value in self.to_json().items():
             if key != "type":
-                out[f"method_{key}"] = value
+                out[f"method_{key}"] = int(value) if isinstance(value, bool) else value
         return out
 
 

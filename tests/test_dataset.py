@@ -55,6 +55,30 @@ def test_roundtrip_is_identical(result: xr.Dataset, tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["run.nc"]  # no temporary left behind
 
 
+def test_every_kind_of_result_is_written_by_xarray_itself(tmp_path: Path) -> None:
+    """A result opened in a notebook can be saved with xarray's own ``to_netcdf`` (not only `dlnsim.save`):
+    its attributes are numbers, strings and arrays, never a bool or None, which NetCDF cannot hold."""
+    s = dlnsim.paper_setup(2, 0, d=6, m=12)
+    eta = dlnsim.stepsize_bound(s.problem, s.W0).eta
+    engine = dlnsim.Engine("serial", progress=False)
+    results = {
+        "gd": dlnsim.run_gd(s.problem, s.W0, eta, 30),
+        "heavy_ball": dlnsim.run_gd(s.problem, s.W0, eta, 30, method=dlnsim.HeavyBall(beta=0.5)),
+        "sgd": dlnsim.run_gd(s.problem, s.W0, eta, 30, method=dlnsim.SGD(batch_size=4, seed=0, nesterov=True,
+                                                                           beta=0.5)),
+        "flow": dlnsim.run_flow(s.problem, s.W0, 1.0),
+        "modified_flow": dlnsim.run_flow(s.problem, s.W0, 1.0, kind="modified", eta=eta),
+        "compare": dlnsim.compare_flow(s.problem, s.W0, eta, 30),
+        "sweep": dlnsim.sweep(None, N=[2], seed=[0], eta_factor=[1.0], n_iter=20, d=6, m=12, engine=engine),
+        "critical": dlnsim.critical_sweep(None, N=[2], seed=[0], n_iter=100, rtol=0.1, d=6, m=12, engine=engine),
+    }
+    for name, ds in results.items():
+        path = tmp_path / f"{name}.nc"
+        ds.to_netcdf(path)
+        with xr.open_dataset(path) as back:
+            assert set(back.attrs) == set(ds.attrs) and set(back.data_vars) == set(ds.data_vars), name
+
+
 def test_roundtrip_of_a_diverged_run(tmp_path: Path) -> None:
     s = paper(2)
     ds = dlnsim.run_gd(s.problem, s.W0, 0.5, 500, record="all")

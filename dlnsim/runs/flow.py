@@ -37,6 +37,8 @@ to evaluate without overflow are NaN.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -359,11 +361,11 @@ def solve_flow(
         "diagnostics": ", ".join(records) if len(records) > 2 else "none",
         "t_end": float(times[-1]),
         "first_step_requested": first_step,
-        "fixed_step": h_fixed if h_fixed > 0 else None,
+        "fixed_step": h_fixed,  # 0: adaptive steps (numbers, not None: NetCDF attributes have no null)
         "rtol": rtol,
         "atol": atol,
         "max_steps": max_steps,
-        "eta": eta_v if kind == "modified" else None,
+        "eta": eta_v if kind == "modified" else math.nan,  # NaN: the factor flow has no stepsize
         "N": n,
         "widths": widths,
         "d_x": problem.d_x,

@@ -426,14 +426,14 @@ def solve_gd(
         "eta_spec": eta_label,
         **schedule.attrs(),
         "record_rule": rule.describe(),
-        "record_stop": record_stop,
+        "record_stop": int(record_stop),  # flags as 0/1: NetCDF has no boolean attribute (xarray refuses one)
         "diagnostics": ", ".join(diag) if diag else "none",
         "gtol": gtol,
         "ltol": ltol,
         "optimal_loss": problem.lstar,
         "q": problem.q,
         **problem.meta,
-        "stop_early": stop_early,
+        "stop_early": int(stop_early),
         "blowup": blowup,
     }
     outcomes: dict[str, Any] = {
