@@ -174,6 +174,14 @@ class Problem:
         k = min(int(rank), len(self.optimal_loss_by_rank) - 1)
         return float(self.optimal_loss_by_rank[k])
 
+    def attainable_loss(self, width: int) -> float:
+        """min L^N of a network whose narrowest width is ``width``: the least-squares optimum L* when ``width``
+        is at least q (the rank of the whitened target), else the best fit of rank ``width`` (exactly L* in
+        the first case, not a recomputation)."""
+        if not is_int(width) or width < 0:
+            raise ValueError(f"width must be a non-negative integer, got {width!r}")
+        return self.lstar if width >= self.q else self.optimal_loss(int(width))
+
     def loss_of_product(self, W: Any) -> float:
         """L^1(W) = 1/2 ||Y - W X||_F^2 for an end-to-end matrix W (d_y, d_x)."""
         W = as_matrix(W, "W", shape=(self.d_y, self.d_x))

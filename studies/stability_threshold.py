@@ -130,14 +130,16 @@ def cell(N: int, seed: int, *, n_iter: int, n_iter_short: int, n_iter_long: int,
     Vr = Vt[:2].T
     c_row = float(np.linalg.eigvalsh(Vr.T @ problem.XXt @ Vr)[-1])
     nan = math.nan
-    flow = {"flow_sharpness": nan, "flow_product_error": nan, "flow_balancedness": nan, "flow_time": nan,
-            "flow_excess_loss": nan}
+    flow: dict[str, Any] = {"flow_sharpness": nan, "flow_product_error": nan, "flow_balancedness": nan,
+                            "flow_time": nan, "flow_excess_loss": nan, "flow_grad_norm": nan, "flow_resolution": nan,
+                            "flow_status": "not_integrated"}
     if seed in flow_seeds:
         fl = S.flow_limit(problem, W0)
         Wp = dlnsim.product(fl.W)
         flow = {"flow_sharpness": _sharp(problem, fl.W),
                 "flow_product_error": float(np.linalg.norm(Wp - problem.W_ls) / np.linalg.norm(problem.W_ls)),
-                "flow_balancedness": fl.balancedness, "flow_time": fl.t, "flow_excess_loss": fl.excess_loss}
+                "flow_balancedness": fl.balancedness, "flow_time": fl.t, "flow_excess_loss": fl.excess_loss,
+                "flow_grad_norm": fl.grad_norm, "flow_resolution": fl.resolution, "flow_status": fl.status}
     eta_flat = 2.0 / flat.sharpness
     hi = BRACKET[1] * eta_flat
     res = S.stable_critical_stepsize(problem, W0, n_iter=n_iter, bracket=(BRACKET[0] * eta_flat, hi), rtol=rtol,
@@ -218,7 +220,14 @@ def cell(N: int, seed: int, *, n_iter: int, n_iter_short: int, n_iter_long: int,
                                               "time T",
                         "flow_balancedness": "max_j ||W_{j+1}^T W_{j+1} - W_j W_j^T|| at the flow's final time",
                         "flow_time": "final time T of the gradient-flow integration",
-                        "flow_excess_loss": "L^N - L* at the flow's final time"}[k]) for k, v in flow.items()},
+                        "flow_excess_loss": "L^N - L* at the flow's final time",
+                        "flow_grad_norm": "||grad L^N||_F at the flow's final time",
+                        "flow_resolution": "the smallest gradient norm the flow's integration resolves there "
+                                           "(dlnsim.analysis.stability.gradient_resolution)",
+                        "flow_status": "why the flow integration stopped: converged (gradient test), rounding_floor "
+                                       "(the gradient stopped falling at or below flow_resolution), t_max (horizon "
+                                       "reached first), an integrator status, or not_integrated (seed not in "
+                                       "flow_seeds)"}[k]) for k, v in flow.items()},
         "reached_sharpness": _unit(reached["sharpness"], "lambda_max of Hess L^N where GD with eta = eta_frac x "
                                                          "eta_crit ended within the tests", ("eta_frac",)),
         "reached_balancedness": _unit(reached["balancedness"], "max_j ||W_{j+1}^T W_{j+1} - W_j W_j^T|| where "

@@ -304,3 +304,25 @@ def test_compressed_state_diagnostics_agree_with_the_dense_ones(start: str, monk
     scale = np.nanmax(np.where(out[1][1] > 0, out[1][1], np.nan))
     for a, b in zip(*out, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * max(scale, np.nanmax(np.abs(b))))
+
+
+def test_the_loss_test_of_a_network_narrower_than_the_target_rank():
+    """A width-2 layer and a rank-4 target: GD can only reach the best rank-2 fit, which lies far above the
+    least-squares L*.  The loss test measures from that attainable minimum (attribute ``attainable_loss``), so it
+    holds; measured from L* it never could.  With r >= q the attainable loss is L* itself."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6, 30))
+    U, V = (np.linalg.qr(rng.standard_normal((6, 6)))[0] for _ in range(2))
+    problem = dlnsim.Problem(X, U[:, :4] @ np.diag([3.0, 2.0, 1.5, 1.0]) @ V[:, :4].T @ X)
+    W0 = dlnsim.balanced_init([6, 2, 6], np.random.default_rng(0), scale=1.0)
+    ds = dlnsim.run_gd(problem, W0, 2e-3, 50_000, record="log:20",
+                       stop=dlnsim.Stop(gtol=0.0, ltol=1e-6, early=True))
+    a = dataset.outcomes(ds)
+    best = problem.optimal_loss(2)
+    assert ds.attrs["attainable_loss"] == best and best - problem.lstar > 1.0
+    assert a["status"] == "converged" and 0 < a["ltol_iteration"] == a["stop_iteration"] < 50_000
+    L0, L = a["initial_loss"], a["final_loss"]
+    assert L - best <= 1e-6 * (L0 - best) and L - best > 0.0
+    wide = dlnsim.run_gd(problem, dlnsim.balanced_init([6, 4, 6], np.random.default_rng(0), scale=1.0), 2e-3, 10)
+    assert wide.attrs["attainable_loss"] == problem.lstar
+

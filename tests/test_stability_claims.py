@@ -173,3 +173,14 @@ def test_the_regime_list_of_the_docs_is_what_the_data_give():
     i, j = text.index(R.BEGIN) + len(R.BEGIN), text.index(R.END)
     assert text[i:j] == R.findings(_data("regime_map"))
 
+
+def test_the_flow_limits_of_the_stability_study_converged():
+    """docs/stability.md: the flows integrated for seed 0 reach the balanced minimiser (sharpness to 3.5e-10) and
+    every one stopped by its gradient test, below the resolution the integration has there."""
+    st = _data("stability_threshold")
+    flows = st.sel(seed=0)
+    assert set(flows["flow_status"].values.tolist()) == {"converged"}
+    assert float(abs(flows["flow_sharpness"] / flows["sharpness_min"] - 1).max()) < 3.5e-10 * 1.01
+    assert bool((flows["flow_grad_norm"] < flows["flow_resolution"]).all())
+    assert set(st["flow_status"].sel(seed=st["seed"].values[1:]).values.ravel().tolist()) == {"not_integrated"}
+

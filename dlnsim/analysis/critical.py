@@ -231,8 +231,7 @@ class LossCriterion:
         if loss_tol >= 1.0:
             raise ValueError(f"loss_tol must be < 1 (a fraction of the initial excess loss), got {loss_tol!r}")
         narrowest = min(min(Wj.shape) for Wj in as_weights(W0, "W0"))
-        lstar = problem.lstar if narrowest >= problem.q else problem.optimal_loss(narrowest)
-        return cls(lstar, 0.5 * saddle_gap(problem, narrowest), loss_tol)
+        return cls(problem.attainable_loss(narrowest), 0.5 * saddle_gap(problem, narrowest), loss_tol)
 
     def judge(self, outcomes: Mapping[str, Any]) -> str:
         """``diverged`` when the run diverged; ``converged`` when L(end) - L* <= min(loss_tol (L(0) - L*),

@@ -37,8 +37,6 @@ to evaluate without overflow are NaN.
 
 from __future__ import annotations
 
-import math
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -365,7 +363,7 @@ def solve_flow(
         "rtol": rtol,
         "atol": atol,
         "max_steps": max_steps,
-        "eta": eta_v if kind == "modified" else math.nan,  # NaN: the factor flow has no stepsize
+        "eta": eta_v if kind == "modified" else 0.0,  # the factor flow is the modified flow at eta = 0
         "N": n,
         "widths": widths,
         "d_x": problem.d_x,

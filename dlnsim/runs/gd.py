@@ -16,10 +16,12 @@ Convergence tests (evaluated at every iteration: two comparisons per step; thres
   g_scale = ||Y X^T||_F ||W_ls||_F^((N-1)/N) (W_ls the least-squares solution).  It scales like the
   gradient when X, Y are rescaled (and the factors with them), so the same gtol means the same thing for
   data of any magnitude.  Attribute ``gtol_iteration``: the first k where it held (-1: never).
-* the loss test L(W(k)) - L* <= max(ltol x (L(W0) - L*), rounding level), relative to the initial excess
-  loss; the rounding level 1/2 (64 eps ||F||_F)^2 (F = Y X^T R^{-1}, X X^T = R^T R) is where the computed
-  excess loss of the optimum lies.  The default ltol = gtol^2 matches the default gtol (the excess loss is
-  quadratic in the distance to a minimum, the gradient linear).  Attribute ``ltol_iteration``.
+* the loss test L(W(k)) - L_r <= max(ltol x (L(W0) - L_r), rounding level), relative to the initial excess
+  loss, with L_r = min L^N for the network's widths (`Problem.attainable_loss` of the narrowest width r): the
+  least-squares optimum L* when r >= q, else the best rank-r fit (attribute ``attainable_loss``); the rounding
+  level 1/2 (64 eps ||F||_F)^2 (F = Y X^T R^{-1}, X X^T = R^T R) is where the computed excess loss of the
+  optimum lies.  The default ltol = gtol^2 matches the default gtol (the excess loss is quadratic in the
+  distance to a minimum, the gradient linear).  Attribute ``ltol_iteration``.
 
 With ``stop_early=True`` the run stops at the first iteration where either test holds.
 
@@ -271,7 +273,10 @@ def solve_gd(
     if bound is None and np.isfinite(excess0):
         bound = _quiet_bound(problem, W)
     gtol_abs = gtol * g_scale
-    ltol_abs = -1.0 if ltol == 0.0 or not np.isfinite(excess0) else max(ltol * excess0, floor)
+    # the loss test measures from the minimum of L^N for these widths: with a layer narrower than q it is the best
+    # fit of that rank, a gap above L* that GD cannot close (measured from L*, the test could never hold)
+    gap = problem.attainable_loss(n_sv) - problem.lstar
+    ltol_abs = -1.0 if ltol == 0.0 or not np.isfinite(excess0) else gap + max(ltol * (excess0 - gap), floor)
     threshold = blowup * max(loss0, 0.5 * problem.norm_Y_F**2, np.finfo(float).tiny)
 
     n_rec = rec_k.size
@@ -431,6 +436,7 @@ def solve_gd(
         "gtol": gtol,
         "ltol": ltol,
         "optimal_loss": problem.lstar,
+        "attainable_loss": problem.lstar + gap,
         "q": problem.q,
         **problem.meta,
         "stop_early": int(stop_early),
