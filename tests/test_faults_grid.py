@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,19 @@ def test_cells_left_without_a_valid_result_are_an_error(tmp_path: Path, monkeypa
 # ---------------------------------------------------------------------------------------- Ctrl-C and time
 
 
+@pytest.fixture
+def sigint_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt in this process, as at an interactive prompt, even when the test run
+    started with SIGINT ignored (pytest as a background job of a shell inherits SIG_IGN, and Python then
+    installs no handler)."""
+    old = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def _interrupted_runs(tmp_path: Path, repetitions: int, seed: int) -> None:
     """SIGINT at a random moment of a threads sweep: KeyboardInterrupt within 2 s each time, and a resume gives
     what an uninterrupted run gives."""
@@ -188,16 +202,16 @@ def _interrupted_runs(tmp_path: Path, repetitions: int, seed: int) -> None:
         xr.testing.assert_identical(comparable(again), ref)
 
 
-def test_ctrl_c_stops_a_threads_sweep_at_once_and_it_resumes(tmp_path: Path) -> None:
+def test_ctrl_c_stops_a_threads_sweep_at_once_and_it_resumes(tmp_path: Path, sigint_raises: None) -> None:
     _interrupted_runs(tmp_path, 2, seed=1)
 
 
 @pytest.mark.slow  # 20 interrupted sweeps
-def test_ctrl_c_twenty_times(tmp_path: Path) -> None:
+def test_ctrl_c_twenty_times(tmp_path: Path, sigint_raises: None) -> None:
     _interrupted_runs(tmp_path, 20, seed=2)
 
 
-def test_a_stuck_cell_times_out_and_ctrl_c_does_not_wait_for_it(tmp_path: Path) -> None:
+def test_a_stuck_cell_times_out_and_ctrl_c_does_not_wait_for_it(tmp_path: Path, sigint_raises: None) -> None:
     RELEASE.clear()
     try:
         t0 = time.monotonic()
