@@ -325,4 +325,3 @@ def test_the_loss_test_of_a_network_narrower_than_the_target_rank():
     assert L - best <= 1e-6 * (L0 - best) and L - best > 0.0
     wide = dlnsim.run_gd(problem, dlnsim.balanced_init([6, 4, 6], np.random.default_rng(0), scale=1.0), 2e-3, 10)
     assert wide.attrs["attainable_loss"] == problem.lstar
-

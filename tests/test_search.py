@@ -205,4 +205,3 @@ def test_loss_criterion_judges_runs_as_critical_stepsize_does() -> None:
     assert LossCriterion.for_start(setup.problem, narrow, 0.1).optimal_loss == setup.problem.optimal_loss(1)
     with pytest.raises(ValueError, match="loss_tol"):
         LossCriterion.for_start(problem, W0, 1.0)
-

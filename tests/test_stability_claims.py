@@ -183,4 +183,3 @@ def test_the_flow_limits_of_the_stability_study_converged():
     assert float(abs(flows["flow_sharpness"] / flows["sharpness_min"] - 1).max()) < 3.5e-10 * 1.01
     assert bool((flows["flow_grad_norm"] < flows["flow_resolution"]).all())
     assert set(st["flow_status"].sel(seed=st["seed"].values[1:]).values.ravel().tolist()) == {"not_integrated"}
-
