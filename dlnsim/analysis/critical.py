@@ -202,12 +202,12 @@ def _walk(factor: Any, max_expand: Any) -> tuple[float, int]:
 
 @dataclass(frozen=True)
 class LossCriterion:
-    """The convergence criterion of `critical_stepsize` for one start (`CRITERION`), to judge runs with.
+    """The convergence criterion of `dlnsim.critical_stepsize` for one start, to judge runs with.
 
-    Build it with `LossCriterion.for_start`; `judge` turns the outcomes of a GD run (`run_gd`'s
-    ``initial_loss``, ``final_loss`` and ``status``) into ``converged``, ``not_converged`` or ``diverged``.
+    Build it with ``LossCriterion.for_start``; ``judge`` turns the outcomes of a GD run (the ``initial_loss``,
+    ``final_loss`` and ``status`` of `dlnsim.run_gd`) into ``converged``, ``not_converged`` or ``diverged``.
     A study that runs its own trials (its own records, or the end state kept) judges them with this, so that
-    its eta_crit means what `critical_stepsize`'s does.
+    its eta_crit means what that of `dlnsim.critical_stepsize` does.
 
     Attributes
     ----------
