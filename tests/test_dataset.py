@@ -79,6 +79,19 @@ def test_every_kind_of_result_is_written_by_xarray_itself(tmp_path: Path) -> Non
             assert set(back.attrs) == set(ds.attrs) and set(back.data_vars) == set(ds.data_vars), name
 
 
+def test_the_archive_is_written_by_xarray_itself(tmp_path: Path) -> None:
+    """Every study file of data/, read with `dlnsim.load` (which restores the attribute types), can be written
+    again by xarray's ``to_netcdf``: no boolean or None attribute."""
+    files = sorted((Path(__file__).resolve().parent.parent / "data").glob("*.nc"))
+    if not files:
+        pytest.skip("data/*.nc not written yet")
+    for path in files:
+        ds = dlnsim.load(path)
+        ds.to_netcdf(tmp_path / path.name)
+        with xr.open_dataset(tmp_path / path.name) as back:
+            assert set(back.data_vars) == set(ds.data_vars), path.name
+
+
 def test_roundtrip_of_a_diverged_run(tmp_path: Path) -> None:
     s = paper(2)
     ds = dlnsim.run_gd(s.problem, s.W0, 0.5, 500, record="all")
