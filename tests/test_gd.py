@@ -323,5 +323,10 @@ def test_the_loss_test_of_a_network_narrower_than_the_target_rank():
     assert a["status"] == "converged" and 0 < a["ltol_iteration"] == a["stop_iteration"] < 50_000
     L0, L = a["initial_loss"], a["final_loss"]
     assert L - best <= 1e-6 * (L0 - best) and L - best > 0.0
+    # a tolerance below the rounding of L_r: the loss test is off (it would hold by chance), the gradient decides
+    tight = dataset.outcomes(dlnsim.run_gd(problem, W0, 2e-3, 50_000, record="log:20",
+                                           stop=dlnsim.Stop(gtol=1e-9, ltol=1e-18, early=True)))
+    assert tight["status"] == "converged" and tight["ltol_iteration"] == -1
+    assert 0 < tight["gtol_iteration"] == tight["stop_iteration"] > a["stop_iteration"]
     wide = dlnsim.run_gd(problem, dlnsim.balanced_init([6, 4, 6], np.random.default_rng(0), scale=1.0), 2e-3, 10)
     assert wide.attrs["attainable_loss"] == problem.lstar

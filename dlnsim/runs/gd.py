@@ -20,8 +20,11 @@ Convergence tests (evaluated at every iteration: two comparisons per step; thres
   loss, with L_r = min L^N for the network's widths (`Problem.attainable_loss` of the narrowest width r): the
   least-squares optimum L* when r >= q, else the best rank-r fit (attribute ``attainable_loss``); the rounding
   level 1/2 (64 eps ||F||_F)^2 (F = Y X^T R^{-1}, X X^T = R^T R) is where the computed excess loss of the
-  optimum lies.  The default ltol = gtol^2 matches the default gtol (the excess loss is quadratic in the
-  distance to a minimum, the gradient linear).  Attribute ``ltol_iteration``.
+  optimum lies.  For r < q the excess loss does not go to 0 and is resolved only to the rounding of L_r,
+  64 eps ||F||_F (||F||_F + sqrt(2 (L_r - L*))): a tolerance ltol x (L(W0) - L_r) below that turns the loss test
+  off (it would hold by chance, far from the accuracy asked for) and the gradient test decides.  The default
+  ltol = gtol^2 matches the default gtol (the excess loss is quadratic in the distance to a minimum, the
+  gradient linear).  Attribute ``ltol_iteration``.
 
 With ``stop_early=True`` the run stops at the first iteration where either test holds.
 
@@ -276,7 +279,17 @@ def solve_gd(
     # the loss test measures from the minimum of L^N for these widths: with a layer narrower than q it is the best
     # fit of that rank, a gap above L* that GD cannot close (measured from L*, the test could never hold)
     gap = problem.attainable_loss(n_sv) - problem.lstar
-    ltol_abs = -1.0 if ltol == 0.0 or not np.isfinite(excess0) else gap + max(ltol * (excess0 - gap), floor)
+    if ltol == 0.0 or not np.isfinite(excess0):
+        ltol_abs = -1.0
+    elif gap > 0.0:
+        # L_r is known to the rounding of its own size only (it does not go to 0 as L* - L* does), so a tolerance
+        # below that resolution would be met by chance, far from the accuracy asked for: the test is off then
+        norm_F = float(np.linalg.norm(problem.F))
+        resolution = 64.0 * _EPS * norm_F * (norm_F + np.sqrt(2.0 * gap))
+        wanted = ltol * (excess0 - gap)
+        ltol_abs = gap + wanted if wanted > resolution else -1.0
+    else:
+        ltol_abs = max(ltol * excess0, floor)
     threshold = blowup * max(loss0, 0.5 * problem.norm_Y_F**2, np.finfo(float).tiny)
 
     n_rec = rec_k.size
