@@ -183,3 +183,29 @@ def test_the_flow_limits_of_the_stability_study_converged():
     assert float(abs(flows["flow_sharpness"] / flows["sharpness_min"] - 1).max()) < 3.5e-10 * 1.01
     assert bool((flows["flow_grad_norm"] < flows["flow_resolution"]).all())
     assert set(st["flow_status"].sel(seed=st["seed"].values[1:]).values.ravel().tolist()) == {"not_integrated"}
+
+
+def test_the_reached_minimisers_and_the_sharpness_along_gd_in_the_docs():
+    """The numbers of docs/stability.md sections 3.2 and 3.4 (hand-written prose) are those of
+    data/stability_threshold.nc, formatted as the page prints them."""
+    st = _data("stability_threshold")
+    text = " ".join((ROOT / "docs" / "stability.md").read_text().split())
+    flat = st["reached_flatness"].median("seed")  # over eta_frac = 0.5, 0.9, 1
+    for N in (2, 3, 4, 5):
+        assert f"N = {N}: " + ", ".join(f"{v:.3f}" for v in flat.sel(N=N).values) in text
+    deep = flat.sel(N=[n for n in st["N"].values if n >= 6])
+    assert f"N >= 6: {float(deep.min()):.4f}-{float(deep.max()):.4f}" in text
+    assert f"is at most {float(st['reached_stability'].max()):.5f} over all runs" in text
+    traj = st["traj_stability"].sel(seed=0, traj_frac=1.0)
+    start = traj.isel(traj_point=0)
+    top = int(np.argmax(start.values))
+    assert (f"is {float(start.sel(N=2)):.2f} (N = 2) to {float(start.max()):.2f} (N = {int(st['N'][top])})"
+            in text)
+    peak = st["traj_stability_max"].sel(seed=0, traj_frac=1.0)
+    rest = peak.sel(N=[n for n in st["N"].values if n >= 5])
+    assert (", ".join(f"{float(peak.sel(N=N)):.2f} (N = {N})" for N in (2, 3)) + f", {float(peak.sel(N=4)):.2f} "
+            f"(N = 4) and {float(rest.min()):.2f}-{float(rest.max()):.2f} for N >= 5") in text
+    end = [float(row[np.isfinite(row)][-1]) for row in traj.values]
+    assert f"at the end {min(end):.3f}-{max(end):.3f}" in text
+    half = float(st["traj_stability_max"].sel(seed=0, traj_frac=0.5).max())
+    assert "At eta_crit/2 it stays below 0.53 after k = 0" in text and 0.52 < half < 0.53
