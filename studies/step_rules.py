@@ -62,6 +62,7 @@ import dlnsim
 from dlnsim.analysis.critical import LossCriterion, TrialOutcome, bracket_and_bisect
 from dlnsim.analysis.minima import flattest_minimum
 from dlnsim.analysis.stability import balanced_minimum_sharpness, compress_widths
+from dlnsim.objective import unflatten
 from dlnsim.runs.gd import solve_gd
 
 from . import _common as C
@@ -165,15 +166,6 @@ def _gd_trial(problem: dlnsim.Problem, W0: list[np.ndarray], rule: Any, n_iter: 
     return fn
 
 
-def _unflat(w: np.ndarray, dims: np.ndarray) -> list[np.ndarray]:
-    out, p = [], 0
-    for j in range(1, len(dims)):
-        n = int(dims[j] * dims[j - 1])
-        out.append(np.asarray(w[p : p + n]).reshape(int(dims[j]), int(dims[j - 1])).copy())
-        p += n
-    return out
-
-
 def _dims(W: list[np.ndarray]) -> np.ndarray:
     return np.array([W[0].shape[1], *(Wj.shape[0] for Wj in W)], dtype=np.int64)
 
@@ -225,7 +217,7 @@ def momentum_cell(N: int, seed: int, *, n_iter: int, loss_tol: float, scan_seeds
                     lam_end, ratio_end, k_end = math.nan, math.nan, math.nan
                     if math.isfinite(eta_c):
                         w, k_end = keep[eta_c]
-                        lam_end = dlnsim.sharpness(problem, _unflat(w, _dims(w0)), **LANCZOS)
+                        lam_end = dlnsim.sharpness(problem, unflatten(w, _dims(w0)), **LANCZOS)
                         ratio_end = eta_c / rule.stability_limit(lam_end)
                     res = (eta_c, eta_hi, st, len(trials), lam_end, ratio_end, k_end)
                     done[(beta, start)] = res
@@ -360,7 +352,7 @@ def sgd_cell(N: int, seed: int, *, n_iter: int, batches: list[int], samplings: l
                 other = next(o for o in SAMPLINGS if o != sp)
                 ends = keep[e_c] * (nq if len(keep[e_c]) == 1 else 1)  # GD: one run for every batch seed
                 for i_q, w in enumerate(ends):
-                    Wq = _unflat(w, _dims(W0))
+                    Wq = unflatten(w, _dims(W0))
                     end_ms[i_s, i_b, i_q] = ms_limit(Wq, X, b, sp)
                     end_ms_other[i_s, i_b, i_q] = ms_limit(Wq, X, b, other)
                     end_sharp[i_s, i_b, i_q] = dlnsim.sharpness(problem, Wq, **LANCZOS)

@@ -110,9 +110,7 @@ def saddle_gap(problem: Problem, rank: int | None = None) -> float:
     r_bar = problem.q if rank is None else min(problem.q, nonneg_int(rank, "rank"))
     if r_bar == 0:
         return math.inf
-    # r_bar = q: L* itself (optimal_loss(q) adds the rounding of the vanishing tail of singular values)
-    floor = problem.lstar if r_bar == problem.q else problem.optimal_loss(r_bar)
-    return float(problem.optimal_loss(r_bar - 1) - floor)
+    return float(problem.optimal_loss(r_bar - 1) - problem.attainable_loss(r_bar))
 SEARCH = (
     "from bracket[0]: if it converges keep it; if it is too slow (loss fell, not to loss_tol) multiply by "
     "factor, if it diverged or the loss grew divide by factor, until a stepsize converges (give up when the "

@@ -271,7 +271,8 @@ def solve_gd(
         Z = P @ problem.Rt - problem.F
         excess0 = 0.5 * float(np.sum(Z * Z))
         g_scale = float(np.linalg.norm(problem.YXt)) * float(np.linalg.norm(problem.W_ls)) ** ((n - 1) / n)
-        floor = 0.5 * (64.0 * _EPS * float(np.linalg.norm(problem.F))) ** 2
+        norm_F = float(np.linalg.norm(problem.F))
+        floor = 0.5 * (64.0 * _EPS * norm_F) ** 2
     loss0 = problem.lstar + excess0
     if bound is None and np.isfinite(excess0):
         bound = _quiet_bound(problem, W)
@@ -284,7 +285,6 @@ def solve_gd(
     elif gap > 0.0:
         # L_r is known to the rounding of its own size only (it does not go to 0 as L* - L* does), so a tolerance
         # below that resolution would be met by chance, far from the accuracy asked for: the test is off then
-        norm_F = float(np.linalg.norm(problem.F))
         resolution = 64.0 * _EPS * norm_F * (norm_F + np.sqrt(2.0 * gap))
         wanted = ltol * (excess0 - gap)
         ltol_abs = gap + wanted if wanted > resolution else -1.0
